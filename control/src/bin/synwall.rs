@@ -1,0 +1,110 @@
+//! `synwall`: the inline appliance.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use synwall_config::Config;
+use synwall_control::appliance::{self, RunOptions};
+
+/// Counts outbound TCP SYNs to SMTP per customer and blocks customers over
+/// their limits, inline, on DPDK ports.
+#[derive(Parser, Debug)]
+#[command(name = "synwall", version)]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration and exit (0: valid).
+    #[arg(long)]
+    check: bool,
+    /// Stop by itself after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Write the final counters as JSON to this path on exit.
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("synwall: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        // The classifier build is part of validation: it is what the
+        // dataplane would reject.
+        if let Err(e) = appliance::classifier(&config.customers) {
+            eprintln!("synwall: {}: {e}", config.path.display());
+            return ExitCode::from(2);
+        }
+        println!(
+            "{}: ok ({} links, {} worker cores, {} customers, {} windows)",
+            config.path.display(),
+            config.links.len(),
+            config.dpdk.cores.len(),
+            config.customers.len(),
+            config.windows.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let duration = match args.duration {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            eprintln!("synwall: --duration must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("synwall: installing the signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let opts = RunOptions {
+        duration,
+        stats_interval: config.control.stats_interval,
+        stop,
+    };
+    let summary = match appliance::run(&config, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("synwall: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.summary_json {
+        let text = match serde_json::to_string_pretty(&summary) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("synwall: encoding the summary: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("synwall: writing the summary to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let v = summary.verdicts;
+    println!(
+        "synwall: stopped after {:.1}s: rx {} forwarded {} reverse {} blocked {} reset {} malformed-dropped {} tx-full {}",
+        summary.elapsed_secs,
+        v.rx,
+        v.forwarded,
+        v.reverse_forwarded,
+        v.dropped_blocked,
+        v.reset_sent,
+        v.dropped_malformed,
+        v.tx_full
+    );
+    ExitCode::SUCCESS
+}

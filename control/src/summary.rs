@@ -1,0 +1,188 @@
+//! The final counters of a run, written by `--summary-json`.
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use synwall_config::Config;
+use synwall_dataplane::dpdk::{DpdkError, Mempool, Port};
+use synwall_dataplane::parse::Outcome;
+use synwall_dataplane::shard::WorkerShard;
+
+/// One port's counters.
+#[derive(Debug, Serialize)]
+pub struct PortSummary {
+    pub name: String,
+    pub link: String,
+    pub side: String,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_nombuf: u64,
+}
+
+impl PortSummary {
+    pub fn new(port: &Port, link: &str, side: &str) -> Result<Self, DpdkError> {
+        let s = port.stats()?;
+        Ok(PortSummary {
+            name: port.name().to_owned(),
+            link: link.to_owned(),
+            side: side.to_owned(),
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_missed: s.rx_missed,
+            rx_errors: s.rx_errors,
+            tx_errors: s.tx_errors,
+            rx_nombuf: s.rx_nombuf,
+        })
+    }
+}
+
+/// What each frame's fate was, summed over workers.
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct Verdicts {
+    pub rx: u64,
+    pub forwarded: u64,
+    pub dropped_blocked: u64,
+    pub dropped_malformed: u64,
+    pub reset_sent: u64,
+    pub reverse_forwarded: u64,
+    pub tx_full: u64,
+    pub syn_no_customer: u64,
+}
+
+impl Verdicts {
+    fn of(s: &WorkerShard) -> Self {
+        let v = &s.verdicts;
+        Verdicts {
+            rx: v.rx.load(Relaxed),
+            forwarded: v.forwarded.load(Relaxed),
+            dropped_blocked: v.dropped_blocked.load(Relaxed),
+            dropped_malformed: v.dropped_malformed.load(Relaxed),
+            reset_sent: v.reset_sent.load(Relaxed),
+            reverse_forwarded: v.reverse_forwarded.load(Relaxed),
+            tx_full: v.tx_full.load(Relaxed),
+            syn_no_customer: v.syn_no_customer.load(Relaxed),
+        }
+    }
+
+    fn add(&mut self, o: &Verdicts) {
+        self.rx += o.rx;
+        self.forwarded += o.forwarded;
+        self.dropped_blocked += o.dropped_blocked;
+        self.dropped_malformed += o.dropped_malformed;
+        self.reset_sent += o.reset_sent;
+        self.reverse_forwarded += o.reverse_forwarded;
+        self.tx_full += o.tx_full;
+        self.syn_no_customer += o.syn_no_customer;
+    }
+}
+
+/// One worker's share.
+#[derive(Debug, Serialize)]
+pub struct WorkerSummary {
+    pub lcore: usize,
+    pub verdicts: Verdicts,
+    pub syn_watched: u64,
+    /// Share of poll rounds that received something.
+    pub busy_ratio: f64,
+}
+
+/// A customer's SYN counts (customers that sent none are left out).
+#[derive(Debug, Serialize)]
+pub struct CustomerSummary {
+    pub name: String,
+    pub syn_seen: u64,
+    pub syn_forwarded: u64,
+    pub syn_dropped: u64,
+}
+
+/// Everything `--summary-json` writes.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub version: &'static str,
+    pub elapsed_secs: f64,
+    pub ports: Vec<PortSummary>,
+    /// Frames per parse outcome (every frame inspected has exactly one).
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub verdicts: Verdicts,
+    pub workers: Vec<WorkerSummary>,
+    pub customers: Vec<CustomerSummary>,
+    pub mempool: MempoolSummary,
+}
+
+/// Mempool occupancy at the end of the run (after the workers stopped, with
+/// the ports still holding their rx rings).
+#[derive(Debug, Serialize)]
+pub struct MempoolSummary {
+    pub size: u32,
+    pub in_use: u32,
+}
+
+impl Summary {
+    /// Sums the workers' shards.
+    pub fn collect(
+        config: &Config,
+        elapsed: Duration,
+        ports: Vec<PortSummary>,
+        shards: &[Arc<WorkerShard>],
+        pool: &Mempool,
+    ) -> Summary {
+        let mut outcomes = BTreeMap::new();
+        for o in Outcome::all() {
+            let n = shards.iter().map(|s| s.outcomes[o.index()].load(Relaxed)).sum();
+            outcomes.insert(o.name(), n);
+        }
+        let mut verdicts = Verdicts::default();
+        let workers = shards
+            .iter()
+            .zip(&config.dpdk.cores)
+            .map(|(s, &lcore)| {
+                let v = Verdicts::of(s);
+                verdicts.add(&v);
+                let polls = s.verdicts.polls.load(Relaxed).max(1);
+                WorkerSummary {
+                    lcore,
+                    verdicts: v,
+                    syn_watched: s.outcomes[Outcome::WatchedSyn.index()].load(Relaxed),
+                    busy_ratio: s.verdicts.busy_polls.load(Relaxed) as f64 / polls as f64,
+                }
+            })
+            .collect();
+        let customers = config
+            .customers
+            .iter()
+            .filter_map(|c| {
+                let i = c.id as usize;
+                let seen: u64 = shards.iter().map(|s| s.syn_seen[i].load(Relaxed)).sum();
+                let fwd: u64 = shards.iter().map(|s| s.syn_forwarded[i].load(Relaxed)).sum();
+                (seen > 0).then(|| CustomerSummary {
+                    name: c.name.clone(),
+                    syn_seen: seen,
+                    syn_forwarded: fwd,
+                    syn_dropped: seen - fwd,
+                })
+            })
+            .collect();
+        Summary {
+            version: env!("CARGO_PKG_VERSION"),
+            elapsed_secs: elapsed.as_secs_f64(),
+            ports,
+            outcomes,
+            verdicts,
+            workers,
+            customers,
+            mempool: MempoolSummary {
+                size: pool.size(),
+                in_use: pool.in_use(),
+            },
+        }
+    }
+}

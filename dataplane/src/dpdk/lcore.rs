@@ -1,0 +1,126 @@
+//! Launching closures on EAL worker lcores.
+use std::ffi::{c_int, c_void};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::error::{DpdkError, IntoResult, Result};
+
+/// An EAL logical core id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LcoreId(pub u32);
+
+impl fmt::Debug for LcoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lcore{}", self.0)
+    }
+}
+
+impl fmt::Display for LcoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lcore{}", self.0)
+    }
+}
+
+/// The lcore the EAL runs `main` (and so synwall's control plane) on.
+pub fn main_lcore() -> LcoreId {
+    // SAFETY: reads EAL configuration; valid after rte_eal_init.
+    LcoreId(unsafe { dpdk_sys::rte_get_main_lcore() })
+}
+
+/// Whether `lcore` is enabled in the EAL's core list.
+pub fn lcore_enabled(lcore: LcoreId) -> bool {
+    // SAFETY: bounds-checked inside DPDK; valid after rte_eal_init.
+    unsafe { dpdk_sys::rte_lcore_is_enabled(lcore.0) != 0 }
+}
+
+/// The TSC frequency in Hz.
+pub fn tsc_hz() -> u64 {
+    // SAFETY: reads a value the EAL measured at init.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}
+
+/// The current TSC.
+#[inline]
+pub fn tsc_now() -> u64 {
+    // SAFETY: executes rdtsc; no preconditions.
+    unsafe { dpdk_sys::rte_rdtsc() }
+}
+
+/// A closure running on a worker lcore; [`Launched::wait`] joins it.
+#[must_use = "a launched lcore must be waited for"]
+#[derive(Debug)]
+pub struct Launched {
+    lcore: LcoreId,
+    joined: bool,
+}
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+extern "C" fn trampoline(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the Box<Job> leaked by `launch` for exactly this call;
+    // the EAL calls the function once.
+    let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
+    // A panic must not unwind across this extern "C" frame (that aborts the
+    // process): catch it and report it as the lcore's return value.
+    match catch_unwind(AssertUnwindSafe(move || (*job)())) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
+}
+
+/// Runs `f` on the worker lcore `lcore`.
+pub fn launch<F>(lcore: LcoreId, f: F) -> Result<Launched>
+where
+    F: FnOnce() + Send + 'static,
+{
+    if lcore == main_lcore() || !lcore_enabled(lcore) {
+        return Err(DpdkError::Invalid(format!(
+            "{lcore} is not an enabled worker lcore: list it in the EAL core list \
+             (-l / --lcores) and not as the main lcore"
+        )));
+    }
+    let job: Box<Job> = Box::new(Box::new(f));
+    let arg = Box::into_raw(job).cast::<c_void>();
+    // SAFETY: `trampoline` takes ownership of `arg` when it runs; if the
+    // launch fails it never runs and ownership is taken back below.
+    let rc = unsafe { dpdk_sys::rte_eal_remote_launch(Some(trampoline), arg, lcore.0) };
+    if rc < 0 {
+        // SAFETY: the launch failed, so the trampoline never saw `arg`.
+        drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
+        rc.check(|| format!("rte_eal_remote_launch on {lcore}"))?;
+    }
+    Ok(Launched {
+        lcore,
+        joined: false,
+    })
+}
+
+impl Launched {
+    /// The lcore it runs on.
+    pub fn lcore(&self) -> LcoreId {
+        self.lcore
+    }
+
+    /// Waits for the closure to return; an error if it panicked.
+    pub fn wait(mut self) -> Result<()> {
+        self.joined = true;
+        // SAFETY: the lcore was launched by `launch` and is waited for once.
+        let rc = unsafe { dpdk_sys::rte_eal_wait_lcore(self.lcore.0) };
+        if rc < 0 {
+            Err(DpdkError::LcorePanicked(self.lcore))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if !self.joined {
+            // SAFETY: as in `wait`: never leave a running lcore unjoined.
+            unsafe {
+                dpdk_sys::rte_eal_wait_lcore(self.lcore.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The poll-mode worker: one per dataplane lcore, run to completion.
+//!
+//! A worker owns the rx queues it polls and one tx queue on every port, so
+//! nothing on its path is shared for writing: it receives a burst, decides
+//! every frame, and sends each verdict group in one burst. No allocation,
+//! no locks, no syscalls, no panics in the loop.
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::classify::Classifier;
+use crate::dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
+use crate::reset::syn_to_rst;
+use crate::shard::{add, bump, WorkerShard};
+use crate::verdict::{judge, Policy, Verdict};
+
+/// Which way frames on a path travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Customers → upstream: inspected.
+    Outbound,
+    /// Upstream → customers: forwarded without inspection.
+    Inbound,
+}
+
+/// One rx queue a worker polls and where its frames go.
+#[derive(Debug)]
+pub struct Path {
+    /// The queue polled.
+    pub rx: RxQueue,
+    /// Index into [`Worker::tx`] of the paired port's tx queue.
+    pub tx_onward: usize,
+    /// Index into [`Worker::tx`] of this port's own tx queue (RSTs go back).
+    pub tx_back: usize,
+    pub direction: Direction,
+}
+
+/// Everything one worker lcore owns.
+pub struct Worker {
+    /// The paths it polls, in order.
+    pub paths: Vec<Path>,
+    /// One tx queue per port it sends on.
+    pub tx: Vec<TxQueue>,
+    pub policy: Arc<Policy>,
+    pub classifier: Arc<Classifier>,
+    pub shard: Arc<WorkerShard>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Rounds of the shutdown drain: after `stop`, the worker keeps polling until
+/// a round over all its queues receives nothing, at most this many rounds.
+const DRAIN_ROUNDS: usize = 4096;
+
+impl Worker {
+    /// Polls until `stop` is set, then drains what is still queued.
+    pub fn run(mut self) {
+        let mut rx = MbufBurst::new();
+        let mut onward = MbufBurst::new();
+        let mut back = MbufBurst::new();
+        let mut dropped = MbufBurst::new();
+        while !self.stop.load(Relaxed) {
+            self.round(&mut rx, &mut onward, &mut back, &mut dropped);
+        }
+        for _ in 0..DRAIN_ROUNDS {
+            if self.round(&mut rx, &mut onward, &mut back, &mut dropped) == 0 {
+                break;
+            }
+        }
+    }
+
+    /// One pass over every path; returns the frames received.
+    #[inline]
+    fn round(
+        &mut self,
+        rx: &mut MbufBurst,
+        onward: &mut MbufBurst,
+        back: &mut MbufBurst,
+        dropped: &mut MbufBurst,
+    ) -> usize {
+        let shard = &*self.shard;
+        let mut total = 0;
+        for path in self.paths.iter_mut() {
+            let n = path.rx.rx(rx);
+            if n == 0 {
+                continue;
+            }
+            total += n;
+            add(&shard.verdicts.rx, n as u64);
+            match path.direction {
+                Direction::Inbound => {
+                    add(&shard.verdicts.reverse_forwarded, n as u64);
+                    std::mem::swap(rx, onward);
+                }
+                Direction::Outbound => {
+                    for m in rx.as_slice() {
+                        m.prefetch();
+                    }
+                    for m in rx.drain() {
+                        match judge(m.data(), &self.policy, &self.classifier, shard) {
+                            Verdict::Forward => {
+                                bump(&shard.verdicts.forwarded);
+                                keep(onward, m, shard);
+                            }
+                            Verdict::DropBlocked => {
+                                bump(&shard.verdicts.dropped_blocked);
+                                keep(dropped, m, shard);
+                            }
+                            Verdict::DropMalformed => {
+                                bump(&shard.verdicts.dropped_malformed);
+                                keep(dropped, m, shard);
+                            }
+                            Verdict::Reset(parsed) => {
+                                let mut m = m;
+                                match syn_to_rst(m.data_mut(), &parsed) {
+                                    Some(len) if m.set_len(len) => {
+                                        bump(&shard.verdicts.reset_sent);
+                                        keep(back, m, shard);
+                                    }
+                                    _ => {
+                                        bump(&shard.verdicts.dropped_blocked);
+                                        keep(dropped, m, shard);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            send(&mut self.tx, path.tx_onward, onward, shard);
+            send(&mut self.tx, path.tx_back, back, shard);
+            dropped.free_all();
+        }
+        bump(&shard.verdicts.polls);
+        if total > 0 {
+            bump(&shard.verdicts.busy_polls);
+        }
+        total
+    }
+}
+
+/// Moves an mbuf into a burst of the same capacity as the rx burst it came
+/// from; a full burst cannot happen, and if it did the mbuf would be freed
+/// and counted rather than panic.
+#[inline(always)]
+fn keep(burst: &mut MbufBurst, m: Mbuf, shard: &WorkerShard) {
+    if let Err(m) = burst.push(m) {
+        overflow(m, shard);
+    }
+}
+
+#[cold]
+fn overflow(m: Mbuf, shard: &WorkerShard) {
+    bump(&shard.verdicts.tx_full);
+    drop(m);
+}
+
+/// Sends a burst on `tx[queue]`; what the ring did not take is freed and
+/// counted.
+#[inline(always)]
+fn send(tx: &mut [TxQueue], queue: usize, burst: &mut MbufBurst, shard: &WorkerShard) {
+    if burst.is_empty() {
+        return;
+    }
+    if let Some(q) = tx.get_mut(queue) {
+        q.tx(burst);
+    }
+    if !burst.is_empty() {
+        add(&shard.verdicts.tx_full, burst.len() as u64);
+        burst.free_all();
+    }
+}
