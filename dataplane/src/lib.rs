@@ -1,0 +1,14 @@
+//! synwall's dataplane: the safe DPDK layer (`dpdk`, the only module besides
+//! `dpdk-sys` allowed `unsafe`) and the per-packet path, which is plain Rust
+//! over byte slices and ids, testable without EAL.
+#![deny(unsafe_code)]
+
+pub mod craft;
+pub mod parse;
+pub mod pcap;
+pub mod reset;
+pub mod dpdk;
+pub mod classify;
+pub mod shard;
+pub mod verdict;
+pub mod worker;
