@@ -1,0 +1,879 @@
+//! Loading: TOML text → [`RawConfig`] → validated [`Config`].
+//!
+//! Validation stops at the first problem and reports it as a [`ConfigError`] that
+//! names the file, the key and the fix. Duplicate checks use hash maps so that a
+//! customers file with a million entries loads in seconds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile};
+use crate::{
+    parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Customer, Detect,
+    Dpdk, Hook, Limits, Link, MalformedPolicy, Mode, Prefix, Window, MAX_WINDOWS,
+};
+
+/// `[windows]` when the table is absent: name → default limit.
+pub const DEFAULT_WINDOWS: &[(&str, u64)] = &[("5m", 100), ("1h", 500), ("1d", 2000)];
+/// `detect.ports` default.
+pub const DEFAULT_PORTS: &[u16] = &[25];
+/// `detect.near_limit` default.
+pub const DEFAULT_NEAR_LIMIT: f64 = 0.8;
+/// `link.queues` default.
+pub const DEFAULT_QUEUES: u16 = 1;
+/// `link.rx_desc` / `link.tx_desc` default.
+pub const DEFAULT_DESC: u16 = 1024;
+/// Most queues per port.
+pub const MAX_QUEUES: u16 = 64;
+/// Most descriptors per queue.
+pub const MAX_DESC: u16 = 32768;
+/// `block.duration` default.
+pub const DEFAULT_BLOCK_DURATION: Duration = Duration::from_secs(3600);
+/// `block.escalation` default.
+pub const DEFAULT_ESCALATION: f64 = 2.0;
+/// `block.max_duration` default.
+pub const DEFAULT_MAX_BLOCK_DURATION: Duration = Duration::from_secs(7 * 86_400);
+/// `control.socket` default.
+pub const DEFAULT_SOCKET: &str = "/run/synwall/control.sock";
+/// `control.socket_mode` default.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+/// `control.state_dir` default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/synwall";
+/// `control.events` default.
+pub const DEFAULT_EVENTS: &str = "/var/log/synwall/events.jsonl";
+/// `control.tick` default.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
+/// `control.snapshot_interval` default.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
+/// `control.stats_interval` default.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// `control.hook.timeout` default.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MIN_WINDOW: Duration = Duration::from_secs(60);
+const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+const MIN_TICK: Duration = Duration::from_millis(10);
+const MAX_TICK: Duration = Duration::from_secs(10);
+const MAX_NAME: usize = 64;
+/// DPDK's `RTE_ETH_NAME_MAX_LEN` is 64 including the NUL.
+const MAX_PORT_NAME: usize = 63;
+
+impl Config {
+    /// Reads and validates the config at `path`, and the customers file it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_file(path, "")?;
+        Config::from_str(&text, path)
+    }
+
+    /// Validates config `text` as if read from `path`: `path` names the file in
+    /// errors, and relative paths in the config (`customers_file` — which is read —
+    /// and the `[control]` paths) are resolved against its directory.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax(path, e))?;
+        let file = File { path, text };
+        let base = path.parent().unwrap_or(Path::new(""));
+
+        let dpdk = file.dpdk(&raw)?;
+        let links = file.links(&raw)?;
+        let detect = file.detect(&raw)?;
+        let windows = file.windows(&raw)?;
+        let plans = file.plans(&raw, &windows)?;
+        let block = file.block(&raw)?;
+        let control = file.control(&raw, base)?;
+
+        let mut customers = Customers::new(&windows, &plans);
+        customers.add(&file, raw.customers)?;
+        let customers_file = match &raw.customers_file {
+            None => None,
+            Some(name) if name.trim().is_empty() => {
+                return Err(file.invalid(
+                    "customers_file",
+                    "is empty; name a file of [[customer]] entries or remove the key",
+                ))
+            }
+            Some(name) => {
+                let resolved = base.join(name);
+                let hint = format!(
+                    "; customers_file = {name:?} in {} (relative paths are resolved against that file's directory)",
+                    path.display()
+                );
+                let text = read_file(&resolved, &hint)?;
+                let list: RawCustomersFile =
+                    toml::from_str(&text).map_err(|e| syntax(&resolved, e))?;
+                customers.first_file_len = Some(customers.list.len());
+                customers.main_path = path.to_owned();
+                customers.add(
+                    &File {
+                        path: &resolved,
+                        text: &text,
+                    },
+                    list.customers,
+                )?;
+                Some(resolved)
+            }
+        };
+
+        let customers = customers.list;
+        Ok(Config {
+            path: path.to_owned(),
+            customers_file,
+            dpdk,
+            links,
+            detect,
+            windows,
+            plans,
+            block,
+            control,
+            customers,
+        })
+    }
+}
+
+fn read_file(path: &Path, hint: &str) -> Result<String, ConfigError> {
+    let io = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+        hint: hint.to_owned(),
+    };
+    // Refuse FIFOs and devices: reading /dev/zero or a pipe would hang the load.
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+fn syntax(path: &Path, err: toml::de::Error) -> ConfigError {
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        message: err.to_string().trim_end().to_owned(),
+    }
+}
+
+/// TOML key syntax for a map key in messages: always quoted, as in `windows."5m"`.
+fn quoted(key: &str) -> String {
+    format!("{key:?}")
+}
+
+/// A table name in messages: bare if TOML allows it, else quoted.
+fn bare_or_quoted(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        key.to_owned()
+    } else {
+        quoted(key)
+    }
+}
+
+/// One file being validated: its path and text (for line numbers).
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl File<'_> {
+    fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: None,
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn invalid_at(
+        &self,
+        offset: usize,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        let line = self
+            .text
+            .get(..offset)
+            .map(|before| before.bytes().filter(|&b| b == b'\n').count() + 1);
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<&DurationText>,
+        default: Duration,
+        min: Duration,
+        max: Option<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let Some(DurationText(text)) = value else {
+            return Ok(default);
+        };
+        let d = parse_duration(text).map_err(|e| self.invalid(key, e.to_string()))?;
+        if d < min || max.is_some_and(|max| d > max) {
+            let range = match max {
+                Some(max) => format!(
+                    "between {} and {}",
+                    crate::format_duration(min),
+                    crate::format_duration(max)
+                ),
+                None => format!("at least {}", crate::format_duration(min)),
+            };
+            return Err(self.invalid(
+                key,
+                format!("{text:?} is out of range; use a duration {range}"),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn dpdk(&self, raw: &RawConfig) -> Result<Dpdk, ConfigError> {
+        let Some(dpdk) = &raw.dpdk else {
+            return Err(self.invalid(
+                "dpdk",
+                "missing; add a [dpdk] table with eal_args and cores (the worker lcores), e.g. cores = [1]",
+            ));
+        };
+        for (i, arg) in dpdk.eal_args.iter().enumerate() {
+            let key = format!("dpdk.eal_args[{i}]");
+            if arg.trim().is_empty() {
+                return Err(self.invalid(key, "is empty; remove it"));
+            }
+            // `--lcores=0@0,1@1,2@1` (lcore-to-CPU mapping, e.g. more workers
+            // than CPUs on a test box) is allowed: it must list lcore 0 and
+            // every worker core. The other ways of choosing lcores are not.
+            let sets_lcores = arg == "--lcores"
+                || arg.starts_with("--main-lcore")
+                || arg.starts_with("--master-lcore")
+                || (arg.starts_with("-l") && !arg.starts_with("--"))
+                || (arg.starts_with("-c") && !arg.starts_with("--"));
+            if sets_lcores {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "{arg:?} sets the lcores, but synwall builds the lcore list itself (main lcore 0 plus dpdk.cores); remove it and list the worker lcores in dpdk.cores (to map lcores to CPUs, use --lcores=0@0,1@1,...)"
+                    ),
+                ));
+            }
+        }
+        if dpdk.cores.is_empty() {
+            return Err(self.invalid(
+                "dpdk.cores",
+                "no worker lcores; list at least one, e.g. cores = [1] (lcore 0 is the main lcore and runs the control plane)",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut cores = Vec::with_capacity(dpdk.cores.len());
+        for (i, &core) in dpdk.cores.iter().enumerate() {
+            let key = format!("dpdk.cores[{i}]");
+            if core == 0 {
+                return Err(self.invalid(
+                    key,
+                    "lcore 0 is the EAL main lcore, which runs the control plane; workers need other lcores, e.g. cores = [1, 2]",
+                ));
+            }
+            let Ok(core) = usize::try_from(core) else {
+                return Err(self.invalid(key, format!("{core} is not an lcore id; use 1 or more")));
+            };
+            if !seen.insert(core) {
+                return Err(self.invalid(
+                    key,
+                    format!("lcore {core} is listed twice; list each worker lcore once"),
+                ));
+            }
+            cores.push(core);
+        }
+        Ok(Dpdk {
+            eal_args: dpdk.eal_args.clone(),
+            cores,
+        })
+    }
+
+    fn links(&self, raw: &RawConfig) -> Result<Vec<Link>, ConfigError> {
+        if raw.links.is_empty() {
+            return Err(self.invalid(
+                "link",
+                "no links; add a [[link]] table with inside = \"<port>\" and outside = \"<port>\" (vdev name or PCI address)",
+            ));
+        }
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut ports: HashMap<String, String> = HashMap::new();
+        let mut links = Vec::with_capacity(raw.links.len());
+        for (i, link) in raw.links.iter().enumerate() {
+            let key = |field: &str| format!("link[{i}].{field}");
+            let name = link.name.clone().unwrap_or_else(|| format!("link{i}"));
+            if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.invalid(
+                    key("name"),
+                    format!("{name:?} is not a usable name; use letters, digits and - _ . only"),
+                ));
+            }
+            if let Some(other) = names.insert(name.clone(), i) {
+                return Err(self.invalid(
+                    key("name"),
+                    format!(
+                        "{name:?} is also the name of link[{other}]; give each link its own name"
+                    ),
+                ));
+            }
+            for (field, port) in [("inside", &link.inside), ("outside", &link.outside)] {
+                check_port_name(port).map_err(|why| self.invalid(key(field), why))?;
+                let here = key(field);
+                if let Some(other) = ports.insert(normalize_port(port), here.clone()) {
+                    return Err(self.invalid(
+                        here,
+                        format!("port {port:?} is already used as {other}; each port belongs to one link side only"),
+                    ));
+                }
+            }
+            let queues = link.queues.unwrap_or(DEFAULT_QUEUES.into());
+            if !(1..=i64::from(MAX_QUEUES)).contains(&queues) {
+                return Err(self.invalid(
+                    key("queues"),
+                    format!("{queues} is out of range; use 1 to {MAX_QUEUES}"),
+                ));
+            }
+            let desc = |field: &str, value: Option<i64>| -> Result<u16, ConfigError> {
+                let value = value.unwrap_or(DEFAULT_DESC.into());
+                u16::try_from(value)
+                    .ok()
+                    .filter(|v| (1..=MAX_DESC).contains(v))
+                    .ok_or_else(|| self.invalid(key(field), format!("{value} is out of range; use 1 to {MAX_DESC} (default {DEFAULT_DESC})")))
+            };
+            links.push(Link {
+                name,
+                inside: link.inside.clone(),
+                outside: link.outside.clone(),
+                // Checked against MAX_QUEUES above.
+                queues: queues as u16,
+                rx_desc: desc("rx_desc", link.rx_desc)?,
+                tx_desc: desc("tx_desc", link.tx_desc)?,
+            });
+        }
+        Ok(links)
+    }
+
+    fn detect(&self, raw: &RawConfig) -> Result<Detect, ConfigError> {
+        let detect = raw.detect.clone().unwrap_or_default();
+        let ports = match &detect.ports {
+            None => DEFAULT_PORTS.to_vec(),
+            Some(list) if list.is_empty() => {
+                return Err(self.invalid(
+                    "detect.ports",
+                    "is empty; list the TCP destination ports to watch, e.g. ports = [25]",
+                ))
+            }
+            Some(list) => {
+                let mut ports = Vec::with_capacity(list.len());
+                for (i, &port) in list.iter().enumerate() {
+                    let key = format!("detect.ports[{i}]");
+                    let Some(port) = u16::try_from(port).ok().filter(|&p| p != 0) else {
+                        return Err(
+                            self.invalid(key, format!("{port} is not a TCP port; use 1 to 65535"))
+                        );
+                    };
+                    if ports.contains(&port) {
+                        return Err(self.invalid(
+                            key,
+                            format!("port {port} is listed twice; list each port once"),
+                        ));
+                    }
+                    ports.push(port);
+                }
+                ports
+            }
+        };
+        let near_limit = detect.near_limit.unwrap_or(DEFAULT_NEAR_LIMIT);
+        if !(near_limit > 0.0 && near_limit <= 1.0) {
+            return Err(self.invalid(
+                "detect.near_limit",
+                format!("{near_limit} is out of range; use a fraction of the limit above 0 and at most 1, e.g. 0.8"),
+            ));
+        }
+        Ok(Detect {
+            ports,
+            malformed: detect.malformed.unwrap_or(MalformedPolicy::Forward),
+            near_limit,
+        })
+    }
+
+    fn windows(&self, raw: &RawConfig) -> Result<Vec<Window>, ConfigError> {
+        let Some(table) = &raw.windows else {
+            return Ok(DEFAULT_WINDOWS
+                .iter()
+                .map(|&(name, limit)| Window {
+                    name: name.to_owned(),
+                    // The defaults are valid durations.
+                    length: parse_duration(name).unwrap_or_default(),
+                    default_limit: limit,
+                })
+                .collect());
+        };
+        if table.is_empty() {
+            return Err(self.invalid(
+                "windows",
+                "no windows; add at least one, e.g. \"5m\" = 100, or remove [windows] for the defaults (5m = 100, 1h = 500, 1d = 2000)",
+            ));
+        }
+        if table.len() > MAX_WINDOWS {
+            return Err(self.invalid(
+                "windows",
+                format!(
+                    "{} windows defined; at most {MAX_WINDOWS} are allowed, remove some",
+                    table.len()
+                ),
+            ));
+        }
+        let mut windows: Vec<Window> = Vec::with_capacity(table.len());
+        for (name, &limit) in table {
+            let key = format!("windows.{}", quoted(name));
+            let length = parse_duration(name).map_err(|e| {
+                self.invalid(&key, format!("{e} (a window is named by its length)"))
+            })?;
+            if !(MIN_WINDOW..=MAX_WINDOW).contains(&length) {
+                return Err(self.invalid(
+                    key,
+                    format!("{name:?} is out of range; a window is 1m to 30d long"),
+                ));
+            }
+            if let Some(other) = windows.iter().find(|w| w.length == length) {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "{name:?} is as long as window {:?}; each window needs its own length",
+                        other.name
+                    ),
+                ));
+            }
+            let default_limit = non_negative(limit).map_err(|why| self.invalid(key, why))?;
+            windows.push(Window {
+                name: name.clone(),
+                length,
+                default_limit,
+            });
+        }
+        windows.sort_by_key(|w| w.length);
+        Ok(windows)
+    }
+
+    fn plans(
+        &self,
+        raw: &RawConfig,
+        windows: &[Window],
+    ) -> Result<BTreeMap<String, Limits>, ConfigError> {
+        let mut plans = BTreeMap::new();
+        for (name, table) in &raw.plans {
+            let key = format!("plans.{}", bare_or_quoted(name));
+            if name.trim().is_empty() {
+                return Err(self.invalid(key, "a plan needs a name, e.g. [plans.mailserver]"));
+            }
+            let limits = limits(windows, table)
+                .map_err(|(k, why)| self.invalid(format!("{key}.{k}"), why))?;
+            plans.insert(name.clone(), limits);
+        }
+        Ok(plans)
+    }
+
+    fn block(&self, raw: &RawConfig) -> Result<Block, ConfigError> {
+        let block = raw.block.clone().unwrap_or_default();
+        let duration = self.duration(
+            "block.duration",
+            block.duration.as_ref(),
+            DEFAULT_BLOCK_DURATION,
+            Duration::from_secs(1),
+            None,
+        )?;
+        let escalation = block.escalation.unwrap_or(DEFAULT_ESCALATION);
+        if !(escalation.is_finite() && escalation >= 1.0) {
+            return Err(self.invalid(
+                "block.escalation",
+                format!("{escalation} is out of range; use a factor of at least 1.0 (1.0 = repeat blocks do not grow)"),
+            ));
+        }
+        let max_duration = self.duration(
+            "block.max_duration",
+            block.max_duration.as_ref(),
+            DEFAULT_MAX_BLOCK_DURATION.max(duration),
+            Duration::from_secs(1),
+            None,
+        )?;
+        if max_duration < duration {
+            return Err(self.invalid(
+                "block.max_duration",
+                format!(
+                    "{} is shorter than block.duration ({}); make it at least as long",
+                    crate::format_duration(max_duration),
+                    crate::format_duration(duration)
+                ),
+            ));
+        }
+        Ok(Block {
+            action: block.action.unwrap_or(BlockAction::Drop),
+            scope: block.scope.unwrap_or(BlockScope::Syn),
+            duration,
+            escalation,
+            max_duration,
+        })
+    }
+
+    fn control(&self, raw: &RawConfig, base: &Path) -> Result<Control, ConfigError> {
+        let control = raw.control.clone().unwrap_or_default();
+        let path = |key: &str,
+                    value: &Option<String>,
+                    default: &str|
+         -> Result<PathBuf, ConfigError> {
+            match value {
+                Some(v) if v.trim().is_empty() => Err(self.invalid(
+                    key,
+                    format!("is empty; give a path or remove the key for the default {default:?}"),
+                )),
+                Some(v) => Ok(base.join(v)),
+                None => Ok(PathBuf::from(default)),
+            }
+        };
+        let socket = path("control.socket", &control.socket, DEFAULT_SOCKET)?;
+        let state_dir = path("control.state_dir", &control.state_dir, DEFAULT_STATE_DIR)?;
+        let events = path("control.events", &control.events, DEFAULT_EVENTS)?;
+        if let Some(group) = &control.socket_group {
+            if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.invalid(
+                    "control.socket_group",
+                    format!("{group:?} is not a group name; name a system group or remove the key"),
+                ));
+            }
+        }
+        let socket_mode = match &control.socket_mode {
+            None => DEFAULT_SOCKET_MODE,
+            Some(mode) => {
+                file_mode(mode).map_err(|why| self.invalid("control.socket_mode", why))?
+            }
+        };
+        let tick = self.duration(
+            "control.tick",
+            control.tick.as_ref(),
+            DEFAULT_TICK,
+            MIN_TICK,
+            Some(MAX_TICK),
+        )?;
+        let snapshot_interval = self.duration(
+            "control.snapshot_interval",
+            control.snapshot_interval.as_ref(),
+            DEFAULT_SNAPSHOT_INTERVAL.max(tick),
+            tick,
+            Some(Duration::from_secs(86_400)),
+        )?;
+        let mode = control.mode.unwrap_or(Mode::Enforce);
+        if mode == Mode::Exempt {
+            return Err(self.invalid(
+                "control.mode",
+                "\"exempt\" cannot be the global mode; use \"enforce\" or \"monitor\" (exempt individual customers with mode = \"exempt\")",
+            ));
+        }
+        let stats_interval = match &control.stats_interval {
+            None => Some(DEFAULT_STATS_INTERVAL),
+            Some(DurationText(text)) => {
+                let d = parse_duration(text).map_err(|e| {
+                    self.invalid(
+                        "control.stats_interval",
+                        format!("{e}; \"0\" turns stats off"),
+                    )
+                })?;
+                if d.is_zero() {
+                    None
+                } else if d < tick {
+                    return Err(self.invalid(
+                        "control.stats_interval",
+                        format!("{text:?} is shorter than control.tick ({}); use at least the tick, or \"0\" for off", crate::format_duration(tick)),
+                    ));
+                } else {
+                    Some(d)
+                }
+            }
+        };
+        let metrics_listen = match &control.metrics_listen {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                self.invalid("control.metrics_listen", format!("{text:?} is not an address and port; write e.g. \"127.0.0.1:9925\" or \"[::1]:9925\""))
+            })?),
+        };
+        let hook = match &control.hook {
+            None => None,
+            Some(hook) => {
+                if hook.command.is_empty() || hook.command[0].trim().is_empty() {
+                    return Err(self.invalid("control.hook.command", "is empty; give the program and its arguments, e.g. command = [\"/usr/local/bin/synwall-hook\", \"--notify\"]"));
+                }
+                let timeout = self.duration(
+                    "control.hook.timeout",
+                    hook.timeout.as_ref(),
+                    DEFAULT_HOOK_TIMEOUT,
+                    Duration::from_millis(1),
+                    Some(Duration::from_secs(3600)),
+                )?;
+                Some(Hook {
+                    command: hook.command.clone(),
+                    timeout,
+                })
+            }
+        };
+        Ok(Control {
+            socket,
+            socket_group: control.socket_group.clone(),
+            socket_mode,
+            state_dir,
+            events,
+            tick,
+            snapshot_interval,
+            mode,
+            stats_interval,
+            metrics_listen,
+            hook,
+        })
+    }
+}
+
+fn non_negative(limit: i64) -> Result<u64, String> {
+    u64::try_from(limit).map_err(|_| {
+        format!("{limit} is negative; a limit is a SYN count, 0 or more (0 closes the port)")
+    })
+}
+
+/// A `window → limit` table as [`Limits`]. Keys match windows by length, so
+/// `"60m"` sets window `"1h"`. On error returns (quoted key, reason).
+fn limits(windows: &[Window], table: &BTreeMap<String, i64>) -> Result<Limits, (String, String)> {
+    let mut limits = Limits::unset(windows.len());
+    let mut set_by: Vec<Option<&str>> = vec![None; windows.len()];
+    for (name, &limit) in table {
+        let key = quoted(name);
+        let index = windows.iter().position(|w| w.name == *name).or_else(|| {
+            let length = parse_duration(name).ok()?;
+            windows.iter().position(|w| w.length == length)
+        });
+        let Some(index) = index else {
+            let known: Vec<&str> = windows.iter().map(|w| w.name.as_str()).collect();
+            return Err((
+                key,
+                format!(
+                    "{name:?} is not a window; use one of {} or add it to [windows]",
+                    known.join(", ")
+                ),
+            ));
+        };
+        if let Some(other) = set_by[index] {
+            return Err((
+                key,
+                format!("{name:?} and {other:?} are the same window; set it once"),
+            ));
+        }
+        set_by[index] = Some(name);
+        limits.set(
+            index,
+            Some(non_negative(limit).map_err(|why| (key.clone(), why))?),
+        );
+    }
+    Ok(limits)
+}
+
+fn file_mode(mode: &FileMode) -> Result<u32, String> {
+    let value = match mode {
+        FileMode::Number(n) => u32::try_from(*n).ok(),
+        FileMode::Text(text) => {
+            let digits = text.strip_prefix("0o").unwrap_or(text);
+            if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                None
+            } else {
+                u32::from_str_radix(digits, 8).ok()
+            }
+        }
+    };
+    let shown = match mode {
+        FileMode::Number(n) => n.to_string(),
+        FileMode::Text(t) => format!("{t:?}"),
+    };
+    value
+        .filter(|&v| v <= 0o777)
+        .ok_or_else(|| format!("{shown} is not a permission mode; write it in octal, e.g. socket_mode = 0o660 or \"0660\""))
+}
+
+/// Checks a link port name: a vdev name declared in `dpdk.eal_args`, or a PCI address.
+fn check_port_name(port: &str) -> Result<(), String> {
+    if port.is_empty() {
+        return Err("is empty; name a port: a vdev name like \"net_pcap0\" or a PCI address like \"0000:3b:00.0\"".to_owned());
+    }
+    if port.len() > MAX_PORT_NAME {
+        return Err(format!(
+            "{port:?} is longer than DPDK's {MAX_PORT_NAME}-byte device name limit"
+        ));
+    }
+    if port
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '=')
+    {
+        return Err(format!(
+            "{port:?} is not a device name; declare the device with --vdev=NAME,ARGS in dpdk.eal_args and put only NAME here (or a PCI address)"
+        ));
+    }
+    Ok(())
+}
+
+/// A port name for duplicate checks: `3b:00.0` and `0000:3B:00.0` are the same device.
+fn normalize_port(port: &str) -> String {
+    let lower = port.to_ascii_lowercase();
+    let b = lower.as_bytes();
+    let short_pci = b.len() == 7
+        && b[2] == b':'
+        && b[5] == b'.'
+        && [0, 1, 3, 4, 6].iter().all(|&i| b[i].is_ascii_hexdigit());
+    if short_pci {
+        format!("0000:{lower}")
+    } else {
+        lower
+    }
+}
+
+/// Whether `name` is an acceptable customer name.
+fn valid_customer_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b))
+}
+
+/// Customers being collected across the config file and the customers file.
+struct Customers<'w> {
+    windows: &'w [Window],
+    plans: &'w BTreeMap<String, Limits>,
+    list: Vec<Customer>,
+    names: HashMap<String, u32>,
+    prefixes: HashMap<Prefix, u32>,
+    /// Customers from the main file, once the customers file is being read.
+    first_file_len: Option<usize>,
+    main_path: PathBuf,
+}
+
+impl<'w> Customers<'w> {
+    fn new(windows: &'w [Window], plans: &'w BTreeMap<String, Limits>) -> Self {
+        Customers {
+            windows,
+            plans,
+            list: Vec::new(),
+            names: HashMap::new(),
+            prefixes: HashMap::new(),
+            first_file_len: None,
+            main_path: PathBuf::new(),
+        }
+    }
+
+    /// Where customer `id` was defined, for "already used by" messages.
+    fn origin(&self, id: u32) -> String {
+        let id = id as usize;
+        let name = &self.list[id].name;
+        match self.first_file_len {
+            Some(first) if id < first => {
+                format!("customer[{id}] ({name:?}) in {}", self.main_path.display())
+            }
+            Some(first) => format!("customer[{}] ({name:?})", id - first),
+            None => format!("customer[{id}] ({name:?})"),
+        }
+    }
+
+    fn add(&mut self, file: &File<'_>, raw: Vec<RawCustomer>) -> Result<(), ConfigError> {
+        self.list.reserve(raw.len());
+        self.names.reserve(raw.len());
+        self.prefixes.reserve(raw.len());
+        for (i, customer) in raw.into_iter().enumerate() {
+            let offset = customer.name.span().start;
+            let name = customer.name.into_inner();
+            let who = if name.is_empty() {
+                format!("customer[{i}]")
+            } else {
+                format!("customer[{i}] ({name:?})")
+            };
+            let err =
+                |field: &str, why: String| file.invalid_at(offset, format!("{who}.{field}"), why);
+            let Ok(id) = u32::try_from(self.list.len()) else {
+                return Err(err(
+                    "name",
+                    "too many customers; at most 2^32 are supported".to_owned(),
+                ));
+            };
+            if !valid_customer_name(&name) {
+                return Err(err(
+                    "name",
+                    format!("{name:?} is not a valid name; use 1 to {MAX_NAME} of A-Z a-z 0-9 . _ - @ : + (no spaces)"),
+                ));
+            }
+            if let Some(&other) = self.names.get(&name) {
+                return Err(err(
+                    "name",
+                    format!(
+                        "{name:?} is already the name of {}; customer names must be unique",
+                        self.origin(other)
+                    ),
+                ));
+            }
+            if customer.prefixes.is_empty() {
+                return Err(err(
+                    "prefixes",
+                    "is empty; list the customer's address space, e.g. [\"198.51.100.0/24\"]"
+                        .to_owned(),
+                ));
+            }
+            let mut prefixes = Vec::with_capacity(customer.prefixes.len());
+            for (j, text) in customer.prefixes.iter().enumerate() {
+                let field = format!("prefixes[{j}]");
+                let prefix: Prefix = text
+                    .parse()
+                    .map_err(|e: crate::PrefixError| err(&field, e.to_string()))?;
+                if let Some(&owner) = self.prefixes.get(&prefix) {
+                    let why = if owner == id {
+                        format!("{prefix} is listed twice for this customer; list it once")
+                    } else {
+                        format!(
+                            "{prefix} is already owned by {}; a prefix belongs to one customer only (a more specific prefix may be carved out of a larger one)",
+                            self.origin(owner)
+                        )
+                    };
+                    return Err(err(&field, why));
+                }
+                self.prefixes.insert(prefix, id);
+                prefixes.push(prefix);
+            }
+            if let Some(plan) = &customer.plan {
+                if !self.plans.contains_key(plan) {
+                    let known: Vec<&str> = self.plans.keys().map(String::as_str).collect();
+                    let known = if known.is_empty() {
+                        "no plans are defined".to_owned()
+                    } else {
+                        format!("defined plans: {}", known.join(", "))
+                    };
+                    return Err(err("plan", format!("plan {plan:?} is not defined; add [plans.{}] or fix the name ({known})", bare_or_quoted(plan))));
+                }
+            }
+            let overrides = match &customer.limits {
+                None => Limits::unset(self.windows.len()),
+                Some(table) => limits(self.windows, table)
+                    .map_err(|(k, why)| err(&format!("limits.{k}"), why))?,
+            };
+            self.names.insert(name.clone(), id);
+            self.list.push(Customer {
+                id,
+                name,
+                prefixes,
+                plan: customer.plan,
+                overrides,
+                mode: customer.mode,
+                blocked: customer.blocked.unwrap_or(false),
+            });
+        }
+        Ok(())
+    }
+}

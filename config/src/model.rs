@@ -1,0 +1,351 @@
+//! The validated, typed config the rest of synwall consumes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{parse_duration, Prefix};
+
+/// A validated configuration. Build it with [`Config::load`] or [`Config::from_str`].
+///
+/// Relative paths in the file (`customers_file`, `control.socket`, `control.state_dir`,
+/// `control.events`) have been resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The config file this was loaded from.
+    pub path: PathBuf,
+    /// The resolved `customers_file`, if any.
+    pub customers_file: Option<PathBuf>,
+    /// `[dpdk]`.
+    pub dpdk: Dpdk,
+    /// `[[link]]`, in file order; at least one.
+    pub links: Vec<Link>,
+    /// `[detect]`.
+    pub detect: Detect,
+    /// `[windows]`, sorted by length, shortest first; 1 to [`MAX_WINDOWS`] of them.
+    /// Every [`Limits`] is indexed like this vector.
+    pub windows: Vec<Window>,
+    /// `[plans.NAME]`: named limit sets.
+    pub plans: BTreeMap<String, Limits>,
+    /// `[block]`.
+    pub block: Block,
+    /// `[control]`.
+    pub control: Control,
+    /// All customers: the config file's first, then the customers file's.
+    /// `customers[i].id == i`.
+    pub customers: Vec<Customer>,
+}
+
+/// The most windows a config may define.
+pub const MAX_WINDOWS: usize = 8;
+
+/// `[dpdk]`: how to start the EAL and which lcores run workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dpdk {
+    /// Arguments for `rte_eal_init` (no program name; synwall adds the lcore list
+    /// built from `cores` plus the main lcore 0).
+    pub eal_args: Vec<String>,
+    /// Worker lcore ids: non-empty, distinct, never 0 (lcore 0 is the EAL main
+    /// lcore, which runs the control plane).
+    pub cores: Vec<usize>,
+}
+
+/// `[[link]]`: one inline pair of ports. Frames from `inside` are inspected and
+/// forwarded to `outside`; the reverse direction is forwarded without inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The given name, or `link<N>` (N = index).
+    pub name: String,
+    /// The customers' side: a vdev name (`net_pcap0`) or PCI address (`0000:3b:00.0`).
+    pub inside: String,
+    /// The upstream side, same forms as `inside`.
+    pub outside: String,
+    /// Rx and tx queues per port (RSS spread), 1..=64.
+    pub queues: u16,
+    /// Rx descriptors per queue.
+    pub rx_desc: u16,
+    /// Tx descriptors per queue.
+    pub tx_desc: u16,
+}
+
+/// `[detect]`: what counts as a SYN to watch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detect {
+    /// TCP destination ports watched: non-empty, distinct, 1..=65535.
+    pub ports: Vec<u16>,
+    /// What happens to frames that fail to parse.
+    pub malformed: MalformedPolicy,
+    /// Fraction of a limit, in (0, 1], at which a "near limit" warning is raised.
+    pub near_limit: f64,
+}
+
+/// One trailing window, e.g. "5m" with a default limit of 100 SYNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// The name as written in the config (`"5m"`, `"1h"`); used in events and metrics.
+    pub name: String,
+    /// Its length, 1 minute to 30 days.
+    pub length: Duration,
+    /// Limit for customers with neither a plan nor an override for this window.
+    pub default_limit: u64,
+}
+
+/// Per-window limits, indexed like [`Config::windows`]: `None` = not set here, fall
+/// back (override → plan → window default); `Some(0)` = the port is closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Limits(Vec<Option<u64>>);
+
+impl Limits {
+    /// No limit set for any of `windows` windows.
+    pub fn unset(windows: usize) -> Limits {
+        Limits(vec![None; windows])
+    }
+
+    /// The limit for window `index`, if set (and `None` past the end).
+    pub fn get(&self, index: usize) -> Option<u64> {
+        self.0.get(index).copied().flatten()
+    }
+
+    /// Sets or clears the limit for window `index`, growing the vector if needed.
+    pub fn set(&mut self, index: usize, limit: Option<u64>) {
+        if index >= self.0.len() {
+            self.0.resize(index + 1, None);
+        }
+        self.0[index] = limit;
+    }
+
+    /// One entry per window.
+    pub fn as_slice(&self) -> &[Option<u64>] {
+        &self.0
+    }
+
+    /// Whether no window has a limit set.
+    pub fn is_unset(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+}
+
+impl From<Vec<Option<u64>>> for Limits {
+    fn from(limits: Vec<Option<u64>>) -> Limits {
+        Limits(limits)
+    }
+}
+
+/// `[block]`: what a block does and how long it lasts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// Drop the frames, or answer SYNs with a TCP reset.
+    pub action: BlockAction,
+    /// Which of a blocked customer's frames are blocked.
+    pub scope: BlockScope,
+    /// Length of a first block.
+    pub duration: Duration,
+    /// Each repeat block lasts the previous one times this (>= 1.0).
+    pub escalation: f64,
+    /// Ceiling for escalated blocks (>= `duration`).
+    pub max_duration: Duration,
+}
+
+/// `[control]`: the control plane's files, socket and timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Unix socket for `synwallctl`.
+    pub socket: PathBuf,
+    /// Group given to the socket, if any.
+    pub socket_group: Option<String>,
+    /// Permission bits of the socket (<= 0o777).
+    pub socket_mode: u32,
+    /// Where snapshots live.
+    pub state_dir: PathBuf,
+    /// Event log (JSON lines).
+    pub events: PathBuf,
+    /// Control-plane tick, 10ms..=10s.
+    pub tick: Duration,
+    /// How often state is snapshotted (>= tick).
+    pub snapshot_interval: Duration,
+    /// Mode of customers that do not set one (never `Exempt`).
+    pub mode: Mode,
+    /// How often stats are logged; `None` = off.
+    pub stats_interval: Option<Duration>,
+    /// Prometheus metrics listen address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Command run on block events.
+    pub hook: Option<Hook>,
+}
+
+/// An external command run on events (block, unblock, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// Program and arguments; non-empty.
+    pub command: Vec<String>,
+    /// Kill it after this long.
+    pub timeout: Duration,
+}
+
+/// A customer: a name, its address space and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    /// Dense id = index in [`Config::customers`].
+    pub id: u32,
+    /// Unique name, 1 to 64 of `A-Z a-z 0-9 . _ - @ : +`.
+    pub name: String,
+    /// Non-empty; no prefix is owned by two customers (a more specific prefix may
+    /// sit inside another customer's larger one: longest match wins).
+    pub prefixes: Vec<Prefix>,
+    /// A key of [`Config::plans`].
+    pub plan: Option<String>,
+    /// Per-window overrides.
+    pub overrides: Limits,
+    /// Own mode; `None` = the global [`Control::mode`].
+    pub mode: Option<Mode>,
+    /// Start blocked (an operator's standing block).
+    pub blocked: bool,
+}
+
+impl Config {
+    /// The limit of each window for `customer`, indexed like [`Config::windows`]:
+    /// the customer's override, else its plan's, else the window default.
+    /// 0 means the port is closed to this customer.
+    pub fn effective_limits(&self, customer: &Customer) -> Vec<u64> {
+        (0..self.windows.len())
+            .map(|index| self.effective_limit(customer, index))
+            .collect()
+    }
+
+    /// [`Config::effective_limits`] for one window. Panics if `window` is out of range.
+    pub fn effective_limit(&self, customer: &Customer, window: usize) -> u64 {
+        customer
+            .overrides
+            .get(window)
+            .or_else(|| {
+                customer
+                    .plan
+                    .as_ref()
+                    .and_then(|plan| self.plans.get(plan))
+                    .and_then(|limits| limits.get(window))
+            })
+            .unwrap_or(self.windows[window].default_limit)
+    }
+
+    /// The customer's own mode, else the global one.
+    pub fn effective_mode(&self, customer: &Customer) -> Mode {
+        customer.mode.unwrap_or(self.control.mode)
+    }
+
+    /// The index of the window named `name` or of the same length (`"60m"` finds
+    /// `"1h"`).
+    pub fn window_index(&self, name: &str) -> Option<usize> {
+        if let Some(index) = self.windows.iter().position(|w| w.name == name) {
+            return Some(index);
+        }
+        let length = parse_duration(name).ok()?;
+        self.windows.iter().position(|w| w.length == length)
+    }
+
+    /// The customer called `name` (linear scan; build an index for hot paths).
+    pub fn customer(&self, name: &str) -> Option<&Customer> {
+        self.customers.iter().find(|c| c.name == name)
+    }
+}
+
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The lowercase name used in the config and on the control socket.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            /// Parses the lowercase name.
+            fn from_str(text: &str) -> Result<$name, UnknownName> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == text)
+                    .ok_or_else(|| UnknownName {
+                        given: text.to_owned(),
+                        expected: $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(" | "),
+                    })
+            }
+        }
+    };
+}
+
+/// A name that is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {given:?}; expected one of: {expected}")]
+pub struct UnknownName {
+    /// The text as given.
+    pub given: String,
+    /// The accepted names, `a | b | c`.
+    pub expected: String,
+}
+
+named_enum! {
+    /// How a customer's limits are applied.
+    Mode {
+        /// Exceeding a limit blocks the customer.
+        Enforce = "enforce",
+        /// Exceeding a limit is logged, nothing is blocked.
+        Monitor = "monitor",
+        /// Counted, never warned about or blocked.
+        Exempt = "exempt",
+    }
+}
+
+named_enum! {
+    /// What a block does to a blocked frame.
+    BlockAction {
+        /// Drop it silently.
+        Drop = "drop",
+        /// Drop it and answer a SYN with a TCP RST.
+        Reset = "reset",
+    }
+}
+
+named_enum! {
+    /// Which of a blocked customer's frames are blocked.
+    BlockScope {
+        /// Only the SYNs to the watched ports: running sessions finish.
+        Syn = "syn",
+        /// Every TCP frame to the watched ports.
+        Smtp = "smtp",
+    }
+}
+
+named_enum! {
+    /// What happens to frames that cannot be parsed.
+    MalformedPolicy {
+        /// Pass them on (and count them).
+        Forward = "forward",
+        /// Drop them (and count them).
+        Drop = "drop",
+    }
+}
