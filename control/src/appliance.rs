@@ -11,7 +11,8 @@ use synwall_dataplane::dpdk::{
     self, DpdkError, Eal, LcoreId, Launched, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST,
 };
 use synwall_dataplane::parse::WatchedPorts;
-use synwall_dataplane::shard::WorkerShard;
+use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 use synwall_dataplane::worker::{Direction, Path, Worker};
 
@@ -61,14 +62,12 @@ pub fn classifier(customers: &[Customer]) -> Result<Classifier, ClassifierError>
 }
 
 /// The EAL argument vector: program name, the config's arguments, and the
-/// core list (main lcore 0 plus the worker cores) unless the config gives
-/// one itself.
+/// core list (main lcore 0 plus the worker cores) unless the config maps
+/// lcores to CPUs itself with `--lcores=`.
 pub fn eal_argv(config: &Config) -> Vec<String> {
     let mut argv = vec!["synwall".to_owned()];
     argv.extend(config.dpdk.eal_args.iter().cloned());
-    let has_cores = config.dpdk.eal_args.iter().any(|a| {
-        a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l") && a.len() > 2
-    });
+    let has_cores = config.dpdk.eal_args.iter().any(|a| a.starts_with("--lcores="));
     if !has_cores {
         let mut list = vec!["0".to_owned()];
         list.extend(config.dpdk.cores.iter().map(|c| c.to_string()));
@@ -169,7 +168,10 @@ fn run_with_eal(
         });
     }
 
-    let shards: Vec<Arc<WorkerShard>> = (0..workers).map(|_| Arc::new(WorkerShard::new(customers))).collect();
+    let generation: SharedGeneration = Generation::share(Generation::new(1, classifier, workers));
+    let stats: Vec<Arc<WorkerStats>> = (0..workers).map(|_| Arc::new(WorkerStats::default())).collect();
+    let shards: Vec<Arc<WorkerShard>> = generation.load().shards.clone();
+    debug_assert!(shards.iter().all(|s| s.customers() == customers));
     // Operators' standing blocks from the config.
     for c in config.customers.iter().filter(|c| c.blocked) {
         for s in &shards {
@@ -180,13 +182,14 @@ fn run_with_eal(
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched: Vec<Launched> = Vec::new();
     let started = Instant::now();
-    for (w, ((paths, tx), shard)) in paths.into_iter().zip(txs).zip(&shards).enumerate() {
+    for (w, ((paths, tx), stats)) in paths.into_iter().zip(txs).zip(&stats).enumerate() {
         let worker = Worker {
             paths,
             tx,
             policy: policy.clone(),
-            classifier: classifier.clone(),
-            shard: shard.clone(),
+            generation: generation.clone(),
+            index: w,
+            stats: stats.clone(),
             stop: stop.clone(),
         };
         let lcore = LcoreId(config.dpdk.cores[w] as u32);
@@ -203,7 +206,7 @@ fn run_with_eal(
     }
 
     // The main loop: report once per stats interval until told to stop.
-    let mut last = StatsSnapshot::take(&ports, &shards);
+    let mut last = StatsSnapshot::take(&ports, &stats);
     let mut last_at = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(10));
@@ -215,7 +218,7 @@ fn run_with_eal(
         }
         if let Some(every) = opts.stats_interval {
             if last_at.elapsed() >= every {
-                let now = StatsSnapshot::take(&ports, &shards);
+                let now = StatsSnapshot::take(&ports, &stats);
                 println!("{}", now.line(&last, last_at.elapsed()));
                 last = now;
                 last_at = Instant::now();
@@ -235,7 +238,7 @@ fn run_with_eal(
         .iter()
         .map(|p| PortSummary::new(&p.port, &p.link, p.side))
         .collect::<Result<Vec<_>, _>>()?;
-    let summary = Summary::collect(config, elapsed, port_summaries, &shards, &pool);
+    let summary = Summary::collect(config, elapsed, port_summaries, &stats, &shards, &pool);
     // Close the ports (net_pcap flushes its capture files here), then the pool.
     drop(ports);
     drop(pool);
@@ -253,7 +256,7 @@ struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    fn take(ports: &[OpenPort], shards: &[Arc<WorkerShard>]) -> Self {
+    fn take(ports: &[OpenPort], shards: &[Arc<WorkerStats>]) -> Self {
         let ports = ports
             .iter()
             .map(|p| {

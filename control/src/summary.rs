@@ -8,7 +8,7 @@ use serde::Serialize;
 use synwall_config::Config;
 use synwall_dataplane::dpdk::{DpdkError, Mempool, Port};
 use synwall_dataplane::parse::Outcome;
-use synwall_dataplane::shard::WorkerShard;
+use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 
 /// One port's counters.
 #[derive(Debug, Serialize)]
@@ -59,7 +59,7 @@ pub struct Verdicts {
 }
 
 impl Verdicts {
-    fn of(s: &WorkerShard) -> Self {
+    fn of(s: &WorkerStats) -> Self {
         let v = &s.verdicts;
         Verdicts {
             rx: v.rx.load(Relaxed),
@@ -132,16 +132,17 @@ impl Summary {
         config: &Config,
         elapsed: Duration,
         ports: Vec<PortSummary>,
+        stats: &[Arc<WorkerStats>],
         shards: &[Arc<WorkerShard>],
         pool: &Mempool,
     ) -> Summary {
         let mut outcomes = BTreeMap::new();
         for o in Outcome::all() {
-            let n = shards.iter().map(|s| s.outcomes[o.index()].load(Relaxed)).sum();
+            let n = stats.iter().map(|s| s.outcomes[o.index()].load(Relaxed)).sum();
             outcomes.insert(o.name(), n);
         }
         let mut verdicts = Verdicts::default();
-        let workers = shards
+        let workers = stats
             .iter()
             .zip(&config.dpdk.cores)
             .map(|(s, &lcore)| {

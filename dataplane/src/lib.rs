@@ -9,6 +9,7 @@ pub mod pcap;
 pub mod reset;
 pub mod dpdk;
 pub mod classify;
+pub mod generation;
 pub mod shard;
 pub mod verdict;
 pub mod worker;

@@ -88,13 +88,35 @@ pub struct VerdictCounters {
     pub busy_polls: AtomicU64,
 }
 
-/// Everything one worker core counts, plus the control plane's inputs to it.
+/// What one worker core counted about frames. Lives as long as the worker:
+/// it is not replaced when the customer set changes on reload.
 #[derive(Debug)]
-pub struct WorkerShard {
+pub struct WorkerStats {
     /// Frames per parse outcome (index: `Outcome::index`).
     pub outcomes: [AtomicU64; Outcome::COUNT],
     /// Verdict totals.
     pub verdicts: VerdictCounters,
+    /// The customer generation this worker last finished a poll round with
+    /// (the control plane waits for every worker to pass a new generation
+    /// before it retires the old one).
+    pub generation: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
+            verdicts: VerdictCounters::default(),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One worker core's per-customer state, shared with the control plane.
+/// Sized for one customer set: a reload that changes the customers makes a
+/// new generation of shards.
+#[derive(Debug)]
+pub struct WorkerShard {
     /// Watched SYNs seen per customer (worker writes).
     pub syn_seen: Box<[AtomicU64]>,
     /// Watched SYNs forwarded per customer (worker writes).
@@ -113,8 +135,6 @@ impl WorkerShard {
     pub fn new(customers: usize) -> Self {
         let zeros = || (0..customers).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
         WorkerShard {
-            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
-            verdicts: VerdictCounters::default(),
             syn_seen: zeros(),
             syn_forwarded: zeros(),
             syn_grant: (0..customers).map(|_| AtomicU64::new(u64::MAX)).collect(),

@@ -3,7 +3,7 @@
 //! it is tested and benchmarked without EAL.
 use crate::classify::Classifier;
 use crate::parse::{parse, Outcome, Parsed, WatchedPorts};
-use crate::shard::{bump, WorkerShard};
+use crate::shard::{bump, WorkerShard, WorkerStats};
 
 /// What to do with a blocked customer's SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,15 @@ pub enum Verdict {
 /// for watched SYNs the customer's seen/forwarded counters. The caller
 /// counts what it did (forwarded, dropped, reset) once the frame is gone.
 #[inline]
-pub fn judge(frame: &[u8], policy: &Policy, classifier: &Classifier, shard: &WorkerShard) -> Verdict {
+pub fn judge(
+    frame: &[u8],
+    policy: &Policy,
+    classifier: &Classifier,
+    shard: &WorkerShard,
+    stats: &WorkerStats,
+) -> Verdict {
     let parsed = parse(frame, &policy.watched);
-    if let Some(c) = shard.outcomes.get(parsed.outcome.index()) {
+    if let Some(c) = stats.outcomes.get(parsed.outcome.index()) {
         bump(c);
     }
     match parsed.outcome {
@@ -67,7 +73,7 @@ pub fn judge(frame: &[u8], policy: &Policy, classifier: &Classifier, shard: &Wor
                 return Verdict::Forward;
             };
             let Some(id) = classifier.lookup(src) else {
-                bump(&shard.verdicts.syn_no_customer);
+                bump(&stats.verdicts.syn_no_customer);
                 return Verdict::Forward;
             };
             let i = id as usize;

@@ -7,10 +7,10 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::classify::Classifier;
 use crate::dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
+use crate::generation::SharedGeneration;
 use crate::reset::syn_to_rst;
-use crate::shard::{add, bump, WorkerShard};
+use crate::shard::{add, bump, WorkerStats};
 use crate::verdict::{judge, Policy, Verdict};
 
 /// Which way frames on a path travel.
@@ -41,8 +41,12 @@ pub struct Worker {
     /// One tx queue per port it sends on.
     pub tx: Vec<TxQueue>,
     pub policy: Arc<Policy>,
-    pub classifier: Arc<Classifier>,
-    pub shard: Arc<WorkerShard>,
+    /// The customer set (classifier and shards), swapped on reload.
+    pub generation: SharedGeneration,
+    /// This worker's index into `Generation::shards`.
+    pub index: usize,
+    /// This worker's frame counters.
+    pub stats: Arc<WorkerStats>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -76,7 +80,12 @@ impl Worker {
         back: &mut MbufBurst,
         dropped: &mut MbufBurst,
     ) -> usize {
-        let shard = &*self.shard;
+        let gen = self.generation.load();
+        let Some(shard) = gen.shards.get(self.index) else {
+            return 0;
+        };
+        let classifier = &*gen.classifier;
+        let stats = &*self.stats;
         let mut total = 0;
         for path in self.paths.iter_mut() {
             let n = path.rx.rx(rx);
@@ -84,10 +93,10 @@ impl Worker {
                 continue;
             }
             total += n;
-            add(&shard.verdicts.rx, n as u64);
+            add(&stats.verdicts.rx, n as u64);
             match path.direction {
                 Direction::Inbound => {
-                    add(&shard.verdicts.reverse_forwarded, n as u64);
+                    add(&stats.verdicts.reverse_forwarded, n as u64);
                     std::mem::swap(rx, onward);
                 }
                 Direction::Outbound => {
@@ -95,29 +104,29 @@ impl Worker {
                         m.prefetch();
                     }
                     for m in rx.drain() {
-                        match judge(m.data(), &self.policy, &self.classifier, shard) {
+                        match judge(m.data(), &self.policy, classifier, shard, stats) {
                             Verdict::Forward => {
-                                bump(&shard.verdicts.forwarded);
-                                keep(onward, m, shard);
+                                bump(&stats.verdicts.forwarded);
+                                keep(onward, m, stats);
                             }
                             Verdict::DropBlocked => {
-                                bump(&shard.verdicts.dropped_blocked);
-                                keep(dropped, m, shard);
+                                bump(&stats.verdicts.dropped_blocked);
+                                keep(dropped, m, stats);
                             }
                             Verdict::DropMalformed => {
-                                bump(&shard.verdicts.dropped_malformed);
-                                keep(dropped, m, shard);
+                                bump(&stats.verdicts.dropped_malformed);
+                                keep(dropped, m, stats);
                             }
                             Verdict::Reset(parsed) => {
                                 let mut m = m;
                                 match syn_to_rst(m.data_mut(), &parsed) {
                                     Some(len) if m.set_len(len) => {
-                                        bump(&shard.verdicts.reset_sent);
-                                        keep(back, m, shard);
+                                        bump(&stats.verdicts.reset_sent);
+                                        keep(back, m, stats);
                                     }
                                     _ => {
-                                        bump(&shard.verdicts.dropped_blocked);
-                                        keep(dropped, m, shard);
+                                        bump(&stats.verdicts.dropped_blocked);
+                                        keep(dropped, m, stats);
                                     }
                                 }
                             }
@@ -125,14 +134,15 @@ impl Worker {
                     }
                 }
             }
-            send(&mut self.tx, path.tx_onward, onward, shard);
-            send(&mut self.tx, path.tx_back, back, shard);
+            send(&mut self.tx, path.tx_onward, onward, stats);
+            send(&mut self.tx, path.tx_back, back, stats);
             dropped.free_all();
         }
-        bump(&shard.verdicts.polls);
+        bump(&stats.verdicts.polls);
         if total > 0 {
-            bump(&shard.verdicts.busy_polls);
+            bump(&stats.verdicts.busy_polls);
         }
+        stats.generation.store(gen.number, Relaxed);
         total
     }
 }
@@ -141,22 +151,22 @@ impl Worker {
 /// from; a full burst cannot happen, and if it did the mbuf would be freed
 /// and counted rather than panic.
 #[inline(always)]
-fn keep(burst: &mut MbufBurst, m: Mbuf, shard: &WorkerShard) {
+fn keep(burst: &mut MbufBurst, m: Mbuf, stats: &WorkerStats) {
     if let Err(m) = burst.push(m) {
-        overflow(m, shard);
+        overflow(m, stats);
     }
 }
 
 #[cold]
-fn overflow(m: Mbuf, shard: &WorkerShard) {
-    bump(&shard.verdicts.tx_full);
+fn overflow(m: Mbuf, stats: &WorkerStats) {
+    bump(&stats.verdicts.tx_full);
     drop(m);
 }
 
 /// Sends a burst on `tx[queue]`; what the ring did not take is freed and
 /// counted.
 #[inline(always)]
-fn send(tx: &mut [TxQueue], queue: usize, burst: &mut MbufBurst, shard: &WorkerShard) {
+fn send(tx: &mut [TxQueue], queue: usize, burst: &mut MbufBurst, stats: &WorkerStats) {
     if burst.is_empty() {
         return;
     }
@@ -164,7 +174,7 @@ fn send(tx: &mut [TxQueue], queue: usize, burst: &mut MbufBurst, shard: &WorkerS
         q.tx(burst);
     }
     if !burst.is_empty() {
-        add(&shard.verdicts.tx_full, burst.len() as u64);
+        add(&stats.verdicts.tx_full, burst.len() as u64);
         burst.free_all();
     }
 }
