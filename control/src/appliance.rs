@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use synwall_config::{Config, Customer};
 use synwall_dataplane::classify::{Classifier, ClassifierError};
 use synwall_dataplane::dpdk::{
-    self, DpdkError, Eal, LcoreId, Launched, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST,
+    self, DpdkError, Eal, Launched, LcoreId, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST,
 };
-use synwall_dataplane::parse::WatchedPorts;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::parse::WatchedPorts;
 use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 use synwall_dataplane::worker::{Direction, Path, Worker};
@@ -67,7 +67,11 @@ pub fn classifier(customers: &[Customer]) -> Result<Classifier, ClassifierError>
 pub fn eal_argv(config: &Config) -> Vec<String> {
     let mut argv = vec!["synwall".to_owned()];
     argv.extend(config.dpdk.eal_args.iter().cloned());
-    let has_cores = config.dpdk.eal_args.iter().any(|a| a.starts_with("--lcores="));
+    let has_cores = config
+        .dpdk
+        .eal_args
+        .iter()
+        .any(|a| a.starts_with("--lcores="));
     if !has_cores {
         let mut list = vec!["0".to_owned()];
         list.extend(config.dpdk.cores.iter().map(|c| c.to_string()));
@@ -118,7 +122,8 @@ fn run_with_eal(
     let cache = 256u32;
     let mut mbufs: u32 = 0;
     for link in &config.links {
-        let per_port = link.queues as u32 * link.rx_desc as u32 + workers as u32 * link.tx_desc as u32;
+        let per_port =
+            link.queues as u32 * link.rx_desc as u32 + workers as u32 * link.tx_desc as u32;
         mbufs += 2 * per_port;
     }
     mbufs += (workers as u32 + 1) * (cache + 4 * BURST as u32);
@@ -169,7 +174,9 @@ fn run_with_eal(
     }
 
     let generation: SharedGeneration = Generation::share(Generation::new(1, classifier, workers));
-    let stats: Vec<Arc<WorkerStats>> = (0..workers).map(|_| Arc::new(WorkerStats::default())).collect();
+    let stats: Vec<Arc<WorkerStats>> = (0..workers)
+        .map(|_| Arc::new(WorkerStats::default()))
+        .collect();
     let shards: Vec<Arc<WorkerShard>> = generation.load().shards.clone();
     debug_assert!(shards.iter().all(|s| s.customers() == customers));
     // Operators' standing blocks from the config.
@@ -265,12 +272,19 @@ impl StatsSnapshot {
             })
             .collect();
         let syn_index = synwall_dataplane::parse::Outcome::WatchedSyn.index();
-        let syn = shards.iter().map(|s| s.outcomes[syn_index].load(Relaxed)).sum();
+        let syn = shards
+            .iter()
+            .map(|s| s.outcomes[syn_index].load(Relaxed))
+            .sum();
         let dropped = shards
             .iter()
             .map(|s| s.verdicts.dropped_blocked.load(Relaxed) + s.verdicts.reset_sent.load(Relaxed))
             .sum();
-        StatsSnapshot { ports, syn, dropped }
+        StatsSnapshot {
+            ports,
+            syn,
+            dropped,
+        }
     }
 
     fn line(&self, before: &StatsSnapshot, dt: Duration) -> String {

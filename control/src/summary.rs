@@ -138,7 +138,10 @@ impl Summary {
     ) -> Summary {
         let mut outcomes = BTreeMap::new();
         for o in Outcome::all() {
-            let n = stats.iter().map(|s| s.outcomes[o.index()].load(Relaxed)).sum();
+            let n = stats
+                .iter()
+                .map(|s| s.outcomes[o.index()].load(Relaxed))
+                .sum();
             outcomes.insert(o.name(), n);
         }
         let mut verdicts = Verdicts::default();
@@ -163,7 +166,10 @@ impl Summary {
             .filter_map(|c| {
                 let i = c.id as usize;
                 let seen: u64 = shards.iter().map(|s| s.syn_seen[i].load(Relaxed)).sum();
-                let fwd: u64 = shards.iter().map(|s| s.syn_forwarded[i].load(Relaxed)).sum();
+                let fwd: u64 = shards
+                    .iter()
+                    .map(|s| s.syn_forwarded[i].load(Relaxed))
+                    .sum();
                 (seen > 0).then(|| CustomerSummary {
                     name: c.name.clone(),
                     syn_seen: seen,

@@ -44,7 +44,11 @@ pub struct Classifier {
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (v4, v6) = self.table.len();
-        write!(f, "Classifier({v4} IPv4 + {v6} IPv6 prefixes, {} customers)", self.customers)
+        write!(
+            f,
+            "Classifier({v4} IPv4 + {v6} IPv6 prefixes, {} customers)",
+            self.customers
+        )
     }
 }
 
@@ -64,8 +68,12 @@ impl Classifier {
                 reason,
             };
             let net: IpNetwork = match addr {
-                IpAddr::V4(a) => Ipv4Network::new(a, len).map_err(|e| bad(e.to_string()))?.into(),
-                IpAddr::V6(a) => Ipv6Network::new(a, len).map_err(|e| bad(e.to_string()))?.into(),
+                IpAddr::V4(a) => Ipv4Network::new(a, len)
+                    .map_err(|e| bad(e.to_string()))?
+                    .into(),
+                IpAddr::V6(a) => Ipv6Network::new(a, len)
+                    .map_err(|e| bad(e.to_string()))?
+                    .into(),
             };
             if let Some(first) = table.insert(net, customer) {
                 return Err(ClassifierError::Duplicate {
@@ -93,8 +101,14 @@ impl Classifier {
     #[inline]
     pub fn lookup(&self, src: SrcAddr) -> Option<CustomerId> {
         match src {
-            SrcAddr::V4(a) => self.table.longest_match_ipv4(Ipv4Addr::from(a)).map(|(_, c)| *c),
-            SrcAddr::V6(a) => self.table.longest_match_ipv6(Ipv6Addr::from(a)).map(|(_, c)| *c),
+            SrcAddr::V4(a) => self
+                .table
+                .longest_match_ipv4(Ipv4Addr::from(a))
+                .map(|(_, c)| *c),
+            SrcAddr::V6(a) => self
+                .table
+                .longest_match_ipv6(Ipv6Addr::from(a))
+                .map(|(_, c)| *c),
         }
     }
 
@@ -154,9 +168,16 @@ mod tests {
         assert!(matches!(
             Classifier::build(
                 2,
-                [("10.0.0.0".parse().unwrap(), 24, 0), ("10.0.0.0".parse().unwrap(), 24, 1)]
+                [
+                    ("10.0.0.0".parse().unwrap(), 24, 0),
+                    ("10.0.0.0".parse().unwrap(), 24, 1)
+                ]
             ),
-            Err(ClassifierError::Duplicate { first: 0, second: 1, .. })
+            Err(ClassifierError::Duplicate {
+                first: 0,
+                second: 1,
+                ..
+            })
         ));
     }
 

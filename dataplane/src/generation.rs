@@ -36,7 +36,9 @@ impl Generation {
         Generation {
             number,
             classifier,
-            shards: (0..workers).map(|_| Arc::new(WorkerShard::new(customers))).collect(),
+            shards: (0..workers)
+                .map(|_| Arc::new(WorkerShard::new(customers)))
+                .collect(),
         }
     }
 

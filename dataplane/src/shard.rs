@@ -33,7 +33,9 @@ impl BlockBitmap {
     /// A bitmap for `customers` ids, all clear.
     pub fn new(customers: usize) -> Self {
         BlockBitmap {
-            words: (0..customers.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            words: (0..customers.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
@@ -133,7 +135,11 @@ impl WorkerShard {
     /// A shard for `customers` customer ids, all counters zero, nothing
     /// blocked, grants unlimited.
     pub fn new(customers: usize) -> Self {
-        let zeros = || (0..customers).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
+        let zeros = || {
+            (0..customers)
+                .map(|_| AtomicU64::new(0))
+                .collect::<Box<[_]>>()
+        };
         WorkerShard {
             syn_seen: zeros(),
             syn_forwarded: zeros(),

@@ -77,16 +77,20 @@ pub fn judge(
                 return Verdict::Forward;
             };
             let i = id as usize;
-            let (Some(seen), Some(fwd), Some(grant)) =
-                (shard.syn_seen.get(i), shard.syn_forwarded.get(i), shard.syn_grant.get(i))
-            else {
+            let (Some(seen), Some(fwd), Some(grant)) = (
+                shard.syn_seen.get(i),
+                shard.syn_forwarded.get(i),
+                shard.syn_grant.get(i),
+            ) else {
                 // A classifier newer than the shard: never drop on our own
                 // inconsistency.
                 return Verdict::Forward;
             };
             bump(seen);
             let forwarded = fwd.load(std::sync::atomic::Ordering::Relaxed);
-            if shard.blocked.is_set(id) || forwarded >= grant.load(std::sync::atomic::Ordering::Relaxed) {
+            if shard.blocked.is_set(id)
+                || forwarded >= grant.load(std::sync::atomic::Ordering::Relaxed)
+            {
                 return blocked(policy, parsed);
             }
             fwd.store(forwarded + 1, std::sync::atomic::Ordering::Relaxed);
@@ -107,7 +111,9 @@ pub fn judge(
                 Verdict::Forward
             }
         }
-        Outcome::Malformed(_) if policy.malformed == MalformedPolicy::Drop => Verdict::DropMalformed,
+        Outcome::Malformed(_) if policy.malformed == MalformedPolicy::Drop => {
+            Verdict::DropMalformed
+        }
         _ => Verdict::Forward,
     }
 }
@@ -125,5 +131,165 @@ fn blocked(policy: &Policy, parsed: Parsed) -> Verdict {
     match policy.action {
         BlockAction::Drop => Verdict::DropBlocked,
         BlockAction::Reset => Verdict::Reset(parsed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::craft::FrameBuilder;
+    use crate::parse::tcp_flags::{ACK, SYN};
+
+    const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+    const NOBODY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    const MX: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 25);
+
+    fn setup(
+        action: BlockAction,
+        scope: BlockScope,
+        malformed: MalformedPolicy,
+    ) -> (Policy, Classifier, WorkerShard, WorkerStats) {
+        let policy = Policy {
+            watched: WatchedPorts::new(&[25, 587]),
+            action,
+            scope,
+            malformed,
+        };
+        let classifier = Classifier::build(
+            2,
+            [
+                ("198.51.100.0".parse().unwrap(), 24, 0),
+                ("192.0.2.0".parse().unwrap(), 24, 1),
+            ],
+        )
+        .unwrap();
+        (
+            policy,
+            classifier,
+            WorkerShard::new(2),
+            WorkerStats::default(),
+        )
+    }
+
+    fn syn(src: Ipv4Addr, dport: u16) -> Vec<u8> {
+        FrameBuilder::tcp_v4(src, MX, 40000, dport, SYN).build()
+    }
+
+    #[test]
+    fn counts_and_forwards_unblocked_syns() {
+        let (p, c, shard, stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
+        for _ in 0..3 {
+            assert_eq!(
+                judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+                Verdict::Forward
+            );
+        }
+        assert_eq!(
+            judge(&syn(OTHER, 587), &p, &c, &shard, &stats),
+            Verdict::Forward
+        );
+        assert_eq!(
+            judge(&syn(ACME, 80), &p, &c, &shard, &stats),
+            Verdict::Forward
+        );
+        assert_eq!(
+            judge(&syn(NOBODY, 25), &p, &c, &shard, &stats),
+            Verdict::Forward
+        );
+        assert_eq!(shard.syn_seen[0].load(Relaxed), 3);
+        assert_eq!(shard.syn_forwarded[0].load(Relaxed), 3);
+        assert_eq!(shard.syn_seen[1].load(Relaxed), 1);
+        assert_eq!(stats.verdicts.syn_no_customer.load(Relaxed), 1);
+        assert_eq!(stats.outcomes[Outcome::WatchedSyn.index()].load(Relaxed), 5);
+        assert_eq!(stats.outcomes[Outcome::OtherIp.index()].load(Relaxed), 1);
+    }
+
+    #[test]
+    fn blocked_customer_syns_are_dropped_or_reset() {
+        let (p, c, shard, stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
+        shard.blocked.set(0, true);
+        assert_eq!(
+            judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+            Verdict::DropBlocked
+        );
+        assert_eq!(
+            judge(&syn(OTHER, 25), &p, &c, &shard, &stats),
+            Verdict::Forward
+        );
+        // Established SMTP and other ports pass with scope = syn.
+        let est = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, ACK).build();
+        assert_eq!(judge(&est, &p, &c, &shard, &stats), Verdict::Forward);
+        assert_eq!(shard.syn_seen[0].load(Relaxed), 1);
+        assert_eq!(shard.syn_forwarded[0].load(Relaxed), 0);
+
+        let (p, c, shard, stats) = setup(
+            BlockAction::Reset,
+            BlockScope::Smtp,
+            MalformedPolicy::Forward,
+        );
+        shard.blocked.set(0, true);
+        assert!(matches!(
+            judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+            Verdict::Reset(_)
+        ));
+        assert_eq!(judge(&est, &p, &c, &shard, &stats), Verdict::DropBlocked);
+    }
+
+    #[test]
+    fn grant_bounds_forwarded_syns_exactly() {
+        let (p, c, shard, stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
+        shard.syn_grant[0].store(5, Relaxed);
+        let verdicts: Vec<Verdict> = (0..8)
+            .map(|_| judge(&syn(ACME, 25), &p, &c, &shard, &stats))
+            .collect();
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == Verdict::Forward).count(),
+            5
+        );
+        assert_eq!(verdicts[5..], [Verdict::DropBlocked; 3]);
+        assert_eq!(shard.syn_forwarded[0].load(Relaxed), 5);
+        assert_eq!(shard.syn_seen[0].load(Relaxed), 8);
+        // A new grant lets more through.
+        shard.syn_grant[0].store(6, Relaxed);
+        assert_eq!(
+            judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn evasive_fragments_of_blocked_customers_are_dropped() {
+        let (p, c, shard, stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
+        let tiny = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
+            .ipv4_fragment(0, true)
+            .truncate_l4(8)
+            .build();
+        assert_eq!(judge(&tiny, &p, &c, &shard, &stats), Verdict::Forward);
+        shard.blocked.set(0, true);
+        assert_eq!(judge(&tiny, &p, &c, &shard, &stats), Verdict::DropBlocked);
+        assert_eq!(
+            stats.outcomes[Outcome::FragmentEvasive.index()].load(Relaxed),
+            2
+        );
+    }
+
+    #[test]
+    fn malformed_policy() {
+        let bad = [0u8; 10];
+        let (p, c, shard, stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
+        assert_eq!(judge(&bad, &p, &c, &shard, &stats), Verdict::Forward);
+        let (p, c, shard, stats) = setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Drop);
+        assert_eq!(judge(&bad, &p, &c, &shard, &stats), Verdict::DropMalformed);
+        let total: u64 = stats.outcomes.iter().map(|o| o.load(Relaxed)).sum();
+        assert_eq!(total, 1);
     }
 }

@@ -46,7 +46,10 @@ impl Eal {
             EAL_UP.store(false, Ordering::SeqCst);
             return Err(from_rte_errno(format!(
                 "rte_eal_init({})",
-                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>().join(" ")
+                args.iter()
+                    .map(|a| a.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )));
         }
         Ok(Eal { _private: () })

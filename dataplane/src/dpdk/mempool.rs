@@ -37,8 +37,9 @@ impl Mempool {
                 socket,
             )
         };
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| from_rte_errno(format!("rte_pktmbuf_pool_create({name}, {size} mbufs)")))?;
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            from_rte_errno(format!("rte_pktmbuf_pool_create({name}, {size} mbufs)"))
+        })?;
         Ok(Mempool {
             raw,
             name: name.to_owned(),

@@ -24,7 +24,9 @@ mod port;
 
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
-pub use lcore::{launch, main_lcore, tsc_hz, tsc_now, LcoreId, Launched};
+pub use lcore::{launch, main_lcore, tsc_hz, tsc_now, Launched, LcoreId};
 pub use mbuf::{Mbuf, MbufBurst, BURST};
 pub use mempool::Mempool;
-pub use port::{port_by_name, port_name, LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
+pub use port::{
+    port_by_name, port_name, LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue,
+};

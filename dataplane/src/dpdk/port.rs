@@ -73,7 +73,6 @@ pub struct LinkStatus {
     pub full_duplex: bool,
 }
 
-
 /// Port counters from `rte_eth_stats_get`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PortStats {
@@ -184,7 +183,12 @@ impl Port {
         }
         // SAFETY: conf is a valid, fully initialised configuration.
         unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) }
-            .check(|| format!("rte_eth_dev_configure({name}, rxq={}, txq={})", cfg.rx_queues, cfg.tx_queues))?;
+            .check(|| {
+                format!(
+                    "rte_eth_dev_configure({name}, rxq={}, txq={})",
+                    cfg.rx_queues, cfg.tx_queues
+                )
+            })?;
         let (mut rx_desc, mut tx_desc) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: valid port and out-pointers.
         unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut rx_desc, &mut tx_desc) }
@@ -210,14 +214,17 @@ impl Port {
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: configured port, queue index in range, default txconf.
-            unsafe { dpdk_sys::rte_eth_tx_queue_setup(id.0, q, tx_desc, socket as u32, std::ptr::null()) }
-                .check(|| format!("rte_eth_tx_queue_setup({name}, txq{q})"))?;
+            unsafe {
+                dpdk_sys::rte_eth_tx_queue_setup(id.0, q, tx_desc, socket as u32, std::ptr::null())
+            }
+            .check(|| format!("rte_eth_tx_queue_setup({name}, txq{q})"))?;
         }
         // Not every PMD has promiscuous mode (net_null, net_ring): fine.
         // SAFETY: valid port.
         let _ = unsafe { dpdk_sys::rte_eth_promiscuous_enable(id.0) };
         // SAFETY: configured port with all queues set up.
-        unsafe { dpdk_sys::rte_eth_dev_start(id.0) }.check(|| format!("rte_eth_dev_start({name})"))?;
+        unsafe { dpdk_sys::rte_eth_dev_start(id.0) }
+            .check(|| format!("rte_eth_dev_start({name})"))?;
         let inner = Arc::new(PortInner {
             id,
             name: name.to_owned(),
@@ -352,7 +359,8 @@ impl TxQueue {
         let n = burst.len() as u16;
         // SAFETY: this handle is the only user of (port, queue); the burst
         // holds n owned mbufs at its head.
-        let sent = unsafe { dpdk_sys::rte_eth_tx_burst(self.port.id.0, self.queue, burst.head_ptr(), n) };
+        let sent =
+            unsafe { dpdk_sys::rte_eth_tx_burst(self.port.id.0, self.queue, burst.head_ptr(), n) };
         // SAFETY: the NIC consumed the first `sent` mbufs.
         unsafe { burst.commit_tx(sent as usize) };
         sent as usize
@@ -368,5 +376,7 @@ pub fn port_name(id: PortId) -> String {
         return format!("{id}");
     }
     // SAFETY: DPDK wrote a NUL-terminated name into buf.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
