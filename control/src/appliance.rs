@@ -16,6 +16,9 @@ use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 use synwall_dataplane::worker::{Direction, Path, Worker};
 
+use crate::event::{wall_now_ms, Event, EventLog};
+use crate::plane::ControlPlane;
+use crate::snapshot;
 use crate::summary::{PortSummary, Summary};
 
 /// Why the appliance could not start or stopped with an error.
@@ -25,6 +28,10 @@ pub enum ApplianceError {
     Dpdk(#[from] DpdkError),
     #[error("building the customer table: {0}")]
     Classifier(#[from] ClassifierError),
+    #[error("{0} (start with --fresh-state to ignore it and start with no saved state)")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    EventLog(#[from] crate::event::EventLogError),
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -88,8 +95,12 @@ struct OpenPort {
     side: &'static str,
 }
 
-/// How the run ends.
+/// How the run starts and ends.
 pub struct RunOptions {
+    /// Ignore an unreadable snapshot (and say so) instead of refusing to start.
+    pub fresh_state: bool,
+    /// Set by SIGHUP: reload the config.
+    pub reload: Arc<AtomicBool>,
     /// Stop after this long (None: until a signal).
     pub duration: Option<Duration>,
     /// Print a stats line this often.
@@ -100,20 +111,185 @@ pub struct RunOptions {
 
 /// Runs the appliance until `opts` says stop; returns the final counters.
 pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError> {
+    // Everything that can be refused is checked before the EAL starts.
     let classifier = Arc::new(classifier(&config.customers)?);
     let policy = Arc::new(policy(config));
+    let clock = Clock::start();
+    let mut plane = ControlPlane::new(config, clock.now(), wall_now_ms());
+    match snapshot::load(&config.control.state_dir) {
+        Ok(Some(snap)) => {
+            let n = plane.restore(&snap, clock.now());
+            println!(
+                "synwall: restored state of {n} customers from {}",
+                config.control.state_dir.display()
+            );
+        }
+        Ok(None) => {}
+        Err(e) if opts.fresh_state => {
+            eprintln!("synwall: {e}; starting with no saved state (--fresh-state)");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let events = EventLog::open(&config.control.events)?;
     let eal = Eal::init(&eal_argv(config))?;
-    let result = run_with_eal(config, opts, classifier, policy);
+    let control = Control {
+        config: config.clone(),
+        plane,
+        events,
+        clock,
+    };
+    let result = run_with_eal(control, opts, classifier, policy);
     drop(eal);
     result
 }
 
+/// Monotonic milliseconds since start, the control plane's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    /// Milliseconds since start.
+    pub fn now(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// The control plane's side of a run: config, state, event log.
+struct Control {
+    config: Config,
+    plane: ControlPlane,
+    events: EventLog,
+    clock: Clock,
+}
+
+impl Control {
+    /// Writes events to the log and to stdout; a failing log is reported,
+    /// never fatal: the appliance keeps forwarding and enforcing.
+    fn emit(&mut self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        for e in events {
+            println!("synwall: event {}", e.to_line());
+        }
+        if let Err(e) = self.events.append(events) {
+            eprintln!("synwall: {e}");
+        }
+    }
+
+    fn tick(&mut self, shards: &[Arc<WorkerShard>]) {
+        let events = self.plane.tick(self.clock.now(), shards);
+        self.emit(&events);
+    }
+
+    fn save(&mut self) {
+        if let Err(e) = snapshot::save(
+            &self.config.control.state_dir,
+            &self.plane,
+            self.clock.now(),
+        ) {
+            eprintln!("synwall: {e}; will retry");
+        }
+    }
+
+    /// Re-reads the config file. A bad config changes nothing; a good one
+    /// swaps the customer set in without stopping the workers: a new
+    /// generation (classifier + shards) is published, the workers pass it,
+    /// the old shards' last counts are taken, and state follows customers by
+    /// name. During the swap (one worker poll round) enforced customers have
+    /// no SYN grant, so their SYNs in that instant are dropped rather than
+    /// risk exceeding a limit.
+    fn reload(&mut self, generation: &SharedGeneration, stats: &[Arc<WorkerStats>]) {
+        let path = self.config.path.clone();
+        let fail = |this: &mut Control, why: String| {
+            eprintln!("synwall: reload rejected, keeping the running config: {why}");
+            let ev = Event::reload(
+                this.plane.wall(this.clock.now()),
+                format!("rejected: {why}"),
+            );
+            this.emit(&[ev]);
+        };
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return fail(self, e.to_string()),
+        };
+        if let Some(why) = restart_needed(&self.config, &new) {
+            return fail(self, format!("{why} changed; that needs a restart"));
+        }
+        let classifier = match classifier(&new.customers) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return fail(self, e.to_string()),
+        };
+        let old = generation.load_full();
+        let next = Generation::new(old.number + 1, classifier, old.shards.len());
+        for c in &new.customers {
+            let blocked = self
+                .plane
+                .find(&c.name)
+                .is_some_and(|old_id| self.plane.is_blocked(old_id));
+            let open = new.effective_mode(c) != synwall_config::Mode::Enforce;
+            for s in &next.shards {
+                s.syn_grant[c.id as usize].store(if open { u64::MAX } else { 0 }, Relaxed);
+                s.blocked.set(c.id, blocked || c.blocked);
+            }
+        }
+        let number = next.number;
+        generation.store(Arc::new(next));
+        // Wait (bounded) until every worker has finished a round with it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while stats.iter().any(|s| s.generation.load(Relaxed) < number) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.tick(&old.shards);
+        let reload = self.plane.reconfigure(&new, self.clock.now());
+        let now_gen = generation.load_full();
+        self.plane.rebase(&now_gen.shards);
+        let msg = format!(
+            "{}: {} customers ({} added, {} removed)",
+            path.display(),
+            new.customers.len(),
+            reload.added,
+            reload.removed
+        );
+        println!("synwall: reloaded {msg}");
+        self.config = new;
+        let ev = Event::reload(self.plane.wall(self.clock.now()), msg);
+        self.emit(&[ev]);
+        self.tick(&now_gen.shards);
+    }
+}
+
+/// What a reload cannot change on a running appliance.
+fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
+    if old.dpdk != new.dpdk {
+        Some("[dpdk]")
+    } else if old.links != new.links {
+        Some("[[link]]")
+    } else if old.detect.ports != new.detect.ports || old.detect.malformed != new.detect.malformed {
+        Some("[detect] ports/malformed")
+    } else if old.block.action != new.block.action || old.block.scope != new.block.scope {
+        Some("[block] action/scope")
+    } else if old.control.state_dir != new.control.state_dir
+        || old.control.events != new.control.events
+    {
+        Some("[control] state_dir/events")
+    } else {
+        None
+    }
+}
+
 fn run_with_eal(
-    config: &Config,
+    mut control: Control,
     opts: RunOptions,
     classifier: Arc<Classifier>,
     policy: Arc<Policy>,
 ) -> Result<Summary, ApplianceError> {
+    let config = &control.config.clone();
     let workers = config.dpdk.cores.len();
     let customers = config.customers.len();
 
@@ -177,14 +353,13 @@ fn run_with_eal(
     let stats: Vec<Arc<WorkerStats>> = (0..workers)
         .map(|_| Arc::new(WorkerStats::default()))
         .collect();
-    let shards: Vec<Arc<WorkerShard>> = generation.load().shards.clone();
-    debug_assert!(shards.iter().all(|s| s.customers() == customers));
-    // Operators' standing blocks from the config.
-    for c in config.customers.iter().filter(|c| c.blocked) {
-        for s in &shards {
-            s.blocked.set(c.id, true);
-        }
-    }
+    debug_assert!(generation
+        .load()
+        .shards
+        .iter()
+        .all(|s| s.customers() == customers));
+    // Grants and block bits are in place before the first frame.
+    control.tick(&generation.load().shards);
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched: Vec<Launched> = Vec::new();
@@ -215,14 +390,33 @@ fn run_with_eal(
     // The main loop: report once per stats interval until told to stop.
     let mut last = StatsSnapshot::take(&ports, &stats);
     let mut last_at = Instant::now();
+    let tick = control.config.control.tick;
+    let mut next_tick = Instant::now() + tick;
+    let mut next_save = Instant::now() + control.config.control.snapshot_interval;
     loop {
-        std::thread::sleep(Duration::from_millis(10));
+        let wake = next_tick.min(Instant::now() + Duration::from_millis(10));
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         if opts.stop.load(Relaxed) {
             break;
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
+        if opts.reload.swap(false, Relaxed) {
+            control.reload(&generation, &stats);
+        }
+        if Instant::now() >= next_tick {
+            control.tick(&generation.load().shards);
+            next_tick += control.config.control.tick;
+            if next_tick < Instant::now() {
+                next_tick = Instant::now() + control.config.control.tick;
+            }
+        }
+        if Instant::now() >= next_save {
+            control.save();
+            next_save = Instant::now() + control.config.control.snapshot_interval;
+        }
+        let _ = tick;
         if let Some(every) = opts.stats_interval {
             if last_at.elapsed() >= every {
                 let now = StatsSnapshot::take(&ports, &stats);
@@ -241,11 +435,23 @@ fn run_with_eal(
         }
     }
     let elapsed = started.elapsed();
+    // The workers are stopped: a last tick takes every counted SYN.
+    let shards = generation.load().shards.clone();
+    control.tick(&shards);
+    control.save();
     let port_summaries = ports
         .iter()
         .map(|p| PortSummary::new(&p.port, &p.link, p.side))
         .collect::<Result<Vec<_>, _>>()?;
-    let summary = Summary::collect(config, elapsed, port_summaries, &stats, &shards, &pool);
+    let summary = Summary::collect(
+        &control.config,
+        &control.plane,
+        control.clock.now(),
+        elapsed,
+        port_summaries,
+        &stats,
+        &pool,
+    );
     // Close the ports (net_pcap flushes its capture files here), then the pool.
     drop(ports);
     drop(pool);

@@ -3,4 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod event;
+pub mod plane;
+pub mod snapshot;
 pub mod summary;
+pub mod window;

@@ -8,7 +8,9 @@ use serde::Serialize;
 use synwall_config::Config;
 use synwall_dataplane::dpdk::{DpdkError, Mempool, Port};
 use synwall_dataplane::parse::Outcome;
-use synwall_dataplane::shard::{WorkerShard, WorkerStats};
+use synwall_dataplane::shard::WorkerStats;
+
+use crate::plane::ControlPlane;
 
 /// One port's counters.
 #[derive(Debug, Serialize)]
@@ -102,6 +104,10 @@ pub struct CustomerSummary {
     pub syn_seen: u64,
     pub syn_forwarded: u64,
     pub syn_dropped: u64,
+    /// "open" or "blocked" at the end of the run.
+    pub state: &'static str,
+    /// Forwarded SYNs in each trailing window at the end of the run.
+    pub windows: BTreeMap<String, u64>,
 }
 
 /// Everything `--summary-json` writes.
@@ -130,10 +136,11 @@ impl Summary {
     /// Sums the workers' shards.
     pub fn collect(
         config: &Config,
+        plane: &ControlPlane,
+        now: u64,
         elapsed: Duration,
         ports: Vec<PortSummary>,
         stats: &[Arc<WorkerStats>],
-        shards: &[Arc<WorkerShard>],
         pool: &Mempool,
     ) -> Summary {
         let mut outcomes = BTreeMap::new();
@@ -160,22 +167,17 @@ impl Summary {
                 }
             })
             .collect();
-        let customers = config
-            .customers
-            .iter()
-            .filter_map(|c| {
-                let i = c.id as usize;
-                let seen: u64 = shards.iter().map(|s| s.syn_seen[i].load(Relaxed)).sum();
-                let fwd: u64 = shards
-                    .iter()
-                    .map(|s| s.syn_forwarded[i].load(Relaxed))
-                    .sum();
-                (seen > 0).then(|| CustomerSummary {
-                    name: c.name.clone(),
-                    syn_seen: seen,
-                    syn_forwarded: fwd,
-                    syn_dropped: seen - fwd,
-                })
+        let _ = config;
+        let customers = (0..plane.customers() as u32)
+            .filter_map(|id| plane.customer_view(id, now))
+            .filter(|v| v.seen > 0 || v.state != "open")
+            .map(|v| CustomerSummary {
+                name: v.name,
+                syn_seen: v.seen,
+                syn_forwarded: v.forwarded,
+                syn_dropped: v.seen - v.forwarded,
+                state: v.state,
+                windows: v.windows.into_iter().map(|w| (w.name, w.count)).collect(),
             })
             .collect();
         Summary {

@@ -26,6 +26,10 @@ struct Args {
     /// Write the final counters as JSON to this path on exit.
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
+    /// Start with no saved state when the snapshot in state_dir is
+    /// unreadable or corrupt (default: refuse to start, naming the file).
+    #[arg(long)]
+    fresh_state: bool,
 }
 
 fn main() -> ExitCode {
@@ -69,7 +73,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()) {
+        eprintln!("synwall: installing the SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
+    }
     let opts = RunOptions {
+        fresh_state: args.fresh_state,
+        reload,
         duration,
         stats_interval: config.control.stats_interval,
         stop,

@@ -1,0 +1,283 @@
+//! Events (blocks, unblocks, expiries, warnings, reloads) and the JSON-lines
+//! event log.
+//!
+//! Each event is one JSON object on one line. Timestamps (`ts`, `until`) are
+//! RFC 3339 UTC strings with milliseconds (`"2026-11-26T17:10:19.123Z"`):
+//! readable in `tail -f`, sortable as text, and parsed by every log tool.
+//! Optional fields are left out when they do not apply.
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A wall-clock instant in Unix milliseconds; serializes as RFC 3339 UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Timestamp {
+        Timestamp(wall_now_ms())
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&rfc3339(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339(self.0))
+    }
+}
+
+/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
+pub fn wall_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+/// algorithm: exact for every representable day, no tables).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A customer was blocked (by a limit, an operator or the config).
+    Block,
+    /// An operator lifted a block.
+    Unblock,
+    /// A block ran out.
+    Expire,
+    /// A window's count reached the configured fraction of its limit.
+    NearLimit,
+    /// A `monitor` customer went over a limit: it would have been blocked.
+    WouldBlock,
+    /// The config was reloaded.
+    Reload,
+    /// State was restored from a snapshot.
+    Restore,
+}
+
+/// One event: one JSON line in the event log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// When it happened.
+    pub ts: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+    /// The customer's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// The window's name (`"5m"`), for limit-related events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The window's count at the time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The window's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// When a block ends; absent for an indefinite block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// Why, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Which operator, for operator actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+impl Event {
+    /// An event of `kind` at `ts` with every optional field empty.
+    pub fn new(kind: EventKind, ts: Timestamp) -> Event {
+        Event {
+            ts,
+            kind,
+            customer: None,
+            window: None,
+            count: None,
+            limit: None,
+            until: None,
+            reason: None,
+            by: None,
+        }
+    }
+
+    /// A reload event; `reason` says what changed.
+    pub fn reload(ts: Timestamp, reason: impl Into<String>) -> Event {
+        Event {
+            reason: Some(reason.into()),
+            ..Event::new(EventKind::Reload, ts)
+        }
+    }
+
+    /// The JSON line, without the newline.
+    pub fn to_line(&self) -> String {
+        // Serializing plain strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why the event log could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    /// The directory for the log could not be created.
+    #[error("creating directory {dir} for the event log: {source}")]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The log could not be opened for appending.
+    #[error("opening event log {path} for appending: {source}")]
+    Open {
+        /// The log file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Appending failed (disk full, file removed underneath, ...).
+    #[error("writing to event log {path}: {source}")]
+    Write {
+        /// The log file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// An append-only JSON-lines file of [`Event`]s.
+#[derive(Debug)]
+pub struct EventLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl EventLog {
+    /// Opens `path` for appending, creating it and its parent directory.
+    pub fn open(path: &Path) -> Result<EventLog, EventLogError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| EventLogError::CreateDir {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| EventLogError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(EventLog {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line per event, in one write so that concurrent readers
+    /// (`tail -f`) see whole lines.
+    pub fn append(&mut self, events: &[Event]) -> Result<(), EventLogError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for e in events {
+            text.push_str(&e.to_line());
+            text.push('\n');
+        }
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(|source| EventLogError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(rfc3339(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn optional_fields_are_left_out() {
+        let mut e = Event::new(EventKind::NearLimit, Timestamp(0));
+        e.customer = Some("acme".into());
+        e.count = Some(80);
+        assert_eq!(
+            e.to_line(),
+            r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"near_limit","customer":"acme","count":80}"#
+        );
+    }
+
+    #[test]
+    fn log_appends_lines_and_creates_the_directory() {
+        let dir = std::env::temp_dir().join(format!("synwall-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub/events.jsonl");
+        let mut log = EventLog::open(&path).unwrap();
+        log.append(&[Event::reload(Timestamp(1), "a")]).unwrap();
+        drop(log);
+        let mut log = EventLog::open(&path).unwrap();
+        log.append(&[Event::new(EventKind::Expire, Timestamp(2))])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains(r#""kind":"reload""#) && lines[1].contains("expire"));
+        // A directory where the file should be: an error naming the path.
+        let err = EventLog::open(&dir.join("sub")).unwrap_err();
+        assert!(err.to_string().contains("sub"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
