@@ -1,7 +1,7 @@
 //! The running appliance: EAL, ports, workers, and the main loop on the
 //! main lcore that reads the workers' counters.
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use synwall_dataplane::dpdk::{
     self, DpdkError, Eal, Launched, LcoreId, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST,
 };
 use synwall_dataplane::generation::{Generation, SharedGeneration};
-use synwall_dataplane::parse::WatchedPorts;
+use synwall_dataplane::parse::{Outcome, WatchedPorts};
 use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 use synwall_dataplane::worker::{Direction, Path, Worker};
@@ -137,6 +137,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         plane,
         events,
         clock,
+        gauges: Arc::new(Gauges::default()),
     };
     let result = run_with_eal(control, opts, classifier, policy);
     drop(eal);
@@ -164,6 +165,7 @@ struct Control {
     plane: ControlPlane,
     events: EventLog,
     clock: Clock,
+    gauges: Arc<Gauges>,
 }
 
 impl Control {
@@ -182,7 +184,16 @@ impl Control {
     }
 
     fn tick(&mut self, shards: &[Arc<WorkerShard>]) {
+        let started = Instant::now();
         let events = self.plane.tick(self.clock.now(), shards);
+        let g = &self.gauges;
+        g.last_tick_us
+            .store(started.elapsed().as_micros() as u64, Relaxed);
+        g.ticks.fetch_add(1, Relaxed);
+        g.blocked_customers
+            .store(self.plane.blocks().len() as u64, Relaxed);
+        g.active_customers
+            .store(self.plane.active() as u64, Relaxed);
         self.emit(&events);
     }
 
@@ -261,6 +272,87 @@ impl Control {
         let ev = Event::reload(self.plane.wall(self.clock.now()), msg);
         self.emit(&[ev]);
         self.tick(&now_gen.shards);
+    }
+}
+
+/// Control-plane figures the telemetry thread may read.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub blocked_customers: AtomicU64,
+    pub active_customers: AtomicU64,
+    pub last_tick_us: AtomicU64,
+    pub ticks: AtomicU64,
+}
+
+/// Registers synwall's DPDK telemetry commands and, when the EAL runs with
+/// multi-process support, packet capture for `dpdk-dumpcap`. Failures are
+/// reported, never fatal.
+fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<Gauges>) {
+    let workers = stats.to_vec();
+    let gauges = gauges.clone();
+    let source = Box::new(move || {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+        out.push(("rx".into(), sum(&|w| w.verdicts.rx.load(Relaxed))));
+        out.push((
+            "forwarded".into(),
+            sum(&|w| w.verdicts.forwarded.load(Relaxed)),
+        ));
+        out.push((
+            "reverse_forwarded".into(),
+            sum(&|w| w.verdicts.reverse_forwarded.load(Relaxed)),
+        ));
+        out.push((
+            "dropped_blocked".into(),
+            sum(&|w| w.verdicts.dropped_blocked.load(Relaxed)),
+        ));
+        out.push((
+            "dropped_malformed".into(),
+            sum(&|w| w.verdicts.dropped_malformed.load(Relaxed)),
+        ));
+        out.push((
+            "reset_sent".into(),
+            sum(&|w| w.verdicts.reset_sent.load(Relaxed)),
+        ));
+        out.push(("tx_full".into(), sum(&|w| w.verdicts.tx_full.load(Relaxed))));
+        out.push((
+            "syn_no_customer".into(),
+            sum(&|w| w.verdicts.syn_no_customer.load(Relaxed)),
+        ));
+        for o in Outcome::all() {
+            out.push((
+                o.name().into(),
+                sum(&|w| w.outcomes[o.index()].load(Relaxed)),
+            ));
+        }
+        out.push((
+            "blocked_customers".into(),
+            gauges.blocked_customers.load(Relaxed),
+        ));
+        out.push((
+            "active_customers".into(),
+            gauges.active_customers.load(Relaxed),
+        ));
+        out.push(("last_tick_us".into(), gauges.last_tick_us.load(Relaxed)));
+        out.push(("ticks".into(), gauges.ticks.load(Relaxed)));
+        out
+    });
+    if let Err(e) = dpdk::register_telemetry(
+        "/synwall/stats",
+        "synwall frame outcomes, verdicts and control-plane gauges",
+        source,
+    ) {
+        eprintln!("synwall: DPDK telemetry unavailable: {e}");
+    }
+    let single_process = config
+        .dpdk
+        .eal_args
+        .iter()
+        .any(|a| a == "--no-shconf" || a == "--in-memory");
+    if !single_process {
+        if let Err(e) = dpdk::enable_capture() {
+            eprintln!("synwall: packet capture (dpdk-dumpcap) unavailable: {e}");
+        }
     }
 }
 
@@ -360,6 +452,8 @@ fn run_with_eal(
         .all(|s| s.customers() == customers));
     // Grants and block bits are in place before the first frame.
     control.tick(&generation.load().shards);
+
+    register_ecosystem(config, &stats, &control.gauges);
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched: Vec<Launched> = Vec::new();
