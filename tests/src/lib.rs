@@ -1,1 +1,777 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: run the real `synwall` binary
+//! under EAL on `net_pcap` virtual devices, with crafted input captures, and
+//! read back what came out of each port and the `--summary-json` counters.
+//!
+//! Every run gets its own temporary directory (removed when the test passes,
+//! kept and printed when it fails) and its own EAL `--file-prefix`, so tests
+//! can run in parallel.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use serde_json::Value;
+use synwall_dataplane::pcap::{read_pcap, write_pcap};
+
+/// A run is killed (and the test fails) if it has not exited after this long.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default `--duration` of a run: long enough for the workers to drain a
+/// small capture, short enough to keep the suite fast.
+pub const DEFAULT_DURATION: f64 = 1.5;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A per-test temporary directory, removed on drop unless the test panicked
+/// (then its path is printed so the inputs and outputs can be inspected).
+pub struct TestDir {
+    pub path: PathBuf,
+    /// A short string unique to this directory (for the EAL file prefix).
+    pub unique: String,
+}
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let unique = format!("swt{}x{n}", std::process::id());
+        let path = std::env::temp_dir().join(format!("synwall-test-{name}-{unique}"));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        TestDir { path, unique }
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+        // EAL's runtime directory for this file prefix (empty with
+        // --no-shconf, but created anyway).
+        for base in ["/var/run/dpdk", "/run/dpdk"] {
+            let _ = fs::remove_dir_all(Path::new(base).join(&self.unique));
+        }
+        if let Ok(xdg) = std::env::var("XDG_RUNTIME_DIR") {
+            let _ = fs::remove_dir_all(Path::new(&xdg).join("dpdk").join(&self.unique));
+        }
+    }
+}
+
+/// The `synwall` binary of the same profile as this test binary, built once
+/// per test process (a no-op when it is up to date).
+pub fn synwall_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test binary>
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary is not in target/<profile>/deps")
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(&workspace)
+            .args(["build", "-p", "synwall-control", "--bin", "synwall"]);
+        if release {
+            cmd.arg("--release");
+        }
+        // Build into the same target directory as this test binary (it may
+        // have been given with --target-dir); CACHEDIR.TAG marks its root.
+        if let Some(target_dir) = profile_dir.parent() {
+            if target_dir.join("CACHEDIR.TAG").exists() {
+                cmd.env("CARGO_TARGET_DIR", target_dir);
+            }
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO")));
+        assert!(
+            out.status.success(),
+            "building synwall failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile_dir.join("synwall");
+        assert!(bin.exists(), "{} missing after cargo build", bin.display());
+        bin
+    })
+}
+
+/// What a finished process left behind.
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Exit {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs `synwall` with `args` in `dir`, killing it after [`RUN_TIMEOUT`]
+/// (which fails the test, showing its output so far).
+pub fn run_synwall(dir: &TestDir, args: &[&str]) -> Exit {
+    let bin = synwall_bin();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let out_path = dir.join(&format!("stdout.{n}.txt"));
+    let err_path = dir.join(&format!("stderr.{n}.txt"));
+    let stdout = fs::File::create(&out_path).expect("stdout file");
+    let stderr = fs::File::create(&err_path).expect("stderr file");
+    let mut child = Command::new(bin)
+        .args(args)
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for synwall") {
+            break status;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "synwall {args:?} did not exit within {RUN_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Exit {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// Writes `text` as a config file in `dir`, returns its path.
+pub fn write_config(dir: &TestDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+/// A TOML string literal.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One appliance run on one link of two `net_pcap` ports: `net_pcap0`
+/// inside (customers), `net_pcap1` outside (upstream).
+///
+/// Files in the run's directory: `in{q}.pcap` (inside rx queue q),
+/// `rev{q}.pcap` (outside rx queue q), `back{w}.pcap` (inside tx queue w),
+/// `out{w}.pcap` (outside tx queue w), one tx queue per worker.
+pub struct Scenario {
+    /// Frames entering the inside port, per rx queue.
+    pub inside: Vec<Vec<Vec<u8>>>,
+    /// Frames entering the outside port (reverse direction), per rx queue.
+    pub outside: Vec<Vec<Vec<u8>>>,
+    /// Worker lcores (`dpdk.cores`).
+    pub cores: Vec<usize>,
+    /// Extra EAL arguments (e.g. an `--lcores` map).
+    pub extra_eal: Vec<String>,
+    /// TOML inserted after `[[link]]` and before `[control]`: `[detect]`,
+    /// `[block]` and such.
+    pub sections: String,
+    /// `[[customer]]` entries.
+    pub customers: String,
+    /// `--duration`.
+    pub duration: f64,
+}
+
+impl Scenario {
+    /// One worker, one queue, the given inside and outside frames.
+    pub fn new(inside: Vec<Vec<u8>>, outside: Vec<Vec<u8>>) -> Scenario {
+        Scenario {
+            inside: vec![inside],
+            outside: vec![outside],
+            cores: vec![1],
+            extra_eal: Vec::new(),
+            sections: String::new(),
+            customers: String::new(),
+            duration: DEFAULT_DURATION,
+        }
+    }
+
+    pub fn sections(mut self, toml: &str) -> Self {
+        self.sections.push_str(toml);
+        self.sections.push('\n');
+        self
+    }
+
+    pub fn customers(mut self, toml: &str) -> Self {
+        self.customers.push_str(toml);
+        self.customers.push('\n');
+        self
+    }
+
+    pub fn queues(&self) -> usize {
+        self.inside.len()
+    }
+
+    /// The config text for running in `dir`.
+    pub fn config(&self, dir: &TestDir) -> String {
+        assert_eq!(
+            self.inside.len(),
+            self.outside.len(),
+            "inside and outside need the same number of rx queues"
+        );
+        let d = dir.path.display();
+        let port = |n: usize, rx: &str, tx: &str| {
+            let mut s = format!("--vdev=net_pcap{n}");
+            for q in 0..self.queues() {
+                write!(s, ",rx_pcap={d}/{rx}{q}.pcap").unwrap();
+            }
+            for w in 0..self.cores.len() {
+                write!(s, ",tx_pcap={d}/{tx}{w}.pcap").unwrap();
+            }
+            s
+        };
+        let mut eal: Vec<String> = [
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "--log-level=*:notice",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        eal.push(format!("--file-prefix={}", dir.unique));
+        eal.extend(self.extra_eal.iter().cloned());
+        eal.push(port(0, "in", "back"));
+        eal.push(port(1, "rev", "out"));
+        let eal = eal.iter().map(|a| toml_str(a)).collect::<Vec<_>>();
+        let cores = self.cores.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        format!(
+            "[dpdk]\neal_args = [\n  {}\n]\ncores = [{}]\n\n\
+             [[link]]\nname = \"l0\"\ninside = \"net_pcap0\"\noutside = \"net_pcap1\"\nqueues = {}\n\n\
+             {}\n\
+             [control]\nstate_dir = {}\nsocket = {}\nevents = {}\n\n\
+             {}",
+            eal.join(",\n  "),
+            cores.join(", "),
+            self.queues(),
+            self.sections,
+            toml_str(&format!("{d}/state")),
+            toml_str(&format!("{d}/control.sock")),
+            toml_str(&format!("{d}/events.jsonl")),
+            self.customers,
+        )
+    }
+
+    /// Writes the inputs and the config, runs synwall, and collects what
+    /// came out. Panics (failing the test) if synwall exits non-zero.
+    pub fn run(&self, name: &str) -> RunResult {
+        let dir = TestDir::new(name);
+        let result = self.run_in(dir);
+        assert!(
+            result.exit.status.success(),
+            "synwall failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            result.exit.status,
+            result.exit.stdout,
+            result.exit.stderr
+        );
+        result
+    }
+
+    /// Like [`Self::run`] but returns whatever happened, even a failure.
+    pub fn run_in(&self, dir: TestDir) -> RunResult {
+        for (q, frames) in self.inside.iter().enumerate() {
+            write_pcap(dir.join(&format!("in{q}.pcap")), frames).expect("writing in.pcap");
+        }
+        for (q, frames) in self.outside.iter().enumerate() {
+            write_pcap(dir.join(&format!("rev{q}.pcap")), frames).expect("writing rev.pcap");
+        }
+        let config = write_config(&dir, "synwall.toml", &self.config(&dir));
+        let summary_path = dir.join("summary.json");
+        let duration = self.duration.to_string();
+        let exit = run_synwall(
+            &dir,
+            &[
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--duration",
+                &duration,
+                "--summary-json",
+                summary_path.to_str().expect("utf-8 path"),
+            ],
+        );
+        let read_all = |prefix: &str| -> Vec<Vec<Vec<u8>>> {
+            (0..self.cores.len())
+                .map(|w| {
+                    let p = dir.join(&format!("{prefix}{w}.pcap"));
+                    if exit.status.success() {
+                        read_pcap(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+                    } else {
+                        read_pcap(&p).unwrap_or_default()
+                    }
+                })
+                .collect()
+        };
+        let out = read_all("out");
+        let back = read_all("back");
+        let summary = if exit.status.success() {
+            let text = fs::read_to_string(&summary_path).unwrap_or_else(|e| {
+                panic!(
+                    "reading {}: {e}\nstderr:\n{}",
+                    summary_path.display(),
+                    exit.stderr
+                )
+            });
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary JSON: {e}\n{text}"))
+        } else {
+            Value::Null
+        };
+        RunResult {
+            exit,
+            summary,
+            out,
+            back,
+            dir,
+        }
+    }
+}
+
+/// What one run produced.
+pub struct RunResult {
+    pub exit: Exit,
+    /// The `--summary-json` document (Null if the run failed).
+    pub summary: Value,
+    /// Frames sent by the outside port, per tx queue (= per worker).
+    pub out: Vec<Vec<Vec<u8>>>,
+    /// Frames sent by the inside port, per tx queue (= per worker).
+    pub back: Vec<Vec<Vec<u8>>>,
+    /// Kept alive until the result is dropped (removed then if no panic).
+    pub dir: TestDir,
+}
+
+impl RunResult {
+    /// Everything the outside port sent, queue 0 first.
+    pub fn out_frames(&self) -> Vec<Vec<u8>> {
+        self.out.concat()
+    }
+
+    /// Everything the inside port sent, queue 0 first.
+    pub fn back_frames(&self) -> Vec<Vec<u8>> {
+        self.back.concat()
+    }
+
+    /// A summary counter by JSON pointer, e.g. `/verdicts/rx`.
+    pub fn counter(&self, pointer: &str) -> u64 {
+        self.summary
+            .pointer(pointer)
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("summary has no counter {pointer}:\n{:#}", self.summary))
+    }
+
+    /// `verdicts.<name>`.
+    pub fn verdict(&self, name: &str) -> u64 {
+        self.counter(&format!("/verdicts/{name}"))
+    }
+
+    /// All of `outcomes` as (name, count), for exact comparison.
+    pub fn outcomes(&self) -> Vec<(String, u64)> {
+        let map = self
+            .summary
+            .get("outcomes")
+            .and_then(Value::as_object)
+            .expect("summary.outcomes");
+        map.iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().expect("outcome count")))
+            .collect()
+    }
+
+    /// Asserts every outcome counter: those named in `nonzero` have the
+    /// given value, all others are zero.
+    pub fn assert_outcomes(&self, nonzero: &[(&str, u64)]) {
+        let got = self.outcomes();
+        for (name, _) in nonzero {
+            assert!(
+                got.iter().any(|(k, _)| k == name),
+                "summary has no outcome {name:?}: {got:?}"
+            );
+        }
+        let want: Vec<(String, u64)> = got
+            .iter()
+            .map(|(k, _)| {
+                let n = nonzero
+                    .iter()
+                    .find(|(name, _)| name == k)
+                    .map_or(0, |&(_, n)| n);
+                (k.clone(), n)
+            })
+            .collect();
+        assert_eq!(got, want, "outcome counters");
+    }
+
+    /// Asserts the verdict counters exactly (all eight of them).
+    pub fn assert_verdicts(&self, want: &Verdicts) {
+        let got = Verdicts::from_json(&self.summary["verdicts"]);
+        assert_eq!(&got, want, "verdict counters\n{:#}", self.summary);
+    }
+
+    /// The invariants every run must keep: verdicts add up to rx, outcomes
+    /// add up to the inspected frames, workers add up to the total, and the
+    /// ports agree with the verdicts.
+    pub fn assert_consistent(&self) {
+        let v = Verdicts::from_json(&self.summary["verdicts"]);
+        assert_eq!(
+            v.forwarded
+                + v.dropped_blocked
+                + v.dropped_malformed
+                + v.reset_sent
+                + v.reverse_forwarded,
+            v.rx,
+            "verdicts do not add up to rx: {v:?}"
+        );
+        let outcomes: u64 = self.outcomes().iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            outcomes,
+            v.rx - v.reverse_forwarded,
+            "outcomes do not add up to the inspected frames"
+        );
+        let workers = self.summary["workers"].as_array().expect("workers");
+        let mut sum = Verdicts::default();
+        for w in workers {
+            sum.add(&Verdicts::from_json(&w["verdicts"]));
+        }
+        assert_eq!(sum, v, "workers' verdicts do not add up to the total");
+        let syn: u64 = workers
+            .iter()
+            .map(|w| w["syn_watched"].as_u64().expect("syn_watched"))
+            .sum();
+        assert_eq!(syn, self.counter("/outcomes/syn_watched"));
+        for c in self.all_customers() {
+            assert_eq!(c.seen, c.forwarded + c.dropped, "customer {c:?}");
+            let state = self.customer_state(&c.name);
+            assert!(
+                c.seen > 0 || state.as_deref().is_some_and(|s| s != "open"),
+                "customer without SYNs listed while open: {c:?} {state:?}"
+            );
+        }
+        // Every watched SYN of this run is either some customer's or
+        // nobody's (customer counts are this run's, not carried over).
+        let seen: u64 = self.all_customers().iter().map(|c| c.seen).sum();
+        assert_eq!(
+            seen + v.syn_no_customer,
+            self.counter("/outcomes/syn_watched"),
+            "customers' syn_seen + syn_no_customer vs outcomes.syn_watched"
+        );
+        let inside = self.port("inside");
+        let outside = self.port("outside");
+        assert_eq!(
+            inside.rx + outside.rx,
+            v.rx,
+            "ports' rx and verdicts.rx differ"
+        );
+        assert_eq!(outside.rx, v.reverse_forwarded);
+        assert_eq!(outside.tx, v.forwarded, "outside tx vs forwarded");
+        assert_eq!(
+            inside.tx,
+            v.reverse_forwarded + v.reset_sent,
+            "inside tx vs reverse + resets"
+        );
+        assert_eq!(v.tx_full, 0, "tx rings overflowed");
+        let size = self.counter("/mempool/size");
+        let in_use = self.counter("/mempool/in_use");
+        assert!(in_use <= size, "mempool in_use {in_use} > size {size}");
+    }
+
+    /// The customers that sent SYNs, in summary order (the summary may also
+    /// list customers that sent none, e.g. blocked ones: see
+    /// [`Self::all_customers`]).
+    pub fn customers(&self) -> Vec<CustomerCount> {
+        self.all_customers()
+            .into_iter()
+            .filter(|c| c.seen > 0)
+            .collect()
+    }
+
+    /// `customers[].state` of the named customer, if listed with a state.
+    pub fn customer_state(&self, name: &str) -> Option<String> {
+        self.summary["customers"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)?
+            .get("state")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Every customer listed in the summary, in order.
+    pub fn all_customers(&self) -> Vec<CustomerCount> {
+        self.summary["customers"]
+            .as_array()
+            .expect("customers")
+            .iter()
+            .map(|c| CustomerCount {
+                name: c["name"].as_str().expect("name").to_owned(),
+                seen: c["syn_seen"].as_u64().expect("syn_seen"),
+                forwarded: c["syn_forwarded"].as_u64().expect("syn_forwarded"),
+                dropped: c["syn_dropped"].as_u64().expect("syn_dropped"),
+            })
+            .collect()
+    }
+
+    /// The port on `side` ("inside" / "outside") of the only link.
+    pub fn port(&self, side: &str) -> PortCount {
+        let ports = self.summary["ports"].as_array().expect("ports");
+        let p = ports
+            .iter()
+            .find(|p| p["side"] == side)
+            .unwrap_or_else(|| panic!("no {side} port in {ports:?}"));
+        PortCount {
+            name: p["name"].as_str().expect("name").to_owned(),
+            rx: p["rx_packets"].as_u64().expect("rx_packets"),
+            tx: p["tx_packets"].as_u64().expect("tx_packets"),
+        }
+    }
+}
+
+/// A port's packet counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortCount {
+    pub name: String,
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// One entry of `customers[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerCount {
+    pub name: String,
+    pub seen: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+}
+
+impl CustomerCount {
+    pub fn new(name: &str, seen: u64, forwarded: u64, dropped: u64) -> Self {
+        CustomerCount {
+            name: name.to_owned(),
+            seen,
+            forwarded,
+            dropped,
+        }
+    }
+}
+
+/// The summary's `verdicts` object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdicts {
+    pub rx: u64,
+    pub forwarded: u64,
+    pub dropped_blocked: u64,
+    pub dropped_malformed: u64,
+    pub reset_sent: u64,
+    pub reverse_forwarded: u64,
+    pub tx_full: u64,
+    pub syn_no_customer: u64,
+}
+
+impl Verdicts {
+    pub fn from_json(v: &Value) -> Verdicts {
+        let get = |k: &str| {
+            v[k].as_u64()
+                .unwrap_or_else(|| panic!("verdicts.{k} missing in {v}"))
+        };
+        Verdicts {
+            rx: get("rx"),
+            forwarded: get("forwarded"),
+            dropped_blocked: get("dropped_blocked"),
+            dropped_malformed: get("dropped_malformed"),
+            reset_sent: get("reset_sent"),
+            reverse_forwarded: get("reverse_forwarded"),
+            tx_full: get("tx_full"),
+            syn_no_customer: get("syn_no_customer"),
+        }
+    }
+
+    fn add(&mut self, o: &Verdicts) {
+        self.rx += o.rx;
+        self.forwarded += o.forwarded;
+        self.dropped_blocked += o.dropped_blocked;
+        self.dropped_malformed += o.dropped_malformed;
+        self.reset_sent += o.reset_sent;
+        self.reverse_forwarded += o.reverse_forwarded;
+        self.tx_full += o.tx_full;
+        self.syn_no_customer += o.syn_no_customer;
+    }
+}
+
+/// Asserts two frame lists are equal, frame by frame, with a readable diff
+/// (index, lengths and the first differing byte) instead of two huge dumps.
+#[track_caller]
+pub fn assert_frames_eq(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
+    let mut msg = String::new();
+    if got.len() != want.len() {
+        writeln!(msg, "{what}: {} frames, expected {}", got.len(), want.len()).unwrap();
+    }
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if g != w {
+            let at = g.iter().zip(w.iter()).position(|(a, b)| a != b);
+            writeln!(
+                msg,
+                "{what}: frame {i} differs (len {} vs expected {}, first difference at byte {at:?})\n  got  {}\n  want {}",
+                g.len(),
+                w.len(),
+                hex(g),
+                hex(w)
+            )
+            .unwrap();
+        }
+    }
+    if got.len() != want.len() {
+        for (i, g) in got.iter().enumerate() {
+            writeln!(msg, "  got[{i}]  {}", hex(g)).unwrap();
+        }
+        for (i, w) in want.iter().enumerate() {
+            writeln!(msg, "  want[{i}] {}", hex(w)).unwrap();
+        }
+    }
+    assert!(msg.is_empty(), "{msg}");
+}
+
+/// Like [`assert_frames_eq`] but ignoring order.
+#[track_caller]
+pub fn assert_frames_eq_unordered(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
+    let mut g = got.to_vec();
+    let mut w = want.to_vec();
+    g.sort();
+    w.sort();
+    assert_frames_eq(&g, &w, what);
+}
+
+/// Lowercase hex of a frame.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The frames of `all` at the given indices, in that order.
+pub fn pick(all: &[Vec<u8>], indices: &[usize]) -> Vec<Vec<u8>> {
+    indices.iter().map(|&i| all[i].clone()).collect()
+}
+
+/// Number of CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_comparison_catches_differences() {
+        let a = vec![vec![1u8, 2, 3], vec![4, 5]];
+        assert_frames_eq(&a, &a.clone(), "same");
+        assert_frames_eq_unordered(&a, &[vec![4, 5], vec![1, 2, 3]], "reordered");
+        let changed = vec![vec![1u8, 2, 3], vec![4, 6]];
+        let r = std::panic::catch_unwind(|| assert_frames_eq(&a, &changed, "changed"));
+        let msg = *r.unwrap_err().downcast::<String>().unwrap();
+        assert!(msg.contains("frame 1 differs"), "{msg}");
+        assert!(msg.contains("first difference at byte Some(1)"), "{msg}");
+        let r = std::panic::catch_unwind(|| assert_frames_eq(&a, &a[..1], "shorter"));
+        assert!(r.is_err());
+        let r = std::panic::catch_unwind(|| assert_frames_eq(&[], &a, "empty"));
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn outcome_and_verdict_checks_are_exact() {
+        let dir = TestDir::new("helpers");
+        let summary: Value = serde_json::json!({
+            "outcomes": {"non_ip": 1, "other_ip": 0, "syn_watched": 2},
+            "verdicts": {"rx": 4, "forwarded": 2, "dropped_blocked": 1, "dropped_malformed": 0,
+                         "reset_sent": 0, "reverse_forwarded": 1, "tx_full": 0, "syn_no_customer": 0},
+        });
+        let run = RunResult {
+            exit: Exit {
+                status: Command::new("true").status().unwrap(),
+                stdout: String::new(),
+                stderr: String::new(),
+            },
+            summary,
+            out: Vec::new(),
+            back: Vec::new(),
+            dir,
+        };
+        run.assert_outcomes(&[("non_ip", 1), ("syn_watched", 2)]);
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run.assert_outcomes(&[("syn_watched", 2)])
+        }));
+        assert!(wrong.is_err(), "a missed non-zero outcome must fail");
+        let unknown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run.assert_outcomes(&[("non_ip", 1), ("syn_watched", 2), ("nope", 0)])
+        }));
+        assert!(unknown.is_err(), "an unknown outcome name must fail");
+        run.assert_verdicts(&Verdicts {
+            rx: 4,
+            forwarded: 2,
+            dropped_blocked: 1,
+            reverse_forwarded: 1,
+            ..Verdicts::default()
+        });
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run.assert_verdicts(&Verdicts {
+                rx: 4,
+                forwarded: 3,
+                reverse_forwarded: 1,
+                ..Verdicts::default()
+            })
+        }));
+        assert!(wrong.is_err());
+    }
+
+    #[test]
+    fn config_has_one_pcap_per_queue_and_worker() {
+        let dir = TestDir::new("config");
+        let mut s = Scenario::new(Vec::new(), Vec::new());
+        s.inside = vec![Vec::new(), Vec::new()];
+        s.outside = vec![Vec::new(), Vec::new()];
+        s.cores = vec![1, 2, 3];
+        let c = s.config(&dir);
+        assert_eq!(c.matches("rx_pcap=").count(), 4, "{c}");
+        assert_eq!(c.matches("tx_pcap=").count(), 6, "{c}");
+        assert!(c.contains("queues = 2"), "{c}");
+        assert!(c.contains("cores = [1, 2, 3]"), "{c}");
+        assert!(c.contains(&format!("--file-prefix={}", dir.unique)), "{c}");
+    }
+}

@@ -1,0 +1,134 @@
+//! `synwall --check` and start-up failures: a good config exits 0; a bad one
+//! exits non-zero naming the offending key; a config naming a port that does
+//! not exist fails to start with a clear message instead of hanging.
+
+use synwall_tests::*;
+
+const CUSTOMERS: &str = r#"
+[[customer]]
+name = "acme"
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+blocked = true
+"#;
+
+/// Writes the scenario's config (and empty captures) and runs synwall on it.
+fn run_with(name: &str, config: impl FnOnce(String) -> String, args: &[&str]) -> Exit {
+    let dir = TestDir::new(name);
+    let scenario = Scenario::new(Vec::new(), Vec::new()).customers(CUSTOMERS);
+    for f in ["in0.pcap", "rev0.pcap"] {
+        synwall_dataplane::pcap::write_pcap(dir.join(f), &[]).unwrap();
+    }
+    let text = config(scenario.config(&dir));
+    let path = write_config(&dir, "synwall.toml", &text);
+    let mut all = vec!["--config", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_synwall(&dir, &all)
+}
+
+fn check(name: &str, config: impl FnOnce(String) -> String) -> Exit {
+    run_with(name, config, &["--check"])
+}
+
+#[test]
+fn good_config_checks_ok() {
+    let exit = check("check-good", |c| c);
+    assert_eq!(exit.code(), Some(0), "stderr: {}", exit.stderr);
+    assert!(exit.stdout.contains("ok"), "stdout: {}", exit.stdout);
+}
+
+#[test]
+fn bad_cidr_rejected() {
+    let exit = check("check-cidr", |c| {
+        c.replace("198.51.100.0/24", "198.51.100.0/33")
+    });
+    assert_ne!(exit.code(), Some(0), "accepted a /33");
+    assert!(
+        exit.stderr.contains("prefixes[0]") && exit.stderr.contains("198.51.100.0/33"),
+        "error should name the key and the value: {}",
+        exit.stderr
+    );
+}
+
+#[test]
+fn bad_ipv6_prefix_rejected() {
+    let exit = check("check-cidr6", |c| {
+        c.replace("2001:db8:1::/48", "2001:db8:1::/129")
+    });
+    assert_ne!(exit.code(), Some(0), "accepted a /129");
+    assert!(
+        exit.stderr.contains("prefixes[1]"),
+        "stderr: {}",
+        exit.stderr
+    );
+}
+
+#[test]
+fn unknown_key_rejected() {
+    let exit = check("check-unknown", |c| {
+        format!("{c}\n[block]\nacton = \"drop\"\n")
+    });
+    assert_ne!(exit.code(), Some(0), "accepted an unknown key");
+    assert!(exit.stderr.contains("acton"), "stderr: {}", exit.stderr);
+}
+
+#[test]
+fn bad_enum_value_rejected() {
+    let exit = check("check-enum", |c| {
+        format!("{c}\n[block]\naction = \"explode\"\n")
+    });
+    assert_ne!(exit.code(), Some(0), "accepted action = explode");
+    assert!(
+        exit.stderr.contains("action") || exit.stderr.contains("explode"),
+        "stderr: {}",
+        exit.stderr
+    );
+}
+
+#[test]
+fn check_does_not_start_the_dataplane() {
+    // --check must not touch the devices: the capture files it would write
+    // are not created.
+    let dir = TestDir::new("check-no-run");
+    let scenario = Scenario::new(Vec::new(), Vec::new()).customers(CUSTOMERS);
+    let path = write_config(&dir, "synwall.toml", &scenario.config(&dir));
+    let exit = run_synwall(&dir, &["--config", path.to_str().unwrap(), "--check"]);
+    assert_eq!(exit.code(), Some(0), "stderr: {}", exit.stderr);
+    assert!(!dir.join("out0.pcap").exists());
+    assert!(!dir.join("back0.pcap").exists());
+}
+
+#[test]
+fn nonexistent_port_fails_clearly() {
+    let exit = run_with(
+        "missing-port",
+        |c| c.replace("inside = \"net_pcap0\"", "inside = \"net_pcap7\""),
+        &["--duration", "1"],
+    );
+    assert_ne!(exit.code(), Some(0), "started with a missing port");
+    assert!(
+        exit.stderr.contains("net_pcap7"),
+        "error should name the port: {}",
+        exit.stderr
+    );
+}
+
+#[test]
+fn missing_config_file_fails() {
+    let dir = TestDir::new("missing-config");
+    let missing = dir.join("nope.toml");
+    let exit = run_synwall(&dir, &["--config", missing.to_str().unwrap(), "--check"]);
+    assert_ne!(exit.code(), Some(0));
+    assert!(exit.stderr.contains("nope.toml"), "stderr: {}", exit.stderr);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn zero_duration_rejected() {
+    let exit = run_with("zero-duration", |c| c, &["--duration", "0"]);
+    assert_ne!(exit.code(), Some(0));
+    assert!(
+        exit.stderr.contains("--duration"),
+        "stderr: {}",
+        exit.stderr
+    );
+}

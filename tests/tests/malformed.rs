@@ -1,0 +1,168 @@
+//! Malformed frames, one per reason: by default they are forwarded and
+//! counted per reason (even a blocked customer's: a malformed SYN is not a
+//! SYN); with `[detect] malformed = "drop"` they are dropped and counted.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use synwall_dataplane::craft::{FrameBuilder, Ipv6Ext};
+use synwall_dataplane::parse::tcp_flags::SYN;
+use synwall_dataplane::parse::TPID_8021Q;
+use synwall_tests::*;
+
+const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
+const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
+
+const CUSTOMERS: &str = r#"
+[[customer]]
+name = "acme"
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+blocked = true
+
+[[customer]]
+name = "beta"
+prefixes = ["192.0.2.0/24"]
+"#;
+
+fn syn4() -> Vec<u8> {
+    FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN).build()
+}
+
+fn syn6() -> FrameBuilder {
+    let src: Ipv6Addr = "2001:db8:1::7".parse().unwrap();
+    let dst: Ipv6Addr = "2001:db8:ff::25".parse().unwrap();
+    FrameBuilder::tcp_v6(src, dst, 40000, 25, SYN)
+}
+
+/// (outcome name, frame): one malformed frame per reason, all of them
+/// (broken) SMTP SYNs from the blocked customer.
+fn malformed() -> Vec<(&'static str, Vec<u8>)> {
+    let mut v = Vec::new();
+    v.push(("malformed_truncated_l2", syn4()[..12].to_vec()));
+    let tagged = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
+        .vlan(TPID_8021Q, 5)
+        .build();
+    v.push(("malformed_truncated_l2", tagged[..16].to_vec()));
+    v.push((
+        "malformed_vlan_stack_too_deep",
+        FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
+            .vlan(TPID_8021Q, 1)
+            .vlan(TPID_8021Q, 2)
+            .vlan(TPID_8021Q, 3)
+            .build(),
+    ));
+    let mut f = syn4();
+    f[14] = 0x44; // IHL 4
+    v.push(("malformed_bad_ipv4_header", f));
+    let mut f = syn4();
+    f[16..18].copy_from_slice(&1000u16.to_be_bytes()); // total length > frame
+    v.push(("malformed_bad_ipv4_length", f));
+    let mut f = syn6().build();
+    f[14] = 0x50; // version 5
+    v.push(("malformed_bad_ipv6_header", f));
+    let mut f = syn6().build();
+    f[18..20].copy_from_slice(&500u16.to_be_bytes()); // payload length > frame
+    v.push(("malformed_bad_ipv6_length", f));
+    v.push((
+        "malformed_bad_ipv6_chain",
+        syn6()
+            .ipv6_ext_headers([Ipv6Ext::destination_options(), Ipv6Ext::hop_by_hop()])
+            .build(),
+    ));
+    v.push((
+        "malformed_truncated_l4",
+        FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
+            .truncate_l4(10)
+            .build(),
+    ));
+    let mut f = syn4();
+    f[14 + 20 + 12] = 0x40; // TCP data offset 4 words
+    v.push(("malformed_bad_tcp_header", f));
+    v
+}
+
+fn inputs() -> (Vec<Vec<u8>>, Vec<(&'static str, u64)>) {
+    let bad = malformed();
+    let mut frames: Vec<Vec<u8>> = bad.iter().map(|(_, f)| f.clone()).collect();
+    // And two well-formed SYNs: beta's is forwarded, acme's dropped.
+    frames.push(FrameBuilder::tcp_v4(BETA, MX, 40001, 25, SYN).build());
+    frames.push(FrameBuilder::tcp_v4(ACME, MX, 40002, 25, SYN).build());
+    let mut outcomes: Vec<(&'static str, u64)> = Vec::new();
+    for (name, _) in &bad {
+        match outcomes.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c += 1,
+            None => outcomes.push((name, 1)),
+        }
+    }
+    outcomes.push(("syn_watched", 2));
+    (frames, outcomes)
+}
+
+#[test]
+fn malformed_forwarded_and_counted_by_default() {
+    let (inside, outcomes) = inputs();
+    assert_eq!(inside.len(), 12);
+    let run = Scenario::new(inside.clone(), Vec::new())
+        .customers(CUSTOMERS)
+        .run("malformed-fwd");
+    let mut want = inside[..10].to_vec();
+    want.push(inside[10].clone());
+    assert_frames_eq(&run.out_frames(), &want, "outside tx");
+    assert!(run.back_frames().is_empty());
+    run.assert_verdicts(&Verdicts {
+        rx: 12,
+        forwarded: 11,
+        dropped_blocked: 1,
+        ..Verdicts::default()
+    });
+    run.assert_outcomes(&outcomes);
+    assert_eq!(
+        run.customers(),
+        vec![
+            CustomerCount::new("acme", 1, 0, 1),
+            CustomerCount::new("beta", 1, 1, 0),
+        ]
+    );
+    run.assert_consistent();
+}
+
+#[test]
+fn malformed_dropped_with_drop_policy() {
+    let (inside, outcomes) = inputs();
+    let run = Scenario::new(inside.clone(), Vec::new())
+        .sections("[detect]\nmalformed = \"drop\"")
+        .customers(CUSTOMERS)
+        .run("malformed-drop");
+    assert_frames_eq(&run.out_frames(), &[inside[10].clone()], "outside tx");
+    assert!(run.back_frames().is_empty());
+    run.assert_verdicts(&Verdicts {
+        rx: 12,
+        forwarded: 1,
+        dropped_blocked: 1,
+        dropped_malformed: 10,
+        ..Verdicts::default()
+    });
+    run.assert_outcomes(&outcomes);
+    run.assert_consistent();
+}
+
+#[test]
+fn reverse_direction_malformed_not_dropped() {
+    // The drop policy applies to inspected (inside→outside) frames only:
+    // the reverse direction is forwarded untouched.
+    let bad: Vec<Vec<u8>> = malformed().into_iter().map(|(_, f)| f).collect();
+    let run = Scenario::new(Vec::new(), bad.clone())
+        .sections("[detect]\nmalformed = \"drop\"")
+        .customers(CUSTOMERS)
+        .run("malformed-reverse");
+    assert!(run.out_frames().is_empty());
+    assert_frames_eq(&run.back_frames(), &bad, "inside tx");
+    run.assert_verdicts(&Verdicts {
+        rx: 10,
+        reverse_forwarded: 10,
+        ..Verdicts::default()
+    });
+    run.assert_outcomes(&[]);
+    assert!(run.customers().is_empty());
+    run.assert_consistent();
+}

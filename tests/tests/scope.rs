@@ -1,0 +1,134 @@
+//! `[block] scope`: with "smtp" a blocked customer's established traffic to
+//! watched ports is dropped too; with "syn" (the default) only new
+//! connections are.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use synwall_dataplane::craft::FrameBuilder;
+use synwall_dataplane::parse::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use synwall_tests::*;
+
+const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
+const UNKNOWN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
+
+const CUSTOMERS: &str = r#"
+[[customer]]
+name = "acme"
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+blocked = true
+
+[[customer]]
+name = "beta"
+prefixes = ["192.0.2.0/24"]
+"#;
+
+/// (frame, is the blocked customer's TCP to port 25 but not a SYN)
+fn inside() -> Vec<(Vec<u8>, bool)> {
+    let acme6: Ipv6Addr = "2001:db8:1::7".parse().unwrap();
+    let mx6: Ipv6Addr = "2001:db8:ff::25".parse().unwrap();
+    vec![
+        (
+            FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN).build(),
+            false,
+        ),
+        (
+            FrameBuilder::tcp_v4(ACME, MX, 40001, 25, ACK | PSH)
+                .seq(10)
+                .ack(20)
+                .payload(b"MAIL FROM:<a@acme.example>\r\n")
+                .build(),
+            true,
+        ),
+        (
+            FrameBuilder::tcp_v4(ACME, MX, 40002, 25, FIN | ACK).build(),
+            true,
+        ),
+        (
+            FrameBuilder::tcp_v4(ACME, MX, 40003, 25, SYN | ACK).build(),
+            true,
+        ),
+        (FrameBuilder::tcp_v4(ACME, MX, 40004, 25, RST).build(), true),
+        (
+            FrameBuilder::tcp_v6(acme6, mx6, 40005, 25, ACK).build(),
+            true,
+        ),
+        (
+            FrameBuilder::tcp_v4(ACME, MX, 40006, 443, ACK).build(),
+            false,
+        ),
+        (
+            FrameBuilder::tcp_v4(ACME, MX, 40007, 587, ACK).build(),
+            false,
+        ),
+        (
+            FrameBuilder::tcp_v4(BETA, MX, 40008, 25, ACK).build(),
+            false,
+        ),
+        (
+            FrameBuilder::tcp_v4(UNKNOWN, MX, 40009, 25, ACK).build(),
+            false,
+        ),
+    ]
+}
+
+fn outside() -> Vec<Vec<u8>> {
+    // The server's side of acme's session: not inspected, forwarded.
+    vec![FrameBuilder::tcp_v4(MX, ACME, 25, 40001, ACK | PSH)
+        .payload(b"250 OK\r\n")
+        .build()]
+}
+
+const OUTCOMES: [(&str, u64); 3] = [("syn_watched", 1), ("watched_other", 7), ("other_ip", 2)];
+
+#[test]
+fn scope_smtp_drops_established_sessions() {
+    let frames = inside();
+    let all: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
+    let run = Scenario::new(all, outside())
+        .sections("[block]\nscope = \"smtp\"")
+        .customers(CUSTOMERS)
+        .run("scope-smtp");
+    let want: Vec<Vec<u8>> = frames
+        .iter()
+        .skip(1)
+        .filter(|(_, established)| !established)
+        .map(|(f, _)| f.clone())
+        .collect();
+    assert_eq!(want.len(), 4);
+    assert_frames_eq(&run.out_frames(), &want, "outside tx");
+    assert_frames_eq(&run.back_frames(), &outside(), "inside tx");
+    run.assert_verdicts(&Verdicts {
+        rx: 11,
+        forwarded: 4,
+        dropped_blocked: 6,
+        reverse_forwarded: 1,
+        ..Verdicts::default()
+    });
+    run.assert_outcomes(&OUTCOMES);
+    assert_eq!(run.customers(), vec![CustomerCount::new("acme", 1, 0, 1)]);
+    run.assert_consistent();
+}
+
+#[test]
+fn scope_syn_lets_established_sessions_through() {
+    let frames = inside();
+    let all: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
+    let run = Scenario::new(all.clone(), outside())
+        .sections("[block]\nscope = \"syn\"")
+        .customers(CUSTOMERS)
+        .run("scope-syn");
+    assert_frames_eq(&run.out_frames(), &all[1..], "outside tx");
+    assert_frames_eq(&run.back_frames(), &outside(), "inside tx");
+    run.assert_verdicts(&Verdicts {
+        rx: 11,
+        forwarded: 9,
+        dropped_blocked: 1,
+        reverse_forwarded: 1,
+        ..Verdicts::default()
+    });
+    run.assert_outcomes(&OUTCOMES);
+    assert_eq!(run.customers(), vec![CustomerCount::new("acme", 1, 0, 1)]);
+    run.assert_consistent();
+}
