@@ -116,6 +116,21 @@ impl Config {
         };
 
         let customers = customers.list;
+        // A standing block drops traffic; monitor and exempt promise not to.
+        if let Some(c) = customers
+            .iter()
+            .find(|c| c.blocked && c.mode.unwrap_or(control.mode) != Mode::Enforce)
+        {
+            let mode = c.mode.unwrap_or(control.mode);
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: None,
+                key: format!("customer \"{}\".blocked", c.name),
+                reason: format!(
+                    "blocked = true with mode {mode} would never drop anything; set mode = \"enforce\" for this customer or remove the standing block"
+                ),
+            });
+        }
         Ok(Config {
             path: path.to_owned(),
             customers_file,
@@ -327,6 +342,14 @@ impl File<'_> {
             }
             for (field, port) in [("inside", &link.inside), ("outside", &link.outside)] {
                 check_port_name(port).map_err(|why| self.invalid(key(field), why))?;
+                if let Some(dpdk) = &raw.dpdk {
+                    if !vdev_declared(port, &dpdk.eal_args) {
+                        return Err(self.invalid(
+                            key(field),
+                            format!("{port:?} is a virtual device name, but no --vdev={port},... in dpdk.eal_args declares it"),
+                        ));
+                    }
+                }
                 let here = key(field);
                 if let Some(other) = ports.insert(normalize_port(port), here.clone()) {
                     return Err(self.invalid(
@@ -704,6 +727,25 @@ fn file_mode(mode: &FileMode) -> Result<u32, String> {
 }
 
 /// Checks a link port name: a vdev name declared in `dpdk.eal_args`, or a PCI address.
+/// Whether a port named like a virtual device (`net_*`, `eth_*`) is
+/// declared by a `--vdev` EAL argument; other names (PCI addresses) pass.
+fn vdev_declared(port: &str, eal_args: &[String]) -> bool {
+    if !(port.starts_with("net_") || port.starts_with("eth_")) {
+        return true;
+    }
+    let declares =
+        |spec: &str| spec == port || spec.strip_prefix(port).is_some_and(|r| r.starts_with(','));
+    eal_args.iter().enumerate().any(|(i, a)| {
+        if let Some(spec) = a.strip_prefix("--vdev=") {
+            declares(spec)
+        } else if a == "--vdev" {
+            eal_args.get(i + 1).is_some_and(|spec| declares(spec))
+        } else {
+            false
+        }
+    })
+}
+
 fn check_port_name(port: &str) -> Result<(), String> {
     if port.is_empty() {
         return Err("is empty; name a port: a vdev name like \"net_pcap0\" or a PCI address like \"0000:3b:00.0\"".to_owned());

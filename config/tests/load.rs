@@ -12,7 +12,7 @@ const PATH: &str = "/etc/synwall/test.toml";
 
 const BASE: &str = r#"
 [dpdk]
-eal_args = ["--no-huge", "--no-pci"]
+eal_args = ["--no-huge", "--no-pci", "--vdev=net_pcap0,rx_pcap=in.pcap", "--vdev", "net_pcap1"]
 cores = [1]
 
 [[link]]
@@ -82,7 +82,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.path, Path::new(PATH));
     assert_eq!(c.customers_file, None);
     assert_eq!(c.dpdk.cores, vec![1]);
-    assert_eq!(c.dpdk.eal_args, vec!["--no-huge", "--no-pci"]);
+    assert_eq!(c.dpdk.eal_args[..2], ["--no-huge", "--no-pci"]);
     let link = &c.links[0];
     assert_eq!(
         (link.name.as_str(), link.queues, link.rx_desc, link.tx_desc),
@@ -632,11 +632,16 @@ fn dpdk_errors() {
     .unwrap();
 }
 
-const DPDK: &str = "[dpdk]\ncores = [1]\n";
+const DPDK: &str = "[dpdk]\ncores = [1]\neal_args = [\"--vdev=net_pcap0\"]\n";
 
 #[test]
 fn link_errors() {
     invalid_text(DPDK, "link", "no links");
+    invalid_text(
+        &format!("{DPDK}[[link]]\ninside = \"net_pcap0\"\noutside = \"net_pcap9\"\n"),
+        "link[0].outside",
+        "no --vdev=net_pcap9",
+    );
     invalid_text(
         &format!("{DPDK}[[link]]\ninside = \"net_pcap0\"\noutside = \"net_pcap0\"\n"),
         "link[0].outside",
@@ -986,5 +991,20 @@ proptest! {
         }
         let text = format!("{}{insert}{}", &full[..at], &full[at..]);
         let _ = load(&text);
+    }
+}
+
+#[test]
+fn a_standing_block_needs_enforce_mode() {
+    for (customer_mode, global) in [
+        ("mode = \"monitor\"\n", ""),
+        ("mode = \"exempt\"\n", ""),
+        ("", "[control]\nmode = \"monitor\"\n"),
+    ] {
+        invalid_text(
+            &format!("{BASE}{global}[[customer]]\nname = \"acme\"\nprefixes = [\"198.51.100.0/24\"]\nblocked = true\n{customer_mode}"),
+            "customer \"acme\".blocked",
+            "would never drop anything",
+        );
     }
 }

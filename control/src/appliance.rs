@@ -1,5 +1,6 @@
 //! The running appliance: EAL, ports, workers, and the main loop on the
 //! main lcore that reads the workers' counters.
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -130,6 +131,14 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         }
         Err(e) => return Err(e.into()),
     }
+    // Lifetime totals restored from the snapshot: the summary reports this
+    // run's counts, so remember where each customer started.
+    let now = clock.now();
+    let baseline: HashMap<String, (u64, u64)> = (0..plane.customers() as u32)
+        .filter_map(|id| plane.customer_view(id, now))
+        .filter(|v| v.seen > 0)
+        .map(|v| (v.name, (v.seen, v.forwarded)))
+        .collect();
     let events = EventLog::open(&config.control.events)?;
     let eal = Eal::init(&eal_argv(config))?;
     let control = Control {
@@ -138,6 +147,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         events,
         clock,
         gauges: Arc::new(Gauges::default()),
+        baseline,
     };
     let result = run_with_eal(control, opts, classifier, policy);
     drop(eal);
@@ -166,6 +176,8 @@ struct Control {
     events: EventLog,
     clock: Clock,
     gauges: Arc<Gauges>,
+    /// Per customer name, SYNs seen and forwarded before this run.
+    baseline: HashMap<String, (u64, u64)>,
 }
 
 impl Control {
@@ -540,6 +552,7 @@ fn run_with_eal(
     let summary = Summary::collect(
         &control.config,
         &control.plane,
+        &control.baseline,
         control.clock.now(),
         elapsed,
         port_summaries,

@@ -1,5 +1,5 @@
 //! The final counters of a run, written by `--summary-json`.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +97,8 @@ pub struct WorkerSummary {
     pub busy_ratio: f64,
 }
 
-/// A customer's SYN counts (customers that sent none are left out).
+/// A customer's SYN counts in this run (customers that sent none and are not
+/// blocked are left out); `windows` and `state` include restored state.
 #[derive(Debug, Serialize)]
 pub struct CustomerSummary {
     pub name: String,
@@ -137,6 +138,7 @@ impl Summary {
     pub fn collect(
         config: &Config,
         plane: &ControlPlane,
+        baseline: &HashMap<String, (u64, u64)>,
         now: u64,
         elapsed: Duration,
         ports: Vec<PortSummary>,
@@ -167,15 +169,19 @@ impl Summary {
                 }
             })
             .collect();
-        let _ = config;
         let customers = (0..plane.customers() as u32)
             .filter_map(|id| plane.customer_view(id, now))
-            .filter(|v| v.seen > 0 || v.state != "open")
-            .map(|v| CustomerSummary {
+            .filter_map(|v| {
+                let (seen0, fwd0) = baseline.get(&v.name).copied().unwrap_or((0, 0));
+                let seen = v.seen.saturating_sub(seen0);
+                let fwd = v.forwarded.saturating_sub(fwd0);
+                (seen > 0 || v.state != "open").then_some((v, seen, fwd))
+            })
+            .map(|(v, seen, fwd)| CustomerSummary {
                 name: v.name,
-                syn_seen: v.seen,
-                syn_forwarded: v.forwarded,
-                syn_dropped: v.seen - v.forwarded,
+                syn_seen: seen,
+                syn_forwarded: fwd,
+                syn_dropped: seen - fwd.min(seen),
                 state: v.state,
                 windows: v.windows.into_iter().map(|w| (w.name, w.count)).collect(),
             })

@@ -93,7 +93,9 @@ fn put16(buf: &mut [u8], at: usize, v: u16) {
 /// options, TTL/hop limit 64, and no IPv4 options or IPv6 extension headers
 /// (a reflected routing header would be wrong, and the RST needs none). IPv4
 /// gets ID 0 and DF. Checksums are recomputed. A frame shorter than 60 bytes
-/// after the rewrite is zero-padded to 60 when the buffer allows.
+/// after the rewrite is zero-padded to 60 when `frame` is that long (the
+/// worker passes the received frame, so a 54-byte SYN gives a 54-byte RST:
+/// NICs pad short frames on the wire).
 ///
 /// Returns `None`, leaving the frame untouched, if `parsed` is not a
 /// `WatchedSyn`, is a fragment, or does not match the frame.
