@@ -2,7 +2,7 @@
 //! main lcore that reads the workers' counters.
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,13 +13,18 @@ use synwall_dataplane::dpdk::{
 };
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::parse::{Outcome, WatchedPorts};
-use synwall_dataplane::shard::{WorkerShard, WorkerStats};
+use synwall_dataplane::shard::WorkerStats;
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 use synwall_dataplane::worker::{Direction, Path, Worker};
 
-use crate::event::{wall_now_ms, Event, EventLog};
+use crossbeam::channel::Receiver;
+
+use crate::commands::execute;
+use crate::event::{wall_now_ms, EventLog};
+use crate::operator::{Clock, Control, Gauges, PortStatus};
 use crate::plane::ControlPlane;
 use crate::snapshot;
+use crate::socket::{ControlSocket, Request, SocketError};
 use crate::summary::{PortSummary, Summary};
 
 /// Why the appliance could not start or stopped with an error.
@@ -33,6 +38,8 @@ pub enum ApplianceError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     EventLog(#[from] crate::event::EventLogError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -140,7 +147,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         .map(|v| (v.name, (v.seen, v.forwarded)))
         .collect();
     let events = EventLog::open(&config.control.events)?;
-    let eal = Eal::init(&eal_argv(config))?;
+    let workers = config.dpdk.cores.len();
     let control = Control {
         config: config.clone(),
         plane,
@@ -148,152 +155,26 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         clock,
         gauges: Arc::new(Gauges::default()),
         baseline,
+        generation: Generation::share(Generation::new(1, classifier.clone(), workers)),
+        classifier,
+        stats: (0..workers)
+            .map(|_| Arc::new(WorkerStats::default()))
+            .collect(),
+        bus: None,
+        ports: Vec::new(),
+        started: Instant::now(),
+        metrics: None,
     };
-    let result = run_with_eal(control, opts, classifier, policy);
+    let (socket, requests) = ControlSocket::bind(
+        &config.control.socket,
+        config.control.socket_mode,
+        config.control.socket_group.as_deref(),
+    )?;
+    let eal = Eal::init(&eal_argv(config))?;
+    let result = run_with_eal(control, opts, policy, &socket, &requests);
+    drop(socket);
     drop(eal);
     result
-}
-
-/// Monotonic milliseconds since start, the control plane's clock.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
-
-impl Clock {
-    fn start() -> Clock {
-        Clock(Instant::now())
-    }
-
-    /// Milliseconds since start.
-    pub fn now(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
-
-/// The control plane's side of a run: config, state, event log.
-struct Control {
-    config: Config,
-    plane: ControlPlane,
-    events: EventLog,
-    clock: Clock,
-    gauges: Arc<Gauges>,
-    /// Per customer name, SYNs seen and forwarded before this run.
-    baseline: HashMap<String, (u64, u64)>,
-}
-
-impl Control {
-    /// Writes events to the log and to stdout; a failing log is reported,
-    /// never fatal: the appliance keeps forwarding and enforcing.
-    fn emit(&mut self, events: &[Event]) {
-        if events.is_empty() {
-            return;
-        }
-        for e in events {
-            println!("synwall: event {}", e.to_line());
-        }
-        if let Err(e) = self.events.append(events) {
-            eprintln!("synwall: {e}");
-        }
-    }
-
-    fn tick(&mut self, shards: &[Arc<WorkerShard>]) {
-        let started = Instant::now();
-        let events = self.plane.tick(self.clock.now(), shards);
-        let g = &self.gauges;
-        g.last_tick_us
-            .store(started.elapsed().as_micros() as u64, Relaxed);
-        g.ticks.fetch_add(1, Relaxed);
-        g.blocked_customers
-            .store(self.plane.blocks().len() as u64, Relaxed);
-        g.active_customers
-            .store(self.plane.active() as u64, Relaxed);
-        self.emit(&events);
-    }
-
-    fn save(&mut self) {
-        if let Err(e) = snapshot::save(
-            &self.config.control.state_dir,
-            &self.plane,
-            self.clock.now(),
-        ) {
-            eprintln!("synwall: {e}; will retry");
-        }
-    }
-
-    /// Re-reads the config file. A bad config changes nothing; a good one
-    /// swaps the customer set in without stopping the workers: a new
-    /// generation (classifier + shards) is published, the workers pass it,
-    /// the old shards' last counts are taken, and state follows customers by
-    /// name. During the swap (one worker poll round) enforced customers have
-    /// no SYN grant, so their SYNs in that instant are dropped rather than
-    /// risk exceeding a limit.
-    fn reload(&mut self, generation: &SharedGeneration, stats: &[Arc<WorkerStats>]) {
-        let path = self.config.path.clone();
-        let fail = |this: &mut Control, why: String| {
-            eprintln!("synwall: reload rejected, keeping the running config: {why}");
-            let ev = Event::reload(
-                this.plane.wall(this.clock.now()),
-                format!("rejected: {why}"),
-            );
-            this.emit(&[ev]);
-        };
-        let new = match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => return fail(self, e.to_string()),
-        };
-        if let Some(why) = restart_needed(&self.config, &new) {
-            return fail(self, format!("{why} changed; that needs a restart"));
-        }
-        let classifier = match classifier(&new.customers) {
-            Ok(c) => Arc::new(c),
-            Err(e) => return fail(self, e.to_string()),
-        };
-        let old = generation.load_full();
-        let next = Generation::new(old.number + 1, classifier, old.shards.len());
-        for c in &new.customers {
-            let blocked = self
-                .plane
-                .find(&c.name)
-                .is_some_and(|old_id| self.plane.is_blocked(old_id));
-            let open = new.effective_mode(c) != synwall_config::Mode::Enforce;
-            for s in &next.shards {
-                s.syn_grant[c.id as usize].store(if open { u64::MAX } else { 0 }, Relaxed);
-                s.blocked.set(c.id, blocked || c.blocked);
-            }
-        }
-        let number = next.number;
-        generation.store(Arc::new(next));
-        // Wait (bounded) until every worker has finished a round with it.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while stats.iter().any(|s| s.generation.load(Relaxed) < number) && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        self.tick(&old.shards);
-        let reload = self.plane.reconfigure(&new, self.clock.now());
-        let now_gen = generation.load_full();
-        self.plane.rebase(&now_gen.shards);
-        let msg = format!(
-            "{}: {} customers ({} added, {} removed)",
-            path.display(),
-            new.customers.len(),
-            reload.added,
-            reload.removed
-        );
-        println!("synwall: reloaded {msg}");
-        self.config = new;
-        let ev = Event::reload(self.plane.wall(self.clock.now()), msg);
-        self.emit(&[ev]);
-        self.tick(&now_gen.shards);
-    }
-}
-
-/// Control-plane figures the telemetry thread may read.
-#[derive(Debug, Default)]
-pub struct Gauges {
-    pub blocked_customers: AtomicU64,
-    pub active_customers: AtomicU64,
-    pub last_tick_us: AtomicU64,
-    pub ticks: AtomicU64,
 }
 
 /// Registers synwall's DPDK telemetry commands and, when the EAL runs with
@@ -368,31 +249,14 @@ fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<
     }
 }
 
-/// What a reload cannot change on a running appliance.
-fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
-    if old.dpdk != new.dpdk {
-        Some("[dpdk]")
-    } else if old.links != new.links {
-        Some("[[link]]")
-    } else if old.detect.ports != new.detect.ports || old.detect.malformed != new.detect.malformed {
-        Some("[detect] ports/malformed")
-    } else if old.block.action != new.block.action || old.block.scope != new.block.scope {
-        Some("[block] action/scope")
-    } else if old.control.state_dir != new.control.state_dir
-        || old.control.events != new.control.events
-    {
-        Some("[control] state_dir/events")
-    } else {
-        None
-    }
-}
-
 fn run_with_eal(
     mut control: Control,
     opts: RunOptions,
-    classifier: Arc<Classifier>,
     policy: Arc<Policy>,
+    socket: &ControlSocket,
+    requests: &Receiver<Request>,
 ) -> Result<Summary, ApplianceError> {
+    control.bus = Some(socket.events().clone());
     let config = &control.config.clone();
     let workers = config.dpdk.cores.len();
     let customers = config.customers.len();
@@ -453,17 +317,15 @@ fn run_with_eal(
         });
     }
 
-    let generation: SharedGeneration = Generation::share(Generation::new(1, classifier, workers));
-    let stats: Vec<Arc<WorkerStats>> = (0..workers)
-        .map(|_| Arc::new(WorkerStats::default()))
-        .collect();
+    let generation: SharedGeneration = control.generation.clone();
+    let stats: Vec<Arc<WorkerStats>> = control.stats.clone();
     debug_assert!(generation
         .load()
         .shards
         .iter()
         .all(|s| s.customers() == customers));
     // Grants and block bits are in place before the first frame.
-    control.tick(&generation.load().shards);
+    control.tick_current();
 
     register_ecosystem(config, &stats, &control.gauges);
 
@@ -499,6 +361,8 @@ fn run_with_eal(
     let tick = control.config.control.tick;
     let mut next_tick = Instant::now() + tick;
     let mut next_save = Instant::now() + control.config.control.snapshot_interval;
+    refresh_ports(&ports, &mut control.ports, Duration::ZERO);
+    let mut last_ports = Instant::now();
     loop {
         let wake = next_tick.min(Instant::now() + Duration::from_millis(10));
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
@@ -509,10 +373,14 @@ fn run_with_eal(
             break;
         }
         if opts.reload.swap(false, Relaxed) {
-            control.reload(&generation, &stats);
+            let _ = control.reload_config();
+        }
+        while let Ok(req) = requests.try_recv() {
+            let reply = execute(req.cmd.clone(), &req.caller, &mut control);
+            req.answer(reply);
         }
         if Instant::now() >= next_tick {
-            control.tick(&generation.load().shards);
+            control.tick_current();
             next_tick += control.config.control.tick;
             if next_tick < Instant::now() {
                 next_tick = Instant::now() + control.config.control.tick;
@@ -523,6 +391,10 @@ fn run_with_eal(
             next_save = Instant::now() + control.config.control.snapshot_interval;
         }
         let _ = tick;
+        if last_ports.elapsed() >= Duration::from_secs(1) {
+            refresh_ports(&ports, &mut control.ports, last_ports.elapsed());
+            last_ports = Instant::now();
+        }
         if let Some(every) = opts.stats_interval {
             if last_at.elapsed() >= every {
                 let now = StatsSnapshot::take(&ports, &stats);
@@ -542,8 +414,7 @@ fn run_with_eal(
     }
     let elapsed = started.elapsed();
     // The workers are stopped: a last tick takes every counted SYN.
-    let shards = generation.load().shards.clone();
-    control.tick(&shards);
+    control.tick_current();
     control.save();
     let port_summaries = ports
         .iter()
@@ -566,6 +437,44 @@ fn run_with_eal(
         return Err(e.into());
     }
     Ok(summary)
+}
+
+/// Re-reads every port's counters and link state into `status`, with
+/// rates over `dt` (zero: rates 0).
+fn refresh_ports(ports: &[OpenPort], status: &mut Vec<PortStatus>, dt: Duration) {
+    let secs = dt.as_secs_f64();
+    let fresh: Vec<PortStatus> = ports
+        .iter()
+        .zip(status.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(p, before)| {
+            let s = p.port.stats().unwrap_or_default();
+            let link = p.port.link().ok();
+            let rate = |now: u64, then: Option<u64>| match then {
+                Some(t) if secs > 0.0 => now.saturating_sub(t) as f64 / secs,
+                _ => 0.0,
+            };
+            PortStatus {
+                name: p.port.name().to_owned(),
+                link: p.link.clone(),
+                side: p.side,
+                link_up: link.is_some_and(|l| l.up),
+                speed_mbps: link.map_or(0, |l| l.speed_mbps),
+                rx_pps: rate(s.rx_packets, before.map(|b| b.rx_packets)),
+                tx_pps: rate(s.tx_packets, before.map(|b| b.tx_packets)),
+                rx_bps: 8.0 * rate(s.rx_bytes, before.map(|b| b.rx_bytes)),
+                tx_bps: 8.0 * rate(s.tx_bytes, before.map(|b| b.tx_bytes)),
+                rx_packets: s.rx_packets,
+                tx_packets: s.tx_packets,
+                rx_bytes: s.rx_bytes,
+                tx_bytes: s.tx_bytes,
+                rx_missed: s.rx_missed,
+                rx_errors: s.rx_errors,
+                tx_errors: s.tx_errors,
+                rx_nombuf: s.rx_nombuf,
+            }
+        })
+        .collect();
+    *status = fresh;
 }
 
 /// Counters at one instant, for the once-a-second line.

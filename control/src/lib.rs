@@ -3,8 +3,13 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod operator;
+pub mod commands;
 pub mod event;
+pub mod metrics;
 pub mod plane;
+pub mod protocol;
 pub mod snapshot;
+pub mod socket;
 pub mod summary;
 pub mod window;

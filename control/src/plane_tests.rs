@@ -19,7 +19,7 @@ const WALL0: u64 = 1_800_000_000_000;
 
 const BASE: &str = r#"
 [dpdk]
-eal_args = []
+eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
 cores = [1]
 
 [[link]]

@@ -134,7 +134,8 @@ pub struct MempoolSummary {
 }
 
 impl Summary {
-    /// Sums the workers' shards.
+    /// Sums the workers' counters and reads the control plane's per-customer totals.
+    #[allow(clippy::too_many_arguments)]
     pub fn collect(
         config: &Config,
         plane: &ControlPlane,

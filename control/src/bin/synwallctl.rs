@@ -1,0 +1,590 @@
+//! synwallctl: the operator's command line for a running synwall, over its
+//! control socket.
+//!
+//! Exit codes: 0 done; 1 the appliance refused (`"ok":false`); 2 usage;
+//! 3 cannot reach the appliance (no socket, access denied, no answer).
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use synwall_config::Mode;
+use synwall_control::protocol::{Command, DEFAULT_TOP};
+
+/// Talk to a running synwall through its control socket.
+#[derive(Debug, Parser)]
+#[command(name = "synwallctl", version, about)]
+struct Cli {
+    /// The control socket.
+    #[arg(
+        long,
+        env = "SYNWALL_SOCKET",
+        default_value = synwall_config::DEFAULT_SOCKET,
+        global = true
+    )]
+    socket: PathBuf,
+    /// Print the appliance's JSON replies as they are (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Version, uptime, ports, workers, tick cost.
+    Status,
+    /// The customers with the most SYNs in a window.
+    Customers {
+        /// Window to rank by (default: the shortest).
+        #[arg(long)]
+        window: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = DEFAULT_TOP)]
+        top: usize,
+    },
+    /// Everything about one customer (by name or by an address it owns).
+    Customer {
+        /// Name or IP address.
+        customer: String,
+    },
+    /// Block a customer's outbound SMTP now.
+    Block {
+        /// Name or IP address.
+        customer: String,
+        /// How long, e.g. 2h (default: until unblocked).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Why (kept in the event log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a customer's block.
+    Unblock {
+        /// Name or IP address.
+        customer: String,
+        /// Why (kept in the event log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The blocks in force.
+    Blocks,
+    /// Change a limit of a customer or of a plan (until reload, unless --persist).
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["customer", "plan"]))]
+    SetLimit {
+        /// The customer (name or IP address).
+        #[arg(long)]
+        customer: Option<String>,
+        /// The plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// The window, e.g. 5m.
+        window: String,
+        /// The new limit in SYNs (0 closes the port).
+        value: u64,
+        /// Also write it into the config file.
+        #[arg(long)]
+        persist: bool,
+    },
+    /// Set the mode of a customer, or the global default: enforce, monitor, exempt.
+    Mode {
+        /// `[CUSTOMER] MODE`: the customer is optional.
+        #[arg(num_args = 1..=2, value_names = ["CUSTOMER", "MODE"], required = true)]
+        args: Vec<String>,
+    },
+    /// Re-read the config file.
+    Reload,
+    /// Follow the event stream (blocks, unblocks, expiries, warnings).
+    Events,
+    /// The Prometheus metrics.
+    Metrics,
+}
+
+/// Exit codes scripts can rely on.
+const REFUSED: u8 = 1;
+const USAGE: u8 = 2;
+const UNREACHABLE: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match request(cli.command) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("synwallctl: {why}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let mut conn = match Connection::open(&cli.socket) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("synwallctl: {why}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    if command == Command::Events {
+        return follow(&mut conn, cli.json);
+    }
+    let reply = match conn.ask(&command) {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("synwallctl: {why}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    if cli.json {
+        println!("{reply}");
+    }
+    if reply["ok"] != Value::Bool(true) {
+        let why = reply["error"].as_str().unwrap_or("the appliance refused");
+        eprintln!("synwallctl: {why}");
+        return ExitCode::from(REFUSED);
+    }
+    if !cli.json {
+        print!("{}", human(&command, &reply));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The request for a subcommand.
+fn request(cmd: Cmd) -> Result<Command, String> {
+    Ok(match cmd {
+        Cmd::Status => Command::Status,
+        Cmd::Customers { window, top } => Command::Customers { window, top },
+        Cmd::Customer { customer } => Command::Customer { customer },
+        Cmd::Block {
+            customer,
+            duration,
+            reason,
+        } => Command::Block {
+            customer,
+            duration,
+            reason,
+        },
+        Cmd::Unblock { customer, reason } => Command::Unblock { customer, reason },
+        Cmd::Blocks => Command::Blocks,
+        Cmd::SetLimit {
+            customer,
+            plan,
+            window,
+            value,
+            persist,
+        } => Command::SetLimit {
+            customer,
+            plan,
+            window,
+            value,
+            persist,
+        },
+        Cmd::Mode { mut args } => {
+            let mode_text = args.pop().unwrap_or_default();
+            let mode: Mode = mode_text.parse().map_err(|e| format!("mode: {e}"))?;
+            Command::Mode {
+                customer: args.pop(),
+                mode,
+            }
+        }
+        Cmd::Reload => Command::Reload,
+        Cmd::Events => Command::Events,
+        Cmd::Metrics => Command::Metrics,
+    })
+}
+
+/// A connection to the appliance.
+struct Connection {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Connection {
+    fn open(path: &Path) -> Result<Connection, String> {
+        let shown = path.display();
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => format!("is synwall running? no socket at {shown}"),
+            ErrorKind::PermissionDenied => format!(
+                "permission denied on {shown}: ask for membership in the socket's group{} or use sudo",
+                group_of(path).map(|g| format!(" ({g})")).unwrap_or_default()
+            ),
+            ErrorKind::ConnectionRefused => {
+                format!("nothing answers on {shown} (a stale socket): is synwall running?")
+            }
+            _ => format!("connecting to {shown}: {e}"),
+        })?;
+        let reader = stream
+            .try_clone()
+            .map_err(|e| format!("connecting to {shown}: {e}"))?;
+        Ok(Connection {
+            reader: BufReader::new(reader),
+            writer: stream,
+        })
+    }
+
+    /// Sends one request and reads its reply.
+    fn ask(&mut self, command: &Command) -> Result<Value, String> {
+        // Reload can take a few seconds; the server answers within its own
+        // timeout.
+        let _ = self
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(30)));
+        self.send(command)?;
+        self.read_reply()?
+            .ok_or_else(|| "the appliance closed the connection without answering".to_owned())
+    }
+
+    fn send(&mut self, command: &Command) -> Result<(), String> {
+        let mut line = command.to_line();
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("sending the request: {e}"))
+    }
+
+    /// The next reply line; `None` when the appliance closed.
+    fn read_reply(&mut self) -> Result<Option<Value>, String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => serde_json::from_str(&line)
+                .map(Some)
+                .map_err(|e| format!("unreadable reply from the appliance: {e}: {line}")),
+            Err(e) => Err(format!("reading the reply: {e}")),
+        }
+    }
+}
+
+/// The socket file's group name, for the permission-denied hint.
+fn group_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let gid = std::fs::metadata(path).ok()?.gid();
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+}
+
+/// Prints event lines until the appliance goes away (or stdout does).
+fn follow(conn: &mut Connection, json: bool) -> ExitCode {
+    if let Err(why) = conn.send(&Command::Events) {
+        eprintln!("synwallctl: {why}");
+        return ExitCode::from(UNREACHABLE);
+    }
+    let mut stdout = std::io::stdout().lock();
+    let mut first = true;
+    loop {
+        match conn.read_reply() {
+            Ok(Some(v)) => {
+                if v.get("ok") == Some(&Value::Bool(false)) {
+                    let why = v["error"].as_str().unwrap_or("the appliance refused");
+                    eprintln!("synwallctl: {why}");
+                    return ExitCode::from(REFUSED);
+                }
+                let line = if first && !json {
+                    // The acknowledgement: only scripts want it.
+                    None
+                } else if json {
+                    Some(v.to_string())
+                } else {
+                    Some(event_line(&v))
+                };
+                first = false;
+                if let Some(line) = line {
+                    if writeln!(stdout, "{line}")
+                        .and_then(|_| stdout.flush())
+                        .is_err()
+                    {
+                        return ExitCode::SUCCESS;
+                    }
+                }
+            }
+            Ok(None) => {
+                eprintln!("synwallctl: the appliance closed the event stream");
+                return ExitCode::from(UNREACHABLE);
+            }
+            Err(why) => {
+                eprintln!("synwallctl: {why}");
+                return ExitCode::from(UNREACHABLE);
+            }
+        }
+    }
+}
+
+/// One event as a line of words: time, kind, customer, then the rest.
+fn event_line(v: &Value) -> String {
+    let s = |k: &str| v.get(k).map(text).unwrap_or_default();
+    let mut out = format!("{} {:<11} {}", s("ts"), s("kind"), s("customer"));
+    if let Value::Object(m) = v {
+        for (k, val) in m {
+            if !matches!(k.as_str(), "ts" | "kind" | "customer") {
+                out.push_str(&format!(" {k}={}", text(val)));
+            }
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// A JSON value as plain text (strings unquoted).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The reply as an operator reads it.
+fn human(command: &Command, r: &Value) -> String {
+    match command {
+        Command::Customers { .. } => {
+            let window = text(&r["window"]);
+            let mut rows = vec![vec![
+                "CUSTOMER".to_owned(),
+                format!("SYNS({window})"),
+                "LIMIT".into(),
+                "USED".into(),
+                "STATE".into(),
+                "MODE".into(),
+            ]];
+            for c in r["customers"].as_array().into_iter().flatten() {
+                let count = c["count"].as_u64().unwrap_or(0);
+                let limit = c["limit"].as_u64().unwrap_or(0);
+                rows.push(vec![
+                    text(&c["customer"]),
+                    count.to_string(),
+                    limit.to_string(),
+                    percent(count, limit),
+                    text(&c["state"]),
+                    text(&c["mode"]),
+                ]);
+            }
+            format!(
+                "{}{} customers, {} active, {} blocked\n",
+                table(&rows),
+                r["total"],
+                r["active"],
+                r["blocked"]
+            )
+        }
+        Command::Customer { .. } => customer(&r["customer"]),
+        Command::Block { .. } | Command::Unblock { .. } => {
+            let e = &r["event"];
+            let mut out = format!("{} {}", text(&e["kind"]), text(&e["customer"]));
+            match e.get("until") {
+                Some(u) => out.push_str(&format!(" until {}", text(u))),
+                None if e["kind"] == "block" => out.push_str(" until unblocked"),
+                None => {}
+            }
+            if let Some(reason) = e.get("reason") {
+                out.push_str(&format!(" ({})", text(reason)));
+            }
+            out + "\n"
+        }
+        Command::Blocks => {
+            let mut rows = vec![vec![
+                "CUSTOMER".to_owned(),
+                "SINCE".into(),
+                "UNTIL".into(),
+                "REASON".into(),
+            ]];
+            for b in r["blocks"].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    text(&b["customer"]),
+                    text(&b["since"]),
+                    b.get("until").map(text).unwrap_or_else(|| "-".into()),
+                    reason(&b["reason"]),
+                ]);
+            }
+            if rows.len() == 1 {
+                "no blocks in force\n".to_owned()
+            } else {
+                table(&rows)
+            }
+        }
+        Command::SetLimit { .. } => {
+            let names: Vec<String> = r["customers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let mut out = format!("{} limit set to {}", text(&r["window"]), r["value"]);
+            if let Some(plan) = r.get("plan") {
+                out.push_str(&format!(" on plan {}", text(plan)));
+            }
+            out.push_str(&format!(
+                " for {} customer{}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" }
+            ));
+            if !names.is_empty() && names.len() <= 10 {
+                out.push_str(&format!(" ({})", names.join(", ")));
+            }
+            match r.get("persisted").filter(|p| !p.is_null()) {
+                Some(p) => out.push_str(&format!("; written to {}", text(p))),
+                None => out.push_str("; until the next reload"),
+            }
+            out + "\n"
+        }
+        Command::Mode { .. } => match r.get("customer") {
+            Some(c) => format!("{}: mode {}\n", text(c), text(&r["mode"])),
+            None => format!("default mode: {}\n", text(&r["mode"])),
+        },
+        Command::Reload => format!("{}\n", text(&r["message"])),
+        Command::Metrics => text(&r["metrics"]),
+        Command::Status | Command::Events => {
+            let mut out = String::new();
+            nested(&mut out, r, 0);
+            out
+        }
+    }
+}
+
+/// A block reason (`{"cause":"operator","by":..,"reason":..}`) in words.
+fn reason(r: &Value) -> String {
+    match r["cause"].as_str() {
+        Some("limit") => format!(
+            "limit: {} SYNs in {} (limit {})",
+            r["count"],
+            text(&r["window"]),
+            r["limit"]
+        ),
+        Some("operator") => format!("{} ({})", text(&r["reason"]), text(&r["by"])),
+        Some("config") => "standing block in the config".into(),
+        Some(other) => other.to_owned(),
+        None => text(r),
+    }
+}
+
+fn percent(count: u64, limit: u64) -> String {
+    if limit == 0 {
+        "-".into()
+    } else {
+        format!("{:.0}%", count as f64 * 100.0 / limit as f64)
+    }
+}
+
+/// `customer`'s reply, as a page.
+fn customer(c: &Value) -> String {
+    let mut out = format!(
+        "customer  {} (id {})\nstate     {}\nmode      {}\n",
+        text(&c["name"]),
+        c["id"],
+        text(&c["state"]),
+        text(&c["mode"])
+    );
+    if let Some(plan) = c.get("plan").filter(|p| !p.is_null()) {
+        out.push_str(&format!("plan      {}\n", text(plan)));
+    }
+    if let Some(since) = c.get("since") {
+        out.push_str(&format!("since     {}\n", text(since)));
+        out.push_str(&format!(
+            "until     {}\n",
+            c.get("until")
+                .map(text)
+                .unwrap_or_else(|| "unblocked by an operator".into())
+        ));
+        out.push_str(&format!("reason    {}\n", reason(&c["reason"])));
+    }
+    let prefixes: Vec<String> = c["prefixes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    out.push_str(&format!("prefixes  {}\n", prefixes.join(" ")));
+    out.push_str(&format!(
+        "syns      {} seen, {} forwarded, {} dropped while blocked; {} limit blocks\n\n",
+        c["seen"], c["forwarded"], c["attempts_while_blocked"], c["offences"]
+    ));
+    let mut rows = vec![vec![
+        "WINDOW".to_owned(),
+        "SYNS".into(),
+        "LIMIT".into(),
+        "USED".into(),
+    ]];
+    for w in c["windows"].as_array().into_iter().flatten() {
+        let count = w["count"].as_u64().unwrap_or(0);
+        let limit = w["limit"].as_u64().unwrap_or(0);
+        rows.push(vec![
+            text(&w["name"]),
+            count.to_string(),
+            limit.to_string(),
+            percent(count, limit),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    let history = c["history"].as_array().cloned().unwrap_or_default();
+    if !history.is_empty() {
+        out.push_str("\nhistory\n");
+        for h in &history {
+            out.push_str(&format!(
+                "  {} {:<7} {}{}\n",
+                text(&h["at"]),
+                text(&h["kind"]),
+                reason(&h["reason"]),
+                h.get("until")
+                    .map(|u| format!(", until {}", text(u)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// Rows as left-aligned columns.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Any JSON object as indented `key: value` lines (for `status`).
+fn nested(out: &mut String, v: &Value, depth: usize) {
+    let pad = "  ".repeat(depth);
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter().filter(|(k, _)| *k != "ok") {
+                match val {
+                    Value::Object(_) | Value::Array(_) => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        nested(out, val, depth + 1);
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", text(val))),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::Object(_) | Value::Array(_) => {
+                        out.push_str(&format!("{pad}[{i}]\n"));
+                        nested(out, item, depth + 1);
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", text(item))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", text(other))),
+    }
+}

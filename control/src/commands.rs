@@ -1,0 +1,790 @@
+//! What each control-socket command does, on the control thread.
+//!
+//! [`execute`] turns one [`Command`] into its reply object. It runs on the
+//! thread that owns the [`ControlPlane`] (the appliance's main loop, or a
+//! test's fake), reached through [`Operate`], so it never races a tick.
+//! A refused request changes nothing.
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use synwall_config::{parse_duration, Config, Mode};
+use synwall_dataplane::classify::Classifier;
+
+use crate::event::Event;
+use crate::plane::{ControlPlane, PlaneError};
+use crate::protocol::{error, ok, Caller, Command};
+
+/// What the control thread lends [`execute`]: the plane and the few things
+/// around it that only the running appliance knows.
+pub trait Operate {
+    /// The control plane (mutable: block, unblock, set-limit, mode).
+    fn plane(&mut self) -> &mut ControlPlane;
+    /// The classifier of the running generation (address → customer).
+    fn classifier(&self) -> &Classifier;
+    /// The config the plane was built from (prefixes, plans, file paths).
+    /// Customer ids in the plane are indexes into `config().customers`.
+    fn config(&self) -> &Config;
+    /// The plane's monotonic clock, ms.
+    fn now(&self) -> u64;
+    /// The `status` reply's fields (version, uptime, links, ports, workers,
+    /// tick cost): the appliance decides.
+    fn status(&self) -> Value;
+    /// Re-reads the config file; `Ok` carries a one-line summary.
+    fn reload(&mut self) -> Result<String, String>;
+    /// Logs events (event log, event stream, hooks).
+    fn emit(&mut self, events: &[Event]);
+    /// The Prometheus text exposition.
+    fn metrics_text(&self) -> String;
+    /// Changes the default mode of customers that set none, until reload.
+    fn set_global_mode(&mut self, mode: Mode) -> Result<(), String>;
+}
+
+/// A refusal's text.
+type Refusal = String;
+
+/// Runs `cmd` for `caller` and returns the reply object.
+pub fn execute(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Value {
+    match run(cmd, caller, ops) {
+        Ok(v) => ok(v),
+        Err(e) => error(e),
+    }
+}
+
+fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Refusal> {
+    match cmd {
+        Command::Status => Ok(ops.status()),
+        Command::Customers { window, top } => customers(ops, window.as_deref(), top),
+        Command::Customer { customer } => {
+            let id = resolve(ops, &customer)?;
+            let now = ops.now();
+            let view = ops
+                .plane()
+                .customer_view(id, now)
+                .ok_or_else(|| unknown_customer(&customer))?;
+            let mut v = serde_json::to_value(view).map_err(|e| e.to_string())?;
+            let prefixes: Vec<String> = ops
+                .config()
+                .customers
+                .get(id as usize)
+                .map(|c| c.prefixes.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
+            let plan = ops
+                .config()
+                .customers
+                .get(id as usize)
+                .and_then(|c| c.plan.clone());
+            if let Value::Object(m) = &mut v {
+                m.insert("prefixes".into(), json!(prefixes));
+                m.insert("plan".into(), json!(plan));
+            }
+            Ok(json!({ "customer": v }))
+        }
+        Command::Block {
+            customer,
+            duration,
+            reason,
+        } => {
+            let id = resolve(ops, &customer)?;
+            let duration = match duration.as_deref() {
+                None => None,
+                Some(text) => Some(block_duration(text)?),
+            };
+            let reason = reason.unwrap_or_else(|| "operator block".to_owned());
+            let now = ops.now();
+            let event = ops
+                .plane()
+                .block(id, duration, &reason, &caller.by(), now)
+                .map_err(|e| plane_error(ops, e))?;
+            ops.emit(std::slice::from_ref(&event));
+            Ok(json!({ "event": event }))
+        }
+        Command::Unblock { customer, reason } => {
+            let id = resolve(ops, &customer)?;
+            let reason = reason.unwrap_or_else(|| "operator unblock".to_owned());
+            let now = ops.now();
+            let event = ops
+                .plane()
+                .unblock(id, &reason, &caller.by(), now)
+                .map_err(|e| plane_error(ops, e))?;
+            ops.emit(std::slice::from_ref(&event));
+            Ok(json!({ "event": event }))
+        }
+        Command::Blocks => Ok(json!({ "blocks": ops.plane().blocks() })),
+        Command::SetLimit {
+            customer,
+            plan,
+            window,
+            value,
+            persist,
+        } => set_limit(ops, customer, plan, &window, value, persist),
+        Command::Mode { customer, mode } => match customer {
+            Some(name) => {
+                let id = resolve(ops, &name)?;
+                ops.plane()
+                    .set_mode(id, mode)
+                    .map_err(|e| plane_error(ops, e))?;
+                let name = ops.plane().name(id).unwrap_or_default().to_owned();
+                Ok(json!({ "customer": name, "mode": mode }))
+            }
+            None => {
+                if mode == Mode::Exempt {
+                    return Err("the global mode is enforce or monitor; exempt is for single customers (mode CUSTOMER exempt)".into());
+                }
+                ops.set_global_mode(mode)?;
+                Ok(json!({ "global": true, "mode": mode }))
+            }
+        },
+        Command::Reload => ops.reload().map(|message| json!({ "message": message })),
+        Command::Events => {
+            Err("'events' is a stream: the socket server follows it, not the control loop".into())
+        }
+        Command::Metrics => Ok(json!({ "metrics": ops.metrics_text() })),
+    }
+}
+
+/// A block's length: a config-style duration, longer than zero.
+fn block_duration(text: &str) -> Result<std::time::Duration, Refusal> {
+    let bad = |why: &str| {
+        format!("bad duration '{text}': {why}; write a number and a unit (ms, s, m, h, d, w), e.g. \"2h\", or leave it out for an indefinite block")
+    };
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(bad("a block must last longer than 0")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(bad(e.reason)),
+    }
+}
+
+fn unknown_customer(name: &str) -> Refusal {
+    format!("unknown customer '{name}'")
+}
+
+/// A customer by name, or by an address inside its prefixes.
+fn resolve(ops: &mut dyn Operate, name: &str) -> Result<u32, Refusal> {
+    if let Some(id) = ops.plane().find(name) {
+        return Ok(id);
+    }
+    if let Ok(addr) = name.parse::<IpAddr>() {
+        return ops
+            .classifier()
+            .lookup_addr(addr)
+            .ok_or_else(|| format!("unknown customer '{name}': no customer owns that address"));
+    }
+    Err(unknown_customer(name))
+}
+
+fn plane_error(ops: &mut dyn Operate, e: PlaneError) -> Refusal {
+    match e {
+        PlaneError::UnknownCustomer(id) => format!("unknown customer id {id}"),
+        PlaneError::UnknownWindow(_) => unknown_window(ops, "?"),
+        other => other.to_string(),
+    }
+}
+
+fn unknown_window(ops: &mut dyn Operate, name: &str) -> Refusal {
+    let names: Vec<String> = ops
+        .plane()
+        .windows()
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    format!("unknown window '{name}' (windows: {})", names.join(", "))
+}
+
+/// A window by name, or by length (`"60m"` finds `"1h"`).
+fn window(ops: &mut dyn Operate, name: &str) -> Result<usize, Refusal> {
+    let plane = ops.plane();
+    if let Some(w) = plane.window_index(name) {
+        return Ok(w);
+    }
+    if let Ok(length) = parse_duration(name) {
+        if let Some(w) = plane.windows().iter().position(|w| w.length == length) {
+            return Ok(w);
+        }
+    }
+    Err(unknown_window(ops, name))
+}
+
+fn customers(
+    ops: &mut dyn Operate,
+    window_name: Option<&str>,
+    top: usize,
+) -> Result<Value, Refusal> {
+    let w = match window_name {
+        Some(name) => window(ops, name)?,
+        None if ops.plane().windows().is_empty() => return Err("no windows configured".into()),
+        None => 0,
+    };
+    let now = ops.now();
+    let plane = ops.plane();
+    let rows: Vec<Value> = plane
+        .top(top, w, now)
+        .into_iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "customer": t.customer,
+                "count": t.count,
+                "limit": t.limit,
+                "state": if plane.is_blocked(t.id) { "blocked" } else { "open" },
+                "mode": plane.mode(t.id),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "window": plane.windows()[w].name,
+        "total": plane.customers(),
+        "active": plane.active(),
+        "blocked": plane.blocks().len(),
+        "customers": rows,
+    }))
+}
+
+fn set_limit(
+    ops: &mut dyn Operate,
+    customer: Option<String>,
+    plan: Option<String>,
+    window_name: &str,
+    value: u64,
+    persist: bool,
+) -> Result<Value, Refusal> {
+    let w = window(ops, window_name)?;
+    let window_name = ops.plane().windows()[w].name.clone();
+    let (ids, target) = match (customer, plan) {
+        (Some(c), None) => {
+            let id = resolve(ops, &c)?;
+            let name = ops.plane().name(id).unwrap_or_default().to_owned();
+            (vec![id], Target::Customer(name))
+        }
+        (None, Some(p)) => {
+            let config = ops.config();
+            if !config.plans.contains_key(&p) {
+                let known: Vec<&str> = config.plans.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "unknown plan '{p}' (plans: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+            // Customers with their own override for this window keep it.
+            let ids = config
+                .customers
+                .iter()
+                .filter(|c| c.plan.as_deref() == Some(&p) && c.overrides.get(w).is_none())
+                .map(|c| c.id)
+                .collect();
+            (ids, Target::Plan(p))
+        }
+        _ => return Err("set-limit needs exactly one of 'customer' and 'plan'".into()),
+    };
+    // Persist first: a file that cannot be written changes nothing.
+    let file = if persist {
+        Some(persist_limit(ops.config(), &target, &window_name, value)?)
+    } else {
+        None
+    };
+    let plane = ops.plane();
+    for &id in &ids {
+        plane.set_limit(id, w, value).map_err(|e| e.to_string())?;
+    }
+    let names: Vec<&str> = ids.iter().filter_map(|&id| plane.name(id)).collect();
+    let mut reply = json!({
+        "window": window_name,
+        "value": value,
+        "customers": names,
+        "persisted": file.as_ref().map(|p| p.display().to_string()),
+    });
+    if let Target::Plan(p) = &target {
+        reply["plan"] = json!(p);
+    }
+    Ok(reply)
+}
+
+/// What `set-limit` changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Customer(String),
+    Plan(String),
+}
+
+/// Writes a limit into the config files (a customer's `limits` in the file
+/// that holds its `[[customer]]`, or `[plans.P]` in the main file), keeping
+/// comments and layout; returns the file written. The new text is checked
+/// to still load before it replaces the file (atomically, by rename).
+fn persist_limit(
+    config: &Config,
+    target: &Target,
+    window: &str,
+    value: u64,
+) -> Result<PathBuf, Refusal> {
+    let value = i64::try_from(value).map_err(|_| format!("{value} is too large for the config"))?;
+    let candidates: Vec<&Path> = match target {
+        Target::Plan(_) => vec![&config.path],
+        Target::Customer(_) => std::iter::once(config.path.as_path())
+            .chain(config.customers_file.as_deref())
+            .collect(),
+    };
+    for path in candidates {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("persisting: reading {}: {e}", path.display()))?;
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e| format!("persisting: parsing {}: {e}", path.display()))?;
+        let changed = match target {
+            Target::Plan(plan) => {
+                let plans = doc["plans"].as_table_like_mut();
+                match plans
+                    .and_then(|t| t.get_mut(plan))
+                    .and_then(|p| p.as_table_like_mut())
+                {
+                    Some(t) => {
+                        t.insert(window, toml_edit::value(value));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Target::Customer(name) => {
+                let entries = doc
+                    .get_mut("customer")
+                    .and_then(|c| c.as_array_of_tables_mut());
+                let entry = entries.and_then(|a| {
+                    a.iter_mut()
+                        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+                });
+                match entry {
+                    Some(t) => {
+                        if !t.contains_key("limits") {
+                            t.insert("limits", toml_edit::value(toml_edit::InlineTable::new()));
+                        }
+                        match t["limits"].as_table_like_mut() {
+                            Some(l) => {
+                                l.insert(window, toml_edit::value(value));
+                                true
+                            }
+                            None => {
+                                return Err(format!(
+                                "persisting: 'limits' of customer '{name}' in {} is not a table",
+                                path.display()
+                            ))
+                            }
+                        }
+                    }
+                    None => false,
+                }
+            }
+        };
+        if !changed {
+            continue;
+        }
+        let new_text = doc.to_string();
+        if path == config.path {
+            Config::from_str(&new_text, path)
+                .map_err(|e| format!("persisting would break the config: {e}"))?;
+        }
+        write_atomically(path, &new_text)
+            .map_err(|e| format!("persisting: writing {}: {e}", path.display()))?;
+        return Ok(path.to_owned());
+    }
+    Err(match target {
+        Target::Plan(p) => format!(
+            "persisting: no [plans.{p}] table in {}",
+            config.path.display()
+        ),
+        Target::Customer(c) => {
+            format!("persisting: no [[customer]] named '{c}' in the config files")
+        }
+    })
+}
+
+/// Replaces `path` with `text` by writing a sibling and renaming it over,
+/// keeping the file's permissions.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".synwall-tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions())?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use synwall_dataplane::shard::WorkerShard;
+
+    use crate::event::EventKind;
+
+    const CONFIG: &str = r#"
+[dpdk]
+eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
+cores = [1]
+
+[[link]]
+inside = "net_null0"
+outside = "net_null1"
+
+[windows]
+"5m" = 10
+"1h" = 100
+
+[plans.mailserver]
+"5m" = 1000
+
+[[customer]]
+name = "acme"
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+
+[[customer]]
+name = "mx"
+prefixes = ["203.0.113.10"]
+plan = "mailserver"
+
+[[customer]]
+name = "mx2"
+prefixes = ["203.0.113.11"]
+plan = "mailserver"
+limits = { "5m" = 7 }
+"#;
+
+    /// A control thread without DPDK: a real plane over real shards.
+    struct Fake {
+        config: Config,
+        plane: ControlPlane,
+        classifier: Classifier,
+        shards: Vec<Arc<WorkerShard>>,
+        now: u64,
+        emitted: Vec<Event>,
+        global: Option<Mode>,
+        reload_ok: bool,
+    }
+
+    impl Fake {
+        fn new(text: &str, path: &Path) -> Fake {
+            let config = Config::from_str(text, path).unwrap();
+            let plane = ControlPlane::new(&config, 0, 1_700_000_000_000);
+            let classifier = crate::appliance::classifier(&config.customers).unwrap();
+            let shards = (0..2)
+                .map(|_| Arc::new(WorkerShard::new(config.customers.len())))
+                .collect();
+            let mut f = Fake {
+                config,
+                plane,
+                classifier,
+                shards,
+                now: 0,
+                emitted: Vec::new(),
+                global: None,
+                reload_ok: true,
+            };
+            f.tick();
+            f
+        }
+
+        fn tick(&mut self) {
+            self.now += 100;
+            let ev = self.plane.tick(self.now, &self.shards);
+            self.emitted.extend(ev);
+        }
+
+        /// `n` watched SYNs from customer `c` on core 0, all forwarded.
+        fn syns(&mut self, c: usize, n: u64) {
+            let s = &self.shards[0];
+            s.syn_seen[c].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            s.syn_forwarded[c].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            self.tick();
+        }
+
+        fn run(&mut self, line: &str) -> Value {
+            let cmd = crate::protocol::parse_line(line.as_bytes()).unwrap();
+            execute(cmd, &CALLER, self)
+        }
+
+        fn fails(&mut self, line: &str) -> String {
+            let r = self.run(line);
+            assert_eq!(r["ok"], false, "{line} → {r}");
+            r["error"].as_str().unwrap().to_owned()
+        }
+
+        fn succeeds(&mut self, line: &str) -> Value {
+            let r = self.run(line);
+            assert_eq!(r["ok"], true, "{line} → {r}");
+            r
+        }
+    }
+
+    const CALLER: Caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: 4242,
+    };
+
+    impl Operate for Fake {
+        fn plane(&mut self) -> &mut ControlPlane {
+            &mut self.plane
+        }
+        fn classifier(&self) -> &Classifier {
+            &self.classifier
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+        fn now(&self) -> u64 {
+            self.now
+        }
+        fn status(&self) -> Value {
+            json!({"version": "test", "customers": self.config.customers.len()})
+        }
+        fn reload(&mut self) -> Result<String, String> {
+            if self.reload_ok {
+                Ok("reloaded 3 customers".into())
+            } else {
+                Err("bad config: line 3".into())
+            }
+        }
+        fn emit(&mut self, events: &[Event]) {
+            self.emitted.extend_from_slice(events);
+        }
+        fn metrics_text(&self) -> String {
+            "synwall_up 1\n".into()
+        }
+        fn set_global_mode(&mut self, mode: Mode) -> Result<(), String> {
+            self.global = Some(mode);
+            Ok(())
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake::new(CONFIG, Path::new("/nonexistent/synwall.toml"))
+    }
+
+    #[test]
+    fn status_and_metrics() {
+        let mut f = fake();
+        let r = f.succeeds(r#"{"cmd":"status"}"#);
+        assert_eq!(r["version"], "test");
+        let r = f.succeeds(r#"{"cmd":"metrics"}"#);
+        assert_eq!(r["metrics"], "synwall_up 1\n");
+    }
+
+    #[test]
+    fn customers_ranks_by_window() {
+        let mut f = fake();
+        f.syns(0, 3);
+        f.syns(1, 5);
+        let r = f.succeeds(r#"{"cmd":"customers"}"#);
+        assert_eq!(r["window"], "5m");
+        let rows = r["customers"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["customer"], "mx");
+        assert_eq!(rows[0]["count"], 5);
+        assert_eq!(rows[0]["limit"], 1000);
+        assert_eq!(rows[1]["customer"], "acme");
+        assert_eq!(rows[1]["state"], "open");
+        assert_eq!(rows[1]["mode"], "enforce");
+        assert_eq!(r["total"], 3);
+        let r = f.succeeds(r#"{"cmd":"customers","window":"60m","top":1}"#);
+        assert_eq!(r["window"], "1h");
+        assert_eq!(r["customers"].as_array().unwrap().len(), 1);
+        let e = f.fails(r#"{"cmd":"customers","window":"2h"}"#);
+        assert_eq!(e, "unknown window '2h' (windows: 5m, 1h)");
+    }
+
+    #[test]
+    fn customer_by_name_and_by_address() {
+        let mut f = fake();
+        f.syns(0, 4);
+        let r = f.succeeds(r#"{"cmd":"customer","customer":"acme"}"#);
+        let c = &r["customer"];
+        assert_eq!(c["name"], "acme");
+        assert_eq!(c["state"], "open");
+        assert_eq!(c["windows"][0]["count"], 4);
+        assert_eq!(c["windows"][0]["limit"], 10);
+        assert_eq!(c["prefixes"][0], "198.51.100.0/24");
+        for addr in ["198.51.100.7", "2001:db8:1::25"] {
+            let r = f.succeeds(&format!(r#"{{"cmd":"customer","customer":"{addr}"}}"#));
+            assert_eq!(r["customer"]["name"], "acme");
+        }
+        let r = f.succeeds(r#"{"cmd":"customer","customer":"203.0.113.10"}"#);
+        assert_eq!(r["customer"]["plan"], "mailserver");
+        assert_eq!(
+            f.fails(r#"{"cmd":"customer","customer":"nobody"}"#),
+            "unknown customer 'nobody'"
+        );
+        assert_eq!(
+            f.fails(r#"{"cmd":"customer","customer":"192.0.2.1"}"#),
+            "unknown customer '192.0.2.1': no customer owns that address"
+        );
+    }
+
+    #[test]
+    fn block_and_unblock_record_the_caller() {
+        let mut f = fake();
+        let r = f
+            .succeeds(r#"{"cmd":"block","customer":"acme","duration":"2h","reason":"abuse #123"}"#);
+        assert_eq!(r["event"]["kind"], "block");
+        assert_eq!(r["event"]["by"], "uid=1000 pid=4242");
+        assert_eq!(r["event"]["reason"], "abuse #123");
+        assert!(r["event"]["until"].is_string());
+        let ev = f.emitted.last().unwrap();
+        assert_eq!(ev.kind, EventKind::Block);
+        assert_eq!(ev.by.as_deref(), Some("uid=1000 pid=4242"));
+        f.tick();
+        assert!(f.shards.iter().all(|s| s.blocked.is_set(0)));
+
+        let r = f.succeeds(r#"{"cmd":"blocks"}"#);
+        let blocks = r["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0]["customer"], "acme");
+        assert_eq!(blocks[0]["reason"]["by"], "uid=1000 pid=4242");
+        let r = f.succeeds(r#"{"cmd":"customer","customer":"acme"}"#);
+        assert_eq!(r["customer"]["state"], "blocked");
+
+        // Indefinite, by address, default reason.
+        let r = f.succeeds(r#"{"cmd":"block","customer":"203.0.113.10"}"#);
+        assert_eq!(r["event"]["customer"], "mx");
+        assert!(r["event"].get("until").is_none());
+
+        let r = f.succeeds(r#"{"cmd":"unblock","customer":"acme","reason":"fixed"}"#);
+        assert_eq!(r["event"]["kind"], "unblock");
+        assert_eq!(r["event"]["by"], "uid=1000 pid=4242");
+        assert_eq!(f.emitted.last().unwrap().kind, EventKind::Unblock);
+        f.tick();
+        assert!(!f.shards[0].blocked.is_set(0));
+        assert_eq!(
+            f.fails(r#"{"cmd":"unblock","customer":"acme"}"#),
+            "customer 'acme' is not blocked"
+        );
+        assert_eq!(
+            f.succeeds(r#"{"cmd":"blocks"}"#)["blocks"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn block_errors_change_nothing() {
+        let mut f = fake();
+        let n = f.emitted.len();
+        let e = f.fails(r#"{"cmd":"block","customer":"acme","duration":"2x"}"#);
+        assert!(e.starts_with("bad duration '2x': "), "{e}");
+        let e = f.fails(r#"{"cmd":"block","customer":"acme","duration":"0"}"#);
+        assert!(e.starts_with("bad duration '0': "), "{e}");
+        assert_eq!(
+            f.fails(r#"{"cmd":"block","customer":"acme2"}"#),
+            "unknown customer 'acme2'"
+        );
+        assert_eq!(
+            f.fails(r#"{"cmd":"unblock","customer":"acme2"}"#),
+            "unknown customer 'acme2'"
+        );
+        assert_eq!(f.emitted.len(), n);
+        assert!(f.plane.blocks().is_empty());
+    }
+
+    #[test]
+    fn set_limit_for_a_customer_and_a_plan() {
+        let mut f = fake();
+        let r = f.succeeds(r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":3}"#);
+        assert_eq!(r["customers"], json!(["acme"]));
+        assert_eq!(r["persisted"], Value::Null);
+        assert_eq!(f.plane.limits(0).unwrap(), &[3, 100]);
+        // A plan: mx follows it, mx2 keeps its own 5m override.
+        let r = f.succeeds(r#"{"cmd":"set-limit","plan":"mailserver","window":"5m","value":50}"#);
+        assert_eq!(r["customers"], json!(["mx"]));
+        assert_eq!(r["plan"], "mailserver");
+        assert_eq!(f.plane.limits(1).unwrap(), &[50, 100]);
+        assert_eq!(f.plane.limits(2).unwrap(), &[7, 100]);
+        // By length.
+        f.succeeds(r#"{"cmd":"set-limit","customer":"mx2","window":"60m","value":9}"#);
+        assert_eq!(f.plane.limits(2).unwrap(), &[7, 9]);
+
+        let e = f.fails(r#"{"cmd":"set-limit","customer":"acme","window":"2h","value":3}"#);
+        assert!(e.starts_with("unknown window '2h'"), "{e}");
+        let e = f.fails(r#"{"cmd":"set-limit","plan":"gold","window":"5m","value":3}"#);
+        assert_eq!(e, "unknown plan 'gold' (plans: mailserver)");
+        let e = f.fails(r#"{"cmd":"set-limit","window":"5m","value":3}"#);
+        assert!(e.contains("exactly one of"), "{e}");
+        let e = f.fails(
+            r#"{"cmd":"set-limit","customer":"acme","plan":"mailserver","window":"5m","value":3}"#,
+        );
+        assert!(e.contains("exactly one of"), "{e}");
+        // Persisting to a file that is not there: refused, nothing changed.
+        let e = f.fails(
+            r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":4,"persist":true}"#,
+        );
+        assert!(e.starts_with("persisting: reading"), "{e}");
+        assert_eq!(f.plane.limits(0).unwrap(), &[3, 100]);
+    }
+
+    #[test]
+    fn set_limit_persists_into_the_config_files() {
+        let dir = std::env::temp_dir().join(format!("synwall-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("synwall.toml");
+        let text = format!("# keep me\n{CONFIG}");
+        std::fs::write(&path, &text).unwrap();
+        let mut f = Fake::new(&text, &path);
+        f.succeeds(
+            r#"{"cmd":"set-limit","customer":"acme","window":"1h","value":42,"persist":true}"#,
+        );
+        f.succeeds(
+            r#"{"cmd":"set-limit","customer":"mx2","window":"5m","value":8,"persist":true}"#,
+        );
+        let r = f.succeeds(
+            r#"{"cmd":"set-limit","plan":"mailserver","window":"1h","value":4000,"persist":true}"#,
+        );
+        assert_eq!(r["persisted"], path.display().to_string());
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.starts_with("# keep me\n"), "{written}");
+        let again = Config::from_str(&written, &path).unwrap();
+        let limits = |name: &str| again.effective_limits(again.customer(name).unwrap());
+        assert_eq!(limits("acme"), vec![10, 42]);
+        assert_eq!(limits("mx2"), vec![8, 4000]);
+        assert_eq!(limits("mx"), vec![1000, 4000]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn modes() {
+        let mut f = fake();
+        let r = f.succeeds(r#"{"cmd":"mode","customer":"acme","mode":"monitor"}"#);
+        assert_eq!(r["customer"], "acme");
+        assert_eq!(f.plane.mode(0), Some(Mode::Monitor));
+        f.succeeds(r#"{"cmd":"mode","customer":"198.51.100.1","mode":"exempt"}"#);
+        assert_eq!(f.plane.mode(0), Some(Mode::Exempt));
+        let r = f.succeeds(r#"{"cmd":"mode","mode":"monitor"}"#);
+        assert_eq!(r["global"], true);
+        assert_eq!(f.global, Some(Mode::Monitor));
+        let e = f.fails(r#"{"cmd":"mode","mode":"exempt"}"#);
+        assert!(
+            e.starts_with("the global mode is enforce or monitor"),
+            "{e}"
+        );
+        assert_eq!(
+            f.fails(r#"{"cmd":"mode","customer":"zz","mode":"monitor"}"#),
+            "unknown customer 'zz'"
+        );
+    }
+
+    #[test]
+    fn reload_and_events() {
+        let mut f = fake();
+        let r = f.succeeds(r#"{"cmd":"reload"}"#);
+        assert_eq!(r["message"], "reloaded 3 customers");
+        f.reload_ok = false;
+        assert_eq!(f.fails(r#"{"cmd":"reload"}"#), "bad config: line 3");
+        let e = f.fails(r#"{"cmd":"events"}"#);
+        assert!(e.contains("stream"), "{e}");
+    }
+}

@@ -1,0 +1,336 @@
+//! The control thread's state during a run ([`Control`]): the config, the
+//! control plane, the event log and stream, the published generation of
+//! customers, and what operators ask of them through the control socket.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use synwall_config::{Config, Mode};
+use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::shard::{WorkerShard, WorkerStats};
+
+use crate::appliance::classifier;
+use crate::commands::Operate;
+use crate::event::{Event, EventLog};
+use crate::plane::ControlPlane;
+use crate::snapshot;
+use crate::socket::EventBus;
+
+/// Monotonic milliseconds since start, the control plane's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// The clock, reading 0 now.
+    pub fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    /// Milliseconds since start.
+    pub fn now(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// Control-plane figures the telemetry thread may read.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub blocked_customers: AtomicU64,
+    pub active_customers: AtomicU64,
+    pub last_tick_us: AtomicU64,
+    pub ticks: AtomicU64,
+}
+
+/// One port's counters and rates, refreshed by the main loop.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PortStatus {
+    pub name: String,
+    pub link: String,
+    pub side: &'static str,
+    pub link_up: bool,
+    pub speed_mbps: u32,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_nombuf: u64,
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    pub rx_bps: f64,
+    pub tx_bps: f64,
+}
+
+/// The control thread's side of a run.
+pub struct Control {
+    pub config: Config,
+    pub plane: ControlPlane,
+    pub events: EventLog,
+    pub clock: Clock,
+    pub gauges: Arc<Gauges>,
+    /// Per customer name, SYNs seen and forwarded before this run (restored
+    /// from the snapshot): the summary reports this run's counts.
+    pub baseline: HashMap<String, (u64, u64)>,
+    /// The customer set the workers use.
+    pub generation: SharedGeneration,
+    /// The published generation's classifier (only this thread swaps it).
+    pub classifier: Arc<Classifier>,
+    /// Each worker's frame counters.
+    pub stats: Vec<Arc<WorkerStats>>,
+    /// Followers of the event stream (once the socket is up).
+    pub bus: Option<EventBus>,
+    /// Ports as last refreshed.
+    pub ports: Vec<PortStatus>,
+    /// When the run started.
+    pub started: Instant,
+    /// The Prometheus exposition, when metrics are on.
+    pub metrics: Option<Box<dyn Fn() -> String + Send>>,
+}
+
+impl Control {
+    /// Writes events to the log, to stdout and to the event stream; a
+    /// failing log is reported, never fatal: the appliance keeps forwarding
+    /// and enforcing.
+    pub fn emit(&mut self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        for e in events {
+            println!("synwall: event {}", e.to_line());
+        }
+        if let Err(e) = self.events.append(events) {
+            eprintln!("synwall: {e}");
+        }
+        if let Some(bus) = &self.bus {
+            bus.publish(events);
+        }
+    }
+
+    /// One control-plane tick over the current generation's shards.
+    pub fn tick_current(&mut self) {
+        let shards = self.generation.load().shards.clone();
+        self.tick(&shards);
+    }
+
+    fn tick(&mut self, shards: &[Arc<WorkerShard>]) {
+        let started = Instant::now();
+        let events = self.plane.tick(self.clock.now(), shards);
+        let g = &self.gauges;
+        g.last_tick_us
+            .store(started.elapsed().as_micros() as u64, Relaxed);
+        g.ticks.fetch_add(1, Relaxed);
+        g.blocked_customers
+            .store(self.plane.blocks().len() as u64, Relaxed);
+        g.active_customers
+            .store(self.plane.active() as u64, Relaxed);
+        self.emit(&events);
+    }
+
+    /// Writes a snapshot; a failure (full disk, read-only state dir) is
+    /// reported and retried at the next interval.
+    pub fn save(&mut self) {
+        if let Err(e) = snapshot::save(
+            &self.config.control.state_dir,
+            &self.plane,
+            self.clock.now(),
+        ) {
+            eprintln!("synwall: {e}; will retry");
+        }
+    }
+
+    /// Re-reads the config file. A bad config changes nothing (the reason is
+    /// logged as a `reload` event and returned); a good one swaps the
+    /// customer set in without stopping the workers: a new generation
+    /// (classifier + shards) is published, the workers pass it, the old
+    /// shards' last counts are taken, and state follows customers by name.
+    /// During the swap (one worker poll round) enforced customers have no
+    /// SYN grant, so their SYNs in that instant are dropped rather than risk
+    /// exceeding a limit.
+    pub fn reload_config(&mut self) -> Result<String, String> {
+        let path = self.config.path.clone();
+        let fail = |this: &mut Control, why: String| {
+            eprintln!("synwall: reload rejected, keeping the running config: {why}");
+            let ev = Event::reload(
+                this.plane.wall(this.clock.now()),
+                format!("rejected: {why}"),
+            );
+            this.emit(&[ev]);
+            Err(why)
+        };
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return fail(self, e.to_string()),
+        };
+        if let Some(why) = restart_needed(&self.config, &new) {
+            return fail(self, format!("{why} changed; that needs a restart"));
+        }
+        let classifier = match classifier(&new.customers) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return fail(self, e.to_string()),
+        };
+        let old = self.generation.load_full();
+        self.classifier = classifier.clone();
+        let next = Generation::new(old.number + 1, classifier, old.shards.len());
+        for c in &new.customers {
+            let blocked = self
+                .plane
+                .find(&c.name)
+                .is_some_and(|old_id| self.plane.is_blocked(old_id));
+            let open = new.effective_mode(c) != Mode::Enforce;
+            for s in &next.shards {
+                s.syn_grant[c.id as usize].store(if open { u64::MAX } else { 0 }, Relaxed);
+                s.blocked.set(c.id, blocked || c.blocked);
+            }
+        }
+        let number = next.number;
+        self.generation.store(Arc::new(next));
+        // Wait (bounded) until every worker has finished a round with it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self
+            .stats
+            .iter()
+            .any(|s| s.generation.load(Relaxed) < number)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.tick(&old.shards);
+        let reload = self.plane.reconfigure(&new, self.clock.now());
+        let current = self.generation.load_full();
+        self.plane.rebase(&current.shards);
+        let msg = format!(
+            "{}: {} customers ({} added, {} removed)",
+            path.display(),
+            new.customers.len(),
+            reload.added,
+            reload.removed
+        );
+        println!("synwall: reloaded {msg}");
+        self.config = new;
+        let ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
+        self.emit(&[ev]);
+        self.tick(&current.shards);
+        Ok(msg)
+    }
+
+    /// The `status` reply: version, uptime, links and ports with rates,
+    /// workers with their load, tick cost, customers.
+    pub fn status_value(&self) -> Value {
+        let workers: Vec<Value> = self
+            .stats
+            .iter()
+            .zip(&self.config.dpdk.cores)
+            .map(|(s, lcore)| {
+                let polls = s.verdicts.polls.load(Relaxed).max(1);
+                json!({
+                    "lcore": lcore,
+                    "rx": s.verdicts.rx.load(Relaxed),
+                    "busy_ratio": s.verdicts.busy_polls.load(Relaxed) as f64 / polls as f64,
+                    "generation": s.generation.load(Relaxed),
+                })
+            })
+            .collect();
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|w| f(w)).sum::<u64>();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": self.config.path.display().to_string(),
+            "uptime_secs": self.started.elapsed().as_secs_f64(),
+            "mode": self.config.control.mode.as_str(),
+            "links": self.config.links.iter().map(|l| json!({
+                "name": l.name, "inside": l.inside, "outside": l.outside, "queues": l.queues,
+            })).collect::<Vec<_>>(),
+            "ports": self.ports,
+            "workers": workers,
+            "frames": {
+                "rx": sum(&|w| w.verdicts.rx.load(Relaxed)),
+                "forwarded": sum(&|w| w.verdicts.forwarded.load(Relaxed)),
+                "reverse_forwarded": sum(&|w| w.verdicts.reverse_forwarded.load(Relaxed)),
+                "dropped_blocked": sum(&|w| w.verdicts.dropped_blocked.load(Relaxed)),
+                "dropped_malformed": sum(&|w| w.verdicts.dropped_malformed.load(Relaxed)),
+                "reset_sent": sum(&|w| w.verdicts.reset_sent.load(Relaxed)),
+                "tx_full": sum(&|w| w.verdicts.tx_full.load(Relaxed)),
+            },
+            "customers": self.plane.customers(),
+            "active_customers": self.plane.active(),
+            "blocked_customers": self.gauges.blocked_customers.load(Relaxed),
+            "tick_us": self.gauges.last_tick_us.load(Relaxed),
+            "ticks": self.gauges.ticks.load(Relaxed),
+            "generation": self.generation.load().number,
+        })
+    }
+}
+
+impl Operate for Control {
+    fn plane(&mut self) -> &mut ControlPlane {
+        &mut self.plane
+    }
+
+    fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn status(&self) -> Value {
+        self.status_value()
+    }
+
+    fn reload(&mut self) -> Result<String, String> {
+        self.reload_config()
+    }
+
+    fn emit(&mut self, events: &[Event]) {
+        Control::emit(self, events)
+    }
+
+    fn metrics_text(&self) -> String {
+        match &self.metrics {
+            Some(f) => f(),
+            None => String::new(),
+        }
+    }
+
+    fn set_global_mode(&mut self, mode: Mode) -> Result<(), String> {
+        if mode == Mode::Exempt {
+            return Err("the global mode is enforce or monitor".to_owned());
+        }
+        self.config.control.mode = mode;
+        for c in &self.config.customers {
+            if c.mode.is_none() {
+                self.plane.set_mode(c.id, mode).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a reload cannot change on a running appliance.
+fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
+    if old.dpdk != new.dpdk {
+        Some("[dpdk]")
+    } else if old.links != new.links {
+        Some("[[link]]")
+    } else if old.detect.ports != new.detect.ports || old.detect.malformed != new.detect.malformed {
+        Some("[detect] ports/malformed")
+    } else if old.block.action != new.block.action || old.block.scope != new.block.scope {
+        Some("[block] action/scope")
+    } else if old.control.state_dir != new.control.state_dir
+        || old.control.events != new.control.events
+    {
+        Some("[control] state_dir/events")
+    } else {
+        None
+    }
+}

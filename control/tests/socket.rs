@@ -1,0 +1,659 @@
+//! The control socket over a real Unix socket, with a fake control loop
+//! (a real `ControlPlane` over real shards, no DPDK), and `synwallctl`
+//! against it.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use synwall_config::{Config, Mode};
+use synwall_control::commands::{execute, Operate};
+use synwall_control::event::Event;
+use synwall_control::plane::ControlPlane;
+use synwall_control::socket::{ControlSocket, SocketError, SocketOptions};
+use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::shard::WorkerShard;
+
+const CONFIG: &str = r#"
+[dpdk]
+eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
+cores = [1]
+
+[[link]]
+inside = "net_null0"
+outside = "net_null1"
+
+[windows]
+"5m" = 10
+"1h" = 100
+
+[plans.mailserver]
+"5m" = 1000
+
+[[customer]]
+name = "acme"
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+
+[[customer]]
+name = "mx"
+prefixes = ["203.0.113.10"]
+plan = "mailserver"
+"#;
+
+/// The appliance's control thread, minus DPDK.
+struct Fake {
+    config: Config,
+    plane: ControlPlane,
+    classifier: Classifier,
+    shards: Vec<Arc<WorkerShard>>,
+    start: Instant,
+    emitted: Vec<Event>,
+    log: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Fake {
+    fn new(log: Arc<Mutex<Vec<Event>>>) -> Fake {
+        let config = Config::from_str(CONFIG, Path::new("/nonexistent/synwall.toml")).unwrap();
+        let plane = ControlPlane::new(&config, 0, synwall_control::event::wall_now_ms());
+        let classifier = synwall_control::appliance::classifier(&config.customers).unwrap();
+        let shards = (0..2)
+            .map(|_| Arc::new(WorkerShard::new(config.customers.len())))
+            .collect();
+        Fake {
+            config,
+            plane,
+            classifier,
+            shards,
+            start: Instant::now(),
+            emitted: Vec::new(),
+            log,
+        }
+    }
+}
+
+impl Operate for Fake {
+    fn plane(&mut self) -> &mut ControlPlane {
+        &mut self.plane
+    }
+    fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+    fn status(&self) -> Value {
+        json!({"version": "test", "links": [{"name": "l0", "rx_pps": 0}]})
+    }
+    fn reload(&mut self) -> Result<String, String> {
+        Ok("reloaded: 2 customers".into())
+    }
+    fn emit(&mut self, events: &[Event]) {
+        self.emitted.extend_from_slice(events);
+        self.log.lock().unwrap().extend_from_slice(events);
+    }
+    fn metrics_text(&self) -> String {
+        "# TYPE synwall_up gauge\nsynwall_up 1\n".into()
+    }
+    fn set_global_mode(&mut self, _mode: Mode) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A socket in a fresh directory and a control loop thread serving it.
+struct Harness {
+    dir: PathBuf,
+    path: PathBuf,
+    socket: Option<ControlSocket>,
+    stop: Arc<AtomicBool>,
+    control: Option<JoinHandle<()>>,
+    log: Arc<Mutex<Vec<Event>>>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn temp_dir() -> PathBuf {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("synwall-sock-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(SocketOptions::default(), true)
+    }
+
+    /// `serve = false`: nobody drains the request queue.
+    fn with(opts: SocketOptions, serve: bool) -> Harness {
+        let dir = temp_dir();
+        // A directory the server must create.
+        let path = dir.join("run/control.sock");
+        let (socket, requests) = ControlSocket::bind_with(&path, opts).unwrap();
+        let bus = socket.events().clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let control = {
+            let (stop, log) = (stop.clone(), log.clone());
+            std::thread::spawn(move || {
+                let mut fake = Fake::new(log);
+                while !stop.load(Ordering::Relaxed) {
+                    if serve {
+                        if let Ok(req) = requests.recv_timeout(Duration::from_millis(20)) {
+                            let reply = execute(req.cmd.clone(), &req.caller, &mut fake);
+                            req.answer(reply);
+                        }
+                    } else {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let now = fake.now();
+                    let events = fake.plane.tick(now, &fake.shards);
+                    fake.emitted.extend(events);
+                    bus.publish(&std::mem::take(&mut fake.emitted));
+                }
+                drop(requests);
+            })
+        };
+        Harness {
+            dir,
+            path,
+            socket: Some(socket),
+            stop,
+            control: Some(control),
+            log,
+        }
+    }
+
+    fn connect(&self) -> Client {
+        Client::new(&self.path)
+    }
+
+    fn ask(&self, line: &str) -> Value {
+        self.connect().ask(line)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = self.control.take() {
+            let _ = c.join();
+        }
+        drop(self.socket.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    fn new(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    fn read(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
+            Err(e) => panic!("reading a reply: {e}"),
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> Value {
+        self.send(format!("{line}\n").as_bytes());
+        self.read().expect("a reply")
+    }
+
+    /// Whether the server closed the connection.
+    fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+fn me() -> String {
+    format!("uid={} pid={}", nix::unistd::getuid(), std::process::id())
+}
+
+fn error_of(v: &Value) -> &str {
+    assert_eq!(v["ok"], false, "{v}");
+    v["error"].as_str().unwrap()
+}
+
+#[test]
+fn every_command_round_trips() {
+    let h = Harness::new();
+    let mut c = h.connect();
+    let r = c.ask(r#"{"cmd":"status"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["version"], "test");
+
+    let r = c.ask(r#"{"cmd":"customers","window":"1h","top":5}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["window"], "1h");
+    assert_eq!(r["total"], 2);
+
+    let r = c.ask(r#"{"cmd":"customer","customer":"2001:db8:1::9"}"#);
+    assert_eq!(r["customer"]["name"], "acme", "{r}");
+    assert_eq!(r["customer"]["prefixes"][1], "2001:db8:1::/48");
+
+    let r = c.ask(r#"{"cmd":"block","customer":"acme","duration":"2h","reason":"abuse #123"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["event"]["by"], me());
+    let r = c.ask(r#"{"cmd":"blocks"}"#);
+    assert_eq!(r["blocks"][0]["customer"], "acme", "{r}");
+    assert_eq!(r["blocks"][0]["reason"]["reason"], "abuse #123");
+    let r = c.ask(r#"{"cmd":"unblock","customer":"198.51.100.1","reason":"fixed"}"#);
+    assert_eq!(r["event"]["kind"], "unblock", "{r}");
+    assert_eq!(c.ask(r#"{"cmd":"blocks"}"#)["blocks"], json!([]));
+
+    // The event log (here: what the loop emitted) names the caller.
+    let log = h.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|e| e.by.as_deref() == Some(me().as_str())));
+    assert!(log[0].to_line().contains(&me()));
+
+    let r = c.ask(r#"{"cmd":"set-limit","plan":"mailserver","window":"5m","value":5}"#);
+    assert_eq!(r["customers"], json!(["mx"]), "{r}");
+    let r = c.ask(r#"{"cmd":"mode","customer":"mx","mode":"monitor"}"#);
+    assert_eq!(r["mode"], "monitor", "{r}");
+    let r = c.ask(r#"{"cmd":"mode","mode":"enforce"}"#);
+    assert_eq!(r["global"], true, "{r}");
+    let r = c.ask(r#"{"cmd":"customer","customer":"mx"}"#);
+    assert_eq!(r["customer"]["mode"], "monitor");
+    assert_eq!(r["customer"]["windows"][0]["limit"], 5);
+    let r = c.ask(r#"{"cmd":"reload"}"#);
+    assert_eq!(r["message"], "reloaded: 2 customers", "{r}");
+    let r = c.ask(r#"{"cmd":"metrics"}"#);
+    assert!(
+        r["metrics"].as_str().unwrap().contains("synwall_up 1"),
+        "{r}"
+    );
+}
+
+#[test]
+fn errors_are_specific_and_the_connection_goes_on() {
+    let h = Harness::new();
+    let mut c = h.connect();
+    let e = c.ask(r#"{"cmd":"explode"}"#);
+    assert!(error_of(&e).starts_with("unknown command 'explode'"), "{e}");
+    let e = c.ask(r#"{"cmd":"block","customer":"acme2"}"#);
+    assert_eq!(error_of(&e), "unknown customer 'acme2'");
+    let e = c.ask(r#"{"cmd":"block","customer":"acme","duration":"2x"}"#);
+    assert!(error_of(&e).starts_with("bad duration '2x': "), "{e}");
+    let e = c.ask(r#"{"cmd":"customers","window":"2h"}"#);
+    assert!(error_of(&e).starts_with("unknown window '2h'"), "{e}");
+    let e = c.ask(r#"{"cmd":"status""#);
+    assert!(error_of(&e).starts_with("invalid JSON at column 15"), "{e}");
+    c.send(b"{\"cmd\":\"st\xc3\x28tus\"}\n");
+    let e = c.read().unwrap();
+    assert_eq!(error_of(&e), "invalid UTF-8 at byte 11");
+    // Blank lines are ignored; CRLF is fine (socat -t, telnet).
+    c.send(b"\n  \r\n");
+    let r = c.ask("{\"cmd\":\"status\"}\r");
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(h.log.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_oversized_line_is_cut_off_and_others_are_served() {
+    let h = Harness::new();
+    let mut big = h.connect();
+    let mut other = h.connect();
+    let writer = big.writer.try_clone().unwrap();
+    // The server stops reading at 64 KiB, so the rest may fail to send.
+    let sender = std::thread::spawn(move || {
+        let mut w = writer;
+        let mut line = vec![b'x'; 70 * 1024];
+        line.push(b'\n');
+        let _ = w.write_all(&line);
+    });
+    let e = big.read().expect("an error reply");
+    assert_eq!(error_of(&e), "line too long (limit 64 KiB)");
+    assert!(big.closed());
+    sender.join().unwrap();
+    assert_eq!(other.ask(r#"{"cmd":"status"}"#)["ok"], true);
+    // Exactly 64 KiB (padding spaces) is still a request.
+    let mut line = br#"{"cmd":"status"}"#.to_vec();
+    line.resize(64 * 1024, b' ');
+    line.push(b'\n');
+    other.send(&line);
+    assert_eq!(other.read().unwrap()["ok"], true);
+}
+
+#[test]
+fn silent_clients_block_nobody_and_idle_out() {
+    let h = Harness::with(
+        SocketOptions {
+            idle_timeout: Duration::from_millis(400),
+            ..SocketOptions::default()
+        },
+        true,
+    );
+    let mut silent = h.connect();
+    // Half a line, then nothing.
+    let mut half = h.connect();
+    half.send(br#"{"cmd":"sta"#);
+    let t = Instant::now();
+    assert_eq!(h.ask(r#"{"cmd":"blocks"}"#)["ok"], true);
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    for c in [&mut silent, &mut half] {
+        let e = c.read().expect("an idle notice");
+        assert!(error_of(&e).starts_with("idle for 0.4 s"), "{e}");
+        assert!(c.closed());
+    }
+}
+
+#[test]
+fn many_concurrent_clients() {
+    let h = Harness::new();
+    let path = h.path.clone();
+    let threads: Vec<_> = (0..32)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::new(&path);
+                for j in 0..20 {
+                    let r = if (i + j) % 3 == 0 {
+                        c.ask(r#"{"cmd":"customer","customer":"acme"}"#)
+                    } else {
+                        c.ask(r#"{"cmd":"status"}"#)
+                    };
+                    assert_eq!(r["ok"], true, "{r}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let socket = h.socket.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while socket.clients() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(socket.clients(), 0);
+}
+
+#[test]
+fn clients_beyond_the_limit_are_turned_away() {
+    let h = Harness::with(
+        SocketOptions {
+            max_clients: 3,
+            ..SocketOptions::default()
+        },
+        true,
+    );
+    let mut held: Vec<Client> = (0..3).map(|_| h.connect()).collect();
+    for c in &mut held {
+        assert_eq!(c.ask(r#"{"cmd":"status"}"#)["ok"], true);
+    }
+    let mut extra = h.connect();
+    let e = extra.read().expect("a refusal");
+    assert_eq!(error_of(&e), "too many clients");
+    assert!(extra.closed());
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.socket.as_ref().unwrap().clients() > 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(h.ask(r#"{"cmd":"status"}"#)["ok"], true);
+}
+
+#[test]
+fn a_control_loop_that_does_not_answer_times_out() {
+    let h = Harness::with(
+        SocketOptions {
+            reply_timeout: Duration::from_millis(200),
+            ..SocketOptions::default()
+        },
+        false,
+    );
+    let e = h.ask(r#"{"cmd":"status"}"#);
+    assert_eq!(error_of(&e), "the appliance did not answer within 0.2 s");
+}
+
+#[test]
+fn events_stream_to_followers() {
+    let h = Harness::new();
+    let mut follower = h.connect();
+    let ack = follower.ask(r#"{"cmd":"events"}"#);
+    assert_eq!(ack, json!({"ok": true, "events": "following"}));
+    let mut second = h.connect();
+    second.ask(r#"{"cmd":"events"}"#);
+    assert_eq!(h.socket.as_ref().unwrap().events().followers(), 2);
+    h.ask(r#"{"cmd":"block","customer":"mx","reason":"test"}"#);
+    h.ask(r#"{"cmd":"unblock","customer":"mx"}"#);
+    for f in [&mut follower, &mut second] {
+        let block = f.read().unwrap();
+        assert_eq!(block["kind"], "block", "{block}");
+        assert_eq!(block["customer"], "mx");
+        assert_eq!(block["by"], me());
+        assert_eq!(f.read().unwrap()["kind"], "unblock");
+    }
+    // A follower that leaves is noticed and dropped.
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.socket.as_ref().unwrap().clients() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(h.socket.as_ref().unwrap().clients(), 1);
+}
+
+#[test]
+fn socket_file_mode_group_and_lifecycle() {
+    let dir = temp_dir();
+    let path = dir.join("control.sock");
+    let gid = nix::unistd::getgid();
+    let group = nix::unistd::Group::from_gid(gid).unwrap().unwrap().name;
+    let (socket, _rx) = ControlSocket::bind(&path, 0o660, Some(&group)).unwrap();
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
+    assert_eq!(meta.gid(), gid.as_raw());
+    // Taken: a second server refuses, and leaves the first one's file.
+    let err = ControlSocket::bind(&path, 0o660, None).unwrap_err();
+    assert!(matches!(err, SocketError::InUse(_)), "{err}");
+    assert!(path.exists());
+    drop(socket);
+    assert!(!path.exists(), "drop removes the socket file");
+
+    // A stale socket (its server died without cleaning up) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let (socket, _rx) = ControlSocket::bind(&path, 0o600, None).unwrap();
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    drop(socket);
+
+    let err = ControlSocket::bind(&path, 0o660, Some("no-such-group-synwall")).unwrap_err();
+    assert!(matches!(err, SocketError::UnknownGroup(_)), "{err}");
+    assert!(err.to_string().contains("groupadd"), "{err}");
+    assert!(!path.exists(), "a failed bind leaves no file");
+
+    std::fs::write(&path, "not a socket").unwrap();
+    let err = ControlSocket::bind(&path, 0o660, None).unwrap_err();
+    assert!(matches!(err, SocketError::NotASocket(_)), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn synwallctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("SYNWALL_SOCKET")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn synwallctl_against_the_socket() {
+    let h = Harness::new();
+    let p = &h.path;
+    let (code, out, err) = synwallctl(p, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version: test"), "{out}");
+
+    let (code, out, err) = synwallctl(
+        p,
+        &[
+            "block",
+            "198.51.100.20",
+            "--duration",
+            "2h",
+            "--reason",
+            "abuse #9",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("block acme until "), "{out}");
+    assert!(out.contains("abuse #9"), "{out}");
+    let by = h.log.lock().unwrap()[0].by.clone().unwrap();
+    assert!(
+        by.starts_with(&format!("uid={} pid=", nix::unistd::getuid())),
+        "{by}"
+    );
+
+    let (code, out, _) = synwallctl(p, &["blocks"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("CUSTOMER") && out.contains("acme"), "{out}");
+    let (code, out, _) = synwallctl(p, &["--json", "blocks"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["blocks"][0]["customer"], "acme");
+
+    let (code, out, _) = synwallctl(p, &["customer", "acme"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("state     blocked"), "{out}");
+    assert!(out.contains("WINDOW"), "{out}");
+    let (code, out, _) = synwallctl(p, &["customers", "--window", "1h", "--top", "3"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("SYNS(1h)"), "{out}");
+    let (code, out, _) = synwallctl(p, &["set-limit", "--customer", "acme", "5m", "50"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("5m limit set to 50 for 1 customer (acme)"),
+        "{out}"
+    );
+    let (code, out, _) = synwallctl(p, &["mode", "acme", "monitor"]);
+    assert_eq!((code, out.as_str()), (0, "acme: mode monitor\n"));
+    let (code, out, _) = synwallctl(p, &["mode", "enforce"]);
+    assert_eq!((code, out.as_str()), (0, "default mode: enforce\n"));
+    let (code, out, _) = synwallctl(p, &["metrics"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("synwall_up 1"), "{out}");
+    let (code, _, _) = synwallctl(p, &["unblock", "acme", "--reason", "ok"]);
+    assert_eq!(code, 0);
+
+    // The appliance refuses: exit 1, its words on stderr.
+    let (code, _, err) = synwallctl(p, &["unblock", "acme"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("customer 'acme' is not blocked"), "{err}");
+    let (code, _, err) = synwallctl(p, &["block", "acme", "--duration", "2x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad duration '2x'"), "{err}");
+    // Usage: exit 2.
+    let (code, _, _) = synwallctl(p, &["set-limit", "5m", "10"]);
+    assert_eq!(code, 2);
+    let (code, _, err) = synwallctl(p, &["mode", "acme", "sleepy"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = synwallctl(p, &["frobnicate"]);
+    assert_eq!(code, 2);
+    // No socket: exit 3 and a hint.
+    let (code, _, err) = synwallctl(&h.dir.join("nope.sock"), &["status"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("is synwall running? no socket at"), "{err}");
+}
+
+#[test]
+fn synwallctl_follows_events() {
+    let h = Harness::new();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
+        .arg("--socket")
+        .arg(&h.path)
+        .arg("events")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.socket.as_ref().unwrap().events().followers() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.ask(r#"{"cmd":"block","customer":"acme","reason":"watch"}"#);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("block") && line.contains("acme"), "{line}");
+    assert!(
+        line.contains(&format!("by=uid={}", nix::unistd::getuid())),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_follower_that_never_reads_is_dropped_without_stalling_the_loop() {
+    let h = Harness::with(
+        SocketOptions {
+            event_backlog: 64,
+            write_timeout: Duration::from_millis(300),
+            ..SocketOptions::default()
+        },
+        true,
+    );
+    let mut lazy = h.connect();
+    assert_eq!(lazy.ask(r#"{"cmd":"events"}"#)["ok"], true);
+    let bus = h.socket.as_ref().unwrap().events().clone();
+    assert_eq!(bus.followers(), 1);
+    let mut ev = Event::reload(synwall_control::event::Timestamp(0), "x".repeat(200));
+    ev.customer = Some("acme".into());
+    let batch = vec![ev; 100];
+    let t = Instant::now();
+    // ~4 MB of events: far more than the socket buffer and the backlog.
+    for _ in 0..200 {
+        bus.publish(&batch);
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(bus.followers(), 0);
+    // Its connection is closed; everyone else is served.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.socket.as_ref().unwrap().clients() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(h.socket.as_ref().unwrap().clients(), 0);
+    assert_eq!(h.ask(r#"{"cmd":"status"}"#)["ok"], true);
+}
