@@ -1,0 +1,297 @@
+//! Per-packet cost of synwall's inside→outside path without EAL:
+//! `verdict::judge` (parse + classify + count + verdict) over the benchmark
+//! mix, with 1k / 100k / 1M customers in the classifier; and the classifier
+//! alone (ns per lookup, IPv4/IPv6, hit/miss).
+//!
+//! `cargo bench -p synwall-benches --bench packet_path [-- QUICK]`
+//! (`QUICK`, or `SYNWALL_BENCH_QUICK=1`: fewer rounds, 1k and 1M only).
+use std::hint::black_box;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use synwall_benches::customers::{self, prefixes, v4_host, v6_host};
+use synwall_benches::mix::{generate, Kind, Mix, MixSpec, Sizes};
+use synwall_benches::rng::Rng;
+use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::dpdk::tsc_now;
+use synwall_dataplane::parse::{parse, SrcAddr, WatchedPorts};
+use synwall_dataplane::shard::{WorkerShard, WorkerStats};
+use synwall_dataplane::verdict::{
+    judge, BlockAction, BlockScope, MalformedPolicy, Policy, Verdict,
+};
+
+struct Opts {
+    rounds: usize,
+    round_time: Duration,
+    tables: Vec<u32>,
+}
+
+/// Nanoseconds and TSC cycles per operation of one timed round.
+#[derive(Clone, Copy)]
+struct Sample {
+    ns: f64,
+    cycles: f64,
+}
+
+/// Runs `op` (which performs `per_call` operations) in rounds of about
+/// `round_time`; returns the median and the best round.
+fn measure(opts: &Opts, per_call: usize, mut op: impl FnMut() -> u64) -> (Sample, Sample) {
+    // Warm up and size a round.
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < opts.round_time / 4 {
+        black_box(op());
+        calls += 1;
+    }
+    let calls_per_round = (calls * 4).max(1);
+    let mut samples: Vec<Sample> = (0..opts.rounds)
+        .map(|_| {
+            let t0 = Instant::now();
+            let c0 = tsc_now();
+            for _ in 0..calls_per_round {
+                black_box(op());
+            }
+            let c1 = tsc_now();
+            let ns = t0.elapsed().as_nanos() as f64;
+            let ops = (calls_per_round * per_call as u64) as f64;
+            Sample {
+                ns: ns / ops,
+                cycles: (c1 - c0) as f64 / ops,
+            }
+        })
+        .collect();
+    samples.sort_by(|a, b| a.ns.total_cmp(&b.ns));
+    (samples[samples.len() / 2], samples[0])
+}
+
+/// TSC ticks per nanosecond, against the monotonic clock.
+fn tsc_ghz() -> f64 {
+    let t0 = Instant::now();
+    let c0 = tsc_now();
+    std::thread::sleep(Duration::from_millis(200));
+    let c1 = tsc_now();
+    (c1 - c0) as f64 / t0.elapsed().as_nanos() as f64
+}
+
+fn policy() -> Policy {
+    Policy {
+        watched: WatchedPorts::new(&[25]),
+        action: BlockAction::Drop,
+        scope: BlockScope::Syn,
+        malformed: MalformedPolicy::Forward,
+    }
+}
+
+/// The classifier and a shard for `n` generated customers plus the blocked
+/// one (id `n`).
+fn table(n: u32) -> (Classifier, WorkerShard, Duration) {
+    let t = Instant::now();
+    let c =
+        Classifier::build(n as usize + 1, prefixes(n, true)).expect("benchmark prefixes are valid");
+    let built = t.elapsed();
+    let shard = WorkerShard::new(n as usize + 1);
+    shard.blocked.set(n, true);
+    (c, shard, built)
+}
+
+fn judge_all(
+    frames: &[Vec<u8>],
+    policy: &Policy,
+    c: &Classifier,
+    shard: &WorkerShard,
+    stats: &WorkerStats,
+) -> u64 {
+    let mut fwd = 0u64;
+    for f in frames {
+        if judge(black_box(f), policy, c, shard, stats) == Verdict::Forward {
+            fwd += 1;
+        }
+    }
+    fwd
+}
+
+fn check_verdicts(
+    mix: &Mix,
+    policy: &Policy,
+    c: &Classifier,
+    shard: &WorkerShard,
+    stats: &WorkerStats,
+) {
+    let dropped = mix
+        .frames
+        .iter()
+        .filter(|f| judge(f, policy, c, shard, stats) == Verdict::DropBlocked)
+        .count();
+    // The blocked customer's well-formed SYNs, nothing else (malformed are
+    // forwarded under MalformedPolicy::Forward).
+    assert_eq!(
+        dropped,
+        mix.count(Kind::Syn25Blocked),
+        "verdicts disagree with the mix"
+    );
+}
+
+fn lookups(n: u32, rng: &mut Rng, mix: &Mix) -> [(&'static str, Vec<SrcAddr>); 5] {
+    // The sources of the mix's watched SYNs: what `judge` actually looks up.
+    let watched = WatchedPorts::new(&[25]);
+    let mix_syns = mix
+        .frames
+        .iter()
+        .map(|f| parse(f, &watched))
+        .filter(|p| p.outcome == synwall_dataplane::parse::Outcome::WatchedSyn)
+        .filter_map(|p| p.src)
+        .collect();
+    const K: usize = 4096;
+    let v4_hit = (0..K)
+        .map(|_| {
+            SrcAddr::V4(u32::from(v4_host(
+                rng.below(u64::from(n)) as u32,
+                1 + rng.below(15) as u32,
+            )))
+        })
+        .collect();
+    // 11.0.0.0/8 and up: next to the table but owned by nobody.
+    let v4_miss = (0..K)
+        .map(|_| SrcAddr::V4(0x0b00_0000 + rng.below(1 << 24) as u32))
+        .collect();
+    let v6_hit = (0..K)
+        .map(|_| {
+            SrcAddr::V6(u128::from(v6_host(
+                rng.below(u64::from(n)) as u32,
+                rng.next_u64(),
+            )))
+        })
+        .collect();
+    let v6_miss = (0..K)
+        .map(|_| {
+            let a = Ipv6Addr::new(0x2001, 0xdb9, rng.next_u64() as u16, 0, 0, 0, 0, 1);
+            SrcAddr::V6(u128::from(a))
+        })
+        .collect();
+    [
+        ("v4 hit", v4_hit),
+        ("v4 miss", v4_miss),
+        ("v6 hit", v6_hit),
+        ("v6 miss", v6_miss),
+        ("mix SYN sources", mix_syns),
+    ]
+}
+
+fn human(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n / 1_000_000 * 1_000_000 == n => format!("{}M", n / 1_000_000),
+        n if n >= 1000 && n / 1000 * 1000 == n => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+fn main() {
+    let quick =
+        std::env::args().any(|a| a == "QUICK") || std::env::var_os("SYNWALL_BENCH_QUICK").is_some();
+    let opts = Opts {
+        rounds: if quick { 5 } else { 11 },
+        round_time: Duration::from_millis(if quick { 100 } else { 250 }),
+        tables: if quick {
+            vec![1_000, 1_000_000]
+        } else {
+            vec![1_000, 100_000, 1_000_000]
+        },
+    };
+    let ghz = tsc_ghz();
+    println!(
+        "# synwall packet path (no EAL), TSC {ghz:.3} GHz, median of {} rounds (best in brackets)",
+        opts.rounds
+    );
+    let mix64 = generate(&MixSpec::default());
+    let imix = generate(&MixSpec {
+        sizes: Sizes::Imix,
+        ..MixSpec::default()
+    });
+    println!("# mix 64 B: {}", mix64.describe());
+    println!("# mix IMIX: {}", imix.describe());
+    let policy = policy();
+
+    // Parsing alone does not depend on the table.
+    let watched = policy.watched.clone();
+    let (parse_med, parse_best) = measure(&opts, mix64.frames.len(), || {
+        mix64
+            .frames
+            .iter()
+            .map(|f| parse(black_box(f), &watched).l4_offset as u64)
+            .sum()
+    });
+    println!();
+    println!("| what | customers | ns/pkt | cycles/pkt | Mpps/core (1/ns) |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| parse only, 64 B mix | - | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",
+        parse_med.ns,
+        parse_best.ns,
+        parse_med.cycles,
+        parse_best.cycles,
+        1e3 / parse_med.ns
+    );
+
+    let mut rng = Rng::new(7);
+    let mut lookup_rows = Vec::new();
+    let mut build_rows = Vec::new();
+    for &n in &opts.tables {
+        let (c, shard, built) = table(n);
+        build_rows.push((n, c.prefixes(), built));
+        let stats = WorkerStats::default();
+        check_verdicts(&mix64, &policy, &c, &shard, &stats);
+        for (name, mix) in [("judge, 64 B mix", &mix64), ("judge, IMIX", &imix)] {
+            let (med, best) = measure(&opts, mix.frames.len(), || {
+                judge_all(&mix.frames, &policy, &c, &shard, &stats)
+            });
+            println!(
+                "| {name} | {} | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",
+                human(n),
+                med.ns,
+                best.ns,
+                med.cycles,
+                best.cycles,
+                1e3 / med.ns
+            );
+        }
+        for (name, addrs) in lookups(n, &mut rng, &mix64) {
+            let (med, best) = measure(&opts, addrs.len(), || {
+                addrs
+                    .iter()
+                    .map(|&a| u64::from(c.lookup(black_box(a)).unwrap_or(u32::MAX)))
+                    .sum()
+            });
+            lookup_rows.push((n, name, med, best));
+        }
+    }
+
+    println!();
+    println!("Classifier (ip_network_table), random addresses over the whole table:");
+    println!();
+    println!("| customers | lookup | ns/lookup | cycles/lookup |");
+    println!("|---:|---|---:|---:|");
+    for (n, name, med, best) in &lookup_rows {
+        println!(
+            "| {} | {name} | {:.1} [{:.1}] | {:.0} [{:.0}] |",
+            human(*n),
+            med.ns,
+            best.ns,
+            med.cycles,
+            best.cycles
+        );
+    }
+    println!();
+    println!("| customers | prefixes (v4 + v6) | build time |");
+    println!("|---:|---:|---:|");
+    for (n, (v4, v6), built) in &build_rows {
+        println!(
+            "| {} | {v4} + {v6} | {:.2} s |",
+            human(*n),
+            built.as_secs_f64()
+        );
+    }
+    // Keep the helpers' addresses honest: the blocked customer resolves.
+    let (c, _, _) = table(1);
+    assert_eq!(c.lookup_addr(customers::ACME_V4.into()), Some(1));
+    assert_eq!(c.lookup_addr(Ipv4Addr::new(11, 0, 0, 1).into()), None);
+}
