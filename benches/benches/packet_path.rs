@@ -15,9 +15,9 @@ use synwall_benches::rng::Rng;
 use synwall_dataplane::classify::Classifier;
 use synwall_dataplane::dpdk::tsc_now;
 use synwall_dataplane::parse::{parse, SrcAddr, WatchedPorts};
-use synwall_dataplane::shard::{WorkerShard, WorkerStats};
+use synwall_dataplane::shard::WorkerShard;
 use synwall_dataplane::verdict::{
-    judge, BlockAction, BlockScope, MalformedPolicy, Policy, Verdict,
+    judge, BlockAction, BlockScope, MalformedPolicy, Policy, Tally, Verdict,
 };
 
 struct Opts {
@@ -99,11 +99,11 @@ fn judge_all(
     policy: &Policy,
     c: &Classifier,
     shard: &WorkerShard,
-    stats: &WorkerStats,
+    tally: &mut Tally,
 ) -> u64 {
     let mut fwd = 0u64;
     for f in frames {
-        if judge(black_box(f), policy, c, shard, stats) == Verdict::Forward {
+        if judge(black_box(f), policy, c, shard, tally) == Verdict::Forward {
             fwd += 1;
         }
     }
@@ -115,12 +115,12 @@ fn check_verdicts(
     policy: &Policy,
     c: &Classifier,
     shard: &WorkerShard,
-    stats: &WorkerStats,
+    tally: &mut Tally,
 ) {
     let dropped = mix
         .frames
         .iter()
-        .filter(|f| judge(f, policy, c, shard, stats) == Verdict::DropBlocked)
+        .filter(|f| judge(f, policy, c, shard, tally) == Verdict::DropBlocked)
         .count();
     // The blocked customer's well-formed SYNs, nothing else (malformed are
     // forwarded under MalformedPolicy::Forward).
@@ -238,11 +238,11 @@ fn main() {
     for &n in &opts.tables {
         let (c, shard, built) = table(n);
         build_rows.push((n, c.prefixes(), built));
-        let stats = WorkerStats::default();
-        check_verdicts(&mix64, &policy, &c, &shard, &stats);
+        let mut tally = Tally::default();
+        check_verdicts(&mix64, &policy, &c, &shard, &mut tally);
         for (name, mix) in [("judge, 64 B mix", &mix64), ("judge, IMIX", &imix)] {
             let (med, best) = measure(&opts, mix.frames.len(), || {
-                judge_all(&mix.frames, &policy, &c, &shard, &stats)
+                judge_all(&mix.frames, &policy, &c, &shard, &mut tally)
             });
             println!(
                 "| {name} | {} | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",

@@ -1,13 +1,15 @@
 //! Source address → customer id, longest prefix wins.
 //!
-//! Backed by `ip_network_table` (a tree-bitmap LPM for IPv4 and IPv6; see
-//! BENCHMARKS.md for how it compares with DPDK's `rte_lpm`). Only frames on
-//! the watched ports are classified, so the lookup is off the path of most
-//! traffic.
+//! Backed by the tree-bitmap LPM that `ip_network_table` is built on
+//! (`ip_network_table-deps-treebitmap`), used directly: its lookup returns
+//! the matched prefix as plain values, so the worker's path has no
+//! network-constructing `unwrap` in it. See BENCHMARKS.md for the
+//! measurement. Only frames on the watched ports are classified, so the
+//! lookup is off the path of most traffic.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ip_network::{IpNetwork, Ipv4Network, Ipv6Network};
-use ip_network_table::IpNetworkTable;
+use ip_network::{Ipv4Network, Ipv6Network};
+use treebitmap::IpLookupTable;
 
 use crate::parse::SrcAddr;
 
@@ -37,13 +39,14 @@ pub enum ClassifierError {
 
 /// Maps source addresses to customers.
 pub struct Classifier {
-    table: IpNetworkTable<CustomerId>,
+    v4: IpLookupTable<Ipv4Addr, CustomerId>,
+    v6: IpLookupTable<Ipv6Addr, CustomerId>,
     customers: usize,
 }
 
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (v4, v6) = self.table.len();
+        let (v4, v6) = self.prefixes();
         write!(
             f,
             "Classifier({v4} IPv4 + {v6} IPv6 prefixes, {} customers)",
@@ -59,7 +62,8 @@ impl Classifier {
     where
         I: IntoIterator<Item = (IpAddr, u8, CustomerId)>,
     {
-        let mut table = IpNetworkTable::new();
+        let mut v4 = IpLookupTable::new();
+        let mut v6 = IpLookupTable::new();
         for (addr, len, customer) in prefixes {
             let bad = |reason: String| ClassifierError::BadPrefix {
                 addr,
@@ -67,15 +71,18 @@ impl Classifier {
                 customer,
                 reason,
             };
-            let net: IpNetwork = match addr {
-                IpAddr::V4(a) => Ipv4Network::new(a, len)
-                    .map_err(|e| bad(e.to_string()))?
-                    .into(),
-                IpAddr::V6(a) => Ipv6Network::new(a, len)
-                    .map_err(|e| bad(e.to_string()))?
-                    .into(),
+            // Validate (length in range, no host bits) before inserting.
+            let previous = match addr {
+                IpAddr::V4(a) => {
+                    Ipv4Network::new(a, len).map_err(|e| bad(e.to_string()))?;
+                    v4.insert(a, u32::from(len), customer)
+                }
+                IpAddr::V6(a) => {
+                    Ipv6Network::new(a, len).map_err(|e| bad(e.to_string()))?;
+                    v6.insert(a, u32::from(len), customer)
+                }
             };
-            if let Some(first) = table.insert(net, customer) {
+            if let Some(first) = previous {
                 return Err(ClassifierError::Duplicate {
                     addr,
                     len,
@@ -84,7 +91,7 @@ impl Classifier {
                 });
             }
         }
-        Ok(Classifier { table, customers })
+        Ok(Classifier { v4, v6, customers })
     }
 
     /// Number of customer ids.
@@ -94,27 +101,24 @@ impl Classifier {
 
     /// IPv4 and IPv6 prefix counts.
     pub fn prefixes(&self) -> (usize, usize) {
-        self.table.len()
+        (self.v4.len(), self.v6.len())
     }
 
     /// The customer owning `src`, by longest matching prefix.
     #[inline]
     pub fn lookup(&self, src: SrcAddr) -> Option<CustomerId> {
         match src {
-            SrcAddr::V4(a) => self
-                .table
-                .longest_match_ipv4(Ipv4Addr::from(a))
-                .map(|(_, c)| *c),
-            SrcAddr::V6(a) => self
-                .table
-                .longest_match_ipv6(Ipv6Addr::from(a))
-                .map(|(_, c)| *c),
+            SrcAddr::V4(a) => self.v4.longest_match(Ipv4Addr::from(a)).map(|(_, _, c)| *c),
+            SrcAddr::V6(a) => self.v6.longest_match(Ipv6Addr::from(a)).map(|(_, _, c)| *c),
         }
     }
 
     /// The customer owning an address (control-plane convenience).
     pub fn lookup_addr(&self, addr: IpAddr) -> Option<CustomerId> {
-        self.table.longest_match(addr).map(|(_, c)| *c)
+        match addr {
+            IpAddr::V4(a) => self.lookup(SrcAddr::V4(u32::from(a))),
+            IpAddr::V6(a) => self.lookup(SrcAddr::V6(u128::from(a))),
+        }
     }
 }
 

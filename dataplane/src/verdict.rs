@@ -3,7 +3,7 @@
 //! it is tested and benchmarked without EAL.
 use crate::classify::Classifier;
 use crate::parse::{parse, Outcome, Parsed, WatchedPorts};
-use crate::shard::{bump, WorkerShard, WorkerStats};
+use crate::shard::{add, bump, WorkerShard, WorkerStats};
 
 /// What to do with a blocked customer's SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,42 @@ pub enum Verdict {
     Reset(Parsed),
 }
 
+/// A burst's counts, kept in registers and added to the worker's shared
+/// counters once per burst ([`Tally::publish`]).
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub outcomes: [u64; Outcome::COUNT],
+    pub forwarded: u64,
+    pub dropped_blocked: u64,
+    pub dropped_malformed: u64,
+    pub reset_sent: u64,
+    pub syn_no_customer: u64,
+}
+
+impl Tally {
+    /// Adds the burst's counts to the worker's counters (single writer).
+    #[inline]
+    pub fn publish(&self, stats: &WorkerStats) {
+        for (c, n) in stats.outcomes.iter().zip(self.outcomes) {
+            if n != 0 {
+                add(c, n);
+            }
+        }
+        let v = &stats.verdicts;
+        for (c, n) in [
+            (&v.forwarded, self.forwarded),
+            (&v.dropped_blocked, self.dropped_blocked),
+            (&v.dropped_malformed, self.dropped_malformed),
+            (&v.reset_sent, self.reset_sent),
+            (&v.syn_no_customer, self.syn_no_customer),
+        ] {
+            if n != 0 {
+                add(c, n);
+            }
+        }
+    }
+}
+
 /// Decides one inside→outside frame and counts it: its parse outcome, and
 /// for watched SYNs the customer's seen/forwarded counters. The caller
 /// counts what it did (forwarded, dropped, reset) once the frame is gone.
@@ -61,11 +97,11 @@ pub fn judge(
     policy: &Policy,
     classifier: &Classifier,
     shard: &WorkerShard,
-    stats: &WorkerStats,
+    tally: &mut Tally,
 ) -> Verdict {
     let parsed = parse(frame, &policy.watched);
-    if let Some(c) = stats.outcomes.get(parsed.outcome.index()) {
-        bump(c);
+    if let Some(c) = tally.outcomes.get_mut(parsed.outcome.index()) {
+        *c += 1;
     }
     match parsed.outcome {
         Outcome::WatchedSyn => {
@@ -73,7 +109,7 @@ pub fn judge(
                 return Verdict::Forward;
             };
             let Some(id) = classifier.lookup(src) else {
-                bump(&stats.verdicts.syn_no_customer);
+                tally.syn_no_customer += 1;
                 return Verdict::Forward;
             };
             let i = id as usize;
@@ -152,7 +188,7 @@ mod tests {
         action: BlockAction,
         scope: BlockScope,
         malformed: MalformedPolicy,
-    ) -> (Policy, Classifier, WorkerShard, WorkerStats) {
+    ) -> (Policy, Classifier, WorkerShard, Tally) {
         let policy = Policy {
             watched: WatchedPorts::new(&[25, 587]),
             action,
@@ -167,12 +203,7 @@ mod tests {
             ],
         )
         .unwrap();
-        (
-            policy,
-            classifier,
-            WorkerShard::new(2),
-            WorkerStats::default(),
-        )
+        (policy, classifier, WorkerShard::new(2), Tally::default())
     }
 
     fn syn(src: Ipv4Addr, dport: u16) -> Vec<u8> {
@@ -181,73 +212,76 @@ mod tests {
 
     #[test]
     fn counts_and_forwards_unblocked_syns() {
-        let (p, c, shard, stats) =
+        let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
         for _ in 0..3 {
             assert_eq!(
-                judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+                judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
                 Verdict::Forward
             );
         }
         assert_eq!(
-            judge(&syn(OTHER, 587), &p, &c, &shard, &stats),
+            judge(&syn(OTHER, 587), &p, &c, &shard, &mut stats),
             Verdict::Forward
         );
         assert_eq!(
-            judge(&syn(ACME, 80), &p, &c, &shard, &stats),
+            judge(&syn(ACME, 80), &p, &c, &shard, &mut stats),
             Verdict::Forward
         );
         assert_eq!(
-            judge(&syn(NOBODY, 25), &p, &c, &shard, &stats),
+            judge(&syn(NOBODY, 25), &p, &c, &shard, &mut stats),
             Verdict::Forward
         );
         assert_eq!(shard.syn_seen[0].load(Relaxed), 3);
         assert_eq!(shard.syn_forwarded[0].load(Relaxed), 3);
         assert_eq!(shard.syn_seen[1].load(Relaxed), 1);
-        assert_eq!(stats.verdicts.syn_no_customer.load(Relaxed), 1);
-        assert_eq!(stats.outcomes[Outcome::WatchedSyn.index()].load(Relaxed), 5);
-        assert_eq!(stats.outcomes[Outcome::OtherIp.index()].load(Relaxed), 1);
+        assert_eq!(stats.syn_no_customer, 1);
+        assert_eq!(stats.outcomes[Outcome::WatchedSyn.index()], 5);
+        assert_eq!(stats.outcomes[Outcome::OtherIp.index()], 1);
     }
 
     #[test]
     fn blocked_customer_syns_are_dropped_or_reset() {
-        let (p, c, shard, stats) =
+        let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
         shard.blocked.set(0, true);
         assert_eq!(
-            judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+            judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
             Verdict::DropBlocked
         );
         assert_eq!(
-            judge(&syn(OTHER, 25), &p, &c, &shard, &stats),
+            judge(&syn(OTHER, 25), &p, &c, &shard, &mut stats),
             Verdict::Forward
         );
         // Established SMTP and other ports pass with scope = syn.
         let est = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, ACK).build();
-        assert_eq!(judge(&est, &p, &c, &shard, &stats), Verdict::Forward);
+        assert_eq!(judge(&est, &p, &c, &shard, &mut stats), Verdict::Forward);
         assert_eq!(shard.syn_seen[0].load(Relaxed), 1);
         assert_eq!(shard.syn_forwarded[0].load(Relaxed), 0);
 
-        let (p, c, shard, stats) = setup(
+        let (p, c, shard, mut stats) = setup(
             BlockAction::Reset,
             BlockScope::Smtp,
             MalformedPolicy::Forward,
         );
         shard.blocked.set(0, true);
         assert!(matches!(
-            judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+            judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
             Verdict::Reset(_)
         ));
-        assert_eq!(judge(&est, &p, &c, &shard, &stats), Verdict::DropBlocked);
+        assert_eq!(
+            judge(&est, &p, &c, &shard, &mut stats),
+            Verdict::DropBlocked
+        );
     }
 
     #[test]
     fn grant_bounds_forwarded_syns_exactly() {
-        let (p, c, shard, stats) =
+        let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
         shard.syn_grant[0].store(5, Relaxed);
         let verdicts: Vec<Verdict> = (0..8)
-            .map(|_| judge(&syn(ACME, 25), &p, &c, &shard, &stats))
+            .map(|_| judge(&syn(ACME, 25), &p, &c, &shard, &mut stats))
             .collect();
         assert_eq!(
             verdicts.iter().filter(|v| **v == Verdict::Forward).count(),
@@ -259,37 +293,41 @@ mod tests {
         // A new grant lets more through.
         shard.syn_grant[0].store(6, Relaxed);
         assert_eq!(
-            judge(&syn(ACME, 25), &p, &c, &shard, &stats),
+            judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
             Verdict::Forward
         );
     }
 
     #[test]
     fn evasive_fragments_of_blocked_customers_are_dropped() {
-        let (p, c, shard, stats) =
+        let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
         let tiny = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
             .ipv4_fragment(0, true)
             .truncate_l4(8)
             .build();
-        assert_eq!(judge(&tiny, &p, &c, &shard, &stats), Verdict::Forward);
+        assert_eq!(judge(&tiny, &p, &c, &shard, &mut stats), Verdict::Forward);
         shard.blocked.set(0, true);
-        assert_eq!(judge(&tiny, &p, &c, &shard, &stats), Verdict::DropBlocked);
         assert_eq!(
-            stats.outcomes[Outcome::FragmentEvasive.index()].load(Relaxed),
-            2
+            judge(&tiny, &p, &c, &shard, &mut stats),
+            Verdict::DropBlocked
         );
+        assert_eq!(stats.outcomes[Outcome::FragmentEvasive.index()], 2);
     }
 
     #[test]
     fn malformed_policy() {
         let bad = [0u8; 10];
-        let (p, c, shard, stats) =
+        let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
-        assert_eq!(judge(&bad, &p, &c, &shard, &stats), Verdict::Forward);
-        let (p, c, shard, stats) = setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Drop);
-        assert_eq!(judge(&bad, &p, &c, &shard, &stats), Verdict::DropMalformed);
-        let total: u64 = stats.outcomes.iter().map(|o| o.load(Relaxed)).sum();
+        assert_eq!(judge(&bad, &p, &c, &shard, &mut stats), Verdict::Forward);
+        let (p, c, shard, mut stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Drop);
+        assert_eq!(
+            judge(&bad, &p, &c, &shard, &mut stats),
+            Verdict::DropMalformed
+        );
+        let total: u64 = stats.outcomes.iter().sum();
         assert_eq!(total, 1);
     }
 }

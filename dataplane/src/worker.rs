@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
-use crate::generation::SharedGeneration;
+use arc_swap::Cache;
+
+use crate::generation::{Generation, SharedGeneration};
 use crate::reset::syn_to_rst;
 use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{judge, Policy, Verdict};
+use crate::verdict::{judge, Policy, Tally, Verdict};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +63,21 @@ impl Worker {
         let mut onward = MbufBurst::new();
         let mut back = MbufBurst::new();
         let mut dropped = MbufBurst::new();
+        // A cached handle: a poll round checks one pointer for a newer
+        // generation instead of taking a full arc-swap load.
+        let mut current = Cache::new(self.generation.clone());
+        let mut seen_generation = 0;
         while !self.stop.load(Relaxed) {
-            self.round(&mut rx, &mut onward, &mut back, &mut dropped);
+            let gen = current.load();
+            self.round(gen, &mut rx, &mut onward, &mut back, &mut dropped);
+            if gen.number != seen_generation {
+                seen_generation = gen.number;
+                self.stats.generation.store(seen_generation, Relaxed);
+            }
         }
         for _ in 0..DRAIN_ROUNDS {
-            if self.round(&mut rx, &mut onward, &mut back, &mut dropped) == 0 {
+            let gen = current.load();
+            if self.round(gen, &mut rx, &mut onward, &mut back, &mut dropped) == 0 {
                 break;
             }
         }
@@ -75,12 +87,12 @@ impl Worker {
     #[inline]
     fn round(
         &mut self,
+        gen: &Generation,
         rx: &mut MbufBurst,
         onward: &mut MbufBurst,
         back: &mut MbufBurst,
         dropped: &mut MbufBurst,
     ) -> usize {
-        let gen = self.generation.load();
         let Some(shard) = gen.shards.get(self.index) else {
             return 0;
         };
@@ -103,35 +115,36 @@ impl Worker {
                     for m in rx.as_slice() {
                         m.prefetch();
                     }
+                    // Counted in registers, published once per burst.
+                    let mut tally = Tally::default();
                     for m in rx.drain() {
-                        match judge(m.data(), &self.policy, classifier, shard, stats) {
-                            Verdict::Forward => {
-                                bump(&stats.verdicts.forwarded);
-                                keep(onward, m, stats);
-                            }
+                        match judge(m.data(), &self.policy, classifier, shard, &mut tally) {
+                            Verdict::Forward => keep(onward, m, stats),
                             Verdict::DropBlocked => {
-                                bump(&stats.verdicts.dropped_blocked);
+                                tally.dropped_blocked += 1;
                                 keep(dropped, m, stats);
                             }
                             Verdict::DropMalformed => {
-                                bump(&stats.verdicts.dropped_malformed);
+                                tally.dropped_malformed += 1;
                                 keep(dropped, m, stats);
                             }
                             Verdict::Reset(parsed) => {
                                 let mut m = m;
                                 match syn_to_rst(m.data_mut(), &parsed) {
                                     Some(len) if m.set_len(len) => {
-                                        bump(&stats.verdicts.reset_sent);
+                                        tally.reset_sent += 1;
                                         keep(back, m, stats);
                                     }
                                     _ => {
-                                        bump(&stats.verdicts.dropped_blocked);
+                                        tally.dropped_blocked += 1;
                                         keep(dropped, m, stats);
                                     }
                                 }
                             }
                         }
                     }
+                    tally.forwarded = onward.len() as u64;
+                    tally.publish(stats);
                 }
             }
             send(&mut self.tx, path.tx_onward, onward, stats);
@@ -142,7 +155,6 @@ impl Worker {
         if total > 0 {
             bump(&stats.verdicts.busy_polls);
         }
-        stats.generation.store(gen.number, Relaxed);
         total
     }
 }
