@@ -1,0 +1,857 @@
+//! Prometheus metrics: what the appliance counted, in the text exposition
+//! format (version 0.0.4), served over HTTP at `/metrics`.
+//!
+//! Three parts, each owned by one party:
+//!
+//! - [`MetricsSnapshot`] is plain data the control loop fills in from the
+//!   workers' per-core counters, the ports' stats and the control plane.
+//! - [`MetricsRegistry`] holds the last snapshot and the tick-duration
+//!   histogram, and encodes them with `prometheus-client`. The counters are
+//!   maintained elsewhere (by the workers and the NIC), so they are exported
+//!   through a [`Collector`] that turns the snapshot into `ConstCounter`s
+//!   and `ConstGauge`s on each scrape; only the histogram is a live metric.
+//! - [`MetricsServer`] is one thread answering `GET /metrics`, one request
+//!   at a time, with deadlines, so a slow or hostile client costs at most a
+//!   few seconds of scrape latency and a fixed amount of memory.
+//!
+//! The control loop calls `registry.lock().update(&snapshot)` once per tick
+//! or once a second and [`MetricsRegistry::observe_tick`] after each tick;
+//! a scrape holds the lock only while it encodes.
+//!
+//! Cardinality is bounded: per-customer series exist only for the customers
+//! the caller passes (those currently blocked and the top N by count), and
+//! the registry keeps at most `top_customers` of the unblocked ones and at
+//! most [`MAX_CUSTOMER_SERIES`] customers in all, whatever it is given.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::summary::{PortSummary, Verdicts};
+
+/// Every metric name starts with this and an underscore.
+pub const PREFIX: &str = "synwall";
+
+/// The most customers that ever get per-customer series, blocked or not,
+/// whatever the caller passes: each costs a few series per window.
+pub const MAX_CUSTOMER_SERIES: usize = 1000;
+
+/// How many unblocked customers get series when the caller does not say.
+pub const DEFAULT_TOP_CUSTOMERS: usize = 20;
+
+/// Upper bounds (seconds) of the tick-duration histogram's buckets: a tick
+/// should cost tens of microseconds; anything near the tick itself
+/// (10 ms..10 s) is trouble and lands in the top buckets.
+pub const TICK_BUCKETS: [f64; 16] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// The `Content-Type` of what [`MetricsRegistry::encode`] returns.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// One port's counters, as the NIC reports them (monotonic since start).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PortMetrics {
+    /// The DPDK device name (`net_pcap0`): the `port` label.
+    pub name: String,
+    /// The link it belongs to: the `link` label.
+    pub link: String,
+    /// `inside` or `outside`: the `side` label.
+    pub side: String,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Dropped by the NIC because the rx ring was full.
+    pub rx_missed: u64,
+    /// Erroneous packets received.
+    pub rx_errors: u64,
+    /// Packets that failed to send.
+    pub tx_errors: u64,
+    /// Rx failures for want of an mbuf.
+    pub rx_nombuf: u64,
+}
+
+impl From<&PortSummary> for PortMetrics {
+    fn from(p: &PortSummary) -> Self {
+        PortMetrics {
+            name: p.name.clone(),
+            link: p.link.clone(),
+            side: p.side.clone(),
+            rx_packets: p.rx_packets,
+            tx_packets: p.tx_packets,
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+            rx_missed: p.rx_missed,
+            rx_errors: p.rx_errors,
+            tx_errors: p.tx_errors,
+            rx_nombuf: p.rx_nombuf,
+        }
+    }
+}
+
+/// What the workers did with frames, summed over workers (monotonic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerdictCounts {
+    /// Frames received (both directions).
+    pub rx: u64,
+    /// Inside→outside frames forwarded.
+    pub forwarded: u64,
+    /// Outside→inside frames forwarded without inspection.
+    pub reverse_forwarded: u64,
+    /// Frames dropped because their customer is blocked.
+    pub dropped_blocked: u64,
+    /// Malformed frames dropped by policy.
+    pub dropped_malformed: u64,
+    /// Blocked SYNs answered with a TCP RST towards the customer.
+    pub reset_sent: u64,
+    /// Frames a tx queue did not take (ring full): a subset of the
+    /// forwarded/reset counts.
+    pub tx_full: u64,
+    /// Watched SYNs from an address no customer owns (forwarded).
+    pub syn_no_customer: u64,
+}
+
+impl VerdictCounts {
+    /// `(label value, count)` in a fixed order.
+    fn labelled(&self) -> [(&'static str, u64); 8] {
+        [
+            ("rx", self.rx),
+            ("forwarded", self.forwarded),
+            ("reverse_forwarded", self.reverse_forwarded),
+            ("dropped_blocked", self.dropped_blocked),
+            ("dropped_malformed", self.dropped_malformed),
+            ("reset_sent", self.reset_sent),
+            ("tx_full", self.tx_full),
+            ("syn_no_customer", self.syn_no_customer),
+        ]
+    }
+}
+
+impl From<&Verdicts> for VerdictCounts {
+    fn from(v: &Verdicts) -> Self {
+        VerdictCounts {
+            rx: v.rx,
+            forwarded: v.forwarded,
+            reverse_forwarded: v.reverse_forwarded,
+            dropped_blocked: v.dropped_blocked,
+            dropped_malformed: v.dropped_malformed,
+            reset_sent: v.reset_sent,
+            tx_full: v.tx_full,
+            syn_no_customer: v.syn_no_customer,
+        }
+    }
+}
+
+/// Events of the block state machine since start, by kind (monotonic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockEventCounts {
+    /// Blocks imposed (by a limit, an operator or the config).
+    pub block: u64,
+    /// Blocks an operator lifted.
+    pub unblock: u64,
+    /// Blocks that ran out.
+    pub expire: u64,
+    /// Limits a `monitor` customer went over.
+    pub would_block: u64,
+    /// Windows that reached the near-limit fraction.
+    pub near_limit: u64,
+}
+
+impl BlockEventCounts {
+    /// `(kind label, count)`; the names are the event log's.
+    fn labelled(&self) -> [(&'static str, u64); 5] {
+        [
+            ("block", self.block),
+            ("unblock", self.unblock),
+            ("expire", self.expire),
+            ("would_block", self.would_block),
+            ("near_limit", self.near_limit),
+        ]
+    }
+}
+
+/// One worker lcore's load.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WorkerLoad {
+    /// The lcore id: the `lcore` label.
+    pub lcore: usize,
+    /// Share of poll rounds that received something, 0..=1.
+    pub busy_ratio: f64,
+}
+
+/// One trailing window of a customer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomerWindow {
+    /// The window's config name (`"5m"`): the `window` label.
+    pub window: String,
+    /// Forwarded SYNs in the window now.
+    pub syns: u64,
+    /// The customer's limit for the window; `None` = no limit.
+    pub limit: Option<u64>,
+}
+
+/// One customer's series. Only customers the caller picked (blocked, or in
+/// the top N) appear; see [`MetricsRegistry::update`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomerMetrics {
+    /// The customer's config name: the `customer` label.
+    pub name: String,
+    /// A block is in force.
+    pub blocked: bool,
+    /// Per window, in config order.
+    pub windows: Vec<CustomerWindow>,
+    /// SYNs seen since start (monotonic).
+    pub syn_seen: u64,
+    /// SYNs forwarded since start (monotonic).
+    pub syn_forwarded: u64,
+}
+
+/// Everything the metrics show but the tick histogram: plain data, built
+/// by the control loop and handed to [`MetricsRegistry::update`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Every port of every link.
+    pub ports: Vec<PortMetrics>,
+    /// Frames per parse outcome name (`"syn_watched"`), monotonic.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Frames by verdict, summed over workers.
+    pub verdicts: VerdictCounts,
+    /// Outbound SMTP SYNs of known customers, monotonic.
+    pub syn_seen: u64,
+    /// Of those, forwarded.
+    pub syn_forwarded: u64,
+    /// Of those, dropped because the customer was blocked.
+    pub syn_dropped: u64,
+    /// Customers with a block in force now.
+    pub blocked_customers: u64,
+    /// Block state machine events since start.
+    pub block_events: BlockEventCounts,
+    /// One per worker lcore.
+    pub workers: Vec<WorkerLoad>,
+    /// Customers currently blocked, then the top N by count, most
+    /// important first: the caller bounds this list; the registry also
+    /// truncates it (see [`MetricsRegistry::update`]).
+    pub customers: Vec<CustomerMetrics>,
+}
+
+/// What the collector encodes on each scrape.
+#[derive(Debug, Default)]
+struct Exported {
+    snapshot: MetricsSnapshot,
+    /// Customers passed to `update` that got no series.
+    customers_omitted: usize,
+}
+
+/// The registry's view of the snapshot. The cell is shared with
+/// [`MetricsRegistry`] because `prometheus-client` owns registered
+/// collectors; both sides only touch it under the caller's registry lock,
+/// so this inner lock is never contended.
+#[derive(Debug, Default)]
+struct SnapshotCollector {
+    current: Arc<Mutex<Exported>>,
+}
+
+/// The metrics, their last values and the encoder. Share it as
+/// `Arc<Mutex<MetricsRegistry>>` between the control loop (which updates
+/// it) and [`MetricsServer`] (which encodes it).
+#[derive(Debug)]
+pub struct MetricsRegistry {
+    registry: Registry,
+    current: Arc<Mutex<Exported>>,
+    tick: Histogram,
+    top_customers: usize,
+}
+
+impl Default for MetricsRegistry {
+    fn default() -> Self {
+        MetricsRegistry::new(DEFAULT_TOP_CUSTOMERS)
+    }
+}
+
+impl MetricsRegistry {
+    /// A registry that exports series for every blocked customer passed to
+    /// [`update`](Self::update) and for at most `top_customers` unblocked
+    /// ones; both together at most [`MAX_CUSTOMER_SERIES`].
+    pub fn new(top_customers: usize) -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register(
+            "build",
+            "synwall's version",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let tick = Histogram::new(TICK_BUCKETS);
+        registry.register_with_unit(
+            "tick_duration",
+            "Time the control plane spent in one tick",
+            Unit::Seconds,
+            tick.clone(),
+        );
+        let current = Arc::new(Mutex::new(Exported::default()));
+        registry.register_collector(Box::new(SnapshotCollector {
+            current: Arc::clone(&current),
+        }));
+        MetricsRegistry {
+            registry,
+            current,
+            tick,
+            top_customers: top_customers.min(MAX_CUSTOMER_SERIES),
+        }
+    }
+
+    /// The most unblocked customers that get series (after the hard cap).
+    pub fn top_customers(&self) -> usize {
+        self.top_customers
+    }
+
+    /// Replaces the exported values with `snapshot`'s.
+    ///
+    /// Of `snapshot.customers`, every blocked one is kept and the first
+    /// `top_customers` unblocked ones, in the order given, then the whole
+    /// list is cut at [`MAX_CUSTOMER_SERIES`] (blocked ones first in line).
+    /// How many were left out is exported as
+    /// `synwall_customer_series_omitted`.
+    pub fn update(&mut self, snapshot: &MetricsSnapshot) {
+        let given = snapshot.customers.len();
+        // Field by field, so the customers beyond the bound are never copied.
+        let kept = MetricsSnapshot {
+            ports: snapshot.ports.clone(),
+            outcomes: snapshot.outcomes.clone(),
+            verdicts: snapshot.verdicts,
+            syn_seen: snapshot.syn_seen,
+            syn_forwarded: snapshot.syn_forwarded,
+            syn_dropped: snapshot.syn_dropped,
+            blocked_customers: snapshot.blocked_customers,
+            block_events: snapshot.block_events,
+            workers: snapshot.workers.clone(),
+            customers: bounded_customers(&snapshot.customers, self.top_customers),
+        };
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current.customers_omitted = given - kept.customers.len();
+        current.snapshot = kept;
+    }
+
+    /// Records the last tick's duration in `synwall_tick_duration_seconds`.
+    pub fn observe_tick(&self, duration: Duration) {
+        self.tick.observe(duration.as_secs_f64());
+    }
+
+    /// All metrics in the Prometheus text format, version 0.0.4
+    /// ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        // Only the writer can fail, and writing to a String never does: a
+        // partial text is still the best answer there is.
+        let _ = prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The customers that get series: blocked ones first, then unblocked up to
+/// `top`, in the order given; never more than [`MAX_CUSTOMER_SERIES`].
+fn bounded_customers(given: &[CustomerMetrics], top: usize) -> Vec<CustomerMetrics> {
+    let blocked = given.iter().filter(|c| c.blocked);
+    let open = given.iter().filter(|c| !c.blocked).take(top);
+    blocked
+        .chain(open)
+        .take(MAX_CUSTOMER_SERIES)
+        .cloned()
+        .collect()
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = &current.snapshot;
+        let e = &mut encoder;
+
+        let port_labels = |p: &PortMetrics| {
+            [
+                ("port", p.name.clone()),
+                ("link", p.link.clone()),
+                ("side", p.side.clone()),
+            ]
+        };
+        type PortField = fn(&PortMetrics) -> u64;
+        let port_counters: [(&str, &str, PortField); 8] = [
+            ("port_rx_packets", "Packets the port received.", |p| {
+                p.rx_packets
+            }),
+            ("port_tx_packets", "Packets the port sent.", |p| {
+                p.tx_packets
+            }),
+            ("port_rx_bytes", "Bytes the port received.", |p| p.rx_bytes),
+            ("port_tx_bytes", "Bytes the port sent.", |p| p.tx_bytes),
+            (
+                "port_rx_missed",
+                "Packets the NIC dropped because the rx ring was full.",
+                |p| p.rx_missed,
+            ),
+            (
+                "port_rx_errors",
+                "Erroneous packets the port received.",
+                |p| p.rx_errors,
+            ),
+            ("port_tx_errors", "Packets the port failed to send.", |p| {
+                p.tx_errors
+            }),
+            (
+                "port_rx_nombuf",
+                "Receive failures for want of an mbuf.",
+                |p| p.rx_nombuf,
+            ),
+        ];
+        for (name, help, field) in port_counters {
+            counter_family(
+                e,
+                name,
+                help,
+                s.ports.iter().map(|p| (port_labels(p), field(p))),
+            )?;
+        }
+
+        counter_family(
+            e,
+            "frames",
+            "Frames inspected, by parse outcome.",
+            s.outcomes
+                .iter()
+                .map(|(o, n)| ([("outcome", o.as_str())], *n)),
+        )?;
+        counter_family(
+            e,
+            "verdicts",
+            "Frames by the worker's verdict.",
+            s.verdicts
+                .labelled()
+                .into_iter()
+                .map(|(v, n)| ([("verdict", v)], n)),
+        )?;
+        counter(
+            e,
+            "syns_seen",
+            "Outbound SMTP SYNs of known customers.",
+            s.syn_seen,
+        )?;
+        counter(
+            e,
+            "syns_forwarded",
+            "Outbound SMTP SYNs forwarded.",
+            s.syn_forwarded,
+        )?;
+        counter(
+            e,
+            "syns_dropped",
+            "Outbound SMTP SYNs dropped because the customer was blocked.",
+            s.syn_dropped,
+        )?;
+        gauge(
+            e,
+            "blocked_customers",
+            "Customers with a block in force.",
+            s.blocked_customers,
+        )?;
+        counter_family(
+            e,
+            "block_events",
+            "Block state machine events, by kind.",
+            s.block_events
+                .labelled()
+                .into_iter()
+                .map(|(k, n)| ([("kind", k)], n)),
+        )?;
+        gauge_family(
+            e,
+            "worker_busy_ratio",
+            "Share of a worker's poll rounds that received packets.",
+            s.workers
+                .iter()
+                .map(|w| ([("lcore", w.lcore)], w.busy_ratio)),
+        )?;
+
+        let customers = &s.customers;
+        gauge(
+            e,
+            "customer_series_omitted",
+            "Customers left out of the per-customer series by the cardinality bound.",
+            current.customers_omitted as u64,
+        )?;
+        gauge_family(
+            e,
+            "customer_blocked",
+            "1 if a block is in force for the customer (blocked and top-N customers only).",
+            customers
+                .iter()
+                .map(|c| ([("customer", c.name.as_str())], u64::from(c.blocked))),
+        )?;
+        gauge_family(
+            e,
+            "customer_window_syns",
+            "Forwarded SYNs in the trailing window (blocked and top-N customers only).",
+            customers.iter().flat_map(|c| {
+                c.windows.iter().map(move |w| {
+                    (
+                        [("customer", c.name.as_str()), ("window", w.window.as_str())],
+                        w.syns,
+                    )
+                })
+            }),
+        )?;
+        gauge_family(
+            e,
+            "customer_limit",
+            "The customer's SYN limit for the window (blocked and top-N customers only).",
+            customers.iter().flat_map(|c| {
+                c.windows.iter().filter_map(move |w| {
+                    let limit = w.limit?;
+                    Some((
+                        [("customer", c.name.as_str()), ("window", w.window.as_str())],
+                        limit,
+                    ))
+                })
+            }),
+        )?;
+        counter_family(
+            e,
+            "customer_syns_seen",
+            "Outbound SMTP SYNs seen from the customer (blocked and top-N customers only).",
+            customers
+                .iter()
+                .map(|c| ([("customer", c.name.as_str())], c.syn_seen)),
+        )?;
+        counter_family(
+            e,
+            "customer_syns_forwarded",
+            "Outbound SMTP SYNs forwarded for the customer (blocked and top-N customers only).",
+            customers
+                .iter()
+                .map(|c| ([("customer", c.name.as_str())], c.syn_forwarded)),
+        )?;
+        Ok(())
+    }
+}
+
+/// One unlabelled counter; the encoder appends `_total`.
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+/// One unlabelled gauge.
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// A labelled counter family; nothing at all when `samples` is empty.
+fn counter_family<L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A labelled gauge family; nothing at all when `samples` is empty.
+fn gauge_family<L: EncodeLabelSet, V>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (L, V)>,
+) -> fmt::Result
+where
+    ConstGauge<V>: EncodeMetric,
+{
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// How long a client may take to send its request head.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a client may take to read the response.
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest request head read; longer ones get 431.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// How often the server looks at its stop flag while idle or waiting on a
+/// client: the bound on how long [`MetricsServer`]'s drop takes.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// The HTTP listener: one thread that answers `GET /metrics` (and `HEAD`)
+/// with [`MetricsRegistry::encode`], 404 for any other path, 405 for other
+/// methods on `/metrics`.
+///
+/// Requests are served one at a time, one per connection
+/// (`Connection: close`), each within [`REQUEST_DEADLINE`] to read and
+/// [`RESPONSE_DEADLINE`] to write, with a request head of at most
+/// [`MAX_REQUEST_HEAD`] bytes: a slow or idle client delays the next scrape
+/// by a few seconds at worst and never grows memory or threads. Other
+/// clients wait in the kernel's accept backlog.
+///
+/// Dropping it stops the thread and closes the socket (within about
+/// 100 ms).
+#[derive(Debug)]
+pub struct MetricsServer {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` (port 0: any free port, see
+    /// [`local_addr`](Self::local_addr)) and starts serving `registry`.
+    pub fn start(addr: SocketAddr, registry: Arc<Mutex<MetricsRegistry>>) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("synwall-metrics".into())
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || serve(&listener, &registry, &stop)
+            })?;
+        Ok(MetricsServer {
+            local_addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // A panic was already caught per request; nothing is left to
+            // report here.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The server thread: waits for connections, a poll slice at a time so it
+/// sees `stop`, and answers each in turn.
+fn serve(listener: &TcpListener, registry: &Mutex<MetricsRegistry>, stop: &AtomicBool) {
+    let slice = PollTimeout::try_from(STOP_POLL).unwrap_or(PollTimeout::NONE);
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, slice) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => {
+                // Should not happen on a valid listening socket; do not spin.
+                std::thread::sleep(STOP_POLL);
+                continue;
+            }
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                // A bug in encoding must not take the listener down with it.
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    let _ = answer(stream, registry, stop);
+                }));
+            }
+            // WouldBlock: the client went away between poll and accept.
+            // Others (EMFILE, ECONNABORTED): try again after the next poll.
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Reads one request from `stream` and writes the answer.
+fn answer(
+    mut stream: TcpStream,
+    registry: &Mutex<MetricsRegistry>,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    let response = match read_head(&mut stream, stop)? {
+        Head::Complete(buf) => respond(&buf, registry),
+        Head::TooLarge => plain(
+            431,
+            "Request Header Fields Too Large",
+            "request head too large\n",
+        ),
+        Head::Gone => return Ok(()),
+    };
+    let deadline = Instant::now() + RESPONSE_DEADLINE;
+    write_by(&mut stream, &response, deadline, stop)?;
+    let _ = stream.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// What came in on a connection.
+enum Head {
+    /// The bytes up to and including the blank line.
+    Complete(Vec<u8>),
+    /// Over [`MAX_REQUEST_HEAD`] without a blank line.
+    TooLarge,
+    /// Closed, timed out or the server is stopping: nothing to answer.
+    Gone,
+}
+
+/// Reads until the end of the request head, within [`REQUEST_DEADLINE`].
+fn read_head(stream: &mut TcpStream, stop: &AtomicBool) -> io::Result<Head> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
+    let mut len = 0;
+    loop {
+        if let Some(end) = find_head_end(&buf[..len]) {
+            buf.truncate(end);
+            return Ok(Head::Complete(buf));
+        }
+        if len == buf.len() {
+            return Ok(Head::TooLarge);
+        }
+        let Some(wait) = remaining(deadline, stop) else {
+            return Ok(Head::Gone);
+        };
+        stream.set_read_timeout(Some(wait))?;
+        match stream.read(&mut buf[len..]) {
+            Ok(0) => return Ok(Head::Gone),
+            Ok(n) => len += n,
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Where the head ends (after `\r\n\r\n`), if it has.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Writes all of `bytes` before `deadline`, or gives up.
+fn write_by(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let Some(wait) = remaining(deadline, stop) else {
+            return Err(io::ErrorKind::TimedOut.into());
+        };
+        stream.set_write_timeout(Some(wait))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The next wait: at most [`STOP_POLL`], `None` once past `deadline` or
+/// stopping.
+fn remaining(deadline: Instant, stop: &AtomicBool) -> Option<Duration> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    if stop.load(Ordering::Relaxed) || left.is_zero() {
+        return None;
+    }
+    Some(left.min(STOP_POLL))
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The response to a complete request head.
+fn respond(head: &[u8], registry: &Mutex<MetricsRegistry>) -> Vec<u8> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => {
+            return plain(400, "Bad Request", "malformed request\n");
+        }
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return plain(400, "Bad Request", "malformed request\n");
+    };
+    let path = target.split('?').next().unwrap_or(target);
+    if path != "/metrics" {
+        return plain(404, "Not Found", "not found: metrics are at /metrics\n");
+    }
+    if method != "GET" && method != "HEAD" {
+        let mut r = plain(405, "Method Not Allowed", "use GET\n");
+        // Insert Allow after the status line.
+        let at = r.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        r.splice(at..at, b"Allow: GET, HEAD\r\n".iter().copied());
+        return r;
+    }
+    let body = registry
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .encode();
+    let mut r = status_and_headers(200, "OK", CONTENT_TYPE, body.len());
+    if method == "GET" {
+        r.extend_from_slice(body.as_bytes());
+    }
+    r
+}
+
+/// A short plain-text response.
+fn plain(code: u16, reason: &str, body: &str) -> Vec<u8> {
+    let mut r = status_and_headers(code, reason, "text/plain; charset=utf-8", body.len());
+    r.extend_from_slice(body.as_bytes());
+    r
+}
+
+fn status_and_headers(code: u16, reason: &str, content_type: &str, len: usize) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
+         Connection: close\r\nCache-Control: no-store\r\n\r\n"
+    )
+    .into_bytes()
+}
