@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use synwall_config::{Config, Customer};
@@ -21,7 +21,8 @@ use crossbeam::channel::Receiver;
 
 use crate::commands::execute;
 use crate::event::{wall_now_ms, EventLog};
-use crate::operator::{Clock, Control, Gauges, PortStatus};
+use crate::metrics::{MetricsRegistry, MetricsServer};
+use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::{ControlSocket, Request, SocketError};
@@ -40,6 +41,11 @@ pub enum ApplianceError {
     EventLog(#[from] crate::event::EventLogError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error("metrics listener on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -163,7 +169,18 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         bus: None,
         ports: Vec::new(),
         started: Instant::now(),
-        metrics: None,
+        metrics: config
+            .control
+            .metrics_listen
+            .map(|_| Arc::new(Mutex::new(MetricsRegistry::new(TOP_CUSTOMERS)))),
+        block_events: Default::default(),
+    };
+    let metrics_server = match (config.control.metrics_listen, &control.metrics) {
+        (Some(addr), Some(registry)) => Some(
+            MetricsServer::start(addr, registry.clone())
+                .map_err(|source| ApplianceError::Metrics { addr, source })?,
+        ),
+        _ => None,
     };
     let (socket, requests) = ControlSocket::bind(
         &config.control.socket,
@@ -173,6 +190,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     let eal = Eal::init(&eal_argv(config))?;
     let result = run_with_eal(control, opts, policy, &socket, &requests);
     drop(socket);
+    drop(metrics_server);
     drop(eal);
     result
 }
@@ -394,6 +412,7 @@ fn run_with_eal(
         if last_ports.elapsed() >= Duration::from_secs(1) {
             refresh_ports(&ports, &mut control.ports, last_ports.elapsed());
             last_ports = Instant::now();
+            control.update_metrics();
         }
         if let Some(every) = opts.stats_interval {
             if last_at.elapsed() >= every {

@@ -3,7 +3,7 @@
 //! customers, and what operators ask of them through the control socket.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,14 +11,22 @@ use serde_json::{json, Value};
 use synwall_config::{Config, Mode};
 use synwall_dataplane::classify::Classifier;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 
 use crate::appliance::classifier;
 use crate::commands::Operate;
-use crate::event::{Event, EventLog};
+use crate::event::{Event, EventKind, EventLog};
+use crate::metrics::{
+    BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
+    PortMetrics, VerdictCounts, WorkerLoad,
+};
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::EventBus;
+
+/// Customers besides the blocked ones that get their own metric series.
+pub const TOP_CUSTOMERS: usize = 20;
 
 /// Monotonic milliseconds since start, the control plane's clock.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +97,10 @@ pub struct Control {
     pub ports: Vec<PortStatus>,
     /// When the run started.
     pub started: Instant,
-    /// The Prometheus exposition, when metrics are on.
-    pub metrics: Option<Box<dyn Fn() -> String + Send>>,
+    /// The Prometheus registry, when `control.metrics_listen` is set.
+    pub metrics: Option<Arc<Mutex<MetricsRegistry>>>,
+    /// Events emitted so far, by kind (for metrics).
+    pub block_events: BlockEventCounts,
 }
 
 impl Control {
@@ -103,6 +113,15 @@ impl Control {
         }
         for e in events {
             println!("synwall: event {}", e.to_line());
+            let c = &mut self.block_events;
+            match e.kind {
+                EventKind::Block => c.block += 1,
+                EventKind::Unblock => c.unblock += 1,
+                EventKind::Expire => c.expire += 1,
+                EventKind::WouldBlock => c.would_block += 1,
+                EventKind::NearLimit => c.near_limit += 1,
+                _ => {}
+            }
         }
         if let Err(e) = self.events.append(events) {
             eprintln!("synwall: {e}");
@@ -129,7 +148,113 @@ impl Control {
             .store(self.plane.blocks().len() as u64, Relaxed);
         g.active_customers
             .store(self.plane.active() as u64, Relaxed);
+        if let Some(m) = &self.metrics {
+            if let Ok(m) = m.lock() {
+                m.observe_tick(started.elapsed());
+            }
+        }
         self.emit(&events);
+    }
+
+    /// Refreshes the Prometheus registry from the workers' counters, the
+    /// ports and the control plane (blocked customers and the top senders
+    /// of the shortest window only: cardinality stays bounded).
+    pub fn update_metrics(&mut self) {
+        let Some(registry) = self.metrics.clone() else {
+            return;
+        };
+        let now = self.clock.now();
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|w| f(w)).sum::<u64>();
+        let mut outcomes = std::collections::BTreeMap::new();
+        for o in Outcome::all() {
+            outcomes.insert(
+                o.name().to_owned(),
+                sum(&|w| w.outcomes[o.index()].load(Relaxed)),
+            );
+        }
+        let verdicts = VerdictCounts {
+            rx: sum(&|w| w.verdicts.rx.load(Relaxed)),
+            forwarded: sum(&|w| w.verdicts.forwarded.load(Relaxed)),
+            reverse_forwarded: sum(&|w| w.verdicts.reverse_forwarded.load(Relaxed)),
+            dropped_blocked: sum(&|w| w.verdicts.dropped_blocked.load(Relaxed)),
+            dropped_malformed: sum(&|w| w.verdicts.dropped_malformed.load(Relaxed)),
+            reset_sent: sum(&|w| w.verdicts.reset_sent.load(Relaxed)),
+            tx_full: sum(&|w| w.verdicts.tx_full.load(Relaxed)),
+            syn_no_customer: sum(&|w| w.verdicts.syn_no_customer.load(Relaxed)),
+        };
+        let blocks = self.plane.blocks();
+        let mut ids: Vec<u32> = blocks.iter().map(|b| b.id).collect();
+        for t in self.plane.top(TOP_CUSTOMERS, 0, now) {
+            if !ids.contains(&t.id) {
+                ids.push(t.id);
+            }
+        }
+        let customers = ids
+            .into_iter()
+            .filter_map(|id| self.plane.customer_view(id, now))
+            .map(|v| CustomerMetrics {
+                name: v.name,
+                blocked: v.state != "open",
+                windows: v
+                    .windows
+                    .into_iter()
+                    .map(|w| CustomerWindow {
+                        window: w.name,
+                        syns: w.count,
+                        limit: Some(w.limit),
+                    })
+                    .collect(),
+                syn_seen: v.seen,
+                syn_forwarded: v.forwarded,
+            })
+            .collect();
+        // Watched SYNs as the workers counted them; "dropped" is every
+        // frame a block stopped (dropped or answered with a reset).
+        let syn_seen = outcomes
+            .get(Outcome::WatchedSyn.name())
+            .copied()
+            .unwrap_or(0);
+        let syn_dropped = verdicts.dropped_blocked + verdicts.reset_sent;
+        let snapshot = MetricsSnapshot {
+            ports: self
+                .ports
+                .iter()
+                .map(|p| PortMetrics {
+                    name: p.name.clone(),
+                    link: p.link.clone(),
+                    side: p.side.to_owned(),
+                    rx_packets: p.rx_packets,
+                    tx_packets: p.tx_packets,
+                    rx_bytes: p.rx_bytes,
+                    tx_bytes: p.tx_bytes,
+                    rx_missed: p.rx_missed,
+                    rx_errors: p.rx_errors,
+                    tx_errors: p.tx_errors,
+                    rx_nombuf: p.rx_nombuf,
+                })
+                .collect(),
+            outcomes,
+            verdicts,
+            syn_seen,
+            syn_forwarded: syn_seen.saturating_sub(syn_dropped),
+            syn_dropped,
+            blocked_customers: blocks.len() as u64,
+            block_events: self.block_events,
+            workers: self
+                .stats
+                .iter()
+                .zip(&self.config.dpdk.cores)
+                .map(|(s, &lcore)| WorkerLoad {
+                    lcore,
+                    busy_ratio: s.verdicts.busy_polls.load(Relaxed) as f64
+                        / s.verdicts.polls.load(Relaxed).max(1) as f64,
+                })
+                .collect(),
+            customers,
+        };
+        if let Ok(mut m) = registry.lock() {
+            m.update(&snapshot);
+        };
     }
 
     /// Writes a snapshot; a failure (full disk, read-only state dir) is
@@ -297,7 +422,7 @@ impl Operate for Control {
 
     fn metrics_text(&self) -> String {
         match &self.metrics {
-            Some(f) => f(),
+            Some(m) => m.lock().map(|m| m.encode()).unwrap_or_default(),
             None => String::new(),
         }
     }
