@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -209,6 +209,9 @@ pub struct Scenario {
     pub customers: String,
     /// `--duration`.
     pub duration: f64,
+    /// Extra keys of the `[control]` table (after `state_dir`, `socket` and
+    /// `events`), e.g. `tick = "50ms"` or `snapshot_interval = "1s"`.
+    pub control: String,
 }
 
 impl Scenario {
@@ -222,6 +225,7 @@ impl Scenario {
             sections: String::new(),
             customers: String::new(),
             duration: DEFAULT_DURATION,
+            control: String::new(),
         }
     }
 
@@ -234,6 +238,13 @@ impl Scenario {
     pub fn customers(mut self, toml: &str) -> Self {
         self.customers.push_str(toml);
         self.customers.push('\n');
+        self
+    }
+
+    /// Adds keys to the `[control]` table.
+    pub fn control(mut self, toml: &str) -> Self {
+        self.control.push_str(toml);
+        self.control.push('\n');
         self
     }
 
@@ -280,7 +291,7 @@ impl Scenario {
             "[dpdk]\neal_args = [\n  {}\n]\ncores = [{}]\n\n\
              [[link]]\nname = \"l0\"\ninside = \"net_pcap0\"\noutside = \"net_pcap1\"\nqueues = {}\n\n\
              {}\n\
-             [control]\nstate_dir = {}\nsocket = {}\nevents = {}\n\n\
+             [control]\nstate_dir = {}\nsocket = {}\nevents = {}\n{}\n\
              {}",
             eal.join(",\n  "),
             cores.join(", "),
@@ -289,6 +300,7 @@ impl Scenario {
             toml_str(&format!("{d}/state")),
             toml_str(&format!("{d}/control.sock")),
             toml_str(&format!("{d}/events.jsonl")),
+            self.control,
             self.customers,
         )
     }
@@ -310,26 +322,51 @@ impl Scenario {
 
     /// Like [`Self::run`] but returns whatever happened, even a failure.
     pub fn run_in(&self, dir: TestDir) -> RunResult {
+        self.run_with(dir, &[])
+    }
+
+    /// Like [`Self::run_in`], with extra `synwall` arguments (e.g.
+    /// `--fresh-state`). The directory may hold a previous run's state:
+    /// inputs, config and outputs are rewritten, `state/` is kept.
+    pub fn run_with(&self, dir: TestDir, extra_args: &[&str]) -> RunResult {
+        let (config, summary_path) = self.prepare(&dir);
+        let duration = self.duration.to_string();
+        let mut args = vec![
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--duration",
+            &duration,
+            "--summary-json",
+            summary_path.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra_args);
+        let exit = run_synwall(&dir, &args);
+        self.collect(dir, exit, &summary_path)
+    }
+
+    /// Writes the input captures and `synwall.toml` into `dir` and removes
+    /// a previous run's summary; returns the config and summary paths.
+    pub fn prepare(&self, dir: &TestDir) -> (PathBuf, PathBuf) {
         for (q, frames) in self.inside.iter().enumerate() {
             write_pcap(dir.join(&format!("in{q}.pcap")), frames).expect("writing in.pcap");
         }
         for (q, frames) in self.outside.iter().enumerate() {
             write_pcap(dir.join(&format!("rev{q}.pcap")), frames).expect("writing rev.pcap");
         }
-        let config = write_config(&dir, "synwall.toml", &self.config(&dir));
+        // A previous run's outputs, so that a run that fails to start is
+        // not credited with them.
+        for w in 0..self.cores.len() {
+            let _ = fs::remove_file(dir.join(&format!("out{w}.pcap")));
+            let _ = fs::remove_file(dir.join(&format!("back{w}.pcap")));
+        }
+        let config = write_config(dir, "synwall.toml", &self.config(dir));
         let summary_path = dir.join("summary.json");
-        let duration = self.duration.to_string();
-        let exit = run_synwall(
-            &dir,
-            &[
-                "--config",
-                config.to_str().expect("utf-8 path"),
-                "--duration",
-                &duration,
-                "--summary-json",
-                summary_path.to_str().expect("utf-8 path"),
-            ],
-        );
+        let _ = fs::remove_file(&summary_path);
+        (config, summary_path)
+    }
+
+    /// Reads what a finished run left in `dir`.
+    fn collect(&self, dir: TestDir, exit: Exit, summary_path: &Path) -> RunResult {
         let read_all = |prefix: &str| -> Vec<Vec<Vec<u8>>> {
             (0..self.cores.len())
                 .map(|w| {
@@ -345,7 +382,7 @@ impl Scenario {
         let out = read_all("out");
         let back = read_all("back");
         let summary = if exit.status.success() {
-            let text = fs::read_to_string(&summary_path).unwrap_or_else(|e| {
+            let text = fs::read_to_string(summary_path).unwrap_or_else(|e| {
                 panic!(
                     "reading {}: {e}\nstderr:\n{}",
                     summary_path.display(),
@@ -364,6 +401,236 @@ impl Scenario {
             dir,
         }
     }
+
+    /// Starts synwall in the background in `dir` (inputs and config written
+    /// as for [`Self::run_with`]) and returns at once; drive it with
+    /// [`Running`]'s methods. `--duration` is this scenario's duration: make
+    /// it long and stop the run with a signal.
+    pub fn spawn(&self, dir: TestDir, extra_args: &[&str]) -> Running<'_> {
+        let (config, summary_path) = self.prepare(&dir);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let stdout_path = dir.join(&format!("stdout.{n}.txt"));
+        let stderr_path = dir.join(&format!("stderr.{n}.txt"));
+        let duration = self.duration.to_string();
+        let bin = synwall_bin();
+        let child = Command::new(bin)
+            .args([
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--duration",
+                &duration,
+                "--summary-json",
+                summary_path.to_str().expect("utf-8 path"),
+            ])
+            .args(extra_args)
+            .current_dir(&dir.path)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).expect("stdout file"))
+            .stderr(fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+        Running {
+            scenario: self,
+            child: Some(child),
+            dir: Some(dir),
+            config,
+            summary_path,
+            stdout_path,
+            stderr_path,
+        }
+    }
+}
+
+/// A `synwall` started by [`Scenario::spawn`], still running (or not yet
+/// reaped). Dropping it kills the process.
+pub struct Running<'a> {
+    scenario: &'a Scenario,
+    child: Option<Child>,
+    dir: Option<TestDir>,
+    /// The config file it was started with (rewrite it, then [`Self::signal`]
+    /// `"HUP"` to reload).
+    pub config: PathBuf,
+    summary_path: PathBuf,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+}
+
+impl Running<'_> {
+    /// The run's directory.
+    pub fn dir(&self) -> &TestDir {
+        self.dir.as_ref().expect("run directory")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// What the process printed so far.
+    pub fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            fs::read_to_string(&self.stdout_path).unwrap_or_default(),
+            fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        )
+    }
+
+    /// Whether the process has exited (it is not reaped by this).
+    pub fn exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("child");
+        matches!(child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Sends a signal by name (`"HUP"`, `"TERM"`, `"KILL"`) with `kill(1)`.
+    pub fn signal(&mut self, name: &str) {
+        assert!(
+            !self.exited(),
+            "synwall exited before SIG{name}\n{}",
+            self.output()
+        );
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// The event log's lines so far.
+    pub fn events(&self) -> Vec<Value> {
+        read_events(&self.dir().join("events.jsonl"))
+    }
+
+    /// Polls (up to `timeout`) until `f` returns something; fails the test
+    /// with `what` and the process's output otherwise, or if the process
+    /// exits first.
+    #[track_caller]
+    pub fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(t) = f(self) {
+                return t;
+            }
+            if self.exited() {
+                // One last look: it may have happened just before the exit.
+                if let Some(t) = f(self) {
+                    return t;
+                }
+                panic!(
+                    "synwall exited while waiting for {what}\nevents: {:?}\n{}",
+                    self.events(),
+                    self.output()
+                );
+            }
+            if started.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\nevents: {:?}\n{}",
+                    self.events(),
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (up to `timeout`) for an event matching `pred`, returns it.
+    #[track_caller]
+    pub fn wait_for_event(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_for(what, timeout, |r| r.events().into_iter().find(|e| pred(e)))
+    }
+
+    /// Waits (up to `timeout`) for the process to exit by itself (or after
+    /// a signal) and collects what it left, like [`Scenario::run_in`]. Kills
+    /// it and fails the test if it does not exit in time.
+    #[track_caller]
+    pub fn wait(mut self, timeout: Duration) -> RunResult {
+        let mut child = self.child.take().expect("child");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for synwall") {
+                break status;
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("synwall did not exit within {timeout:?}\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let exit = Exit {
+            status,
+            stdout: fs::read_to_string(&self.stdout_path).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.stderr_path).unwrap_or_default(),
+        };
+        let dir = self.dir.take().expect("run directory");
+        self.scenario.collect(dir, exit, &self.summary_path)
+    }
+
+    /// SIGKILLs the process and reaps it; returns the directory (with
+    /// whatever state it left) for the next run.
+    pub fn kill(mut self) -> TestDir {
+        let mut child = self.child.take().expect("child");
+        let _ = child.kill();
+        let _ = child.wait();
+        self.dir.take().expect("run directory")
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("synwall output:\n{}", self.output());
+            }
+        }
+    }
+}
+
+/// The events of a JSON-lines event log (complete lines only: a line still
+/// being written is left out). Missing file: no events.
+pub fn read_events(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    complete
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad event line {l:?}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Polls `f` every 20 ms until it returns something or `timeout` passes
+/// (then fails the test, naming `what`).
+#[track_caller]
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(
+            started.elapsed() <= timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// What one run produced.
@@ -380,6 +647,43 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The event log (`events.jsonl`) after the run: every line, this run's
+    /// and earlier runs' in the same directory.
+    pub fn events(&self) -> Vec<Value> {
+        read_events(&self.dir.join("events.jsonl"))
+    }
+
+    /// The events of `kind` (`"block"`, `"reload"`, ...) about `customer`
+    /// (`None`: events naming no customer).
+    pub fn events_of(&self, kind: &str, customer: Option<&str>) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["kind"] == kind && e["customer"].as_str() == customer)
+            .collect()
+    }
+
+    /// `customers[].windows.<window>` of the named customer.
+    pub fn window_count(&self, customer: &str, window: &str) -> u64 {
+        self.summary["customers"]
+            .as_array()
+            .expect("customers")
+            .iter()
+            .find(|c| c["name"] == customer)
+            .unwrap_or_else(|| {
+                panic!(
+                    "customer {customer} not in the summary:\n{:#}",
+                    self.summary
+                )
+            })["windows"][window]
+            .as_u64()
+            .unwrap_or_else(|| {
+                panic!(
+                    "customer {customer} has no window {window}:\n{:#}",
+                    self.summary
+                )
+            })
+    }
+
     /// Everything the outside port sent, queue 0 first.
     pub fn out_frames(&self) -> Vec<Vec<u8>> {
         self.out.concat()

@@ -1,0 +1,275 @@
+//! Hot reload (SIGHUP) of the running binary.
+//!
+//! `net_pcap` replays its capture once, right at start, so traffic cannot be
+//! injected between two reloads of one run. These tests therefore observe a
+//! reload through the state it must carry: a `monitor` customer's window
+//! count taken before the reload meets its new (lower) limit after it, which
+//! raises a `would_block` event with the old count and the new limit; and a
+//! customer added by the reload with `blocked = true` is blocked by the
+//! running appliance. Bad reloads (syntax, bad CIDR, changes that need a
+//! restart) are rejected with a `reload` event and change nothing.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use synwall_dataplane::craft::FrameBuilder;
+use synwall_dataplane::parse::tcp_flags::SYN;
+use synwall_tests::*;
+
+const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
+
+/// Generous: the machine may be loaded (2 CPUs, tests in parallel).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A near-limit mark at half the limit gives a synchronisation point: the
+/// control plane has counted (at least 50 of) A's SYNs.
+const SECTIONS: &str =
+    "[windows]\n\"5m\" = 100\n\"1h\" = 100000\n\"1d\" = 100000\n\n[detect]\nnear_limit = 0.5";
+
+/// A, in monitor mode so that a limit below its count is reported, never
+/// enforced; C, which the good reload removes.
+const CUSTOMERS_BEFORE: &str = r#"
+[[customer]]
+name = "alpha"
+prefixes = ["10.1.0.0/16"]
+mode = "monitor"
+
+[[customer]]
+name = "gamma"
+prefixes = ["10.9.0.0/16"]
+"#;
+
+/// A's limit lowered to 50, C removed, B added with a standing block.
+const CUSTOMERS_AFTER: &str = r#"
+[[customer]]
+name = "alpha"
+prefixes = ["10.1.0.0/16"]
+mode = "monitor"
+limits = { "5m" = 50 }
+
+[[customer]]
+name = "beta"
+prefixes = ["10.3.0.0/16"]
+blocked = true
+"#;
+
+fn syns(net: u8, n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let src = Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1);
+            FrameBuilder::tcp_v4(src, MX, 2000 + i as u16, 25, SYN)
+                .seq(i * 7919)
+                .build()
+        })
+        .collect()
+}
+
+/// The scenario with `customers`, running until stopped by a signal.
+fn scenario(frames: &[Vec<u8>], customers: &str) -> Scenario {
+    let mut s = Scenario::new(frames.to_vec(), Vec::new())
+        .sections(SECTIONS)
+        .control("snapshot_interval = \"200ms\"")
+        .customers(customers);
+    s.duration = 120.0;
+    s
+}
+
+/// Rewrites the running config with `text`, sends SIGHUP, and waits for the
+/// `reload` event number `n` (1-based); returns its reason.
+#[track_caller]
+fn reload(running: &mut Running<'_>, text: &str, n: usize) -> String {
+    fs::write(&running.config, text).expect("rewriting the config");
+    running.signal("HUP");
+    let ev = running.wait_for(&format!("reload event #{n}"), WAIT, |r| {
+        r.events()
+            .into_iter()
+            .filter(|e| e["kind"] == "reload")
+            .nth(n - 1)
+    });
+    assert!(ev["ts"].is_string(), "{ev}");
+    assert!(ev.get("customer").is_none(), "{ev}");
+    ev["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("reload event without a reason: {ev}"))
+        .to_owned()
+}
+
+/// Waits until the control plane has counted all `n` of alpha's SYNs (the
+/// capture is consumed at start; the periodic snapshot shows the count).
+#[track_caller]
+fn wait_counted(running: &mut Running<'_>, n: u64) {
+    let path = running.dir().join("state").join("state.json");
+    running.wait_for(&format!("a snapshot with alpha's {n} SYNs"), WAIT, |_| {
+        let snap: Value = serde_json::from_str(&fs::read_to_string(&path).ok()?).ok()?;
+        snap["customers"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "alpha" && c["seen"] == n)
+            .map(|_| ())
+    });
+}
+
+#[test]
+fn reload_adds_and_removes_customers_and_changes_limits_keeping_counts() {
+    let frames = syns(1, 60);
+    let before = scenario(&frames, CUSTOMERS_BEFORE);
+    let mut running = before.spawn(TestDir::new("reload"), &[]);
+    let near = running.wait_for_event("alpha's near_limit event", WAIT, |e| {
+        e["kind"] == "near_limit" && e["customer"] == "alpha"
+    });
+    assert_eq!(near["limit"], 100, "{near}");
+    wait_counted(&mut running, 60);
+
+    let after = scenario(&frames, CUSTOMERS_AFTER).config(running.dir());
+    let reason = reload(&mut running, &after, 1);
+    assert!(!reason.starts_with("rejected"), "{reason}");
+    assert!(
+        reason.contains("2 customers (1 added, 1 removed)"),
+        "reload reason: {reason}"
+    );
+    // The count from before the reload meets the limit from after it.
+    let would = running.wait_for_event("alpha's would_block after the reload", WAIT, |e| {
+        e["kind"] == "would_block" && e["customer"] == "alpha"
+    });
+    assert_eq!(would["window"], "5m", "{would}");
+    assert_eq!(
+        would["count"], 60,
+        "count lost or changed by the reload: {would}"
+    );
+    assert_eq!(would["limit"], 50, "new limit not in force: {would}");
+    // beta, added by the reload, is blocked by the running appliance.
+    let block = running.wait_for_event("beta's standing block", WAIT, |e| {
+        e["kind"] == "block" && e["customer"] == "beta"
+    });
+    assert!(
+        block["until"].is_null(),
+        "a standing block is indefinite: {block}"
+    );
+
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    assert_frames_eq(&run.out_frames(), &frames, "outside tx");
+    assert_eq!(
+        run.customers(),
+        vec![CustomerCount::new("alpha", 60, 60, 0)]
+    );
+    assert_eq!(run.customer_state("alpha").as_deref(), Some("open"));
+    assert_eq!(run.window_count("alpha", "5m"), 60);
+    assert_eq!(run.customer_state("beta").as_deref(), Some("blocked"));
+    assert!(
+        run.customer_state("gamma").is_none(),
+        "removed customer still listed"
+    );
+    run.assert_consistent();
+    // Exactly one reload, one would_block; no block for alpha (monitor).
+    assert_eq!(run.events_of("reload", None).len(), 1);
+    assert_eq!(run.events_of("would_block", Some("alpha")).len(), 1);
+    assert!(run.events_of("block", Some("alpha")).is_empty());
+}
+
+#[test]
+fn bad_reloads_are_rejected_and_the_running_config_stays() {
+    let frames = syns(1, 60);
+    let before = scenario(&frames, CUSTOMERS_BEFORE);
+    let mut running = before.spawn(TestDir::new("reload-bad"), &[]);
+    wait_counted(&mut running, 60);
+    let good = before.config(running.dir());
+
+    // 1. A bad CIDR in an otherwise good config.
+    let bad_cidr = scenario(
+        &frames,
+        &CUSTOMERS_AFTER.replace("10.3.0.0/16", "10.3.0.0/33"),
+    )
+    .config(running.dir());
+    let why = reload(&mut running, &bad_cidr, 1);
+    assert!(why.starts_with("rejected: "), "{why}");
+    assert!(
+        why.contains("10.3.0.0/33"),
+        "does not name the bad prefix: {why}"
+    );
+
+    // 2. Not TOML at all.
+    let why = reload(&mut running, "[[customer]\nname = ", 2);
+    assert!(why.starts_with("rejected: "), "{why}");
+
+    // 3. A change that needs a restart: [block] action.
+    let mut reset = scenario(&frames, CUSTOMERS_AFTER);
+    reset.sections.push_str("[block]\naction = \"reset\"\n");
+    let text = reset.config(running.dir());
+    let why = reload(&mut running, &text, 3);
+    assert!(why.starts_with("rejected: "), "{why}");
+    assert!(why.contains("restart"), "{why}");
+    assert!(why.contains("[block]"), "{why}");
+
+    // 4. Another: the worker cores ([dpdk]).
+    let mut cores = scenario(&frames, CUSTOMERS_AFTER);
+    cores.cores = vec![1, 2];
+    let text = cores.config(running.dir());
+    let why = reload(&mut running, &text, 4);
+    assert!(why.starts_with("rejected: "), "{why}");
+    assert!(why.contains("[dpdk]"), "{why}");
+    assert!(why.contains("restart"), "{why}");
+
+    // Nothing of the rejected configs took effect: no would_block (the
+    // limit is still 100), no beta, gamma still there.
+    assert!(
+        !running.exited(),
+        "synwall stopped after a bad reload\n{}",
+        running.output()
+    );
+    let events = running.events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "would_block" || e["customer"] == "beta"),
+        "a rejected config took effect: {events:?}"
+    );
+
+    // 5. The original config again: accepted, no change.
+    let why = reload(&mut running, &good, 5);
+    assert!(!why.starts_with("rejected"), "{why}");
+    assert!(why.contains("2 customers (0 added, 0 removed)"), "{why}");
+
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    assert_frames_eq(&run.out_frames(), &frames, "outside tx");
+    assert_eq!(
+        run.customers(),
+        vec![CustomerCount::new("alpha", 60, 60, 0)]
+    );
+    assert_eq!(run.window_count("alpha", "5m"), 60);
+    assert!(run.customer_state("beta").is_none());
+    run.assert_consistent();
+    let reloads = run.events_of("reload", None);
+    assert_eq!(reloads.len(), 5, "{reloads:?}");
+    assert!(run.events_of("would_block", Some("alpha")).is_empty());
+    assert!(
+        run.exit.stderr.contains("reload rejected"),
+        "{}",
+        run.exit.stderr
+    );
+}
+
+/// Warnings are raised once per crossing; a reload that changes nothing for
+/// a customer is no crossing.
+#[test]
+#[ignore = "synwall bug: the near_limit/would_block once-per-crossing flags are not carried across a reload (nor a restart), so the warning is raised again"]
+fn reload_without_changes_does_not_repeat_warnings() {
+    let frames = syns(1, 60);
+    let before = scenario(&frames, CUSTOMERS_BEFORE);
+    let mut running = before.spawn(TestDir::new("reload-same"), &[]);
+    wait_counted(&mut running, 60);
+    let same = before.config(running.dir());
+    let why = reload(&mut running, &same, 1);
+    assert!(why.contains("2 customers (0 added, 0 removed)"), "{why}");
+    // Give a repeated warning a few ticks to show up.
+    std::thread::sleep(Duration::from_millis(500));
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    let near = run.events_of("near_limit", Some("alpha"));
+    assert_eq!(near.len(), 1, "near_limit repeated by the reload: {near:?}");
+}
