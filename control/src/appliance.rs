@@ -20,7 +20,8 @@ use synwall_dataplane::worker::{Direction, Path, Worker};
 use crossbeam::channel::Receiver;
 
 use crate::commands::execute;
-use crate::event::{wall_now_ms, EventLog};
+use crate::event::{wall_now_ms, Event, EventKind, EventLog};
+use crate::hook::HookRunner;
 use crate::metrics::{MetricsRegistry, MetricsServer};
 use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
@@ -130,13 +131,18 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     let policy = Arc::new(policy(config));
     let clock = Clock::start();
     let mut plane = ControlPlane::new(config, clock.now(), wall_now_ms());
+    let mut restored = None;
     match snapshot::load(&config.control.state_dir) {
         Ok(Some(snap)) => {
             let n = plane.restore(&snap, clock.now());
-            println!(
-                "synwall: restored state of {n} customers from {}",
+            let msg = format!(
+                "restored state of {n} customers from {}",
                 config.control.state_dir.display()
             );
+            println!("synwall: {msg}");
+            let mut ev = Event::new(EventKind::Restore, plane.wall(clock.now()));
+            ev.reason = Some(msg);
+            restored = Some(ev);
         }
         Ok(None) => {}
         Err(e) if opts.fresh_state => {
@@ -154,7 +160,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         .collect();
     let events = EventLog::open(&config.control.events)?;
     let workers = config.dpdk.cores.len();
-    let control = Control {
+    let mut control = Control {
         config: config.clone(),
         plane,
         events,
@@ -174,7 +180,11 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             .metrics_listen
             .map(|_| Arc::new(Mutex::new(MetricsRegistry::new(TOP_CUSTOMERS)))),
         block_events: Default::default(),
+        hooks: config.control.hook.clone().map(HookRunner::new),
     };
+    if let Some(ev) = restored {
+        control.emit(&[ev]);
+    }
     let metrics_server = match (config.control.metrics_listen, &control.metrics) {
         (Some(addr), Some(registry)) => Some(
             MetricsServer::start(addr, registry.clone())

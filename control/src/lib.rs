@@ -3,10 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
-pub mod operator;
 pub mod commands;
 pub mod event;
+pub mod hook;
 pub mod metrics;
+pub mod operator;
 pub mod plane;
 pub mod protocol;
 pub mod snapshot;

@@ -17,6 +17,7 @@ use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 use crate::appliance::classifier;
 use crate::commands::Operate;
 use crate::event::{Event, EventKind, EventLog};
+use crate::hook::HookRunner;
 use crate::metrics::{
     BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
     PortMetrics, VerdictCounts, WorkerLoad,
@@ -101,12 +102,14 @@ pub struct Control {
     pub metrics: Option<Arc<Mutex<MetricsRegistry>>>,
     /// Events emitted so far, by kind (for metrics).
     pub block_events: BlockEventCounts,
+    /// Runs `control.hook` on block, unblock and expire events.
+    pub hooks: Option<HookRunner>,
 }
 
 impl Control {
-    /// Writes events to the log, to stdout and to the event stream; a
-    /// failing log is reported, never fatal: the appliance keeps forwarding
-    /// and enforcing.
+    /// Writes events to the log, to stdout, to the event stream and to the
+    /// hook's queue (which never blocks); a failing log is reported, never
+    /// fatal: the appliance keeps forwarding and enforcing.
     pub fn emit(&mut self, events: &[Event]) {
         if events.is_empty() {
             return;
@@ -128,6 +131,11 @@ impl Control {
         }
         if let Some(bus) = &self.bus {
             bus.publish(events);
+        }
+        if let Some(hooks) = &self.hooks {
+            for e in events {
+                hooks.enqueue(e);
+            }
         }
     }
 

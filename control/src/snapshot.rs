@@ -85,6 +85,12 @@ pub struct SnapCustomer {
     /// Totals.
     #[serde(default)]
     pub attempts_while_blocked: u64,
+    /// Windows (by name) already at the near-limit mark: warned once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_warned: Vec<String>,
+    /// Windows (by name) a monitor customer is over: `would_block` said once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_warned: Vec<String>,
 }
 
 /// One window's buckets.
@@ -244,6 +250,24 @@ pub fn parse(text: &[u8], path: &Path) -> Result<Snapshot, SnapshotError> {
 }
 
 impl ControlPlane {
+    /// The names of the windows whose bits are set in `bits`.
+    fn window_names(&self, bits: u16) -> Vec<String> {
+        self.windows_meta
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| bits & (1 << w) != 0)
+            .map(|(_, m)| m.name.clone())
+            .collect()
+    }
+
+    /// The bits of the windows named in `names` (unknown names ignored).
+    fn window_bits(&self, names: &[String]) -> u16 {
+        names
+            .iter()
+            .filter_map(|n| self.windows_meta.iter().position(|m| &m.name == n))
+            .fold(0, |bits, w| bits | (1 << w))
+    }
+
     /// The plane's persistent state at monotonic time `now`.
     pub fn snapshot(&self, now: u64) -> Snapshot {
         let wall = |mono: i64| mono - self.clock.mono_of_wall(0);
@@ -292,6 +316,8 @@ impl ControlPlane {
                     seen: rec.seen,
                     forwarded: rec.forwarded,
                     attempts_while_blocked: rec.attempts_while_blocked,
+                    near_warned: self.window_names(rec.near),
+                    over_warned: self.window_names(rec.over),
                 }
             })
             .collect();
@@ -381,6 +407,8 @@ impl ControlPlane {
                 seen: sc.seen,
                 forwarded: sc.forwarded,
                 attempts_while_blocked: sc.attempts_while_blocked,
+                near: self.window_bits(&sc.near_warned),
+                over: self.window_bits(&sc.over_warned),
                 ..Record::default()
             };
             while rec.history.len() > crate::plane::HISTORY {

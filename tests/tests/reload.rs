@@ -256,7 +256,6 @@ fn bad_reloads_are_rejected_and_the_running_config_stays() {
 /// Warnings are raised once per crossing; a reload that changes nothing for
 /// a customer is no crossing.
 #[test]
-#[ignore = "synwall bug: the near_limit/would_block once-per-crossing flags are not carried across a reload (nor a restart), so the warning is raised again"]
 fn reload_without_changes_does_not_repeat_warnings() {
     let frames = syns(1, 60);
     let before = scenario(&frames, CUSTOMERS_BEFORE);
