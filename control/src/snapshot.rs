@@ -409,7 +409,6 @@ impl ControlPlane {
                 attempts_while_blocked: sc.attempts_while_blocked,
                 near: self.window_bits(&sc.near_warned),
                 over: self.window_bits(&sc.over_warned),
-                ..Record::default()
             };
             while rec.history.len() > crate::plane::HISTORY {
                 rec.history.pop_front();

@@ -1,0 +1,540 @@
+//! synwall-gen: the testpmd-style traffic generator bench.
+//!
+//! ```text
+//! synwall-gen --config PROFILE.toml MODE [options]
+//!   MODE: run | ndr | latency | verify
+//!   --report PATH          JSON report (config, environment, every trial)
+//!   --out PCAP             also write the profile's trace (and PCAP.expect.json)
+//! run:     [--rate PPS|max] [--duration SECS]
+//! ndr:     [--trial SECS] [--pdr-loss RATIO] [--precision RATIO] [--max-rate PPS]
+//!          [--min-rate PPS] [--max-trials N] [--no-calibration]
+//! latency: [--rate PPS (the NDR; searched when absent)] [--probe-rate PPS] [--duration SECS]
+//! verify:  [--synwall BIN] [--appliance-config FILE] [--workdir DIR]
+//!          [--appliance-duration SECS]
+//! ```
+//! Exit status: 0 success, 1 verify found a discrepancy, 2 bad usage or
+//! profile, 3 a run failed.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use synwall_benches::engine::{probe_frame, Generator, Templates, TrialResult, TrialSpec};
+use synwall_benches::ndr::{search, Device, SearchSpec, Trial};
+use synwall_benches::profile::Profile;
+use synwall_benches::traffic::{build, Trace};
+use synwall_benches::verify::{self, VerifyOptions};
+use synwall_benches::{appliance, report};
+
+const USAGE: &str =
+    "usage: synwall-gen --config PROFILE.toml (run|ndr|latency|verify) [--report PATH] [--out PCAP]
+  run:     [--rate PPS|max] [--duration SECS]
+  ndr:     [--trial SECS] [--pdr-loss RATIO] [--precision RATIO] [--max-rate PPS] [--min-rate PPS]
+           [--max-trials N] [--no-calibration]
+  latency: [--rate PPS] [--probe-rate PPS] [--duration SECS]
+  verify:  [--synwall BIN] [--appliance-config FILE] [--workdir DIR] [--appliance-duration SECS]";
+
+enum Failure {
+    Usage(String),
+    Run(String),
+    Verify,
+}
+
+struct Args {
+    config: PathBuf,
+    mode: Option<String>,
+    opts: BTreeMap<String, String>,
+}
+
+const FLAGS: [&str; 1] = ["--no-calibration"];
+const VALUED: [&str; 18] = [
+    "--report",
+    "--out",
+    "--rate",
+    "--duration",
+    "--trial",
+    "--pdr-loss",
+    "--precision",
+    "--max-rate",
+    "--min-rate",
+    "--max-trials",
+    "--probe-rate",
+    "--synwall",
+    "--appliance-config",
+    "--workdir",
+    "--appliance-duration",
+    "--loss-ratio",
+    "--seed",
+    "--frames",
+];
+
+fn parse_args() -> Result<Args, Failure> {
+    let mut config = None;
+    let mut mode = None;
+    let mut opts = BTreeMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Err(Failure::Usage(USAGE.into())),
+            "--config" => {
+                config =
+                    Some(PathBuf::from(it.next().ok_or_else(|| {
+                        Failure::Usage("--config needs a value".into())
+                    })?))
+            }
+            f if FLAGS.contains(&f) => {
+                opts.insert(f.to_owned(), String::new());
+            }
+            f if VALUED.contains(&f) => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| Failure::Usage(format!("{f} needs a value")))?;
+                opts.insert(f.to_owned(), v);
+            }
+            m @ ("run" | "ndr" | "latency" | "verify") if mode.is_none() => {
+                mode = Some(m.to_owned())
+            }
+            other => {
+                return Err(Failure::Usage(format!(
+                    "unknown argument {other:?}\n{USAGE}"
+                )))
+            }
+        }
+    }
+    let config = config.ok_or_else(|| Failure::Usage(format!("--config is required\n{USAGE}")))?;
+    if mode.is_none() && !opts.contains_key("--out") {
+        return Err(Failure::Usage(format!("no MODE given\n{USAGE}")));
+    }
+    Ok(Args { config, mode, opts })
+}
+
+impl Args {
+    fn num(&self, key: &str, default: f64) -> Result<f64, Failure> {
+        match self.opts.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| Failure::Usage(format!("{key}: {v:?} is not a number >= 0"))),
+        }
+    }
+
+    fn rate(&self, default: f64) -> Result<f64, Failure> {
+        match self.opts.get("--rate").map(String::as_str) {
+            Some("max") => Ok(0.0),
+            _ => self.num("--rate", default),
+        }
+    }
+}
+
+fn templates(trace: &Trace) -> Arc<Templates> {
+    Arc::new(Templates {
+        frames: trace.frames.clone(),
+        probe: probe_frame(),
+    })
+}
+
+fn print_trial(label: &str, r: &TrialResult) {
+    let secs = r.elapsed.max(1e-9);
+    println!(
+        "{label}: asked {} | offered {:.4} Mpps, tx {} ({:.3} Gbps), rx {} ({:.4} Mpps), loss {:.6} %, unsent {}, alloc_fail {}, pacer behind {}x{}",
+        if r.spec.rate_pps > 0.0 {
+            format!("{:.4} Mpps", r.spec.rate_pps / 1e6)
+        } else {
+            "max".to_owned()
+        },
+        r.offered_pps / 1e6,
+        r.tx_packets,
+        (r.tx_bytes + 24 * r.tx_packets) as f64 * 8.0 / secs / 1e9,
+        r.rx_packets,
+        r.rx_packets as f64 / secs / 1e6,
+        r.loss_ratio * 100.0,
+        r.tx_unsent,
+        r.alloc_fail,
+        r.behind,
+        if r.valid { "" } else { "  [INVALID: the generator could not offer the asked rate]" }
+    );
+    if let Some(l) = &r.latency {
+        println!(
+            "  latency over {} probes: min {} ns, p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+            l.probes, l.min_ns, l.p50_ns, l.p99_ns, l.p999_ns, l.max_ns
+        );
+    }
+}
+
+fn mode_run(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Failure> {
+    let rate = args.rate(0.0)?;
+    let duration = args.num("--duration", 10.0)?;
+    let mut gen = Generator::start(profile, false).map_err(Failure::Run)?;
+    let (tx, rx) = gen.port_names();
+    println!(
+        "run: {tx} -> {rx}, {} for {duration} s",
+        if rate > 0.0 {
+            format!("{rate} pps")
+        } else {
+            "max rate".into()
+        }
+    );
+    let before = socket_views(profile);
+    let r = gen
+        .trial(
+            &TrialSpec {
+                rate_pps: rate,
+                duration,
+                probe_every: 0,
+                classify: true,
+                print: true,
+                calibration: false,
+            },
+            &templates(trace),
+        )
+        .map_err(Failure::Run)?;
+    print_trial("run", &r);
+    let after = socket_views(profile);
+    // SYNs each customer was sent: whole passes over the trace, then a part.
+    let frames = r.tx_packets;
+    let n = trace.frames.len() as u64;
+    let mut rows = Vec::new();
+    for (i, c) in profile.customers.iter().enumerate() {
+        let per_pass = trace.syns_of(i);
+        let partial = trace.labels[..(frames % n) as usize]
+            .iter()
+            .filter(|l| **l == synwall_benches::traffic::Label::Syn(i))
+            .count() as u64;
+        let sent = frames / n * per_pass + partial;
+        let seen_delta = match (&before, &after) {
+            (Some(b), Some(a)) => a[i].as_ref().ok().zip(b[i].as_ref().ok()).map(|(a, b)| {
+                (
+                    a.seen.saturating_sub(b.seen),
+                    a.forwarded.saturating_sub(b.forwarded),
+                )
+            }),
+            _ => None,
+        };
+        println!(
+            "  customer {:<14} SYNs sent {:>10} received {:>10}{}",
+            c.name,
+            sent,
+            r.syns[i],
+            seen_delta.map_or(String::new(), |(s, f)| format!(
+                "  synwall (socket) seen +{s} forwarded +{f}"
+            ))
+        );
+        rows.push(
+            json!({"customer": c.name, "sent": sent, "received": r.syns[i],
+                         "socket_seen_delta": seen_delta.map(|d| d.0),
+                         "socket_forwarded_delta": seen_delta.map(|d| d.1)}),
+        );
+    }
+    // SYNs synwall dropped by verdict are not loss: take them out.
+    let verdict_drops: Option<u64> = rows
+        .iter()
+        .map(|r| {
+            let s = r["socket_seen_delta"].as_u64()?;
+            let f = r["socket_forwarded_delta"].as_u64()?;
+            Some(s.saturating_sub(f))
+        })
+        .sum();
+    if let Some(d) = verdict_drops {
+        let lost = r.offered.saturating_sub(r.rx_packets).saturating_sub(d);
+        println!(
+            "  synwall dropped {d} SYNs by verdict (control socket); frames lost beyond verdicts: {lost} ({:.4} %)",
+            lost as f64 * 100.0 / r.offered.max(1) as f64
+        );
+    }
+    Ok(
+        json!({"mode": "run", "ports": [tx, rx], "trials": [r], "customers": rows,
+              "verdict_drops": verdict_drops}),
+    )
+}
+
+type Views = Vec<Result<appliance::SocketView, String>>;
+
+fn socket_views(profile: &Profile) -> Option<Views> {
+    let sock = profile.appliance.socket.as_ref()?;
+    Some(
+        profile
+            .customers
+            .iter()
+            .map(|c| appliance::customer_view(sock, &c.name))
+            .collect(),
+    )
+}
+
+struct Dut<'a> {
+    gen: &'a mut Generator,
+    templates: Arc<Templates>,
+    trial_secs: f64,
+    calibration: bool,
+    all: Vec<TrialResult>,
+}
+
+impl Device for Dut<'_> {
+    fn trial(&mut self, rate: f64) -> Result<Trial, String> {
+        let r = self.gen.trial(
+            &TrialSpec {
+                rate_pps: rate,
+                duration: self.trial_secs,
+                probe_every: 0,
+                classify: false,
+                print: false,
+                calibration: self.calibration,
+            },
+            &self.templates,
+        )?;
+        print_trial(
+            if self.calibration {
+                "  calibration trial"
+            } else {
+                "  trial"
+            },
+            &r,
+        );
+        let t = Trial {
+            rate,
+            offered: r.offered,
+            received: r.rx_packets,
+            valid: r.valid,
+        };
+        self.all.push(r);
+        Ok(t)
+    }
+}
+
+fn search_spec(args: &Args, max_rate: f64) -> Result<SearchSpec, Failure> {
+    Ok(SearchSpec {
+        max_rate,
+        min_rate: args.num("--min-rate", 1000.0)?,
+        precision: args.num("--precision", 0.02)?,
+        pdr_loss: args
+            .opts
+            .get("--loss-ratio")
+            .map_or(args.num("--pdr-loss", 0.001), |_| {
+                args.num("--loss-ratio", 0.001)
+            })?,
+        max_trials: args.num("--max-trials", 20.0)? as usize,
+    })
+}
+
+/// Calibration (generator looped to itself), then NDR and PDR through the
+/// device under test. Returns the report part and the NDR.
+fn ndr_with(
+    args: &Args,
+    gen: &mut Generator,
+    trace: &Trace,
+) -> Result<(Value, Option<f64>), Failure> {
+    let trial_secs = args.num("--trial", 2.0)?;
+    let tpl = templates(trace);
+    let mut cal_dev = Dut {
+        gen,
+        templates: tpl.clone(),
+        trial_secs,
+        calibration: true,
+        all: Vec::new(),
+    };
+    let calibrated = if args.opts.contains_key("--no-calibration") {
+        None
+    } else {
+        println!(
+            "calibration: the generator looped to itself ({})",
+            synwall_benches::engine::CALIBRATION_PORT
+        );
+        let t = cal_dev.trial(0.0).map_err(Failure::Run)?;
+        Some(t.offered as f64 / trial_secs)
+    };
+    let cal_trials = std::mem::take(&mut cal_dev.all);
+    let gen = cal_dev.gen;
+    let max_rate = match (args.opts.get("--max-rate"), calibrated) {
+        (Some(_), _) => args.num("--max-rate", 1e6)?,
+        (None, Some(c)) => c,
+        (None, None) => return Err(Failure::Usage("--no-calibration needs --max-rate".into())),
+    };
+    let spec = search_spec(args, max_rate)?;
+    let mut dut = Dut {
+        gen,
+        templates: tpl,
+        trial_secs,
+        calibration: false,
+        all: Vec::new(),
+    };
+    println!(
+        "ndr: binary search from {:.4} Mpps, {trial_secs} s trials, precision {}",
+        max_rate / 1e6,
+        spec.precision
+    );
+    let ndr = search(&mut dut, &spec, 0.0).map_err(Failure::Run)?;
+    println!("pdr: loss ratio <= {}", spec.pdr_loss);
+    let pdr = search(&mut dut, &spec, spec.pdr_loss).map_err(Failure::Run)?;
+    let show = |name: &str, f: &synwall_benches::ndr::Found| {
+        println!(
+            "{name}: {}{}",
+            f.rate.map_or(
+                if f.trials.iter().any(|t| t.1 == "fail") {
+                    "none (every valid trial lost frames)".to_owned()
+                } else {
+                    "none (no valid trial: the generator could not offer the rates)".to_owned()
+                },
+                |r| format!("{:.4} Mpps ({:.0} pps)", r / 1e6, r)
+            ),
+            if f.generator_bound {
+                "  [bound by the generator, not the device]"
+            } else {
+                ""
+            }
+        )
+    };
+    if let Some(c) = calibrated {
+        println!("calibration: generator max {:.4} Mpps looped", c / 1e6);
+    }
+    show("NDR", &ndr);
+    show(&format!("PDR({})", spec.pdr_loss), &pdr);
+    Ok((
+        json!({
+            "calibration": {"max_pps": calibrated, "trials": cal_trials},
+            "search": spec,
+            "ndr": ndr,
+            "pdr": pdr,
+            "trials": dut.all,
+        }),
+        ndr.rate,
+    ))
+}
+
+fn mode_ndr(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Failure> {
+    let mut gen = Generator::start(profile, !args.opts.contains_key("--no-calibration"))
+        .map_err(Failure::Run)?;
+    let (mut v, _) = ndr_with(args, &mut gen, trace)?;
+    v["mode"] = json!("ndr");
+    Ok(v)
+}
+
+fn mode_latency(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Failure> {
+    let searched = !args.opts.contains_key("--rate");
+    let mut gen = Generator::start(
+        profile,
+        searched && !args.opts.contains_key("--no-calibration"),
+    )
+    .map_err(Failure::Run)?;
+    let (ndr_part, base) = if searched {
+        let (v, r) = ndr_with(args, &mut gen, trace)?;
+        (
+            v,
+            r.ok_or_else(|| Failure::Run("no NDR found to take 10/50/90 % of".into()))?,
+        )
+    } else {
+        (Value::Null, args.num("--rate", 0.0)?)
+    };
+    if base <= 0.0 {
+        return Err(Failure::Usage("--rate must be > 0 for latency".into()));
+    }
+    let probe_rate = args.num("--probe-rate", 1000.0)?.max(1.0);
+    let duration = args.num("--duration", 5.0)?;
+    let tpl = templates(trace);
+    let mut trials = Vec::new();
+    let mut table = Vec::new();
+    for pct in [10.0, 50.0, 90.0] {
+        let rate = base * pct / 100.0;
+        let every = (rate / probe_rate).max(1.0) as u64;
+        let r = gen
+            .trial(
+                &TrialSpec {
+                    rate_pps: rate,
+                    duration,
+                    probe_every: every,
+                    classify: false,
+                    print: false,
+                    calibration: false,
+                },
+                &tpl,
+            )
+            .map_err(Failure::Run)?;
+        print_trial(&format!("latency at {pct} % of {:.4} Mpps", base / 1e6), &r);
+        table.push(json!({"pct": pct, "rate_pps": rate, "latency": r.latency, "valid": r.valid}));
+        trials.push(r);
+    }
+    Ok(
+        json!({"mode": "latency", "base_pps": base, "ndr": ndr_part, "table": table, "trials": trials}),
+    )
+}
+
+fn mode_verify(args: &Args, profile: &Profile, trace: &Trace) -> Result<(Value, bool), Failure> {
+    let workdir = args
+        .opts
+        .get("--workdir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("synwall-gen-verify-{}", std::process::id()))
+        });
+    let opts = VerifyOptions {
+        workdir,
+        synwall: args.opts.get("--synwall").map(PathBuf::from),
+        appliance_config: args.opts.get("--appliance-config").map(PathBuf::from),
+        duration: args.num("--appliance-duration", 3.0)?.max(1.0),
+    };
+    let run = verify::run(profile, trace, &opts).map_err(Failure::Run)?;
+    print!("{}", run.verdict.table());
+    println!("files: {}", run.workdir);
+    let ok = run.verdict.ok;
+    Ok((json!({"mode": "verify", "verify": run}), ok))
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|args| {
+        let profile = Profile::load(&args.config).map_err(|e| Failure::Usage(e.to_string()))?;
+        let trace = build(&profile);
+        println!(
+            "profile {}: {}",
+            args.config.display(),
+            trace.describe(&profile)
+        );
+        if let Some(out) = args.opts.get("--out") {
+            verify::write_trace(PathBuf::from(out).as_path(), &profile, &trace)
+                .map_err(Failure::Run)?;
+            println!("wrote {out} and its expectations");
+        }
+        let Some(mode) = args.mode.as_deref() else {
+            return Ok(());
+        };
+        let (part, ok) = match mode {
+            "run" => (mode_run(&args, &profile, &trace)?, true),
+            "ndr" => (mode_ndr(&args, &profile, &trace)?, true),
+            "latency" => (mode_latency(&args, &profile, &trace)?, true),
+            _ => mode_verify(&args, &profile, &trace)?,
+        };
+        if let Some(path) = args.opts.get("--report") {
+            let full = json!({
+                "profile": profile,
+                "trace": {
+                    "frames": trace.frames.len(),
+                    "flows": trace.flows,
+                    "mean_wire_bytes": trace.mean_wire_size(),
+                    "describe": trace.describe(&profile),
+                },
+                "environment": report::environment(),
+                "result": part,
+                "pass": ok,
+            });
+            report::write(PathBuf::from(path).as_path(), &full).map_err(Failure::Run)?;
+            println!("report: {path}");
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(Failure::Verify)
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Verify) => ExitCode::from(1),
+        Err(Failure::Usage(e)) => {
+            eprintln!("synwall-gen: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("synwall-gen: {e}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -1,0 +1,708 @@
+//! `synwall-gen` traffic profiles: TOML, read with serde and
+//! `deny_unknown_fields`, then checked into typed values. An error names the
+//! file, the key and the reason.
+//!
+//! ```toml
+//! [dpdk]
+//! eal_args = ["--no-huge", "-m", "256", "--no-pci", "--vdev=net_ring0"]
+//! cores = [1]              # one lcore: tx and rx in one loop; two: [tx, rx]
+//! tx_port = "net_ring0"
+//! rx_port = "net_ring0"
+//! queues = 1
+//!
+//! [appliance]              # the synwall under test (verify, cross-checks)
+//! config = "synwall.toml"  # its config; verify replays through it on net_pcap
+//! binary = "synwall"       # optional: default is next to synwall-gen, then $PATH
+//! socket = "/run/synwall/control.sock"   # optional: live cross-checks
+//! malformed = "forward"    # what its [detect] malformed policy does
+//! ports = [25]             # its [detect] ports
+//!
+//! [traffic]
+//! seed = 1
+//! sizes = "imix"           # "64" | "imix" | a frame size in bytes (with FCS)
+//!
+//! [[customer]]
+//! name = "spammer"
+//! prefixes = ["198.51.100.0/24"]
+//! pattern = "hammer"       # hammer | trickle | steady
+//! rate = 2000              # SYNs per second
+//! duration = 0.15          # seconds (or count = N)
+//! limit = 100              # the tightest limit synwall enforces on it over
+//!                          # the trace (absent: no limit can be reached)
+//!
+//! [background]
+//! frames = 2000            # frames besides the customers' SYNs
+//! rate = 20000             # their rate (frames/s) on the trace's time line
+//! tcp = 50                 # shares by kind (relative weights)
+//! http = 25
+//! udp_dns = 15
+//! smtp_data = 5
+//! icmp = 5
+//! ipv6_pct = 5             # of the background frames
+//! vlan_pct = 10
+//! qinq_pct = 3
+//! malformed_pct = 1
+//! ```
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// An error in a profile: the file, the key and the reason.
+#[derive(Debug)]
+pub struct ProfileError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+/// The profile as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub dpdk: Option<RawDpdk>,
+    pub appliance: Option<RawAppliance>,
+    pub traffic: Option<RawTraffic>,
+    #[serde(default, rename = "customer")]
+    pub customers: Vec<RawCustomer>,
+    pub background: Option<RawBackground>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpdk {
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    #[serde(default)]
+    pub cores: Vec<u32>,
+    pub tx_port: Option<String>,
+    pub rx_port: Option<String>,
+    pub queues: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppliance {
+    pub config: Option<String>,
+    pub binary: Option<String>,
+    pub socket: Option<String>,
+    pub malformed: Option<String>,
+    pub ports: Option<Vec<u16>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraffic {
+    pub seed: Option<u64>,
+    pub sizes: Option<SizesText>,
+}
+
+/// `sizes = "64"`, `"imix"` or a number.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum SizesText {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomer {
+    pub name: String,
+    pub prefixes: Vec<String>,
+    pub pattern: String,
+    pub rate: Option<f64>,
+    pub duration: Option<f64>,
+    pub count: Option<u64>,
+    pub start: Option<f64>,
+    pub limit: Option<u64>,
+    pub sizes: Option<SizesText>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackground {
+    pub frames: Option<u64>,
+    pub rate: Option<f64>,
+    pub tcp: Option<f64>,
+    pub http: Option<f64>,
+    pub udp_dns: Option<f64>,
+    pub smtp_data: Option<f64>,
+    pub icmp: Option<f64>,
+    pub ipv6_pct: Option<f64>,
+    pub vlan_pct: Option<f64>,
+    pub qinq_pct: Option<f64>,
+    pub malformed_pct: Option<f64>,
+    pub sizes: Option<SizesText>,
+}
+
+/// Frame sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FrameSize {
+    /// As small as the headers allow, at least 64 B on the wire.
+    Min,
+    /// 7×64, 4×570, 1×1518 B on the wire (data frames; SYNs stay small).
+    Imix,
+    /// This many bytes on the wire (with FCS), 64..=1518.
+    Fixed(u16),
+}
+
+/// How a customer sends its SYNs to port 25.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Pattern {
+    /// A short, heavy burst from a few addresses: the spammer.
+    Hammer,
+    /// A slow rate, every SYN from another address of the pool.
+    Trickle,
+    /// A constant rate from a handful of mail servers.
+    Steady,
+}
+
+impl Pattern {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Hammer => "hammer",
+            Pattern::Trickle => "trickle",
+            Pattern::Steady => "steady",
+        }
+    }
+}
+
+/// An IP prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    /// Parses `a.b.c.d/len` or `v6::/len` (host bits must be zero).
+    pub fn parse(text: &str) -> Result<Prefix, String> {
+        let (a, l) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not ADDRESS/LENGTH"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|e| format!("{text:?}: address {a:?}: {e}"))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|e| format!("{text:?}: length {l:?}: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if len > max || len == 0 {
+            return Err(format!("{text:?}: length must be within 1..={max}"));
+        }
+        let p = Prefix { addr, len };
+        if p.host_bits(p.bits()) != 0 {
+            return Err(format!("{text:?}: host bits are set"));
+        }
+        Ok(p)
+    }
+
+    fn width(&self) -> u32 {
+        if self.addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    fn bits(&self) -> u128 {
+        match self.addr {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    fn host_bits(&self, v: u128) -> u128 {
+        let host = self.width() - u32::from(self.len);
+        if host >= 128 {
+            v
+        } else {
+            v & ((1u128 << host) - 1)
+        }
+    }
+
+    /// Number of host addresses usable as sources (capped at 2^20).
+    pub fn hosts(&self) -> u64 {
+        let host = self.width() - u32::from(self.len);
+        match host {
+            0 => 1,
+            1 => 2,
+            h if h >= 20 => 1 << 20,
+            h => (1u64 << h) - 2,
+        }
+    }
+
+    /// The `i`-th source address (`i` modulo [`Self::hosts`]).
+    pub fn host(&self, i: u64) -> IpAddr {
+        let n = self.hosts();
+        let off = u128::from(if self.len as u32 >= self.width() - 1 {
+            i % n
+        } else {
+            1 + i % n
+        });
+        let v = self.bits() + off;
+        match self.addr {
+            IpAddr::V4(_) => IpAddr::V4((v as u32).into()),
+            IpAddr::V6(_) => IpAddr::V6(v.into()),
+        }
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let v = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V4(a)) => u128::from(u32::from(a)),
+            (IpAddr::V6(_), IpAddr::V6(a)) => u128::from(a),
+            _ => return false,
+        };
+        v - self.host_bits(v) == self.bits()
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// One customer of the profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    pub name: String,
+    pub prefixes: Vec<Prefix>,
+    pub pattern: Pattern,
+    /// SYNs per second on the trace's time line.
+    pub rate: f64,
+    /// SYNs in all.
+    pub count: u64,
+    /// When the first SYN goes, seconds into the trace.
+    pub start: f64,
+    /// The tightest limit synwall enforces on it over the trace.
+    pub limit: Option<u64>,
+}
+
+impl Customer {
+    /// SYNs synwall must forward: the limit caps them.
+    pub fn expected_forwarded(&self, sent: u64) -> u64 {
+        self.limit.map_or(sent, |l| sent.min(l))
+    }
+}
+
+/// Shares of background kinds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Background {
+    pub frames: u64,
+    pub rate: f64,
+    pub tcp: f64,
+    pub http: f64,
+    pub udp_dns: f64,
+    pub smtp_data: f64,
+    pub icmp: f64,
+    pub ipv6_pct: f64,
+    pub vlan_pct: f64,
+    pub qinq_pct: f64,
+    pub malformed_pct: f64,
+    pub sizes: FrameSize,
+}
+
+/// What synwall's malformed policy does with malformed frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MalformedExpect {
+    Forward,
+    Drop,
+}
+
+/// The appliance under test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Appliance {
+    pub config: Option<PathBuf>,
+    pub binary: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub malformed: MalformedExpect,
+    pub ports: Vec<u16>,
+}
+
+/// The generator's own DPDK setup.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dpdk {
+    pub eal_args: Vec<String>,
+    pub cores: Vec<u32>,
+    pub tx_port: Option<String>,
+    pub rx_port: Option<String>,
+    pub queues: u16,
+}
+
+/// A checked profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub path: PathBuf,
+    pub dpdk: Dpdk,
+    pub appliance: Appliance,
+    pub seed: u64,
+    pub sizes: FrameSize,
+    pub customers: Vec<Customer>,
+    pub background: Background,
+}
+
+fn sizes(text: &Option<SizesText>, default: FrameSize) -> Result<FrameSize, String> {
+    match text {
+        None => Ok(default),
+        Some(SizesText::Text(t)) if t == "64" || t == "min" => Ok(FrameSize::Min),
+        Some(SizesText::Text(t)) if t == "imix" => Ok(FrameSize::Imix),
+        Some(SizesText::Text(t)) => match t.parse::<i64>() {
+            Ok(n) => sizes(&Some(SizesText::Number(n)), default),
+            Err(_) => Err(format!("{t:?} is not \"64\", \"imix\" or a size in bytes")),
+        },
+        Some(SizesText::Number(64)) => Ok(FrameSize::Min),
+        Some(SizesText::Number(n)) if (64..=1518).contains(n) => Ok(FrameSize::Fixed(*n as u16)),
+        Some(SizesText::Number(n)) => Err(format!("{n} is not within 64..=1518 bytes")),
+    }
+}
+
+impl Profile {
+    /// Reads and checks the profile at `path`; relative paths inside are
+    /// taken relative to its directory.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
+            file: file.clone(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Profile::parse(&text, path)
+    }
+
+    /// Checks profile text as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Profile, ProfileError> {
+        let file = path.display().to_string();
+        let err = |key: &str, reason: String| ProfileError {
+            file: file.clone(),
+            key: key.to_owned(),
+            reason,
+        };
+        let raw: RawProfile = toml::from_str(text).map_err(|e| {
+            err(
+                "",
+                e.to_string().trim_end().replace('\n', "\n  ").to_string(),
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let d = raw.dpdk.unwrap_or_default();
+        if d.cores.len() > 2 {
+            return Err(err(
+                "dpdk.cores",
+                "one lcore (tx and rx) or two (tx, rx)".into(),
+            ));
+        }
+        let queues = d.queues.unwrap_or(1);
+        if queues == 0 || queues > 16 {
+            return Err(err("dpdk.queues", "must be within 1..=16".into()));
+        }
+        let dpdk = Dpdk {
+            eal_args: d.eal_args,
+            cores: d.cores,
+            tx_port: d.tx_port,
+            rx_port: d.rx_port,
+            queues,
+        };
+        let a = raw.appliance.unwrap_or_default();
+        let malformed = match a.malformed.as_deref() {
+            None | Some("forward") => MalformedExpect::Forward,
+            Some("drop") => MalformedExpect::Drop,
+            Some(o) => {
+                return Err(err(
+                    "appliance.malformed",
+                    format!("{o:?} is not \"forward\" or \"drop\""),
+                ))
+            }
+        };
+        let appliance = Appliance {
+            config: a.config.as_deref().map(rel),
+            binary: a.binary.as_deref().map(|b| {
+                if b.contains('/') {
+                    rel(b)
+                } else {
+                    PathBuf::from(b)
+                }
+            }),
+            socket: a.socket.as_deref().map(rel),
+            malformed,
+            ports: a.ports.unwrap_or_else(|| vec![25]),
+        };
+        if appliance.ports.is_empty() || appliance.ports.contains(&0) {
+            return Err(err(
+                "appliance.ports",
+                "needs at least one port, none 0".into(),
+            ));
+        }
+        let t = raw.traffic.unwrap_or_default();
+        let frame_sizes = sizes(&t.sizes, FrameSize::Min).map_err(|e| err("traffic.sizes", e))?;
+        let mut names = HashSet::new();
+        let mut customers = Vec::new();
+        for (i, c) in raw.customers.iter().enumerate() {
+            let key = |k: &str| format!("customer[{i}] ({}).{k}", c.name);
+            if c.name.is_empty() || !names.insert(c.name.clone()) {
+                return Err(err(
+                    &format!("customer[{i}].name"),
+                    format!("{:?} is empty or used twice", c.name),
+                ));
+            }
+            if c.prefixes.is_empty() {
+                return Err(err(&key("prefixes"), "needs at least one prefix".into()));
+            }
+            let prefixes = c
+                .prefixes
+                .iter()
+                .map(|p| Prefix::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(&key("prefixes"), e))?;
+            let pattern = match c.pattern.as_str() {
+                "hammer" => Pattern::Hammer,
+                "trickle" => Pattern::Trickle,
+                "steady" => Pattern::Steady,
+                o => {
+                    return Err(err(
+                        &key("pattern"),
+                        format!("{o:?} is not hammer, trickle or steady"),
+                    ))
+                }
+            };
+            let rate = c.rate.unwrap_or(match pattern {
+                Pattern::Hammer => 1000.0,
+                Pattern::Trickle => 1.0,
+                Pattern::Steady => 10.0,
+            });
+            if !(rate > 0.0 && rate <= 1e9) {
+                return Err(err(&key("rate"), format!("{rate} is not within (0, 1e9]")));
+            }
+            let count = match (c.count, c.duration) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        &key("count"),
+                        "give count or duration, not both".into(),
+                    ))
+                }
+                (Some(n), None) => n,
+                (None, Some(d)) if d > 0.0 && d.is_finite() => (rate * d).round() as u64,
+                (None, Some(d)) => {
+                    return Err(err(&key("duration"), format!("{d} is not > 0 seconds")))
+                }
+                (None, None) => {
+                    return Err(err(
+                        &key("count"),
+                        "needs count (SYNs) or duration (seconds)".into(),
+                    ))
+                }
+            };
+            if count > 10_000_000 {
+                return Err(err(&key("count"), format!("{count} is over 10M SYNs")));
+            }
+            let start = c.start.unwrap_or(0.0);
+            if !(start >= 0.0 && start.is_finite()) {
+                return Err(err(&key("start"), format!("{start} is not >= 0")));
+            }
+            sizes(&c.sizes, frame_sizes).map_err(|e| err(&key("sizes"), e))?;
+            customers.push(Customer {
+                name: c.name.clone(),
+                prefixes,
+                pattern,
+                rate,
+                count,
+                start,
+                limit: c.limit,
+            });
+        }
+        // Overlapping pools would make the per-customer counts ambiguous.
+        for (i, a) in customers.iter().enumerate() {
+            for b in &customers[i + 1..] {
+                for pa in &a.prefixes {
+                    for pb in &b.prefixes {
+                        if pa.contains(pb.addr) || pb.contains(pa.addr) {
+                            return Err(err(
+                                "customer",
+                                format!("{} ({pa}) and {} ({pb}) overlap", a.name, b.name),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let b = raw.background.unwrap_or_default();
+        let pct = |v: Option<f64>, k: &str, d: f64| -> Result<f64, ProfileError> {
+            let v = v.unwrap_or(d);
+            if (0.0..=100.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(err(
+                    &format!("background.{k}"),
+                    format!("{v} is not within 0..=100"),
+                ))
+            }
+        };
+        let background = Background {
+            frames: b.frames.unwrap_or(1000),
+            rate: b.rate.unwrap_or(10_000.0),
+            tcp: pct(b.tcp, "tcp", 50.0)?,
+            http: pct(b.http, "http", 25.0)?,
+            udp_dns: pct(b.udp_dns, "udp_dns", 15.0)?,
+            smtp_data: pct(b.smtp_data, "smtp_data", 5.0)?,
+            icmp: pct(b.icmp, "icmp", 5.0)?,
+            ipv6_pct: pct(b.ipv6_pct, "ipv6_pct", 5.0)?,
+            vlan_pct: pct(b.vlan_pct, "vlan_pct", 10.0)?,
+            qinq_pct: pct(b.qinq_pct, "qinq_pct", 3.0)?,
+            malformed_pct: pct(b.malformed_pct, "malformed_pct", 1.0)?,
+            sizes: sizes(&b.sizes, frame_sizes).map_err(|e| err("background.sizes", e))?,
+        };
+        if background.vlan_pct + background.qinq_pct > 100.0 {
+            return Err(err(
+                "background.vlan_pct",
+                "vlan_pct + qinq_pct exceed 100".into(),
+            ));
+        }
+        if background.frames > 0
+            && background.tcp
+                + background.http
+                + background.udp_dns
+                + background.smtp_data
+                + background.icmp
+                <= 0.0
+        {
+            return Err(err(
+                "background",
+                "all kind shares are 0 but frames > 0".into(),
+            ));
+        }
+        if background.rate.is_nan() || background.rate <= 0.0 {
+            return Err(err("background.rate", "must be > 0".into()));
+        }
+        if background.frames > 10_000_000 {
+            return Err(err("background.frames", "at most 10M".into()));
+        }
+        Ok(Profile {
+            path: path.to_path_buf(),
+            dpdk,
+            appliance,
+            seed: t.seed.unwrap_or(1),
+            sizes: frame_sizes,
+            customers,
+            background,
+        })
+    }
+
+    /// The customer owning `ip`, by index.
+    pub fn customer_of(&self, ip: IpAddr) -> Option<usize> {
+        self.customers
+            .iter()
+            .position(|c| c.prefixes.iter().any(|p| p.contains(ip)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[traffic]
+sizes = "imix"
+[[customer]]
+name = "spam"
+prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
+pattern = "hammer"
+rate = 1000
+duration = 0.3
+limit = 100
+[[customer]]
+name = "quiet"
+prefixes = ["203.0.113.0/28"]
+pattern = "trickle"
+count = 12
+[background]
+frames = 50
+"#;
+
+    fn parse(text: &str) -> Result<Profile, ProfileError> {
+        Profile::parse(text, Path::new("/p/prof.toml"))
+    }
+
+    #[test]
+    fn good_profile() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.customers[0].count, 300);
+        assert_eq!(p.customers[0].expected_forwarded(300), 100);
+        assert_eq!(p.customers[1].expected_forwarded(12), 12);
+        assert_eq!(p.sizes, FrameSize::Imix);
+        assert_eq!(p.background.sizes, FrameSize::Imix);
+        assert_eq!(p.customer_of("198.51.100.7".parse().unwrap()), Some(0));
+        assert_eq!(p.customer_of("2001:db8:1:2::9".parse().unwrap()), Some(0));
+        assert_eq!(p.customer_of("203.0.113.16".parse().unwrap()), None);
+        assert_eq!(p.appliance.ports, vec![25]);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let e = parse("[traffic]\nsizez = 1\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("/p/prof.toml: ") && e.contains("sizez"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("\"hammer\"", "\"flood\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("customer[0] (spam).pattern") && e.contains("flood"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("/24", "/33")).unwrap_err().to_string();
+        assert!(e.contains("prefixes") && e.contains("1..=32"), "{e}");
+        let e = parse(&GOOD.replace("198.51.100.0/24", "198.51.100.1/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host bits"), "{e}");
+        let e = parse(&GOOD.replace("count = 12", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("count (SYNs) or duration"), "{e}");
+        let e = parse(&GOOD.replace("203.0.113.0/28", "198.51.100.128/28"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overlap"), "{e}");
+        let e = parse(&GOOD.replace("\"imix\"", "\"jumbo\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("traffic.sizes"), "{e}");
+    }
+
+    #[test]
+    fn prefix_hosts() {
+        let p = Prefix::parse("10.0.0.0/30").unwrap();
+        assert_eq!(p.hosts(), 2);
+        assert_eq!(p.host(0).to_string(), "10.0.0.1");
+        assert_eq!(p.host(3).to_string(), "10.0.0.2");
+        let p = Prefix::parse("10.0.0.5/32").unwrap();
+        assert_eq!(p.host(7).to_string(), "10.0.0.5");
+        let p = Prefix::parse("2001:db8::/64").unwrap();
+        assert_eq!(p.host(0).to_string(), "2001:db8::1");
+    }
+}

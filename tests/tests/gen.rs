@@ -1,0 +1,260 @@
+//! `synwall-gen verify` end to end: the generator writes a profile's traffic
+//! as a capture, runs the real synwall over it on `net_pcap`, and checks the
+//! verdicts per customer against the profile's limits, against synwall's
+//! summary and against its control socket. It passes on a correct synwall,
+//! and fails (exit 1, with the customer's row showing the difference) when
+//! the profile's expectation is wrong.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use synwall_tests::{synwall_bin, write_config, TestDir, Value};
+
+/// The `synwall-gen` binary of the same profile as this test binary, built
+/// once per test process.
+fn gen_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // synwall is built the harness's way; synwall-gen lands beside it.
+        let synwall = synwall_bin();
+        let profile_dir = synwall.parent().expect("target/<profile>").to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(&workspace).args([
+            "build",
+            "-p",
+            "synwall-benches",
+            "--bin",
+            "synwall-gen",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            if target_dir.join("CACHEDIR.TAG").exists() {
+                cmd.env("CARGO_TARGET_DIR", target_dir);
+            }
+        }
+        let out = cmd.output().expect("running cargo");
+        assert!(
+            out.status.success(),
+            "building synwall-gen failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile_dir.join("synwall-gen");
+        assert!(bin.exists(), "{} missing after cargo build", bin.display());
+        bin
+    })
+}
+
+/// synwall's config: a 5m limit of 100 by default, one customer with an
+/// override of 400.
+const SYNWALL: &str = r#"
+[dpdk]
+eal_args = ["--no-huge", "-m", "256", "--log-level=*:notice"]
+cores = [1]
+
+[[link]]
+inside = "net_pcap0"
+outside = "net_pcap1"
+
+[windows]
+"5m" = 100
+"1h" = 500
+"1d" = 2000
+
+[control]
+tick = "50ms"
+
+[[customer]]
+name = "spammer"
+prefixes = ["198.51.100.0/24", "2001:db8:66::/48"]
+
+[[customer]]
+name = "webshop"
+prefixes = ["203.0.113.0/24"]
+
+[[customer]]
+name = "mailhost"
+prefixes = ["192.0.2.128/25", "2001:db8:25::/48"]
+limits = { "5m" = 400 }
+"#;
+
+/// The profile: a hammer of 300 SYNs over its limit (`spammer_limit` is
+/// what the profile claims), a trickle of 40 and a steady 150 under theirs,
+/// and 1500 background frames of every kind.
+fn profile(spammer_limit: u64) -> String {
+    format!(
+        r#"
+[appliance]
+config = "synwall.toml"
+malformed = "forward"
+
+[traffic]
+seed = 3
+sizes = "imix"
+
+[[customer]]
+name = "spammer"
+prefixes = ["198.51.100.0/24", "2001:db8:66::/48"]
+pattern = "hammer"
+rate = 5000
+duration = 0.06
+limit = {spammer_limit}
+
+[[customer]]
+name = "webshop"
+prefixes = ["203.0.113.0/24"]
+pattern = "trickle"
+rate = 20
+count = 40
+limit = 100
+
+[[customer]]
+name = "mailhost"
+prefixes = ["192.0.2.128/25", "2001:db8:25::/48"]
+pattern = "steady"
+rate = 200
+count = 150
+limit = 400
+
+[background]
+frames = 1500
+rate = 20000
+malformed_pct = 1
+ipv6_pct = 5
+vlan_pct = 10
+qinq_pct = 3
+"#
+    )
+}
+
+struct GenRun {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    report: Value,
+}
+
+fn verify(dir: &TestDir, spammer_limit: u64) -> GenRun {
+    write_config(dir, "synwall.toml", SYNWALL);
+    let prof = write_config(dir, "profile.toml", &profile(spammer_limit));
+    let report = dir.join("report.json");
+    let out = Command::new(gen_bin())
+        .arg("--config")
+        .arg(&prof)
+        .arg("verify")
+        .arg("--synwall")
+        .arg(synwall_bin())
+        .arg("--workdir")
+        .arg(dir.join("run"))
+        .arg("--appliance-duration")
+        .arg("2")
+        .arg("--report")
+        .arg(&report)
+        .arg("--out")
+        .arg(dir.join("trace.pcap"))
+        .output()
+        .expect("running synwall-gen");
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    GenRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        report: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["result"]["verify"]["verdict"]["rows"]
+        .as_array()
+        .expect("rows in the report")
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no row for {name}"))
+}
+
+#[test]
+fn verify_passes_on_a_correct_synwall() {
+    let dir = TestDir::new("gen-verify-pass");
+    let run = verify(&dir, 100);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.contains("verify: PASS"), "{}", run.stdout);
+    let r = &run.report;
+    assert_eq!(r["pass"], true);
+    // The hammer got exactly its limit through, the others everything, and
+    // synwall's summary and control socket agree.
+    let spam = row(r, "spammer");
+    assert_eq!(spam["sent"], 300);
+    assert_eq!(spam["out_forwarded"], 100);
+    assert_eq!(spam["summary"], serde_json::json!([300, 100, 200]));
+    assert_eq!(spam["socket"]["seen"], 300, "{spam}");
+    assert_eq!(spam["socket"]["forwarded"], 100, "{spam}");
+    for (name, n) in [("webshop", 40), ("mailhost", 150)] {
+        let c = row(r, name);
+        assert_eq!(c["out_forwarded"], n, "{c}");
+        assert_eq!(c["summary"], serde_json::json!([n, n, 0]), "{c}");
+    }
+    let bg = r["result"]["verify"]["verdict"]["background"]
+        .as_array()
+        .unwrap();
+    assert!(bg.iter().all(|k| k[2] == k[3]), "{bg:?}");
+    let bg_sent: u64 = bg.iter().map(|k| k[1].as_u64().unwrap()).sum();
+    assert_eq!(bg_sent, 1500);
+    // The trace and its expectations were written as asked.
+    assert!(dir.join("trace.pcap").exists());
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("trace.expect.json")).expect("expect.json"),
+    )
+    .unwrap();
+    assert_eq!(exp["expect"]["customers"][0]["forwarded"], 100);
+    assert!(r["trace"]["flows"].as_u64().unwrap() >= 254);
+    assert!(r["environment"]["kernel"].is_string());
+}
+
+#[test]
+fn verify_fails_when_the_expectation_is_wrong() {
+    let dir = TestDir::new("gen-verify-fail");
+    // The profile claims 80; synwall's config says 100.
+    let run = verify(&dir, 80);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.contains("verify: FAIL"), "{}", run.stdout);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("spammer"))
+        .expect("spammer's row");
+    assert!(
+        line.contains("FAIL: 100 SYNs forwarded, the limit says 80"),
+        "{line}"
+    );
+    assert!(
+        line.contains("summary seen/fw/dr 300/100/200 != 300/80/220"),
+        "{line}"
+    );
+    for name in ["webshop", "mailhost"] {
+        let l = run.stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(l.ends_with("| ok"), "{l}");
+    }
+    assert_eq!(run.report["pass"], false);
+    assert!(!row(&run.report, "spammer")["problems"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
