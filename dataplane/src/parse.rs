@@ -377,6 +377,68 @@ enum Fragment {
 /// Never panics and never allocates, whatever the input.
 #[inline]
 pub fn parse(frame: &[u8], watched: &WatchedPorts) -> Parsed {
+    match fast_ipv4(frame, watched) {
+        Some(parsed) => parsed,
+        None => parse_general(frame, watched),
+    }
+}
+
+/// The common case in one pass: an untagged IPv4 frame with a 20-byte
+/// header, not a fragment, carrying TCP (with a sane data offset) or
+/// anything else. Reads one fixed 54-byte window, so the compiler checks
+/// bounds once. Returns `None` for everything else, which
+/// [`parse_general`] handles; where it answers, it answers exactly as
+/// `parse_general` would (a property test holds them to it).
+#[inline(always)]
+fn fast_ipv4(frame: &[u8], watched: &WatchedPorts) -> Option<Parsed> {
+    let h: &[u8; 54] = frame.get(..54)?.try_into().ok()?;
+    // Ethertype IPv4, version 4 with IHL 5.
+    if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
+    if total < IPV4_MIN_HLEN || total > frame.len() - ETH_HLEN {
+        return None;
+    }
+    // MF set or a fragment offset: the general path judges fragments.
+    if u16::from_be_bytes([h[20], h[21]]) & (IPV4_MF | IPV4_FRAG_OFFSET) != 0 {
+        return None;
+    }
+    let src = Some(SrcAddr::V4(u32::from_be_bytes([
+        h[26], h[27], h[28], h[29],
+    ])));
+    let l4_len = (total - IPV4_MIN_HLEN) as u16;
+    let (outcome, tcp_flags) = if h[23] == IPPROTO_TCP {
+        let doff = usize::from(h[46] >> 4) * 4;
+        if doff < TCP_MIN_HLEN || doff > total - IPV4_MIN_HLEN {
+            return None;
+        }
+        let flags = h[47];
+        let outcome = if !watched.contains(u16::from_be_bytes([h[36], h[37]])) {
+            Outcome::OtherIp
+        } else if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
+            Outcome::WatchedSyn
+        } else {
+            Outcome::WatchedOther
+        };
+        (outcome, flags)
+    } else {
+        (Outcome::OtherIp, 0)
+    };
+    Some(Parsed {
+        outcome,
+        src,
+        l3_offset: ETH_HLEN as u16,
+        l4_offset: (ETH_HLEN + IPV4_MIN_HLEN) as u16,
+        l4_len,
+        tcp_flags,
+        fragment: false,
+    })
+}
+
+/// Every frame shape: VLAN tags, IPv4 options and fragments, IPv6 chains.
+#[inline]
+fn parse_general(frame: &[u8], watched: &WatchedPorts) -> Parsed {
     let (ethertype, l3) = match ethernet(frame) {
         Ok(v) => v,
         Err(m) => return Parsed::new(Outcome::Malformed(m)),
@@ -1182,6 +1244,26 @@ mod tests {
     }
 
     proptest! {
+        /// Where the fast path answers, it answers as the general path.
+        #[test]
+        fn fast_path_agrees_with_the_general_path(
+            (frame, _, _) in crafted(),
+            edits in proptest::collection::vec((0usize..60, any::<u8>()), 0..4),
+            cut in any::<usize>(),
+        ) {
+            let mut f = frame;
+            for (at, v) in edits {
+                let len = f.len();
+                f[at % len] = v;
+            }
+            let keep = cut % (f.len() + 1);
+            for frame in [&f[..], &f[..keep]] {
+                if let Some(fast) = fast_ipv4(frame, &smtp()) {
+                    prop_assert_eq!(fast, parse_general(frame, &smtp()));
+                }
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let p = parse(&bytes, &smtp());
