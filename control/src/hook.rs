@@ -9,7 +9,7 @@
 //! control thread. A hook that outlives its timeout is killed with its
 //! whole process group (a shell script's children too).
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use synwall_config::Hook;
@@ -166,7 +167,7 @@ impl HookRunner {
                 let n = self.shared.counters.dropped.fetch_add(1, Relaxed) + 1;
                 // The first drop and then every hundredth: a flood of
                 // blocks must not become a flood of log lines.
-                if n == 1 || n % 100 == 0 {
+                if n == 1 || n.is_multiple_of(100) {
                     (self.shared.report)(&format!(
                         "hook: queue full ({} events), dropped {} ({n} dropped so far)",
                         self.capacity,
@@ -266,6 +267,7 @@ enum Ran {
 
 /// Runs the hook for one event and waits for it, up to its timeout.
 fn run(hook: &Hook, event: &Event, shared: &Shared) -> Ran {
+    //XX close_on_exec();
     let mut cmd = command(hook, event);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -367,6 +369,31 @@ fn kind_name(kind: EventKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Marks every open descriptor above stderr close-on-exec. DPDK opens
+/// some without `O_CLOEXEC` (its interrupt pipes and epoll, the memfd of
+/// its memory, the telemetry socket): a hook would inherit them, and one
+/// that lingers (or starts a daemon) would hold the appliance's memory and
+/// sockets after it exits. Nothing in synwall passes descriptors to the
+/// programs it runs, so the flag changes nothing else.
+fn close_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) else {
+            continue;
+        };
+        let flags = FdFlag::from_bits_truncate(bits);
+        if !flags.contains(FdFlag::FD_CLOEXEC) {
+            let _ = fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC));
+        }
+    }
 }
 
 /// Kills the hook and its process group, and reaps it.
@@ -656,6 +683,27 @@ mv "$out/env.tmp" "$out/env.$SYNWALL_EVENT.$SYNWALL_CUSTOMER"
         });
         let lines = complaints.lock().unwrap().clone();
         assert!(lines[0].contains("exit status: 3"), "{lines:?}");
+    }
+
+    #[test]
+    fn hook_inherits_no_descriptors_opened_without_cloexec() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Scratch::new("fds");
+        // A pipe as DPDK would open it: without O_CLOEXEC.
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let ino = std::fs::File::from(read_end).metadata().unwrap().ino();
+        let body = "ls -l /proc/$$/fd/ > \"$1/fds.tmp\"; mv \"$1/fds.tmp\" \"$1/fds\"";
+        let (r, _) = runner(dir.hook(body, Duration::from_secs(30)), 8);
+        assert!(r.enqueue(&block("acme")));
+        let fds = dir.path("fds");
+        wait_for(
+            "the hook's descriptor list",
+            Duration::from_secs(30),
+            || fds.exists(),
+        );
+        let list = read(&fds).unwrap();
+        assert!(!list.contains(&format!("pipe:[{ino}]")), "{list}");
+        drop(write_end);
     }
 
     #[test]

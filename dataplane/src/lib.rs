@@ -3,13 +3,13 @@
 //! over byte slices and ids, testable without EAL.
 #![deny(unsafe_code)]
 
+pub mod classify;
 pub mod craft;
+pub mod dpdk;
+pub mod generation;
 pub mod parse;
 pub mod pcap;
 pub mod reset;
-pub mod dpdk;
-pub mod classify;
-pub mod generation;
 pub mod shard;
 pub mod verdict;
 pub mod worker;

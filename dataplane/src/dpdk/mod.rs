@@ -28,7 +28,7 @@ pub use error::{DpdkError, Result};
 pub use lcore::{launch, main_lcore, tsc_hz, tsc_now, Launched, LcoreId};
 pub use mbuf::{Mbuf, MbufBurst, BURST};
 pub use mempool::Mempool;
-pub use telemetry::{enable_capture, register_telemetry, TelemetrySource};
 pub use port::{
     port_by_name, port_name, LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue,
 };
+pub use telemetry::{enable_capture, register_telemetry, TelemetrySource};
