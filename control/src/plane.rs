@@ -563,9 +563,30 @@ impl ControlPlane {
         Ok(self.start_block(customer, now, until, reason))
     }
 
-    /// An operator lifts `customer`'s block; from the next tick its SYNs are
-    /// forwarded again within its remaining budget.
+    /// An operator lifts `customer`'s block and clears its window counts;
+    /// from the next tick its SYNs are forwarded again within a fresh budget.
+    /// (Otherwise a customer still at a limit would be blocked again by its
+    /// next SYN: an operator's unblock restores mail at once. A block that
+    /// expires by itself forgives nothing.)
     pub fn unblock(
+        &mut self,
+        customer: u32,
+        reason: &str,
+        by: &str,
+        now: u64,
+    ) -> Result<Event, PlaneError> {
+        let event = self.lift(customer, reason, by, now)?;
+        self.windows.remove(customer);
+        if let Some(rec) = self.records.get_mut(&customer) {
+            rec.near = 0;
+            rec.over = 0;
+        }
+        Ok(event)
+    }
+
+    /// Lifts `customer`'s block but keeps its window counts: a customer
+    /// still at a limit is blocked again by its next SYN.
+    pub fn lift(
         &mut self,
         customer: u32,
         reason: &str,

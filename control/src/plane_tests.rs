@@ -237,7 +237,9 @@ fn grants_are_exact_under_random_bursts() {
             plane.tick(now, &sh);
             times.append(&mut raced.lock().unwrap());
             if plane.is_blocked(PLAIN) {
-                plane.unblock(PLAIN, "test", "t", now).unwrap();
+                // Lifted without forgiving the windows: the limit must
+                // still hold.
+                plane.lift(PLAIN, "test", "t", now).unwrap();
             }
         }
         assert_eq!(times.len() as u64, forwarded(&sh, PLAIN));
@@ -793,4 +795,40 @@ fn tick_cost_at_a_million_customers() {
         total / rounds,
         worst
     );
+}
+
+#[test]
+fn operator_unblock_restores_a_fresh_budget_but_expiry_does_not() {
+    let cfg = config();
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    let sh = shards(1, cfg.customers.len());
+    plane.tick(0, &sh);
+    // Limit 3 in the 1h window.
+    plane.set_limit(PLAIN, 1, 3).unwrap();
+    plane.tick(100, &sh);
+    assert_eq!(send_n(&sh[0], PLAIN, 5), 3);
+    plane.tick(200, &sh);
+    assert!(plane.is_blocked(PLAIN));
+    assert_eq!(plane.count(PLAIN, 1, 200), 3);
+    // The operator lifts it: the windows start over, mail flows at once.
+    plane.unblock(PLAIN, "cleaned up", "bob", 300).unwrap();
+    assert_eq!(plane.count(PLAIN, 1, 300), 0);
+    plane.tick(400, &sh);
+    assert!(!plane.is_blocked(PLAIN));
+    assert_eq!(send_n(&sh[0], PLAIN, 5), 3, "a fresh budget of 3");
+    plane.tick(500, &sh);
+    assert!(plane.is_blocked(PLAIN), "and the limit still holds");
+    // An expiry forgives nothing: a 10-minute block runs out while the 1h
+    // window is still at its limit, and the next SYN is blocked again.
+    plane
+        .block(PLAIN, Some(Duration::from_secs(600)), "shorter", "ops", 600)
+        .unwrap();
+    let until = 600 + 600_000;
+    let e = plane.tick(until, &sh);
+    assert!(e.iter().any(|e| e.kind == EventKind::Expire));
+    assert!(!plane.is_blocked(PLAIN));
+    assert_eq!(plane.count(PLAIN, 1, until), 3);
+    assert_eq!(send_n(&sh[0], PLAIN, 1), 0);
+    plane.tick(until + 100, &sh);
+    assert!(plane.is_blocked(PLAIN));
 }
