@@ -267,7 +267,7 @@ enum Ran {
 
 /// Runs the hook for one event and waits for it, up to its timeout.
 fn run(hook: &Hook, event: &Event, shared: &Shared) -> Ran {
-    //XX close_on_exec();
+    close_on_exec();
     let mut cmd = command(hook, event);
     let mut child = match cmd.spawn() {
         Ok(c) => c,

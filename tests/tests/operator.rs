@@ -1,0 +1,780 @@
+//! The operator's interfaces on a running appliance: `synwallctl` over the
+//! control socket, `/metrics` over HTTP, the socket's permissions and the
+//! event log's record of who did what.
+//!
+//! The block/unblock test needs traffic that keeps flowing while an
+//! operator acts, so its inside port replays a small capture forever
+//! (`net_pcap` `infinite_rx=1`, transmitting into `/dev/null`). The exact
+//! metrics-versus-summary check uses a finite capture instead: once it is
+//! consumed the counters stand still, so one scrape must equal the summary.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use synwall_dataplane::craft::FrameBuilder;
+use synwall_dataplane::parse::tcp_flags::{ACK, SYN};
+use synwall_tests::*;
+
+const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
+
+/// Generous: the machine may be loaded (2 CPUs, tests in parallel).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Limits no test reaches: nothing is blocked but by an operator.
+const WINDOWS: &str =
+    "[windows]\n\"5m\" = 1000000000000\n\"1h\" = 1000000000000\n\"1d\" = 1000000000000";
+
+const CUSTOMERS: &str = "[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n\n\
+     [[customer]]\nname = \"beta\"\nprefixes = [\"10.2.0.0/16\"]\n";
+
+fn syn_from(net: u8, i: u32) -> Vec<u8> {
+    let src = Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1);
+    FrameBuilder::tcp_v4(src, MX, 2000 + i as u16, 25, SYN)
+        .seq(i * 7919)
+        .build()
+}
+
+/// `n` SYNs to port 25 from each of acme (10.1/16) and beta (10.2/16),
+/// interleaved, plus an ACK of an established connection every tenth frame.
+fn traffic(n: u32) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    for i in 0..n {
+        frames.push(syn_from(1, i));
+        frames.push(syn_from(2, i));
+        if i % 5 == 0 {
+            let src = Ipv4Addr::new(10, 2, 0, 1);
+            frames.push(FrameBuilder::tcp_v4(src, MX, 4000, 25, ACK).build());
+        }
+    }
+    frames
+}
+
+/// Replies from the MX (the outside port's input).
+fn replies(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let dst = Ipv4Addr::new(10, 2, 0, (i % 250) as u8 + 1);
+            FrameBuilder::tcp_v4(MX, dst, 25, 2000 + i as u16, SYN | ACK).build()
+        })
+        .collect()
+}
+
+/// A TCP port nobody listens on now (bound, read, released).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// The `synwallctl` binary of the same profile as this test binary, built
+/// once per test process (as the harness builds `synwall`).
+fn ctl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let synwall = synwall_bin();
+        let profile_dir = synwall.parent().expect("profile dir").to_path_buf();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(workspace)
+            .args(["build", "-p", "synwall-control", "--bin", "synwallctl"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            if target_dir.join("CACHEDIR.TAG").exists() {
+                cmd.env("CARGO_TARGET_DIR", target_dir);
+            }
+        }
+        let out = cmd.output().expect("running cargo build");
+        assert!(
+            out.status.success(),
+            "building synwallctl failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile_dir.join("synwallctl");
+        assert!(bin.exists(), "{} missing after cargo build", bin.display());
+        bin
+    })
+}
+
+/// Builds `synwall` and `synwallctl` before anything is timed (a build
+/// may wait for another cargo's lock for minutes).
+fn build_binaries() {
+    synwall_bin();
+    ctl_bin();
+}
+
+/// What one `synwallctl` run did.
+#[derive(Debug)]
+struct Ctl {
+    code: Option<i32>,
+    pid: u32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ctl {
+    /// The stdout as JSON (for `--json` runs).
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("synwallctl printed no JSON ({e}): {self:?}"))
+    }
+}
+
+/// Runs `prefix... synwallctl --socket SOCKET args...` (prefix: e.g. a
+/// `setpriv` command line), output into files in `dir`, killed after
+/// [`WAIT`].
+fn ctl_as(prefix: &[&str], dir: &TestDir, socket: &Path, args: &[&str]) -> Ctl {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let out_path = dir.join(&format!("ctl.{n}.stdout"));
+    let err_path = dir.join(&format!("ctl.{n}.stderr"));
+    let bin = ctl_bin();
+    let mut cmd = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("SYNWALL_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning synwallctl {args:?}: {e}"));
+    let pid = child.id();
+    let status = wait_child(&mut child, WAIT)
+        .unwrap_or_else(|| panic!("synwallctl {args:?} did not exit within {WAIT:?}"));
+    Ctl {
+        code: status.code(),
+        pid,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+fn ctl(dir: &TestDir, socket: &Path, args: &[&str]) -> Ctl {
+    ctl_as(&[], dir, socket, args)
+}
+
+/// `synwallctl --json args...`, which must succeed; its reply.
+#[track_caller]
+fn ctl_json(dir: &TestDir, socket: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let r = ctl(dir, socket, &all);
+    assert_eq!(r.code, Some(0), "synwallctl {args:?}: {r:?}");
+    let v = r.json();
+    assert_eq!(v["ok"], true, "{v}");
+    v
+}
+
+/// Waits for `child` up to `timeout`; kills it and returns None if it is
+/// still running then.
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET /metrics` over a plain TCP connection; the body.
+fn scrape(port: u16) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("not 200: {head}"));
+    }
+    Ok(body.to_owned())
+}
+
+/// Scrapes until it works (the listener is up before the EAL, the first
+/// figures a second later).
+#[track_caller]
+fn scrape_ok(port: u16) -> String {
+    wait_until("a /metrics scrape", WAIT, || scrape(port).ok())
+}
+
+/// Every sample of the family `name` as (labels, value), e.g.
+/// `synwall_verdicts_total` → `{verdict="rx"}` → 12.
+fn samples(text: &str, name: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some((l, v)) => (l.to_owned(), v),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(v) => (String::new(), v),
+                None => continue,
+            },
+        };
+        if let Ok(v) = value.trim().parse::<f64>() {
+            out.insert(labels, v);
+        }
+    }
+    out
+}
+
+/// `synwall_verdicts_total` by verdict name.
+fn verdict_metrics(text: &str) -> BTreeMap<String, u64> {
+    samples(text, "synwall_verdicts_total")
+        .into_iter()
+        .map(|(labels, v)| {
+            let name = labels
+                .strip_prefix("verdict=\"")
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("unexpected verdict labels {labels}"))
+                .to_owned();
+            (name, v as u64)
+        })
+        .collect()
+}
+
+/// The user id this test runs as (the owner of a file it created).
+fn my_uid(dir: &TestDir) -> u32 {
+    fs::metadata(&dir.path).expect("test dir").uid()
+}
+
+/// A group's id from the group database, by name.
+fn gid_of(group: &str) -> Option<u32> {
+    let out = Command::new("getent")
+        .args(["group", group])
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.split(':').nth(2)?.trim().parse().ok()
+}
+
+/// A synwall started by hand (the config is rewritten after the harness
+/// prepares it), stopped with SIGTERM; killed if dropped while running.
+struct Live {
+    child: Option<Child>,
+    dir: TestDir,
+    socket: PathBuf,
+    summary: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Live {
+    /// Prepares `scenario` in `dir`, lets `edit` rewrite the config text,
+    /// and starts synwall with it.
+    fn start(
+        scenario: &Scenario,
+        dir: TestDir,
+        edit: impl FnOnce(String, &TestDir) -> String,
+    ) -> Live {
+        let (config, summary) = scenario.prepare(&dir);
+        let text = edit(scenario.config(&dir), &dir);
+        fs::write(&config, text).expect("rewriting the config");
+        let stdout = dir.join("synwall.stdout");
+        let stderr = dir.join("synwall.stderr");
+        let child = Command::new(synwall_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("--duration")
+            .arg(scenario.duration.to_string())
+            .arg("--summary-json")
+            .arg(&summary)
+            .current_dir(&dir.path)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("stdout file"))
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawning synwall");
+        Live {
+            child: Some(child),
+            socket: dir.join("control.sock"),
+            dir,
+            summary,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            fs::read_to_string(&self.stdout).unwrap_or_default(),
+            fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Fails the test (with synwall's output) if it has exited.
+    #[track_caller]
+    fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("child");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("synwall exited early ({status})\n{}", self.output());
+        }
+    }
+
+    /// Waits until the control socket answers `status`.
+    #[track_caller]
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            self.assert_running();
+            if self.socket.exists() {
+                let r = ctl(&self.dir, &self.socket, &["--json", "status"]);
+                if r.code == Some(0) {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "the control socket never answered\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, wait, and the summary.
+    #[track_caller]
+    fn terminate(&mut self) -> Value {
+        self.assert_running();
+        let mut child = self.child.take().expect("child");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        let status = wait_child(&mut child, WAIT)
+            .unwrap_or_else(|| panic!("synwall ignored SIGTERM\n{}", self.output()));
+        assert!(status.success(), "synwall: {status}\n{}", self.output());
+        let text = fs::read_to_string(&self.summary)
+            .unwrap_or_else(|e| panic!("reading the summary: {e}\n{}", self.output()));
+        serde_json::from_str(&text).expect("summary JSON")
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("synwall output:\n{}", self.output());
+            }
+        }
+    }
+}
+
+/// The config with the inside port replaying its capture forever and both
+/// ports transmitting into /dev/null (a pcap file would grow without end).
+fn infinite(config: String, dir: &TestDir) -> String {
+    let d = dir.path.display();
+    let rx = format!("rx_pcap={d}/in0.pcap");
+    assert!(config.contains(&rx), "{config}");
+    config
+        .replace(&rx, &format!("{rx},infinite_rx=1"))
+        .replace(&format!("tx_pcap={d}/back0.pcap"), "tx_pcap=/dev/null")
+        .replace(&format!("tx_pcap={d}/out0.pcap"), "tx_pcap=/dev/null")
+}
+
+/// `synwallctl --json customer NAME`'s customer.
+fn customer(dir: &TestDir, socket: &Path, name: &str) -> Value {
+    ctl_json(dir, socket, &["customer", name])["customer"].clone()
+}
+
+fn field(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+#[test]
+fn block_and_unblock_through_synwallctl_while_traffic_flows() {
+    build_binaries();
+    let port = free_port();
+    let dir = TestDir::new("operator-block");
+    // A hook that logs each event's kind, customer and stdin line.
+    let hook = dir.join("hook.sh");
+    fs::write(
+        &hook,
+        "read -r line\nprintf '%s %s %s\\n' \"$SYNWALL_EVENT\" \"$SYNWALL_CUSTOMER\" \"$line\" >> \"$1/hooks.log\"\n",
+    )
+    .expect("writing the hook");
+    let hook_line = format!(
+        "hook = {{ command = [\"/bin/sh\", {}, {}], timeout = \"10s\" }}",
+        toml_str(&hook.display().to_string()),
+        toml_str(&dir.path.display().to_string())
+    );
+    let mut s = Scenario::new(traffic(20), Vec::new())
+        .sections(WINDOWS)
+        .control(&format!("metrics_listen = \"127.0.0.1:{port}\""))
+        .control(&hook_line)
+        .customers(CUSTOMERS);
+    s.duration = 600.0;
+    let mut live = Live::start(&s, dir, infinite);
+    live.wait_ready();
+    let (dir, sock) = (&live.dir, live.socket.clone());
+
+    // Traffic flows: acme's SYNs are forwarded.
+    let before = wait_until("acme's SYNs forwarded", WAIT, || {
+        let c = customer(dir, &sock, "acme");
+        (field(&c, "forwarded") > 0).then_some(c)
+    });
+    assert_eq!(before["state"], "open", "{before}");
+    let text = scrape_ok(port);
+    assert!(
+        text.contains("synwall_verdicts_total"),
+        "no verdict counters in /metrics:\n{text}"
+    );
+
+    // Block: exit 0, and the block is in force.
+    let block = ctl(
+        dir,
+        &sock,
+        &["block", "acme", "--duration", "1h", "--reason", "test"],
+    );
+    assert_eq!(block.code, Some(0), "{block:?}");
+    let blocked = wait_until("acme blocked, attempts counted", WAIT, || {
+        let c = customer(dir, &sock, "acme");
+        (c["state"] == "blocked" && field(&c, "attempts_while_blocked") > 0).then_some(c)
+    });
+    assert!(
+        blocked["until"].is_string(),
+        "a 1h block has an end: {blocked}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let attempts = field(&blocked, "attempts_while_blocked");
+    let during = wait_until("acme's attempts to keep rising", WAIT, || {
+        let c = customer(dir, &sock, "acme");
+        (field(&c, "attempts_while_blocked") > attempts).then_some(c)
+    });
+    // Nothing of acme's gets through any more; beta is untouched.
+    let beta_then = field(&customer(dir, &sock, "beta"), "forwarded");
+    std::thread::sleep(Duration::from_secs(1));
+    let later = customer(dir, &sock, "acme");
+    assert_eq!(later["state"], "blocked", "{later}");
+    assert_eq!(
+        field(&later, "forwarded"),
+        field(&during, "forwarded"),
+        "acme's SYNs forwarded while blocked: {during} then {later}"
+    );
+    wait_until("beta's SYNs still forwarded", WAIT, || {
+        (field(&customer(dir, &sock, "beta"), "forwarded") > beta_then).then_some(())
+    });
+    let blocks = ctl_json(dir, &sock, &["blocks"]);
+    let list = blocks["blocks"].as_array().expect("blocks");
+    assert_eq!(list.len(), 1, "{blocks}");
+    assert_eq!(list[0]["customer"], "acme", "{blocks}");
+    assert!(
+        list[0].to_string().contains("test"),
+        "the reason is listed: {blocks}"
+    );
+    let dropped = wait_until("dropped_blocked in /metrics", WAIT, || {
+        let text = scrape(port).ok()?;
+        let n = *verdict_metrics(&text).get("dropped_blocked")?;
+        (n > 0).then_some(n)
+    });
+    assert!(dropped > 0);
+
+    // Refusals exit 1 and say why; an unreachable socket exits 3.
+    let nosuch = ctl(dir, &sock, &["block", "nosuch"]);
+    assert_eq!(nosuch.code, Some(1), "{nosuch:?}");
+    assert!(nosuch.stderr.contains("nosuch"), "{nosuch:?}");
+    let bad = ctl(dir, &sock, &["block", "beta", "--duration", "soon"]);
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+    let missing = ctl(dir, &dir.join("no.sock"), &["status"]);
+    assert_eq!(missing.code, Some(3), "{missing:?}");
+    assert!(missing.stderr.contains("no.sock"), "{missing:?}");
+
+    // Unblock: acme's SYNs are forwarded again.
+    let forwarded = field(&customer(dir, &sock, "acme"), "forwarded");
+    let unblock = ctl(dir, &sock, &["unblock", "acme", "--reason", "done"]);
+    assert_eq!(unblock.code, Some(0), "{unblock:?}");
+    wait_until("acme forwarded again", WAIT, || {
+        let c = customer(dir, &sock, "acme");
+        (c["state"] == "open" && field(&c, "forwarded") > forwarded).then_some(())
+    });
+    let blocks = ctl_json(dir, &sock, &["blocks"]);
+    assert_eq!(blocks["blocks"], serde_json::json!([]), "{blocks}");
+
+    // The event log names the caller of each.
+    let uid = my_uid(dir);
+    let events = read_events(&dir.join("events.jsonl"));
+    let find = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind && e["customer"] == "acme")
+            .unwrap_or_else(|| panic!("no {kind} event for acme in {events:?}"))
+            .clone()
+    };
+    let b = find("block");
+    assert_eq!(
+        b["by"],
+        format!("uid={uid} pid={}", block.pid),
+        "block event: {b}"
+    );
+    assert_eq!(b["reason"], "test", "{b}");
+    assert!(b["until"].is_string(), "{b}");
+    let u = find("unblock");
+    assert_eq!(
+        u["by"],
+        format!("uid={uid} pid={}", unblock.pid),
+        "unblock event: {u}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "block").count(),
+        1,
+        "refused commands left no block event: {events:?}"
+    );
+
+    // The hook ran for both, with the event on stdin.
+    let hooks = dir.join("hooks.log");
+    let log = wait_until("the hook's record of the unblock", WAIT, || {
+        let text = fs::read_to_string(&hooks).ok()?;
+        text.contains("unblock acme ").then_some(text)
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].starts_with("block acme {"), "{log}");
+    assert!(lines[0].contains(r#""reason":"test""#), "{log}");
+    assert!(lines[1].starts_with("unblock acme {"), "{log}");
+
+    // The final summary is at least the last scrape: counters only grow.
+    let last = verdict_metrics(&scrape_ok(port));
+    let summary = live.terminate();
+    for (name, scraped) in &last {
+        let final_ = summary["verdicts"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("summary has no verdict {name}: {summary:#}"));
+        assert!(
+            final_ >= *scraped,
+            "{name}: summary {final_} < scraped {scraped}"
+        );
+    }
+    assert!(summary["verdicts"]["dropped_blocked"].as_u64() >= Some(dropped));
+    // Only acme was ever blocked: its dropped SYNs are all the drops.
+    let acme = summary["customers"]
+        .as_array()
+        .expect("customers")
+        .iter()
+        .find(|c| c["name"] == "acme")
+        .expect("acme in the summary")
+        .clone();
+    assert_eq!(
+        acme["syn_dropped"], summary["verdicts"]["dropped_blocked"],
+        "{summary:#}"
+    );
+}
+
+#[test]
+fn metrics_equal_the_summary_once_the_input_is_consumed() {
+    build_binaries();
+    let port = free_port();
+    let frames = traffic(200);
+    let back = replies(30);
+    let total = (frames.len() + back.len()) as u64;
+    let customers = CUSTOMERS.replace(
+        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n",
+        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\nblocked = true\n",
+    );
+    assert!(customers.contains("blocked = true"));
+    let mut s = Scenario::new(frames, back)
+        .sections(WINDOWS)
+        .control(&format!("metrics_listen = \"127.0.0.1:{port}\""))
+        .customers(&customers);
+    s.duration = 600.0;
+    let mut running = s.spawn(TestDir::new("operator-metrics"), &[]);
+
+    // Consumed: every frame received, and nothing moved for 1.5 s (the
+    // registry is refreshed once a second).
+    let mut last: Option<(BTreeMap<String, u64>, Instant)> = None;
+    let text = running.wait_for("the input to be consumed", WAIT, |_| {
+        let text = scrape(port).ok()?;
+        let v = verdict_metrics(&text);
+        if v.get("rx") != Some(&total) {
+            return None;
+        }
+        match &last {
+            Some((prev, since)) if *prev == v => {
+                (since.elapsed() >= Duration::from_millis(1500)).then_some(text)
+            }
+            _ => {
+                last = Some((v, Instant::now()));
+                None
+            }
+        }
+    });
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    run.assert_consistent();
+
+    let scraped = verdict_metrics(&text);
+    let summary = &run.summary["verdicts"];
+    let want: BTreeMap<String, u64> = summary
+        .as_object()
+        .expect("verdicts")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().expect("verdict count")))
+        .collect();
+    assert_eq!(scraped, want, "/metrics verdicts vs the summary");
+    assert_eq!(run.verdict("dropped_blocked"), 200, "acme's 200 SYNs");
+    assert_eq!(
+        run.verdict("forwarded"),
+        200 + 40,
+        "beta's SYNs and the ACKs"
+    );
+    // The frames-by-outcome family agrees too.
+    let outcomes: BTreeMap<String, u64> = samples(&text, "synwall_frames_total")
+        .into_iter()
+        .map(|(l, v)| {
+            let name = l
+                .strip_prefix("outcome=\"")
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("unexpected outcome labels {l}"));
+            (name.to_owned(), v as u64)
+        })
+        .collect();
+    let want: BTreeMap<String, u64> = run.outcomes().into_iter().collect();
+    assert_eq!(outcomes, want, "/metrics outcomes vs the summary");
+    let syns_dropped = samples(&text, "synwall_syns_dropped_total");
+    assert_eq!(syns_dropped.get(""), Some(&200.0), "{text}");
+}
+
+#[test]
+fn socket_has_the_configured_mode_and_group_and_records_the_caller() {
+    build_binaries();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let group = root.then(|| gid_of("nogroup")).flatten();
+    let mut s = Scenario::new(traffic(5), Vec::new())
+        .sections(WINDOWS)
+        .control("socket_mode = 0o660")
+        .customers(CUSTOMERS);
+    if group.is_some() {
+        s = s.control("socket_group = \"nogroup\"");
+    }
+    s.duration = 600.0;
+    let dir = TestDir::new("operator-socket");
+    let socket = dir.join("control.sock");
+    let mut running = s.spawn(dir, &[]);
+    running.wait_for("the control socket", WAIT, |r| {
+        (ctl(r.dir(), &socket, &["status"]).code == Some(0)).then_some(())
+    });
+    let meta = fs::metadata(&socket).expect("socket metadata");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o660, "socket mode");
+
+    let Some(gid) = group else {
+        eprintln!(
+            "note: not root (or no group 'nogroup'): socket group and refusal of non-members not tested"
+        );
+        running.signal("TERM");
+        assert!(running.wait(WAIT).exit.status.success());
+        return;
+    };
+    assert_eq!(meta.gid(), gid, "socket group");
+    let setpriv = |gid: &str| {
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid",
+            gid,
+            "--clear-groups",
+            "--",
+        ]
+        .map(str::to_owned)
+    };
+    let has_setpriv = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_setpriv {
+        eprintln!("note: no setpriv (util-linux): refusal of non-members not tested");
+        running.signal("TERM");
+        assert!(running.wait(WAIT).exit.status.success());
+        return;
+    }
+    // A member of the group may, and the event log names it.
+    let member = setpriv("nogroup");
+    let member: Vec<&str> = member.iter().map(String::as_str).collect();
+    let status = ctl_as(&member, running.dir(), &socket, &["status"]);
+    if status.code == Some(127) || status.stderr.contains("failed to execute") {
+        eprintln!(
+            "note: user nobody cannot run {}: {status:?}",
+            ctl_bin().display()
+        );
+        running.signal("TERM");
+        assert!(running.wait(WAIT).exit.status.success());
+        return;
+    }
+    assert_eq!(status.code, Some(0), "a group member is let in: {status:?}");
+    let block = ctl_as(
+        &member,
+        running.dir(),
+        &socket,
+        &["block", "beta", "--reason", "by nobody"],
+    );
+    assert_eq!(block.code, Some(0), "{block:?}");
+    let ev = running.wait_for_event("beta's block event", WAIT, |e| {
+        e["kind"] == "block" && e["customer"] == "beta"
+    });
+    assert_eq!(ev["by"], format!("uid=65534 pid={}", block.pid), "{ev}");
+    assert_eq!(ev["reason"], "by nobody", "{ev}");
+
+    // Someone outside the group is refused: exit 3, with a hint.
+    let outsider = setpriv("daemon");
+    let outsider: Vec<&str> = outsider.iter().map(String::as_str).collect();
+    let refused = ctl_as(&outsider, running.dir(), &socket, &["status"]);
+    assert_eq!(
+        refused.code,
+        Some(3),
+        "a non-member is refused: {refused:?}"
+    );
+    assert!(refused.stderr.contains("permission denied"), "{refused:?}");
+    let refused = ctl_as(&outsider, running.dir(), &socket, &["unblock", "beta"]);
+    assert_eq!(refused.code, Some(3), "{refused:?}");
+    assert!(
+        running.events().iter().all(|e| e["kind"] != "unblock"),
+        "a refused caller changed nothing"
+    );
+
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    assert_eq!(run.customer_state("beta").as_deref(), Some("blocked"));
+}
