@@ -13,7 +13,7 @@ use synwall_dataplane::dpdk::{
 };
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::parse::{Outcome, WatchedPorts};
-use synwall_dataplane::shard::WorkerStats;
+use synwall_dataplane::shard::{FrameTotals, WorkerStats};
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 use synwall_dataplane::worker::{Direction, Path, Worker};
 
@@ -212,40 +212,10 @@ fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<
     let workers = stats.to_vec();
     let gauges = gauges.clone();
     let source = Box::new(move || {
+        let totals = FrameTotals::sum(workers.iter().map(|w| &**w));
         let mut out: Vec<(String, u64)> = Vec::new();
-        let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-        out.push(("rx".into(), sum(&|w| w.verdicts.rx.load(Relaxed))));
-        out.push((
-            "forwarded".into(),
-            sum(&|w| w.verdicts.forwarded.load(Relaxed)),
-        ));
-        out.push((
-            "reverse_forwarded".into(),
-            sum(&|w| w.verdicts.reverse_forwarded.load(Relaxed)),
-        ));
-        out.push((
-            "dropped_blocked".into(),
-            sum(&|w| w.verdicts.dropped_blocked.load(Relaxed)),
-        ));
-        out.push((
-            "dropped_malformed".into(),
-            sum(&|w| w.verdicts.dropped_malformed.load(Relaxed)),
-        ));
-        out.push((
-            "reset_sent".into(),
-            sum(&|w| w.verdicts.reset_sent.load(Relaxed)),
-        ));
-        out.push(("tx_full".into(), sum(&|w| w.verdicts.tx_full.load(Relaxed))));
-        out.push((
-            "syn_no_customer".into(),
-            sum(&|w| w.verdicts.syn_no_customer.load(Relaxed)),
-        ));
-        for o in Outcome::all() {
-            out.push((
-                o.name().into(),
-                sum(&|w| w.outcomes[o.index()].load(Relaxed)),
-            ));
-        }
+        out.extend(totals.verdicts.named().map(|(k, v)| (k.to_owned(), v)));
+        out.extend(Outcome::all().map(|o| (o.name().to_owned(), totals.outcome(o))));
         out.push((
             "blocked_customers".into(),
             gauges.blocked_customers.load(Relaxed),

@@ -12,7 +12,7 @@ use synwall_config::{Config, Mode};
 use synwall_dataplane::classify::Classifier;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::parse::Outcome;
-use synwall_dataplane::shard::{WorkerShard, WorkerStats};
+use synwall_dataplane::shard::{FrameTotals, WorkerShard, WorkerStats};
 
 use crate::appliance::classifier;
 use crate::commands::Operate;
@@ -25,6 +25,7 @@ use crate::metrics::{
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::EventBus;
+use crate::summary::Verdicts;
 
 /// Customers besides the blocked ones that get their own metric series.
 pub const TOP_CUSTOMERS: usize = 20;
@@ -172,24 +173,12 @@ impl Control {
             return;
         };
         let now = self.clock.now();
-        let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|w| f(w)).sum::<u64>();
-        let mut outcomes = std::collections::BTreeMap::new();
-        for o in Outcome::all() {
-            outcomes.insert(
-                o.name().to_owned(),
-                sum(&|w| w.outcomes[o.index()].load(Relaxed)),
-            );
-        }
-        let verdicts = VerdictCounts {
-            rx: sum(&|w| w.verdicts.rx.load(Relaxed)),
-            forwarded: sum(&|w| w.verdicts.forwarded.load(Relaxed)),
-            reverse_forwarded: sum(&|w| w.verdicts.reverse_forwarded.load(Relaxed)),
-            dropped_blocked: sum(&|w| w.verdicts.dropped_blocked.load(Relaxed)),
-            dropped_malformed: sum(&|w| w.verdicts.dropped_malformed.load(Relaxed)),
-            reset_sent: sum(&|w| w.verdicts.reset_sent.load(Relaxed)),
-            tx_full: sum(&|w| w.verdicts.tx_full.load(Relaxed)),
-            syn_no_customer: sum(&|w| w.verdicts.syn_no_customer.load(Relaxed)),
-        };
+        let totals = FrameTotals::sum(self.stats.iter().map(|w| &**w));
+        let outcomes: std::collections::BTreeMap<String, u64> = Outcome::all()
+            .iter()
+            .map(|&o| (o.name().to_owned(), totals.outcome(o)))
+            .collect();
+        let verdicts = VerdictCounts::from(&Verdicts::from(totals.verdicts));
         let blocks = self.plane.blocks();
         let mut ids: Vec<u32> = blocks.iter().map(|b| b.id).collect();
         for t in self.plane.top(TOP_CUSTOMERS, 0, now) {
@@ -254,8 +243,7 @@ impl Control {
                 .zip(&self.config.dpdk.cores)
                 .map(|(s, &lcore)| WorkerLoad {
                     lcore,
-                    busy_ratio: s.verdicts.busy_polls.load(Relaxed) as f64
-                        / s.verdicts.polls.load(Relaxed).max(1) as f64,
+                    busy_ratio: s.busy_ratio(),
                 })
                 .collect(),
             customers,
@@ -360,16 +348,21 @@ impl Control {
             .iter()
             .zip(&self.config.dpdk.cores)
             .map(|(s, lcore)| {
-                let polls = s.verdicts.polls.load(Relaxed).max(1);
                 json!({
                     "lcore": lcore,
                     "rx": s.verdicts.rx.load(Relaxed),
-                    "busy_ratio": s.verdicts.busy_polls.load(Relaxed) as f64 / polls as f64,
+                    "busy_ratio": s.busy_ratio(),
                     "generation": s.generation.load(Relaxed),
                 })
             })
             .collect();
-        let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.stats.iter().map(|w| f(w)).sum::<u64>();
+        let totals = FrameTotals::sum(self.stats.iter().map(|w| &**w));
+        let frames: serde_json::Map<String, Value> = totals
+            .verdicts
+            .named()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "config": self.config.path.display().to_string(),
@@ -380,15 +373,7 @@ impl Control {
             })).collect::<Vec<_>>(),
             "ports": self.ports,
             "workers": workers,
-            "frames": {
-                "rx": sum(&|w| w.verdicts.rx.load(Relaxed)),
-                "forwarded": sum(&|w| w.verdicts.forwarded.load(Relaxed)),
-                "reverse_forwarded": sum(&|w| w.verdicts.reverse_forwarded.load(Relaxed)),
-                "dropped_blocked": sum(&|w| w.verdicts.dropped_blocked.load(Relaxed)),
-                "dropped_malformed": sum(&|w| w.verdicts.dropped_malformed.load(Relaxed)),
-                "reset_sent": sum(&|w| w.verdicts.reset_sent.load(Relaxed)),
-                "tx_full": sum(&|w| w.verdicts.tx_full.load(Relaxed)),
-            },
+            "frames": frames,
             "customers": self.plane.customers(),
             "active_customers": self.plane.active(),
             "blocked_customers": self.gauges.blocked_customers.load(Relaxed),

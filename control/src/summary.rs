@@ -8,7 +8,7 @@ use serde::Serialize;
 use synwall_config::Config;
 use synwall_dataplane::dpdk::{DpdkError, Mempool, Port};
 use synwall_dataplane::parse::Outcome;
-use synwall_dataplane::shard::WorkerStats;
+use synwall_dataplane::shard::{FrameTotals, VerdictTotals, WorkerStats};
 
 use crate::plane::ControlPlane;
 
@@ -60,30 +60,18 @@ pub struct Verdicts {
     pub syn_no_customer: u64,
 }
 
-impl Verdicts {
-    fn of(s: &WorkerStats) -> Self {
-        let v = &s.verdicts;
+impl From<VerdictTotals> for Verdicts {
+    fn from(v: VerdictTotals) -> Self {
         Verdicts {
-            rx: v.rx.load(Relaxed),
-            forwarded: v.forwarded.load(Relaxed),
-            dropped_blocked: v.dropped_blocked.load(Relaxed),
-            dropped_malformed: v.dropped_malformed.load(Relaxed),
-            reset_sent: v.reset_sent.load(Relaxed),
-            reverse_forwarded: v.reverse_forwarded.load(Relaxed),
-            tx_full: v.tx_full.load(Relaxed),
-            syn_no_customer: v.syn_no_customer.load(Relaxed),
+            rx: v.rx,
+            forwarded: v.forwarded,
+            dropped_blocked: v.dropped_blocked,
+            dropped_malformed: v.dropped_malformed,
+            reset_sent: v.reset_sent,
+            reverse_forwarded: v.reverse_forwarded,
+            tx_full: v.tx_full,
+            syn_no_customer: v.syn_no_customer,
         }
-    }
-
-    fn add(&mut self, o: &Verdicts) {
-        self.rx += o.rx;
-        self.forwarded += o.forwarded;
-        self.dropped_blocked += o.dropped_blocked;
-        self.dropped_malformed += o.dropped_malformed;
-        self.reset_sent += o.reset_sent;
-        self.reverse_forwarded += o.reverse_forwarded;
-        self.tx_full += o.tx_full;
-        self.syn_no_customer += o.syn_no_customer;
     }
 }
 
@@ -146,28 +134,20 @@ impl Summary {
         stats: &[Arc<WorkerStats>],
         pool: &Mempool,
     ) -> Summary {
-        let mut outcomes = BTreeMap::new();
-        for o in Outcome::all() {
-            let n = stats
-                .iter()
-                .map(|s| s.outcomes[o.index()].load(Relaxed))
-                .sum();
-            outcomes.insert(o.name(), n);
-        }
-        let mut verdicts = Verdicts::default();
+        let totals = FrameTotals::sum(stats.iter().map(|s| &**s));
+        let outcomes = Outcome::all()
+            .iter()
+            .map(|&o| (o.name(), totals.outcome(o)))
+            .collect();
+        let verdicts = Verdicts::from(totals.verdicts);
         let workers = stats
             .iter()
             .zip(&config.dpdk.cores)
-            .map(|(s, &lcore)| {
-                let v = Verdicts::of(s);
-                verdicts.add(&v);
-                let polls = s.verdicts.polls.load(Relaxed).max(1);
-                WorkerSummary {
-                    lcore,
-                    verdicts: v,
-                    syn_watched: s.outcomes[Outcome::WatchedSyn.index()].load(Relaxed),
-                    busy_ratio: s.verdicts.busy_polls.load(Relaxed) as f64 / polls as f64,
-                }
+            .map(|(s, &lcore)| WorkerSummary {
+                lcore,
+                verdicts: Verdicts::from(s.verdicts.read()),
+                syn_watched: s.outcomes[Outcome::WatchedSyn.index()].load(Relaxed),
+                busy_ratio: s.busy_ratio(),
             })
             .collect();
         let customers = (0..plane.customers() as u32)

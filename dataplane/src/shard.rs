@@ -90,6 +90,97 @@ pub struct VerdictCounters {
     pub busy_polls: AtomicU64,
 }
 
+/// A plain copy of verdict counters (one worker's, or summed over all).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictTotals {
+    pub rx: u64,
+    pub forwarded: u64,
+    pub dropped_blocked: u64,
+    pub dropped_malformed: u64,
+    pub reset_sent: u64,
+    pub reverse_forwarded: u64,
+    pub tx_full: u64,
+    pub syn_no_customer: u64,
+}
+
+impl VerdictTotals {
+    /// Every counter with its name, in a fixed order.
+    pub fn named(&self) -> [(&'static str, u64); 8] {
+        [
+            ("rx", self.rx),
+            ("forwarded", self.forwarded),
+            ("reverse_forwarded", self.reverse_forwarded),
+            ("dropped_blocked", self.dropped_blocked),
+            ("dropped_malformed", self.dropped_malformed),
+            ("reset_sent", self.reset_sent),
+            ("tx_full", self.tx_full),
+            ("syn_no_customer", self.syn_no_customer),
+        ]
+    }
+
+    fn add(&mut self, o: &VerdictTotals) {
+        self.rx += o.rx;
+        self.forwarded += o.forwarded;
+        self.dropped_blocked += o.dropped_blocked;
+        self.dropped_malformed += o.dropped_malformed;
+        self.reset_sent += o.reset_sent;
+        self.reverse_forwarded += o.reverse_forwarded;
+        self.tx_full += o.tx_full;
+        self.syn_no_customer += o.syn_no_customer;
+    }
+}
+
+impl VerdictCounters {
+    /// The counters now.
+    pub fn read(&self) -> VerdictTotals {
+        VerdictTotals {
+            rx: self.rx.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            dropped_blocked: self.dropped_blocked.load(Relaxed),
+            dropped_malformed: self.dropped_malformed.load(Relaxed),
+            reset_sent: self.reset_sent.load(Relaxed),
+            reverse_forwarded: self.reverse_forwarded.load(Relaxed),
+            tx_full: self.tx_full.load(Relaxed),
+            syn_no_customer: self.syn_no_customer.load(Relaxed),
+        }
+    }
+}
+
+/// Verdicts and parse outcomes summed over workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTotals {
+    pub verdicts: VerdictTotals,
+    /// Indexed by `Outcome::index`.
+    pub outcomes: [u64; Outcome::COUNT],
+}
+
+impl FrameTotals {
+    /// Sums every worker's counters.
+    pub fn sum<'a>(workers: impl IntoIterator<Item = &'a WorkerStats>) -> FrameTotals {
+        let mut t = FrameTotals::default();
+        for w in workers {
+            t.verdicts.add(&w.verdicts.read());
+            for (sum, c) in t.outcomes.iter_mut().zip(&w.outcomes) {
+                *sum += c.load(Relaxed);
+            }
+        }
+        t
+    }
+
+    /// Frames with `outcome`.
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(outcome.index()).copied().unwrap_or(0)
+    }
+}
+
+impl WorkerStats {
+    /// Share of poll rounds that received something, 0..=1.
+    pub fn busy_ratio(&self) -> f64 {
+        self.verdicts.busy_polls.load(Relaxed) as f64
+            / self.verdicts.polls.load(Relaxed).max(1) as f64
+    }
+}
+
 /// What one worker core counted about frames. Lives as long as the worker:
 /// it is not replaced when the customer set changes on reload.
 #[derive(Debug)]
