@@ -110,6 +110,16 @@ const REFUSED: u8 = 1;
 const USAGE: u8 = 2;
 const UNREACHABLE: u8 = 3;
 
+/// Writes to stdout; a closed pipe (`synwallctl ... | head`) ends the
+/// program quietly instead of panicking.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match request(cli.command) {
@@ -137,7 +147,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.json {
-        println!("{reply}");
+        emit(&format!("{reply}\n"));
     }
     if reply["ok"] != Value::Bool(true) {
         let why = reply["error"].as_str().unwrap_or("the appliance refused");
@@ -145,7 +155,7 @@ fn main() -> ExitCode {
         return ExitCode::from(REFUSED);
     }
     if !cli.json {
-        print!("{}", human(&command, &reply));
+        emit(&human(&command, &reply));
     }
     ExitCode::SUCCESS
 }
