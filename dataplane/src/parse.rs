@@ -379,7 +379,20 @@ enum Fragment {
 pub fn parse(frame: &[u8], watched: &WatchedPorts) -> Parsed {
     match fast_ipv4(frame, watched) {
         Some(parsed) => parsed,
-        None => parse_general(frame, watched),
+        None => parse_general(frame, 0, watched),
+    }
+}
+
+/// Parses a frame held in a chain of buffers (a jumbo frame received into
+/// several mbufs): `first` is the first segment, which holds the headers,
+/// and `wire_len` the whole frame's length. Length fields are checked
+/// against `wire_len`; headers must lie within `first` (a header split
+/// across segments is `truncated_l4`, still attributed to its source).
+/// Offsets and `l4_len` in the result stay within `first`.
+pub fn parse_chained(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> Parsed {
+    match wire_len.checked_sub(first.len()) {
+        None | Some(0) => parse(first, watched),
+        Some(beyond) => parse_general(first, beyond, watched),
     }
 }
 
@@ -437,18 +450,21 @@ fn fast_ipv4(frame: &[u8], watched: &WatchedPorts) -> Option<Parsed> {
 }
 
 /// Every frame shape: VLAN tags, IPv4 options and fragments, IPv6 chains.
+/// `beyond` is how many bytes of the frame follow `frame` in further
+/// segments (0 for a frame in one buffer).
 #[inline]
-fn parse_general(frame: &[u8], watched: &WatchedPorts) -> Parsed {
+fn parse_general(frame: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     let (ethertype, l3) = match ethernet(frame) {
         Ok(v) => v,
+        Err(Malformed::VlanStackTooDeep) => return too_many_tags(frame, beyond, watched),
         Err(m) => return Parsed::new(Outcome::Malformed(m)),
     };
     // l3 is at most 14 + 2*4 = 22 bytes: always fits.
     let l3_offset = off16(l3).unwrap_or(0);
     let ip = frame.get(l3..).unwrap_or(&[]);
     let mut parsed = match ethertype {
-        ETH_P_IPV4 => ipv4(ip, watched),
-        ETH_P_IPV6 => ipv6(ip, watched),
+        ETH_P_IPV4 => ipv4(ip, beyond, watched),
+        ETH_P_IPV6 => ipv6(ip, beyond, watched),
         _ => Parsed::new(Outcome::NonIp),
     };
     parsed.l3_offset = l3_offset;
@@ -466,6 +482,35 @@ fn parse_general(frame: &[u8], watched: &WatchedPorts) -> Parsed {
     }
     parsed
 }
+
+/// A frame with more than two VLAN tags is malformed, but its source still
+/// counts: look past up to [`MAX_TAGS_SKIPPED`] tags for an IP header and
+/// report its source, so a blocked customer's frame is not anonymous.
+#[cold]
+fn too_many_tags(frame: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
+    let mut parsed = Parsed::new(Outcome::Malformed(Malformed::VlanStackTooDeep));
+    let mut off = ETH_HLEN;
+    let mut ethertype = be16(frame, 12);
+    for _ in 0..MAX_TAGS_SKIPPED {
+        match ethertype {
+            Some(TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) => {
+                ethertype = be16(frame, off + 2);
+                off += VLAN_HLEN;
+            }
+            _ => break,
+        }
+    }
+    let ip = frame.get(off..).unwrap_or(&[]);
+    parsed.src = match ethertype {
+        Some(ETH_P_IPV4) => ipv4(ip, beyond, watched).src,
+        Some(ETH_P_IPV6) => ipv6(ip, beyond, watched).src,
+        _ => None,
+    };
+    parsed
+}
+
+/// How many VLAN tags [`too_many_tags`] looks past for a source address.
+const MAX_TAGS_SKIPPED: usize = 16;
 
 /// Returns the ethertype after at most two VLAN tags and the L3 offset.
 #[inline]
@@ -489,7 +534,7 @@ fn ethernet(frame: &[u8]) -> Result<(u16, usize), Malformed> {
 /// Parses an IPv4 packet starting at `ip[0]`. Offsets in the result are
 /// relative to the IP header.
 #[inline]
-fn ipv4(ip: &[u8], watched: &WatchedPorts) -> Parsed {
+fn ipv4(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     let bad = |m| Parsed::new(Outcome::Malformed(m));
     let Some(&vihl) = ip.first() else {
         return bad(Malformed::BadIpv4Header);
@@ -507,10 +552,13 @@ fn ipv4(ip: &[u8], watched: &WatchedPorts) -> Parsed {
     };
     let total = usize::from(total);
     // Bytes past `total` are Ethernet padding (a 60-byte minimum frame).
-    if total < ihl || total > ip.len() {
-        return bad(Malformed::BadIpv4Length);
+    if total < ihl || total > ip.len() + beyond {
+        return Parsed {
+            src: Some(SrcAddr::V4(src)),
+            ..bad(Malformed::BadIpv4Length)
+        };
     }
-    let l4 = ip.get(ihl..total).unwrap_or(&[]);
+    let l4 = ip.get(ihl..total.min(ip.len())).unwrap_or(&[]);
     let offset = frag & IPV4_FRAG_OFFSET;
     let fragment = if offset != 0 {
         Fragment::Later { offset }
@@ -530,7 +578,7 @@ fn ipv4(ip: &[u8], watched: &WatchedPorts) -> Parsed {
 /// Parses an IPv6 packet starting at `ip[0]`, walking its extension header
 /// chain. Offsets in the result are relative to the IP header.
 #[inline]
-fn ipv6(ip: &[u8], watched: &WatchedPorts) -> Parsed {
+fn ipv6(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     let bad = |m| Parsed::new(Outcome::Malformed(m));
     let (Some(&v), Some(payload_len), Some(&first_next), Some(src)) =
         (ip.first(), be16(ip, 4), ip.get(6), be128(ip, 8))
@@ -540,15 +588,23 @@ fn ipv6(ip: &[u8], watched: &WatchedPorts) -> Parsed {
     if v >> 4 != 6 || ip.len() < IPV6_HLEN {
         return bad(Malformed::BadIpv6Header);
     }
+    let src = Some(SrcAddr::V6(src));
     let payload_len = usize::from(payload_len);
     // A zero payload length with a hop-by-hop header is a jumbogram (RFC
     // 2675): its real length hides in an option; no Ethernet frame needs one.
-    if IPV6_HLEN + payload_len > ip.len() || (payload_len == 0 && first_next == IPV6_HOP_BY_HOP) {
-        return bad(Malformed::BadIpv6Length);
+    if IPV6_HLEN + payload_len > ip.len() + beyond
+        || (payload_len == 0 && first_next == IPV6_HOP_BY_HOP)
+    {
+        return Parsed {
+            src,
+            ..bad(Malformed::BadIpv6Length)
+        };
     }
-    let payload = ip.get(IPV6_HLEN..IPV6_HLEN + payload_len).unwrap_or(&[]);
+    let payload = ip
+        .get(IPV6_HLEN..(IPV6_HLEN + payload_len).min(ip.len()))
+        .unwrap_or(&[]);
     let mut parsed = ipv6_chain(first_next, payload, watched);
-    parsed.src = Some(SrcAddr::V6(src));
+    parsed.src = src;
     parsed
 }
 
@@ -897,6 +953,56 @@ mod tests {
     }
 
     #[test]
+    fn chained_frames_are_judged_by_their_wire_length() {
+        let f = syn4().payload(&[0x5a; 3000]).build();
+        // As a single buffer: an ordinary SYN.
+        assert_eq!(outcome(&f), Outcome::WatchedSyn);
+        // Its first 2048 bytes alone look truncated ...
+        let first = &f[..2048];
+        assert_eq!(outcome(first), bad(Malformed::BadIpv4Length));
+        // ... but chained to the rest it is the same SYN.
+        let p = parse_chained(first, f.len(), &smtp());
+        assert_eq!(p.outcome, Outcome::WatchedSyn);
+        assert_eq!(p.src, Some(SrcAddr::V4(u32::from(SRC4))));
+        assert!(usize::from(p.l4_offset) + usize::from(p.l4_len) <= first.len());
+        let f6 = syn6().payload(&[0x5a; 3000]).build();
+        assert_eq!(
+            parse_chained(&f6[..2048], f6.len(), &smtp()).outcome,
+            Outcome::WatchedSyn
+        );
+        // A wire length beyond even the chain is still too short for the
+        // IP length: malformed.
+        let mut short = f.clone();
+        short[16..18].copy_from_slice(&9000u16.to_be_bytes());
+        assert_eq!(
+            parse_chained(&short[..2048], short.len(), &smtp()).outcome,
+            bad(Malformed::BadIpv4Length)
+        );
+    }
+
+    #[test]
+    fn too_many_vlan_tags_keep_their_source() {
+        let f = syn4()
+            .vlan(0x88a8, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .build();
+        let p = parse(&f, &smtp());
+        assert_eq!(p.outcome, bad(Malformed::VlanStackTooDeep));
+        assert_eq!(p.src, Some(SrcAddr::V4(u32::from(SRC4))));
+        let f = syn6()
+            .vlan(0x8100, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .vlan(0x8100, 4)
+            .build();
+        assert_eq!(
+            parse(&f, &smtp()).src,
+            Some(SrcAddr::V6(u128::from(src6())))
+        );
+    }
+
+    #[test]
     fn arp_is_non_ip() {
         let p = parse(&arp_request(SRC4, DST4), &smtp());
         assert_eq!(p.outcome, Outcome::NonIp);
@@ -1061,7 +1167,8 @@ mod tests {
         f[18..20].fill(0);
         let p = parse(&f, &smtp());
         assert_eq!(p.outcome, bad(Malformed::BadIpv6Length));
-        assert_eq!(p.src, None);
+        // Malformed, but still the customer's: a block applies to it.
+        assert_eq!(p.src, Some(SrcAddr::V6(u128::from(src6()))));
         // Zero payload with no next header is a valid (empty) packet.
         let f = FrameBuilder::ip_v6(src6(), dst6(), 59).build();
         assert_eq!(outcome(&f), Outcome::OtherIp);
@@ -1259,7 +1366,7 @@ mod tests {
             let keep = cut % (f.len() + 1);
             for frame in [&f[..], &f[..keep]] {
                 if let Some(fast) = fast_ipv4(frame, &smtp()) {
-                    prop_assert_eq!(fast, parse_general(frame, &smtp()));
+                    prop_assert_eq!(fast, parse_general(frame, 0, &smtp()));
                 }
             }
         }

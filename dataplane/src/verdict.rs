@@ -2,7 +2,7 @@
 //! count, verdict. Plain Rust over a byte slice and the worker's shard, so
 //! it is tested and benchmarked without EAL.
 use crate::classify::Classifier;
-use crate::parse::{parse, Outcome, Parsed, WatchedPorts};
+use crate::parse::{parse, parse_chained, Outcome, Parsed, WatchedPorts};
 use crate::shard::{add, bump, WorkerShard, WorkerStats};
 
 /// What to do with a blocked customer's SYN.
@@ -99,7 +99,44 @@ pub fn judge(
     shard: &WorkerShard,
     tally: &mut Tally,
 ) -> Verdict {
-    let parsed = parse(frame, &policy.watched);
+    decide(
+        parse(frame, &policy.watched),
+        policy,
+        classifier,
+        shard,
+        tally,
+    )
+}
+
+/// [`judge`] for a frame held in a chain of buffers: `first` is the first
+/// segment, `wire_len` the whole frame's length (see
+/// [`crate::parse::parse_chained`]).
+#[cold]
+pub fn judge_chained(
+    first: &[u8],
+    wire_len: usize,
+    policy: &Policy,
+    classifier: &Classifier,
+    shard: &WorkerShard,
+    tally: &mut Tally,
+) -> Verdict {
+    decide(
+        parse_chained(first, wire_len, &policy.watched),
+        policy,
+        classifier,
+        shard,
+        tally,
+    )
+}
+
+#[inline(always)]
+fn decide(
+    parsed: Parsed,
+    policy: &Policy,
+    classifier: &Classifier,
+    shard: &WorkerShard,
+    tally: &mut Tally,
+) -> Verdict {
     if let Some(c) = tally.outcomes.get_mut(parsed.outcome.index()) {
         *c += 1;
     }
@@ -149,6 +186,15 @@ pub fn judge(
         }
         Outcome::Malformed(_) if policy.malformed == MalformedPolicy::Drop => {
             Verdict::DropMalformed
+        }
+        // Forwarded by policy, but never for a blocked customer: a shape
+        // the parser rejects may still be a SYN some host accepts.
+        Outcome::Malformed(_) => {
+            if is_blocked(&parsed, classifier, shard) {
+                Verdict::DropBlocked
+            } else {
+                Verdict::Forward
+            }
         }
         _ => Verdict::Forward,
     }
@@ -313,6 +359,29 @@ mod tests {
             Verdict::DropBlocked
         );
         assert_eq!(stats.outcomes[Outcome::FragmentEvasive.index()], 2);
+    }
+
+    #[test]
+    fn a_blocked_customers_malformed_frames_are_dropped_even_when_forwarding_malformed() {
+        let (p, c, shard, mut stats) =
+            setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
+        let deep = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
+            .vlan(0x8100, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .build();
+        let other = FrameBuilder::tcp_v4(OTHER, MX, 40000, 25, SYN)
+            .vlan(0x8100, 1)
+            .vlan(0x8100, 2)
+            .vlan(0x8100, 3)
+            .build();
+        assert_eq!(judge(&deep, &p, &c, &shard, &mut stats), Verdict::Forward);
+        shard.blocked.set(0, true);
+        assert_eq!(
+            judge(&deep, &p, &c, &shard, &mut stats),
+            Verdict::DropBlocked
+        );
+        assert_eq!(judge(&other, &p, &c, &shard, &mut stats), Verdict::Forward);
     }
 
     #[test]

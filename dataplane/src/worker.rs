@@ -13,7 +13,7 @@ use arc_swap::Cache;
 use crate::generation::{Generation, SharedGeneration};
 use crate::reset::syn_to_rst;
 use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{judge, Policy, Tally, Verdict};
+use crate::verdict::{judge, judge_chained, Policy, Tally, Verdict};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,20 @@ impl Worker {
                     // Counted in registers, published once per burst.
                     let mut tally = Tally::default();
                     for m in rx.drain() {
-                        match judge(m.data(), &self.policy, classifier, shard, &mut tally) {
+                        let verdict = if m.segments() == 1 {
+                            judge(m.data(), &self.policy, classifier, shard, &mut tally)
+                        } else {
+                            let len = m.pkt_len() as usize;
+                            judge_chained(
+                                m.data(),
+                                len,
+                                &self.policy,
+                                classifier,
+                                shard,
+                                &mut tally,
+                            )
+                        };
+                        match verdict {
                             Verdict::Forward => keep(onward, m, stats),
                             Verdict::DropBlocked => {
                                 tally.dropped_blocked += 1;

@@ -129,6 +129,7 @@ pub fn check(data: &[u8]) {
             }
             if parsed.outcome.is_malformed() {
                 assert_eq!(policy.malformed, MalformedPolicy::Forward);
+                assert!(!blocked, "blocked customer's malformed frame forwarded");
             }
         }
         Verdict::DropBlocked => {
@@ -136,7 +137,7 @@ pub fn check(data: &[u8]) {
                 matches!(
                     parsed.outcome,
                     Outcome::WatchedSyn | Outcome::WatchedOther | Outcome::FragmentEvasive
-                ),
+                ) || parsed.outcome.is_malformed(),
                 "{parsed:?}"
             );
             assert!(customer.is_some(), "{parsed:?}");

@@ -480,7 +480,10 @@ fn arp_like() -> Vec<u8> {
 /// SYN (with any flags but ACK) or a fragment that may hide one.
 fn blocked_drop(frame: &[u8]) -> bool {
     let p = parse(frame, &WatchedPorts::new(&[25]));
-    matches!(p.outcome, Outcome::WatchedSyn | Outcome::FragmentEvasive)
+    // Watched SYNs, evasive fragments, and (when malformed frames are
+    // forwarded) any malformed frame whose source is the blocked customer.
+    (matches!(p.outcome, Outcome::WatchedSyn | Outcome::FragmentEvasive)
+        || p.outcome.is_malformed())
         && p.src.is_some_and(is_acme)
 }
 
@@ -574,7 +577,14 @@ fn adversarial_corpus_drop_malformed_and_reset() {
         .iter()
         .filter(|p| p.outcome == Outcome::WatchedSyn && !p.fragment && p.src.is_some_and(is_acme))
         .count() as u64;
-    let dropped = inside.iter().filter(|f| blocked_drop(f)).count() as u64 - resets;
+    // Malformed frames are dropped by policy here (dropped_malformed), even
+    // the blocked customer's.
+    let dropped = inside
+        .iter()
+        .zip(&parsed)
+        .filter(|(f, p)| blocked_drop(f) && !p.outcome.is_malformed())
+        .count() as u64
+        - resets;
     let want_out: Vec<Vec<u8>> = inside
         .iter()
         .zip(&parsed)
@@ -630,8 +640,6 @@ fn accepted_elsewhere() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 #[test]
-#[ignore = "bug: a blocked customer's valid IPv6 SYN behind 9+ extension headers \
-            (and a 3-tag VLAN SYN) is malformed, so forwarded by the default policy"]
 fn blocked_syn_shapes_a_host_accepts_are_not_forwarded() {
     let cases = accepted_elsewhere();
     let inside: Vec<Vec<u8>> = cases.iter().map(|(_, f)| f.clone()).collect();
@@ -663,9 +671,6 @@ fn jumbo_frames() -> Vec<Vec<u8>> {
 }
 
 #[test]
-#[ignore = "bug: the worker judges only the first mbuf segment; net_pcap chains a \
-            9,014-byte frame, its IPv4 total length exceeds the segment, the frame is \
-            counted malformed_bad_ipv4_length and a blocked customer's SYN is forwarded"]
 fn jumbo_frames_are_judged_whole() {
     // net_pcap reads a frame longer than an mbuf's data room into a chain
     // of segments (it does: both frames arrive and leave whole). The
