@@ -356,8 +356,7 @@ fn run_with_eal(
     // The main loop: report once per stats interval until told to stop.
     let mut last = StatsSnapshot::take(&ports, &stats);
     let mut last_at = Instant::now();
-    let tick = control.config.control.tick;
-    let mut next_tick = Instant::now() + tick;
+    let mut next_tick = Instant::now() + control.config.control.tick;
     let mut next_save = Instant::now() + control.config.control.snapshot_interval;
     refresh_ports(&ports, &mut control.ports, Duration::ZERO);
     let mut last_ports = Instant::now();
@@ -388,7 +387,6 @@ fn run_with_eal(
             control.save();
             next_save = Instant::now() + control.config.control.snapshot_interval;
         }
-        let _ = tick;
         if last_ports.elapsed() >= Duration::from_secs(1) {
             refresh_ports(&ports, &mut control.ports, last_ports.elapsed());
             last_ports = Instant::now();
@@ -492,19 +490,11 @@ impl StatsSnapshot {
                 (format!("{}/{}", p.link, p.side), s.rx_packets, s.tx_packets)
             })
             .collect();
-        let syn_index = synwall_dataplane::parse::Outcome::WatchedSyn.index();
-        let syn = shards
-            .iter()
-            .map(|s| s.outcomes[syn_index].load(Relaxed))
-            .sum();
-        let dropped = shards
-            .iter()
-            .map(|s| s.verdicts.dropped_blocked.load(Relaxed) + s.verdicts.reset_sent.load(Relaxed))
-            .sum();
+        let totals = FrameTotals::sum(shards.iter().map(|s| &**s));
         StatsSnapshot {
             ports,
-            syn,
-            dropped,
+            syn: totals.outcome(Outcome::WatchedSyn),
+            dropped: totals.verdicts.dropped_blocked + totals.verdicts.reset_sent,
         }
     }
 

@@ -45,7 +45,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::summary::{PortSummary, Verdicts};
+use synwall_dataplane::shard::VerdictTotals;
+
+use crate::summary::PortSummary;
 
 /// Every metric name starts with this and an underscore.
 pub const PREFIX: &str = "synwall";
@@ -114,57 +116,7 @@ impl From<&PortSummary> for PortMetrics {
 }
 
 /// What the workers did with frames, summed over workers (monotonic).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VerdictCounts {
-    /// Frames received (both directions).
-    pub rx: u64,
-    /// Inside→outside frames forwarded.
-    pub forwarded: u64,
-    /// Outside→inside frames forwarded without inspection.
-    pub reverse_forwarded: u64,
-    /// Frames dropped because their customer is blocked.
-    pub dropped_blocked: u64,
-    /// Malformed frames dropped by policy.
-    pub dropped_malformed: u64,
-    /// Blocked SYNs answered with a TCP RST towards the customer.
-    pub reset_sent: u64,
-    /// Frames a tx queue did not take (ring full): a subset of the
-    /// forwarded/reset counts.
-    pub tx_full: u64,
-    /// Watched SYNs from an address no customer owns (forwarded).
-    pub syn_no_customer: u64,
-}
-
-impl VerdictCounts {
-    /// `(label value, count)` in a fixed order.
-    fn labelled(&self) -> [(&'static str, u64); 8] {
-        [
-            ("rx", self.rx),
-            ("forwarded", self.forwarded),
-            ("reverse_forwarded", self.reverse_forwarded),
-            ("dropped_blocked", self.dropped_blocked),
-            ("dropped_malformed", self.dropped_malformed),
-            ("reset_sent", self.reset_sent),
-            ("tx_full", self.tx_full),
-            ("syn_no_customer", self.syn_no_customer),
-        ]
-    }
-}
-
-impl From<&Verdicts> for VerdictCounts {
-    fn from(v: &Verdicts) -> Self {
-        VerdictCounts {
-            rx: v.rx,
-            forwarded: v.forwarded,
-            reverse_forwarded: v.reverse_forwarded,
-            dropped_blocked: v.dropped_blocked,
-            dropped_malformed: v.dropped_malformed,
-            reset_sent: v.reset_sent,
-            tx_full: v.tx_full,
-            syn_no_customer: v.syn_no_customer,
-        }
-    }
-}
+pub type VerdictCounts = VerdictTotals;
 
 /// Events of the block state machine since start, by kind (monotonic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -446,7 +398,7 @@ impl Collector for SnapshotCollector {
             "verdicts",
             "Frames by the worker's verdict.",
             s.verdicts
-                .labelled()
+                .named()
                 .into_iter()
                 .map(|(v, n)| ([("verdict", v)], n)),
         )?;

@@ -20,12 +20,11 @@ use crate::event::{Event, EventKind, EventLog};
 use crate::hook::HookRunner;
 use crate::metrics::{
     BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
-    PortMetrics, VerdictCounts, WorkerLoad,
+    PortMetrics, WorkerLoad,
 };
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::EventBus;
-use crate::summary::Verdicts;
 
 /// Customers besides the blocked ones that get their own metric series.
 pub const TOP_CUSTOMERS: usize = 20;
@@ -178,7 +177,7 @@ impl Control {
             .iter()
             .map(|&o| (o.name().to_owned(), totals.outcome(o)))
             .collect();
-        let verdicts = VerdictCounts::from(&Verdicts::from(totals.verdicts));
+        let verdicts = totals.verdicts;
         let blocks = self.plane.blocks();
         let mut ids: Vec<u32> = blocks.iter().map(|b| b.id).collect();
         for t in self.plane.top(TOP_CUSTOMERS, 0, now) {

@@ -47,33 +47,8 @@ impl PortSummary {
     }
 }
 
-/// What each frame's fate was, summed over workers.
-#[derive(Debug, Default, Serialize, Clone, Copy)]
-pub struct Verdicts {
-    pub rx: u64,
-    pub forwarded: u64,
-    pub dropped_blocked: u64,
-    pub dropped_malformed: u64,
-    pub reset_sent: u64,
-    pub reverse_forwarded: u64,
-    pub tx_full: u64,
-    pub syn_no_customer: u64,
-}
-
-impl From<VerdictTotals> for Verdicts {
-    fn from(v: VerdictTotals) -> Self {
-        Verdicts {
-            rx: v.rx,
-            forwarded: v.forwarded,
-            dropped_blocked: v.dropped_blocked,
-            dropped_malformed: v.dropped_malformed,
-            reset_sent: v.reset_sent,
-            reverse_forwarded: v.reverse_forwarded,
-            tx_full: v.tx_full,
-            syn_no_customer: v.syn_no_customer,
-        }
-    }
-}
+/// What each frame's fate was (the summary's `verdicts` objects).
+pub type Verdicts = VerdictTotals;
 
 /// One worker's share.
 #[derive(Debug, Serialize)]
@@ -139,13 +114,13 @@ impl Summary {
             .iter()
             .map(|&o| (o.name(), totals.outcome(o)))
             .collect();
-        let verdicts = Verdicts::from(totals.verdicts);
+        let verdicts = totals.verdicts;
         let workers = stats
             .iter()
             .zip(&config.dpdk.cores)
             .map(|(s, &lcore)| WorkerSummary {
                 lcore,
-                verdicts: Verdicts::from(s.verdicts.read()),
+                verdicts: s.verdicts.read(),
                 syn_watched: s.outcomes[Outcome::WatchedSyn.index()].load(Relaxed),
                 busy_ratio: s.busy_ratio(),
             })

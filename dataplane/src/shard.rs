@@ -90,16 +90,27 @@ pub struct VerdictCounters {
     pub busy_polls: AtomicU64,
 }
 
-/// A plain copy of verdict counters (one worker's, or summed over all).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// A plain copy of verdict counters (one worker's, or summed over all):
+/// what the summary JSON, the status reply, the metrics and the telemetry
+/// command all report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct VerdictTotals {
+    /// Frames received (both directions).
     pub rx: u64,
+    /// Inside→outside frames forwarded.
     pub forwarded: u64,
+    /// Frames dropped because their customer is blocked or out of grant.
     pub dropped_blocked: u64,
+    /// Malformed frames dropped by policy.
     pub dropped_malformed: u64,
+    /// Blocked SYNs answered with a TCP RST towards the customer.
     pub reset_sent: u64,
+    /// Outside→inside frames forwarded without inspection.
     pub reverse_forwarded: u64,
+    /// Frames a tx queue did not take (ring full): a subset of the
+    /// forwarded/reset counts.
     pub tx_full: u64,
+    /// Watched SYNs from an address no customer owns (forwarded).
     pub syn_no_customer: u64,
 }
 
