@@ -29,6 +29,8 @@ pub const DEFAULT_DESC: u16 = 1024;
 pub const MAX_QUEUES: u16 = 64;
 /// Most descriptors per queue.
 pub const MAX_DESC: u16 = 32768;
+/// Upper bound of `dpdk.mbufs` (2^26, about 150 GB of 2 KiB mbufs: a typo guard).
+pub const MAX_MBUFS: u32 = 1 << 26;
 /// `block.duration` default.
 pub const DEFAULT_BLOCK_DURATION: Duration = Duration::from_secs(3600);
 /// `block.escalation` default.
@@ -307,9 +309,24 @@ impl File<'_> {
             }
             cores.push(core);
         }
+        let mbufs = match dpdk.mbufs {
+            None => None,
+            Some(n) => Some(
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=MAX_MBUFS).contains(n))
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "dpdk.mbufs",
+                            format!("{n} is out of range; use 1 to {MAX_MBUFS}, or leave it out to size the pool from the links"),
+                        )
+                    })?,
+            ),
+        };
         Ok(Dpdk {
             eal_args: dpdk.eal_args.clone(),
             cores,
+            mbufs,
         })
     }
 

@@ -53,6 +53,9 @@ pub struct Dpdk {
     /// Worker lcore ids: non-empty, distinct, never 0 (lcore 0 is the EAL main
     /// lcore, which runs the control plane).
     pub cores: Vec<usize>,
+    /// Mbufs in the packet pool; `None`: enough for every rx and tx ring, the
+    /// bursts in flight and the per-lcore caches (computed at start).
+    pub mbufs: Option<u32>,
 }
 
 /// `[[link]]`: one inline pair of ports. Frames from `inside` are inspected and

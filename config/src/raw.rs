@@ -60,6 +60,8 @@ pub struct RawDpdk {
     /// Worker lcore ids.
     #[serde(default)]
     pub cores: Vec<i64>,
+    /// Mbufs in the packet pool (default: sized from the links).
+    pub mbufs: Option<i64>,
 }
 
 /// `[[link]]`: one inline port pair.

@@ -632,6 +632,21 @@ fn dpdk_errors() {
     .unwrap();
 }
 
+#[test]
+fn mbufs_is_optional_and_bounded() {
+    let c = load(&format!("[dpdk]\ncores = [1]\n{LINK}")).unwrap();
+    assert_eq!(c.dpdk.mbufs, None);
+    let c = load(&format!("[dpdk]\ncores = [1]\nmbufs = 65535\n{LINK}")).unwrap();
+    assert_eq!(c.dpdk.mbufs, Some(65535));
+    for bad in ["0", "-1", "67108865", "99999999999"] {
+        invalid_text(
+            &format!("[dpdk]\ncores = [1]\nmbufs = {bad}\n{LINK}"),
+            "dpdk.mbufs",
+            "out of range",
+        );
+    }
+}
+
 const DPDK: &str = "[dpdk]\ncores = [1]\neal_args = [\"--vdev=net_pcap0\"]\n";
 
 #[test]

@@ -259,17 +259,7 @@ fn run_with_eal(
     let workers = config.dpdk.cores.len();
     let customers = config.customers.len();
 
-    // Enough mbufs for every rx and tx ring, plus bursts in flight and the
-    // per-lcore caches.
-    let cache = 256u32;
-    let mut mbufs: u32 = 0;
-    for link in &config.links {
-        let per_port =
-            link.queues as u32 * link.rx_desc as u32 + workers as u32 * link.tx_desc as u32;
-        mbufs += 2 * per_port;
-    }
-    mbufs += (workers as u32 + 1) * (cache + 4 * BURST as u32);
-    let mbufs = (mbufs + 1).next_power_of_two() - 1;
+    let (mbufs, cache) = pool_size(config);
     let pool = Arc::new(Mempool::new("synwall_mbufs", mbufs, cache, -1)?);
 
     // Ports, and for each worker its paths and tx queues.
@@ -327,6 +317,8 @@ fn run_with_eal(
 
     register_ecosystem(config, &stats, &control.gauges);
 
+    // What the rx rings hold before any frame: a leak shows as more at the end.
+    let in_use_at_start = pool.in_use();
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched: Vec<Launched> = Vec::new();
     let started = Instant::now();
@@ -426,6 +418,7 @@ fn run_with_eal(
         port_summaries,
         &stats,
         &pool,
+        in_use_at_start,
     );
     // Close the ports (net_pcap flushes its capture files here), then the pool.
     drop(ports);
@@ -434,6 +427,34 @@ fn run_with_eal(
         return Err(e.into());
     }
     Ok(summary)
+}
+
+/// The packet pool's size and per-lcore cache: `dpdk.mbufs` if set, else
+/// enough for every rx and tx ring, the bursts in flight and the caches. A
+/// set size below that is allowed (a vdev has no rings to fill) but warned
+/// about: rx then runs short of mbufs, which the ports count as `rx_nombuf`.
+fn pool_size(config: &Config) -> (u32, u32) {
+    let workers = config.dpdk.cores.len() as u32;
+    let cache = 256u32;
+    let mut need: u32 = 0;
+    for link in &config.links {
+        let per_port = link.queues as u32 * link.rx_desc as u32 + workers * link.tx_desc as u32;
+        need = need.saturating_add(2 * per_port);
+    }
+    need = need.saturating_add((workers + 1) * (cache + 4 * BURST as u32));
+    match config.dpdk.mbufs {
+        None => ((need.saturating_add(1)).next_power_of_two() - 1, cache),
+        Some(n) => {
+            if n < need {
+                eprintln!(
+                    "synwall: warning: dpdk.mbufs = {n} is below the {need} that the rings, bursts and caches need; receiving will run short of mbufs (counted per port as rx_nombuf)"
+                );
+            }
+            // DPDK wants a cache of at most 2/3 of the pool; an eighth keeps
+            // most mbufs shared between lcores.
+            (n, cache.min(n / 8))
+        }
+    }
 }
 
 /// Re-reads every port's counters and link state into `status`, with

@@ -88,12 +88,15 @@ pub struct Summary {
     pub mempool: MempoolSummary,
 }
 
-/// Mempool occupancy at the end of the run (after the workers stopped, with
-/// the ports still holding their rx rings).
+/// Mempool occupancy: `in_use` at the end of the run (after the workers
+/// stopped, with the ports still holding their rx rings), and
+/// `in_use_at_start` just before the workers started (the rx rings filled).
+/// Every mbuf a worker received was sent or freed iff the two are equal.
 #[derive(Debug, Serialize)]
 pub struct MempoolSummary {
     pub size: u32,
     pub in_use: u32,
+    pub in_use_at_start: u32,
 }
 
 impl Summary {
@@ -108,6 +111,7 @@ impl Summary {
         ports: Vec<PortSummary>,
         stats: &[Arc<WorkerStats>],
         pool: &Mempool,
+        in_use_at_start: u32,
     ) -> Summary {
         let totals = FrameTotals::sum(stats.iter().map(|s| &**s));
         let outcomes = Outcome::all()
@@ -153,6 +157,7 @@ impl Summary {
             mempool: MempoolSummary {
                 size: pool.size(),
                 in_use: pool.in_use(),
+                in_use_at_start,
             },
         }
     }

@@ -212,6 +212,13 @@ pub struct Scenario {
     /// Extra keys of the `[control]` table (after `state_dir`, `socket` and
     /// `events`), e.g. `tick = "50ms"` or `snapshot_interval = "1s"`.
     pub control: String,
+    /// Extra keys of the `[dpdk]` table, e.g. `mbufs = 15`.
+    pub dpdk: String,
+    /// Top-level keys, before `[dpdk]` (e.g. `customers_file = "c.toml"`).
+    pub preamble: String,
+    /// Another device instead of the outside `net_pcap1`: its whole `--vdev`
+    /// value (`net_memif0,role=server,...`); no `out{w}.pcap` then.
+    pub outside_device: Option<String>,
 }
 
 impl Scenario {
@@ -226,7 +233,23 @@ impl Scenario {
             customers: String::new(),
             duration: DEFAULT_DURATION,
             control: String::new(),
+            dpdk: String::new(),
+            preamble: String::new(),
+            outside_device: None,
         }
+    }
+
+    /// Adds keys to the `[dpdk]` table.
+    pub fn dpdk(mut self, toml: &str) -> Self {
+        self.dpdk.push_str(toml);
+        self.dpdk.push('\n');
+        self
+    }
+
+    /// Replaces the outside port by another device (`--vdev` value).
+    pub fn outside_device(mut self, vdev: &str) -> Self {
+        self.outside_device = Some(vdev.to_owned());
+        self
     }
 
     pub fn sections(mut self, toml: &str) -> Self {
@@ -284,17 +307,29 @@ impl Scenario {
         eal.push(format!("--file-prefix={}", dir.unique));
         eal.extend(self.extra_eal.iter().cloned());
         eal.push(port(0, "in", "back"));
-        eal.push(port(1, "rev", "out"));
+        let outside = match &self.outside_device {
+            Some(vdev) => {
+                eal.push(format!("--vdev={vdev}"));
+                vdev.split(',').next().unwrap_or_default().to_owned()
+            }
+            None => {
+                eal.push(port(1, "rev", "out"));
+                "net_pcap1".to_owned()
+            }
+        };
         let eal = eal.iter().map(|a| toml_str(a)).collect::<Vec<_>>();
         let cores = self.cores.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         format!(
-            "[dpdk]\neal_args = [\n  {}\n]\ncores = [{}]\n\n\
-             [[link]]\nname = \"l0\"\ninside = \"net_pcap0\"\noutside = \"net_pcap1\"\nqueues = {}\n\n\
+            "{}[dpdk]\neal_args = [\n  {}\n]\ncores = [{}]\n{}\n\
+             [[link]]\nname = \"l0\"\ninside = \"net_pcap0\"\noutside = {}\nqueues = {}\n\n\
              {}\n\
              [control]\nstate_dir = {}\nsocket = {}\nevents = {}\n{}\n\
              {}",
+            self.preamble,
             eal.join(",\n  "),
             cores.join(", "),
+            self.dpdk,
+            toml_str(&outside),
             self.queues(),
             self.sections,
             toml_str(&format!("{d}/state")),
@@ -371,7 +406,8 @@ impl Scenario {
             (0..self.cores.len())
                 .map(|w| {
                     let p = dir.join(&format!("{prefix}{w}.pcap"));
-                    if exit.status.success() {
+                    let written = prefix != "out" || self.outside_device.is_none();
+                    if exit.status.success() && written {
                         read_pcap(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
                     } else {
                         read_pcap(&p).unwrap_or_default()
@@ -813,6 +849,11 @@ impl RunResult {
         let size = self.counter("/mempool/size");
         let in_use = self.counter("/mempool/in_use");
         assert!(in_use <= size, "mempool in_use {in_use} > size {size}");
+        assert_eq!(
+            in_use,
+            self.counter("/mempool/in_use_at_start"),
+            "mbufs leaked: mempool in_use at the end vs at the start"
+        );
     }
 
     /// The customers that sent SYNs, in summary order (the summary may also
@@ -862,6 +903,7 @@ impl RunResult {
             name: p["name"].as_str().expect("name").to_owned(),
             rx: p["rx_packets"].as_u64().expect("rx_packets"),
             tx: p["tx_packets"].as_u64().expect("tx_packets"),
+            rx_nombuf: p["rx_nombuf"].as_u64().expect("rx_nombuf"),
         }
     }
 }
@@ -872,6 +914,8 @@ pub struct PortCount {
     pub name: String,
     pub rx: u64,
     pub tx: u64,
+    /// Frames the port could not receive for want of an mbuf.
+    pub rx_nombuf: u64,
 }
 
 /// One entry of `customers[]`.

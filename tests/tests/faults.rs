@@ -80,3 +80,106 @@ fn an_unusable_state_dir_is_reported_and_enforcement_goes_on() {
     assert_eq!(run.events_of("block", Some("spammer")).len(), 1);
     run.assert_consistent();
 }
+
+/// Established traffic from `10.net.x.y` to the web: forwarded untouched.
+fn background(net: u8, n: u32) -> Vec<Vec<u8>> {
+    use synwall_dataplane::parse::tcp_flags::{ACK, PSH};
+    (0..n)
+        .map(|i| {
+            let src = Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1);
+            FrameBuilder::tcp_v4(src, MX, 2048 + i as u16, 443, ACK | PSH).build()
+        })
+        .collect()
+}
+
+const SPAMMER: &str = "[[customer]]\nname = \"spammer\"\nprefixes = [\"10.1.0.0/16\"]\n\n\
+     [[customer]]\nname = \"web\"\nprefixes = [\"10.3.0.0/16\"]\n";
+const WINDOWS: &str = "[windows]\n\"5m\" = 100\n\"1h\" = 100000\n\"1d\" = 100000";
+
+/// A pool too small for one rx burst: net_pcap runs out of mbufs on
+/// almost every burst. The frames it could not receive are counted per
+/// port as `rx_nombuf`, everything received is judged and forwarded as
+/// ever, the limit still holds, and no mbuf is lost.
+#[test]
+fn mempool_exhaustion_is_counted_not_fatal() {
+    // Interleaved so that SYNs and background both meet empty bursts.
+    let mut frames = Vec::new();
+    for (s, b) in syns(1, 400).into_iter().zip(background(3, 400)) {
+        frames.push(s);
+        frames.push(b);
+    }
+    let sent = frames.len() as u64;
+    let run = Scenario::new(frames, Vec::new())
+        .dpdk("mbufs = 15")
+        .sections(WINDOWS)
+        .customers(SPAMMER)
+        .run("faults-mempool");
+    assert!(
+        run.exit.stderr.contains("dpdk.mbufs = 15 is below"),
+        "no warning about the small pool:\n{}",
+        run.exit.stderr
+    );
+    run.assert_consistent();
+    let inside = run.port("inside");
+    assert!(
+        inside.rx_nombuf > 0,
+        "a 15-mbuf pool never ran out: {inside:?}"
+    );
+    assert_eq!(
+        inside.rx + inside.rx_nombuf,
+        sent,
+        "every frame is either received or counted as rx_nombuf"
+    );
+    assert_eq!(run.counter("/mempool/size"), 15);
+    let spammer = run
+        .customers()
+        .into_iter()
+        .find(|c| c.name == "spammer")
+        .expect("spammer counted");
+    assert_eq!(spammer.forwarded, spammer.seen.min(100), "{spammer:?}");
+    let out: u64 = run.out_frames().len() as u64;
+    assert_eq!(out, run.verdict("forwarded"));
+}
+
+/// An outside port that takes nothing (a memif server no client ever
+/// connects to: its tx burst returns 0): every frame for it is freed and
+/// counted as `tx_full`; synwall runs on, judges and enforces as ever, and
+/// no mbuf is lost.
+#[test]
+fn a_full_tx_queue_is_counted_not_fatal() {
+    let dir = TestDir::new("faults-tx-full");
+    let socket = dir.join("memif.sock");
+    let mut frames = syns(1, 300);
+    frames.extend(background(3, 500));
+    let run = Scenario::new(frames, Vec::new())
+        .outside_device(&format!(
+            "net_memif0,role=server,socket={},socket-abstract=no",
+            socket.display()
+        ))
+        .sections(WINDOWS)
+        .customers(SPAMMER)
+        .run_in(dir);
+    assert!(
+        run.exit.status.success(),
+        "synwall failed: {}",
+        run.exit.stderr
+    );
+    let v = Verdicts::from_json(&run.summary["verdicts"]);
+    assert_eq!(v.rx, 800);
+    assert_eq!(v.forwarded, 500 + 100, "{v:?}");
+    assert_eq!(v.dropped_blocked, 200, "{v:?}");
+    assert_eq!(
+        v.tx_full, v.forwarded,
+        "every forwarded frame met a full ring: {v:?}"
+    );
+    assert_eq!(run.port("outside").tx, 0);
+    assert_eq!(
+        run.counter("/mempool/in_use"),
+        run.counter("/mempool/in_use_at_start"),
+        "mbufs leaked"
+    );
+    assert_eq!(
+        run.customers(),
+        vec![CustomerCount::new("spammer", 300, 100, 200),]
+    );
+}

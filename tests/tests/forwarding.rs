@@ -123,7 +123,8 @@ fn blocked_customer_dropped_everything_else_forwarded() {
         PortCount {
             name: "net_pcap0".into(),
             rx: 11,
-            tx: 4
+            tx: 4,
+            rx_nombuf: 0,
         }
     );
     assert_eq!(
@@ -131,7 +132,8 @@ fn blocked_customer_dropped_everything_else_forwarded() {
         PortCount {
             name: "net_pcap1".into(),
             rx: 4,
-            tx: 9
+            tx: 9,
+            rx_nombuf: 0,
         }
     );
     assert_eq!(run.summary["ports"][0]["link"], "l0");

@@ -272,3 +272,73 @@ fn reload_without_changes_does_not_repeat_warnings() {
     let near = run.events_of("near_limit", Some("alpha"));
     assert_eq!(near.len(), 1, "near_limit repeated by the reload: {near:?}");
 }
+
+/// The customers live in a `customers_file`; reloads with that file broken
+/// (not TOML, a bad prefix, a duplicate customer, missing) are rejected
+/// naming the file, and the running customers, counts and limits stay: a
+/// later reload with the file mended applies it.
+#[test]
+fn a_broken_customers_file_is_rejected_and_everything_stays() {
+    let frames = syns(1, 60);
+    let mut before = scenario(&frames, "");
+    before.preamble = "customers_file = \"customers.toml\"\n".to_owned();
+    let dir = TestDir::new("reload-customers-file");
+    let file = dir.join("customers.toml");
+    fs::write(&file, CUSTOMERS_BEFORE).unwrap();
+    let mut running = before.spawn(dir, &[]);
+    wait_counted(&mut running, 60);
+    let config = before.config(running.dir());
+
+    let broken: [(&str, String); 4] = [
+        ("not TOML", "[[customer]\nname = ".to_owned()),
+        (
+            "a bad prefix",
+            CUSTOMERS_AFTER.replace("10.3.0.0/16", "10.3.0.0/33"),
+        ),
+        (
+            "a duplicate customer",
+            format!("{CUSTOMERS_BEFORE}\n[[customer]]\nname = \"alpha\"\nprefixes = [\"10.4.0.0/16\"]\n"),
+        ),
+        ("missing", String::new()),
+    ];
+    for (n, (what, text)) in broken.iter().enumerate() {
+        if *what == "missing" {
+            fs::remove_file(&file).unwrap();
+        } else {
+            fs::write(&file, text).unwrap();
+        }
+        let why = reload(&mut running, &config, n + 1);
+        assert!(why.starts_with("rejected: "), "{what}: {why}");
+        assert!(
+            why.contains("customers.toml"),
+            "{what}: the reason does not name the customers file: {why}"
+        );
+    }
+    assert!(!running.exited(), "{}", running.output());
+    assert!(
+        running.events().iter().all(|e| e["kind"] != "would_block"),
+        "a rejected customers file took effect"
+    );
+
+    // Mended: the change applies (alpha's limit lowered below its count of
+    // 60, which a monitor customer reports; beta added blocked, gamma gone).
+    fs::write(&file, CUSTOMERS_AFTER).unwrap();
+    let why = reload(&mut running, &config, 5);
+    assert!(!why.starts_with("rejected"), "{why}");
+    assert!(why.contains("2 customers (1 added, 1 removed)"), "{why}");
+    running.wait_for_event("alpha's would_block after the mended reload", WAIT, |e| {
+        e["kind"] == "would_block" && e["customer"] == "alpha"
+    });
+
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    assert_frames_eq(&run.out_frames(), &frames, "outside tx");
+    run.assert_consistent();
+    assert_eq!(run.customer_state("beta").as_deref(), Some("blocked"));
+    assert!(run.customer_state("gamma").is_none());
+    // One would_block, from the new limit of 50 against the count of 60
+    // kept through every rejection.
+    let wb = run.events_of("would_block", Some("alpha"));
+    assert_eq!(wb.len(), 1, "{wb:?}");
+}
