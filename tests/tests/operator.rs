@@ -778,3 +778,149 @@ fn socket_has_the_configured_mode_and_group_and_records_the_caller() {
     assert!(run.exit.status.success(), "{:?}", run.exit);
     assert_eq!(run.customer_state("beta").as_deref(), Some("blocked"));
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// One request on a fresh connection; the reply line, or why there was none.
+fn raw_ask(socket: &Path, request: &[u8]) -> Result<Value, String> {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    s.write_all(request).map_err(|e| format!("write: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))
+}
+
+/// Abuse of a running appliance's control socket: a 100 MB line without a
+/// newline, 2,000 connections at once, a client that sends thousands of
+/// requests and never reads the replies, invalid UTF-8. Each abuser gets a
+/// defined outcome (cut off, refused, answered with an error, or dropped);
+/// synwall's memory stays bounded; an operator is served as soon as the
+/// flood of connections is gone; and the traffic verdicts are exact.
+#[test]
+fn control_socket_abuse_leaves_the_appliance_unaffected() {
+    use std::os::unix::net::UnixStream;
+    build_binaries();
+    let frames = traffic(200);
+    let customers = CUSTOMERS.replace(
+        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n",
+        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\nblocked = true\n",
+    );
+    let mut s = Scenario::new(frames, Vec::new())
+        .sections(WINDOWS)
+        .customers(&customers);
+    s.duration = 600.0;
+    let mut running = s.spawn(TestDir::new("operator-abuse"), &[]);
+    let sock = running.dir().join("control.sock");
+    let pid = running.pid();
+    running.wait_for("the control socket", WAIT, |_| {
+        raw_ask(&sock, b"{\"cmd\":\"status\"}\n").ok()
+    });
+    let rss_before = rss_kib(pid);
+
+    // 1. 100 MB in one line: cut off after 64 KiB with an error reply; the
+    // writer sees the connection close long before 100 MB are sent.
+    // (Both abusers connect before the flood of connections below.)
+    let streamer = {
+        let mut s = UnixStream::connect(&sock).expect("connect");
+        std::thread::spawn(move || {
+            s.set_write_timeout(Some(WAIT)).unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            let mut sent = 0usize;
+            while sent < 100 << 20 {
+                match s.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            (sent, reply)
+        })
+    };
+
+    // 2. A client that sends 5,000 requests and never reads a reply.
+    let deaf = {
+        let mut s = UnixStream::connect(&sock).expect("connect");
+        std::thread::spawn(move || {
+            s.set_write_timeout(Some(WAIT)).unwrap();
+            let mut sent = 0;
+            for _ in 0..5000 {
+                if s.write_all(b"{\"cmd\":\"status\"}\n").is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            // Hold the connection without reading for a while.
+            std::thread::sleep(Duration::from_secs(2));
+            sent
+        })
+    };
+
+    // 3. 2,000 connections at once (the socket serves 64 at a time).
+    let mut held = Vec::new();
+    let mut refused_or_failed = 0;
+    for _ in 0..2000 {
+        match UnixStream::connect(&sock) {
+            Ok(c) => held.push(c),
+            Err(_) => refused_or_failed += 1,
+        }
+    }
+    assert!(
+        !held.is_empty(),
+        "no connection accepted ({refused_or_failed} failed)"
+    );
+    let rss_flood = rss_kib(pid);
+    drop(held);
+
+    // 4. Invalid UTF-8: an error reply naming the problem.
+    let bad = wait_until("an answer to invalid UTF-8", WAIT, || {
+        raw_ask(&sock, b"{\"cmd\":\"st\xff\xfeatus\"}\n").ok()
+    });
+    assert_eq!(bad["ok"], false, "{bad}");
+
+    let (sent, reply) = streamer.join().unwrap();
+    assert!(sent < 100 << 20, "synwall read a 100 MB line to its end");
+    assert!(reply.contains("line too long"), "reply: {reply:?}");
+    let deaf_sent = deaf.join().unwrap();
+    assert!(deaf_sent > 0);
+
+    // The operator is served once the flood is gone, and the appliance
+    // did its job: acme's SYNs dropped, the rest forwarded.
+    let status = wait_until("status after the abuse", WAIT, || {
+        raw_ask(&sock, b"{\"cmd\":\"status\"}\n")
+            .ok()
+            .filter(|v| v["ok"] == true)
+    });
+    assert_eq!(status["ok"], true, "{status}");
+    let rss_after = rss_kib(pid);
+    // Bounded: 2,000 connections and a 100 MB line may cost threads and
+    // buffers for a while, never the line itself.
+    assert!(
+        rss_flood.max(rss_after) < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_flood} / {rss_after} KiB"
+    );
+    assert!(!running.exited(), "{}", running.output());
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    run.assert_consistent();
+    assert_eq!(run.verdict("dropped_blocked"), 200, "acme's 200 SYNs");
+    assert_eq!(
+        run.verdict("forwarded"),
+        200 + 40,
+        "beta's SYNs and the ACKs"
+    );
+}
