@@ -1,12 +1,13 @@
 //! Per-packet cost of synwall's inside→outside path without EAL:
 //! `verdict::judge` (parse + classify + count + verdict) over the benchmark
 //! mix, with 1k / 100k / 1M customers in the classifier; and the classifier
-//! alone (ns per lookup, IPv4/IPv6, hit/miss).
+//! alone (ns per lookup, IPv4/IPv6, hit/miss; build time and resident
+//! memory), also on a 100k table with mixed prefix lengths.
 //!
 //! `cargo bench -p synwall-benches --bench packet_path [-- QUICK]`
 //! (`QUICK`, or `SYNWALL_BENCH_QUICK=1`: fewer rounds, 1k and 1M only).
 use std::hint::black_box;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use synwall_benches::customers::{self, prefixes, v4_host, v6_host};
@@ -82,16 +83,100 @@ fn policy() -> Policy {
     }
 }
 
+/// A line of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`); 0 if unreadable.
+fn status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What building a classifier cost.
+#[derive(Clone, Copy)]
+struct Built {
+    time: Duration,
+    /// Resident set growth once built, and peak growth during the build, MiB.
+    rss_mib: f64,
+    peak_mib: f64,
+}
+
+/// Builds a classifier, timing it and measuring its resident memory.
+fn build_measured(
+    customers: usize,
+    prefixes: impl IntoIterator<Item = (IpAddr, u8, u32)>,
+) -> (Classifier, Built) {
+    // "5" resets VmHWM to the current RSS (Linux ≥ 4.0); if it fails the
+    // peak column is the process's peak so far.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss0 = status_kib("VmRSS");
+    let t = Instant::now();
+    let c = Classifier::build(customers, prefixes).expect("benchmark prefixes are valid");
+    let time = t.elapsed();
+    let mib = |kib: u64| kib.saturating_sub(rss0) as f64 / 1024.0;
+    let built = Built {
+        time,
+        rss_mib: mib(status_kib("VmRSS")),
+        peak_mib: mib(status_kib("VmHWM")),
+    };
+    (c, built)
+}
+
 /// The classifier and a shard for `n` generated customers plus the blocked
 /// one (id `n`).
-fn table(n: u32) -> (Classifier, WorkerShard, Duration) {
-    let t = Instant::now();
-    let c =
-        Classifier::build(n as usize + 1, prefixes(n, true)).expect("benchmark prefixes are valid");
-    let built = t.elapsed();
+fn table(n: u32) -> (Classifier, WorkerShard, Built) {
+    let (c, built) = build_measured(n as usize + 1, prefixes(n, true));
     let shard = WorkerShard::new(n as usize + 1);
     shard.blocked.set(n, true);
     (c, shard, built)
+}
+
+/// `n` customers with mixed prefix lengths, one prefix per family each:
+/// IPv4 /24, /28, /32 in turn, packed upwards from 32.0.0.0 (each aligned to
+/// its size); IPv6 /48, /56, /64 in turn, customer `i` in 2400:0:i::/48.
+/// An IPv6 /48 customer costs three probes (/64 and /56 miss first).
+fn mixed_prefixes(n: u32) -> Vec<(IpAddr, u8, u32)> {
+    let mut cursor: u32 = 0x2000_0000;
+    let mut out = Vec::with_capacity(2 * n as usize);
+    for i in 0..n {
+        let len4 = [24u8, 28, 32][i as usize % 3];
+        let size = 1u32 << (32 - len4);
+        cursor = cursor.next_multiple_of(size);
+        out.push((IpAddr::V4(Ipv4Addr::from(cursor)), len4, i));
+        cursor += size;
+        let len6 = [48u8, 56, 64][i as usize % 3];
+        let net6 = (0x2400u128 << 112) | (u128::from(i) << 80);
+        out.push((IpAddr::V6(Ipv6Addr::from(net6)), len6, i));
+    }
+    out
+}
+
+/// Random hosts inside random prefixes of one family.
+fn hosts_in(prefixes: &[(IpAddr, u8, u32)], v6: bool, rng: &mut Rng, k: usize) -> Vec<SrcAddr> {
+    let family: Vec<(IpAddr, u8)> = prefixes
+        .iter()
+        .filter(|p| p.0.is_ipv6() == v6)
+        .map(|p| (p.0, p.1))
+        .collect();
+    (0..k)
+        .map(|_| {
+            let (a, len) = family[rng.below(family.len() as u64) as usize];
+            let r = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+            match a {
+                IpAddr::V4(a) => {
+                    let host = (r as u32).checked_shr(u32::from(len)).unwrap_or(0);
+                    SrcAddr::V4(u32::from(a) | host)
+                }
+                IpAddr::V6(a) => {
+                    let host = r.checked_shr(u32::from(len)).unwrap_or(0);
+                    SrcAddr::V6(u128::from(a) | host)
+                }
+            }
+        })
+        .collect()
 }
 
 fn judge_all(
@@ -122,11 +207,24 @@ fn check_verdicts(
         .iter()
         .filter(|f| judge(f, policy, c, shard, tally) == Verdict::DropBlocked)
         .count();
-    // The blocked customer's well-formed SYNs, nothing else (malformed are
-    // forwarded under MalformedPolicy::Forward).
+    // The blocked customer's well-formed SYNs, and its malformed frames
+    // whose source the parser could still read (forwarded under
+    // MalformedPolicy::Forward for everybody else); nothing else.
+    let watched = WatchedPorts::new(&[25]);
+    let acme_malformed = mix
+        .frames
+        .iter()
+        .zip(&mix.kinds)
+        .filter(|(_, k)| **k == Kind::Malformed)
+        .filter_map(|(f, _)| parse(f, &watched).src)
+        .filter(|src| match *src {
+            SrcAddr::V4(a) => a >> 8 == u32::from(customers::ACME_V4) >> 8,
+            SrcAddr::V6(a) => a >> 64 == u128::from(customers::ACME_V6) >> 64,
+        })
+        .count();
     assert_eq!(
         dropped,
-        mix.count(Kind::Syn25Blocked),
+        mix.count(Kind::Syn25Blocked) + acme_malformed,
         "verdicts disagree with the mix"
     );
 }
@@ -237,7 +335,7 @@ fn main() {
     let mut build_rows = Vec::new();
     for &n in &opts.tables {
         let (c, shard, built) = table(n);
-        build_rows.push((n, c.prefixes(), built));
+        build_rows.push((human(n), c.prefixes(), built));
         let mut tally = Tally::default();
         check_verdicts(&mix64, &policy, &c, &shard, &mut tally);
         for (name, mix) in [("judge, 64 B mix", &mix64), ("judge, IMIX", &imix)] {
@@ -261,33 +359,56 @@ fn main() {
                     .map(|&a| u64::from(c.lookup(black_box(a)).unwrap_or(u32::MAX)))
                     .sum()
             });
-            lookup_rows.push((n, name, med, best));
+            lookup_rows.push((human(n), name, med, best));
+        }
+    }
+    {
+        // Mixed lengths: what per-length probing costs when one length is
+        // not enough.
+        let n = 100_000;
+        let p = mixed_prefixes(n);
+        let (c, built) = build_measured(n as usize, p.iter().copied());
+        let label = format!("{} mixed", human(n));
+        build_rows.push((label.clone(), c.prefixes(), built));
+        const K: usize = 4096;
+        let v6_miss: Vec<SrcAddr> = (0..K)
+            .map(|_| SrcAddr::V6((0x2401u128 << 112) | u128::from(rng.next_u64())))
+            .collect();
+        for (name, addrs) in [
+            ("v4 hit, /24 /28 /32", hosts_in(&p, false, &mut rng, K)),
+            ("v6 hit, /48 /56 /64", hosts_in(&p, true, &mut rng, K)),
+            ("v6 miss, 3 lengths", v6_miss),
+        ] {
+            let (med, best) = measure(&opts, addrs.len(), || {
+                addrs
+                    .iter()
+                    .map(|&a| u64::from(c.lookup(black_box(a)).unwrap_or(u32::MAX)))
+                    .sum()
+            });
+            lookup_rows.push((label.clone(), name, med, best));
         }
     }
 
     println!();
-    println!("Classifier (ip_network_table), random addresses over the whole table:");
+    println!("Classifier::lookup, random addresses over the whole table:");
     println!();
     println!("| customers | lookup | ns/lookup | cycles/lookup |");
     println!("|---:|---|---:|---:|");
     for (n, name, med, best) in &lookup_rows {
         println!(
-            "| {} | {name} | {:.1} [{:.1}] | {:.0} [{:.0}] |",
-            human(*n),
-            med.ns,
-            best.ns,
-            med.cycles,
-            best.cycles
+            "| {n} | {name} | {:.1} [{:.1}] | {:.0} [{:.0}] |",
+            med.ns, best.ns, med.cycles, best.cycles
         );
     }
     println!();
-    println!("| customers | prefixes (v4 + v6) | build time |");
-    println!("|---:|---:|---:|");
+    println!("| customers | prefixes (v4 + v6) | build time | RSS growth (peak during build) |");
+    println!("|---:|---:|---:|---:|");
     for (n, (v4, v6), built) in &build_rows {
         println!(
-            "| {} | {v4} + {v6} | {:.2} s |",
-            human(*n),
-            built.as_secs_f64()
+            "| {n} | {v4} + {v6} | {:.2} s | {:.1} MiB ({:.1} MiB) |",
+            built.time.as_secs_f64(),
+            built.rss_mib,
+            built.peak_mib
         );
     }
     // Keep the helpers' addresses honest: the blocked customer resolves.

@@ -1,15 +1,23 @@
 //! Source address → customer id, longest prefix wins.
 //!
-//! Backed by the tree-bitmap LPM that `ip_network_table` is built on
-//! (`ip_network_table-deps-treebitmap`), used directly: its lookup returns
-//! the matched prefix as plain values, so the worker's path has no
-//! network-constructing `unwrap` in it. See BENCHMARKS.md for the
-//! measurement. Only frames on the watched ports are classified, so the
-//! lookup is off the path of most traffic.
+//! IPv4 is a DIR-24-8 table (the layout of DPDK's `rte_lpm`): 2^24 entries
+//! indexed by the top 24 bits of the address, each either a customer or the
+//! number of a 256-entry extension group that resolves the last octet for
+//! the /24s that hold prefixes longer than /24. A lookup is one load, or two.
+//! IPv6 customers use a handful of prefix lengths (/48, /56, /64 ...), so
+//! IPv6 is one exact-match hash table per configured length, probed longest
+//! first: a lookup is at most one probe per distinct length. A /0 is kept
+//! aside as the family's fallback rather than filled into the tables.
+//!
+//! Lookups allocate nothing and cannot panic: every index is in range by
+//! the type it indexes (`a >> 8` into a `[u32; 1 << 24]`, an octet into a
+//! `[u32; 256]`) or goes through `get`. See BENCHMARKS.md for the
+//! measurement. Only frames on the watched ports (and frames that might hide
+//! one) are classified, so the lookup is off the path of most traffic.
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ip_network::{Ipv4Network, Ipv6Network};
-use treebitmap::IpLookupTable;
+use rustc_hash::FxBuildHasher;
 
 use crate::parse::SrcAddr;
 
@@ -39,8 +47,8 @@ pub enum ClassifierError {
 
 /// Maps source addresses to customers.
 pub struct Classifier {
-    v4: IpLookupTable<Ipv4Addr, CustomerId>,
-    v6: IpLookupTable<Ipv6Addr, CustomerId>,
+    v4: V4Table,
+    v6: V6Table,
     customers: usize,
 }
 
@@ -55,43 +63,88 @@ impl std::fmt::Debug for Classifier {
     }
 }
 
+/// One validated prefix waiting to be inserted: length, network address,
+/// customer, and its position in the input (to report duplicates in the
+/// order a one-by-one insert would have met them).
+type Pending<A> = (u8, A, CustomerId, usize);
+
 impl Classifier {
     /// Builds the table from `(address, prefix length, customer)` entries;
     /// `customers` is the number of customer ids (ids are `0..customers`).
+    ///
+    /// Errors are reported as a one-by-one insert in input order would
+    /// meet them: the first bad prefix, or a prefix given a second time
+    /// before it, whichever comes first.
     pub fn build<I>(customers: usize, prefixes: I) -> Result<Classifier, ClassifierError>
     where
         I: IntoIterator<Item = (IpAddr, u8, CustomerId)>,
     {
-        let mut v4 = IpLookupTable::new();
-        let mut v6 = IpLookupTable::new();
-        for (addr, len, customer) in prefixes {
-            let bad = |reason: String| ClassifierError::BadPrefix {
-                addr,
-                len,
-                customer,
-                reason,
-            };
-            // Validate (length in range, no host bits) before inserting.
-            let previous = match addr {
+        let mut v4: Vec<Pending<u32>> = Vec::new();
+        let mut v6: Vec<Pending<u128>> = Vec::new();
+        let mut bad = None;
+        for (i, (addr, len, customer)) in prefixes.into_iter().enumerate() {
+            let reason = match addr {
                 IpAddr::V4(a) => {
-                    Ipv4Network::new(a, len).map_err(|e| bad(e.to_string()))?;
-                    v4.insert(a, u32::from(len), customer)
+                    let a = u32::from(a);
+                    if len > 32 {
+                        Some(format!("prefix length {len} is longer than 32"))
+                    } else if a & !v4_mask(len) != 0 {
+                        Some("host bits are set".to_string())
+                    } else if customer > V4_MAX_CUSTOMER {
+                        Some(format!(
+                            "customer id beyond the IPv4 table's limit of {V4_MAX_CUSTOMER}"
+                        ))
+                    } else {
+                        v4.push((len, a, customer, i));
+                        None
+                    }
                 }
                 IpAddr::V6(a) => {
-                    Ipv6Network::new(a, len).map_err(|e| bad(e.to_string()))?;
-                    v6.insert(a, u32::from(len), customer)
+                    let a = u128::from(a);
+                    if len > 128 {
+                        Some(format!("prefix length {len} is longer than 128"))
+                    } else if a & !v6_mask(len) != 0 {
+                        Some("host bits are set".to_string())
+                    } else {
+                        v6.push((len, a, customer, i));
+                        None
+                    }
                 }
             };
-            if let Some(first) = previous {
-                return Err(ClassifierError::Duplicate {
+            if let Some(reason) = reason {
+                bad = Some(ClassifierError::BadPrefix {
                     addr,
                     len,
-                    first,
-                    second: customer,
+                    customer,
+                    reason,
                 });
+                break;
             }
         }
-        Ok(Classifier { v4, v6, customers })
+        // Ascending length (the order DIR-24-8 is filled in), then address,
+        // then input position: duplicates end up side by side, first first.
+        v4.sort_unstable_by_key(|&(len, a, _, i)| (len, a, i));
+        v6.sort_unstable_by_key(|&(len, a, _, i)| (len, a, i));
+        let duplicate = match (
+            first_duplicate(&v4, |a| IpAddr::V4(Ipv4Addr::from(a))),
+            first_duplicate(&v6, |a| IpAddr::V6(Ipv6Addr::from(a))),
+        ) {
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        // Only prefixes before the first bad one were collected, so a
+        // duplicate among them came first.
+        if let Some((_, e)) = duplicate {
+            return Err(e);
+        }
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        Ok(Classifier {
+            v4: V4Table::build(&v4),
+            v6: V6Table::build(&v6),
+            customers,
+        })
     }
 
     /// Number of customer ids.
@@ -101,15 +154,15 @@ impl Classifier {
 
     /// IPv4 and IPv6 prefix counts.
     pub fn prefixes(&self) -> (usize, usize) {
-        (self.v4.len(), self.v6.len())
+        (self.v4.prefixes, self.v6.prefixes)
     }
 
     /// The customer owning `src`, by longest matching prefix.
     #[inline]
     pub fn lookup(&self, src: SrcAddr) -> Option<CustomerId> {
         match src {
-            SrcAddr::V4(a) => self.v4.longest_match(Ipv4Addr::from(a)).map(|(_, _, c)| *c),
-            SrcAddr::V6(a) => self.v6.longest_match(Ipv6Addr::from(a)).map(|(_, _, c)| *c),
+            SrcAddr::V4(a) => self.v4.lookup(a),
+            SrcAddr::V6(a) => self.v6.lookup(a),
         }
     }
 
@@ -122,9 +175,185 @@ impl Classifier {
     }
 }
 
+/// The earliest (by input position) prefix that repeats one before it, in a
+/// list sorted by (length, address, position): position and error.
+fn first_duplicate<A: Copy + Eq>(
+    sorted: &[Pending<A>],
+    ip: impl Fn(A) -> IpAddr,
+) -> Option<(usize, ClassifierError)> {
+    sorted
+        .windows(2)
+        .filter_map(|w| match w {
+            [(l0, a0, first, _), (l1, a1, second, i)] if l0 == l1 && a0 == a1 => Some((
+                *i,
+                ClassifierError::Duplicate {
+                    addr: ip(*a1),
+                    len: *l1,
+                    first: *first,
+                    second: *second,
+                },
+            )),
+            _ => None,
+        })
+        .min_by_key(|(i, _)| *i)
+}
+
+fn v4_mask(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
+}
+
+fn v6_mask(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+/// DIR-24-8 entry: this bit set means "extension group number in the low
+/// bits"; otherwise 0 is "no prefix of length 1..=32 covers the address"
+/// and anything else is the customer id + 1.
+const EXT: u32 = 1 << 31;
+/// The largest IPv4 customer id the entry encoding holds (id + 1 < `EXT`).
+const V4_MAX_CUSTOMER: CustomerId = EXT - 2;
+const TBL24_LEN: usize = 1 << 24;
+
+struct V4Table {
+    /// Indexed by the top 24 bits of the address.
+    tbl24: Box<[u32; TBL24_LEN]>,
+    /// One group per /24 that holds a prefix longer than /24, indexed by
+    /// the last octet: 0 or customer id + 1, never `EXT`.
+    tbl8: Vec<[u32; 256]>,
+    /// The /0's customer.
+    default: Option<CustomerId>,
+    prefixes: usize,
+}
+
+impl V4Table {
+    /// `sorted` must be valid (no host bits, length ≤ 32, customer ≤
+    /// `V4_MAX_CUSTOMER`), without duplicates, in ascending length order:
+    /// a longer prefix overwrites the part of a shorter one it covers, and
+    /// every /1../24 is in `tbl24` before the first extension group copies
+    /// its entry.
+    fn build(sorted: &[Pending<u32>]) -> V4Table {
+        // `vec![0; n]` asks the allocator for zeroed memory (calloc, which
+        // maps fresh pages for a block this size): the /24s no prefix
+        // touches stay out of the resident set.
+        let tbl24: Box<[u32]> = vec![0u32; TBL24_LEN].into_boxed_slice();
+        let Ok(tbl24) = tbl24.try_into() else {
+            unreachable!("the vector has TBL24_LEN entries");
+        };
+        let mut t = V4Table {
+            tbl24,
+            tbl8: Vec::new(),
+            default: None,
+            prefixes: sorted.len(),
+        };
+        for &(len, addr, customer, _) in sorted {
+            let entry = customer + 1;
+            let top = (addr >> 8) as usize;
+            match len {
+                0 => t.default = Some(customer),
+                1..=24 => t.tbl24[top..top + (1 << (24 - len))].fill(entry),
+                _ => {
+                    let slot = &mut t.tbl24[top];
+                    let group = if *slot & EXT != 0 {
+                        (*slot & !EXT) as usize
+                    } else {
+                        // The rest of the /24 keeps what covered it so far.
+                        t.tbl8.push([*slot; 256]);
+                        *slot = EXT | (t.tbl8.len() - 1) as u32;
+                        t.tbl8.len() - 1
+                    };
+                    let low = (addr & 0xff) as usize;
+                    t.tbl8[group][low..low + (1 << (32 - len))].fill(entry);
+                }
+            }
+        }
+        t.tbl8.shrink_to_fit();
+        t
+    }
+
+    #[inline]
+    fn lookup(&self, a: u32) -> Option<CustomerId> {
+        // In range by type: `a >> 8` < 2^24, `a as u8` < 256.
+        let mut e = self.tbl24[(a >> 8) as usize];
+        if e & EXT != 0 {
+            e = self
+                .tbl8
+                .get((e & !EXT) as usize)
+                .map_or(0, |g| g[usize::from(a as u8)]);
+        }
+        e.checked_sub(1).or(self.default)
+    }
+}
+
+/// IPv6: one exact-match table per configured length, longest first.
+/// Lengths up to /64 (every customer prefix in practice) are keyed by the
+/// top 64 bits, which hash cheaper than the whole address.
+struct V6Table {
+    /// /65../128: the length's mask and masked address → customer.
+    long: Vec<(u128, HashMap<u128, CustomerId, FxBuildHasher>)>,
+    /// /1../64: the mask of the top 64 bits and masked top half → customer.
+    short: Vec<(u64, HashMap<u64, CustomerId, FxBuildHasher>)>,
+    /// The /0's customer.
+    default: Option<CustomerId>,
+    prefixes: usize,
+}
+
+impl V6Table {
+    /// `sorted`: valid, no duplicates, ascending length.
+    fn build(sorted: &[Pending<u128>]) -> V6Table {
+        let mut t = V6Table {
+            long: Vec::new(),
+            short: Vec::new(),
+            default: None,
+            prefixes: sorted.len(),
+        };
+        let mut rest = sorted;
+        while let Some(&(len, ..)) = rest.first() {
+            let n = rest.iter().take_while(|p| p.0 == len).count();
+            let (same_len, tail) = rest.split_at(n);
+            rest = tail;
+            if len == 0 {
+                t.default = same_len.first().map(|p| p.2);
+            } else if len <= 64 {
+                let mut map = HashMap::with_capacity_and_hasher(same_len.len(), FxBuildHasher);
+                map.extend(same_len.iter().map(|&(_, a, c, _)| ((a >> 64) as u64, c)));
+                t.short.push(((v6_mask(len) >> 64) as u64, map));
+            } else {
+                let mut map = HashMap::with_capacity_and_hasher(same_len.len(), FxBuildHasher);
+                map.extend(same_len.iter().map(|&(_, a, c, _)| (a, c)));
+                t.long.push((v6_mask(len), map));
+            }
+        }
+        t.long.reverse();
+        t.short.reverse();
+        t
+    }
+
+    #[inline]
+    fn lookup(&self, a: u128) -> Option<CustomerId> {
+        for (mask, map) in &self.long {
+            if let Some(&c) = map.get(&(a & mask)) {
+                return Some(c);
+            }
+        }
+        let top = (a >> 64) as u64;
+        for (mask, map) in &self.short {
+            if let Some(&c) = map.get(&(top & mask)) {
+                return Some(c);
+            }
+        }
+        self.default
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
 
     fn v4(s: &str) -> SrcAddr {
         SrcAddr::V4(u32::from(s.parse::<Ipv4Addr>().unwrap()))
@@ -186,6 +415,75 @@ mod tests {
     }
 
     #[test]
+    fn lengths_out_of_range_are_errors() {
+        for (addr, len) in [("10.0.0.0", 33), ("2001:db8::", 129)] {
+            assert!(matches!(
+                Classifier::build(1, [(addr.parse().unwrap(), len, 0)]),
+                Err(ClassifierError::BadPrefix { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn errors_come_in_input_order() {
+        let dup_then_bad = [
+            ("10.0.0.0".parse().unwrap(), 24, 0),
+            ("2001:db8::".parse().unwrap(), 32, 1),
+            ("10.0.0.0".parse().unwrap(), 24, 2),
+            ("10.0.0.1".parse().unwrap(), 24, 3),
+            ("2001:db8::".parse().unwrap(), 32, 4),
+        ];
+        assert!(matches!(
+            Classifier::build(5, dup_then_bad),
+            Err(ClassifierError::Duplicate {
+                first: 0,
+                second: 2,
+                ..
+            })
+        ));
+        let bad_then_dup = [
+            ("10.0.0.0".parse().unwrap(), 24, 0),
+            ("10.0.0.1".parse().unwrap(), 24, 1),
+            ("10.0.0.0".parse().unwrap(), 24, 2),
+        ];
+        assert!(matches!(
+            Classifier::build(3, bad_then_dup),
+            Err(ClassifierError::BadPrefix { customer: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn slash_zero_and_host_routes() {
+        let c = Classifier::build(
+            4,
+            [
+                ("0.0.0.0".parse().unwrap(), 0, 0),
+                ("255.255.255.255".parse().unwrap(), 32, 1),
+                ("::".parse().unwrap(), 0, 2),
+                (
+                    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+                    128,
+                    3,
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.prefixes(), (2, 2));
+        assert_eq!(c.lookup(v4("0.0.0.0")), Some(0));
+        assert_eq!(c.lookup(v4("255.255.255.254")), Some(0));
+        assert_eq!(c.lookup(v4("255.255.255.255")), Some(1));
+        assert_eq!(c.lookup(v6("::1")), Some(2));
+        assert_eq!(
+            c.lookup(v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+            Some(2)
+        );
+        assert_eq!(
+            c.lookup(v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+            Some(3)
+        );
+    }
+
+    #[test]
     fn holds_a_million_prefixes() {
         // 1,000,000 customers, each a /32 out of 10.0.0.0/8 + 11.0.0.0/8.
         let n: u32 = 1_000_000;
@@ -198,6 +496,187 @@ mod tests {
         for i in (0..n).step_by(9973) {
             assert_eq!(c.lookup(SrcAddr::V4(0x0a00_0000 + i * 7)), Some(i));
             assert_eq!(c.lookup(SrcAddr::V4(0x0a00_0000 + i * 7 + 1)), None);
+        }
+    }
+
+    #[test]
+    fn holds_a_million_v6_prefixes() {
+        // 1,000,000 customers, each a /56 and a /64 inside it.
+        let n: u32 = 1_000_000;
+        let net = |i: u32| (0x2001_0db8_u128 << 96) | (u128::from(i) << 72);
+        let c = Classifier::build(
+            n as usize,
+            (0..n).flat_map(|i| {
+                [
+                    (IpAddr::V6(Ipv6Addr::from(net(i))), 56, i),
+                    (
+                        IpAddr::V6(Ipv6Addr::from(net(i) | (1 << 64))),
+                        64,
+                        n - 1 - i,
+                    ),
+                ]
+            }),
+        )
+        .unwrap();
+        assert_eq!(c.prefixes(), (0, 2 * n as usize));
+        for i in (0..n).step_by(9973) {
+            assert_eq!(c.lookup(SrcAddr::V6(net(i) | 7)), Some(i));
+            let host = net(i) | 7;
+            assert_eq!(c.lookup(SrcAddr::V6(host | (1 << 64))), Some(n - 1 - i));
+            assert_eq!(c.lookup(SrcAddr::V6(host | (1 << 71))), Some(i));
+            assert_eq!(c.lookup(SrcAddr::V6(host ^ (1 << 100))), None);
+        }
+    }
+
+    /// The specification: the longest prefix that contains `q`.
+    fn reference<A: Copy + Eq>(
+        prefixes: &[(A, u8, CustomerId)],
+        q: A,
+        contains: impl Fn(A, u8, A) -> bool,
+    ) -> Option<CustomerId> {
+        prefixes
+            .iter()
+            .filter(|&&(a, len, _)| contains(a, len, q))
+            .max_by_key(|p| p.1)
+            .map(|p| p.2)
+    }
+
+    fn v4_len() -> impl Strategy<Value = u8> {
+        prop_oneof![1 => Just(0u8), 1 => Just(32u8), 1 => 24u8..=25, 2 => 0u8..=32, 4 => 16u8..=32]
+    }
+
+    fn v6_len() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            1 => Just(0u8),
+            1 => Just(128u8),
+            1 => prop::sample::select(vec![48u8, 56, 64]),
+            2 => 0u8..=128,
+            4 => 40u8..=72,
+        ]
+    }
+
+    /// Prefixes around `base`: each keeps `base`'s bits above its own
+    /// random depth and takes random ones below it, so they nest and
+    /// overlap. First one wins on a repeated (address, length).
+    fn nested<A: Copy + Eq + std::hash::Hash>(
+        base: A,
+        raw: &[(A, u8, u8, CustomerId)],
+        around: impl Fn(A, A, u8) -> A,
+        mask: impl Fn(u8) -> A,
+        and: impl Fn(A, A) -> A,
+    ) -> Vec<(A, u8, CustomerId)> {
+        let mut seen = HashSet::new();
+        raw.iter()
+            .map(|&(noise, len, depth, c)| (and(around(base, noise, depth), mask(len)), len, c))
+            .filter(|&(a, len, _)| seen.insert((a, len)))
+            .collect()
+    }
+
+    /// Addresses worth asking about: each prefix's first and last address
+    /// and their outside neighbours, and random ones near `base`.
+    fn v4_queries(p: &[(u32, u8, CustomerId)], base: u32, noise: &[u32]) -> Vec<u32> {
+        let mut q: Vec<u32> = p
+            .iter()
+            .flat_map(|&(a, len, _)| {
+                let last = a | !v4_mask(len);
+                [a, last, a.wrapping_sub(1), last.wrapping_add(1)]
+            })
+            .collect();
+        q.extend(noise.iter().flat_map(|&n| [base ^ (n >> (n % 32)), n]));
+        q
+    }
+
+    fn v6_queries(p: &[(u128, u8, CustomerId)], base: u128, noise: &[u128]) -> Vec<u128> {
+        let mut q: Vec<u128> = p
+            .iter()
+            .flat_map(|&(a, len, _)| {
+                let last = a | !v6_mask(len);
+                [a, last, a.wrapping_sub(1), last.wrapping_add(1)]
+            })
+            .collect();
+        q.extend(noise.iter().flat_map(|&n| [base ^ (n >> (n % 128)), n]));
+        q
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Matches a linear longest-prefix scan on random nested prefixes
+        /// of both families in one table.
+        #[test]
+        fn matches_a_linear_scan(
+            base4 in any::<u32>(),
+            raw4 in prop::collection::vec((any::<u32>(), v4_len(), 0u8..=32, 0u32..8), 0..40),
+            noise4 in prop::collection::vec(any::<u32>(), 0..32),
+            base6 in any::<u128>(),
+            raw6 in prop::collection::vec((any::<u128>(), v6_len(), 0u8..=128, 0u32..8), 0..40),
+            noise6 in prop::collection::vec(any::<u128>(), 0..32),
+        ) {
+            let p4 = nested(
+                base4,
+                &raw4,
+                |b, n, d| b ^ (n & !v4_mask(d)),
+                v4_mask,
+                |a, m| a & m,
+            );
+            let p6 = nested(
+                base6,
+                &raw6,
+                |b, n, d| b ^ (n & !v6_mask(d)),
+                v6_mask,
+                |a, m| a & m,
+            );
+            let c = Classifier::build(
+                8,
+                p4.iter()
+                    .map(|&(a, len, c)| (IpAddr::V4(Ipv4Addr::from(a)), len, c))
+                    .chain(p6.iter().map(|&(a, len, c)| (IpAddr::V6(Ipv6Addr::from(a)), len, c))),
+            )
+            .unwrap();
+            prop_assert_eq!(c.prefixes(), (p4.len(), p6.len()));
+            for q in v4_queries(&p4, base4, &noise4) {
+                let want = reference(&p4, q, |a, len, q| q & v4_mask(len) == a);
+                prop_assert_eq!(c.lookup(SrcAddr::V4(q)), want, "v4 {}", Ipv4Addr::from(q));
+            }
+            for q in v6_queries(&p6, base6, &noise6) {
+                let want = reference(&p6, q, |a, len, q| q & v6_mask(len) == a);
+                prop_assert_eq!(c.lookup(SrcAddr::V6(q)), want, "v6 {}", Ipv6Addr::from(q));
+            }
+        }
+
+        /// Errors are what a one-by-one insert in input order meets first.
+        #[test]
+        fn reports_the_first_duplicate(
+            raw in prop::collection::vec(
+                (0usize..3, prop::sample::select(vec![0u8, 8, 24, 32]), any::<bool>(), 0u32..4),
+                1..12,
+            ),
+        ) {
+            let bases4 = [0x0a00_0000u32, 0x0a01_0000, 0xc633_6400];
+            let bases6 = [0x2001_0db8_u128 << 96, 0x2001_0db9_u128 << 96, 1];
+            let entries: Vec<(IpAddr, u8, CustomerId)> = raw
+                .iter()
+                .map(|&(b, len, six, c)| {
+                    if six {
+                        let len = len * 4;
+                        (IpAddr::V6(Ipv6Addr::from(bases6[b] & v6_mask(len))), len, c)
+                    } else {
+                        (IpAddr::V4(Ipv4Addr::from(bases4[b] & v4_mask(len))), len, c)
+                    }
+                })
+                .collect();
+            let mut first = HashMap::new();
+            let expected = entries
+                .iter()
+                .find_map(|&(a, len, c)| first.insert((a, len), c).map(|f| (a, len, f, c)));
+            match (Classifier::build(4, entries.iter().copied()), expected) {
+                (Ok(_), None) => {}
+                (
+                    Err(ClassifierError::Duplicate { addr, len, first, second }),
+                    Some(want),
+                ) => prop_assert_eq!((addr, len, first, second), want),
+                (got, want) => prop_assert!(false, "{:?} vs {:?}", got, want),
+            }
         }
     }
 }
