@@ -181,6 +181,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             .map(|_| Arc::new(Mutex::new(MetricsRegistry::new(TOP_CUSTOMERS)))),
         block_events: Default::default(),
         hooks: config.control.hook.clone().map(HookRunner::new),
+        removed: Default::default(),
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);
@@ -419,6 +420,7 @@ fn run_with_eal(
         &stats,
         &pool,
         in_use_at_start,
+        &control.removed,
     );
     // Close the ports (net_pcap flushes its capture files here), then the pool.
     drop(ports);

@@ -1,7 +1,7 @@
 //! The control thread's state during a run ([`Control`]): the config, the
 //! control plane, the event log and stream, the published generation of
 //! customers, and what operators ask of them through the control socket.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crate::metrics::{
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::EventBus;
+use crate::summary::RemovedCustomers;
 
 /// Customers besides the blocked ones that get their own metric series.
 pub const TOP_CUSTOMERS: usize = 20;
@@ -104,6 +105,8 @@ pub struct Control {
     pub block_events: BlockEventCounts,
     /// Runs `control.hook` on block, unblock and expire events.
     pub hooks: Option<HookRunner>,
+    /// This run's SYNs of customers that a reload removed since.
+    pub removed: RemovedCustomers,
 }
 
 impl Control {
@@ -297,33 +300,108 @@ impl Control {
         let old = self.generation.load_full();
         self.classifier = classifier.clone();
         let next = Generation::new(old.number + 1, classifier, old.shards.len());
+        let now = self.clock.now();
+        let old_ids: HashMap<&str, u32> = (0..self.plane.customers() as u32)
+            .filter_map(|id| self.plane.name(id).map(|n| (n, id)))
+            .collect();
+        let same_windows = self.config.windows == new.windows;
+        let k = next.shards.len().max(1) as u64;
+        // Enforced customers that stay enforced with the same limits: their
+        // per-core allowances move to the new shards below.
+        let mut carried: Vec<(u32, u32, u64)> = Vec::new();
         for c in &new.customers {
-            let blocked = self
-                .plane
-                .find(&c.name)
-                .is_some_and(|old_id| self.plane.is_blocked(old_id));
-            let open = new.effective_mode(c) != Mode::Enforce;
-            for s in &next.shards {
-                s.syn_grant[c.id as usize].store(if open { u64::MAX } else { 0 }, Relaxed);
-                s.blocked.set(c.id, blocked || c.blocked);
+            let old_id = old_ids.get(&*c.name).copied();
+            let blocked = old_id.is_some_and(|id| self.plane.is_blocked(id)) || c.blocked;
+            let enforce = new.effective_mode(c) == Mode::Enforce;
+            let limits = new.effective_limits(c);
+            // What a new customer may send before the first tick: its
+            // smallest limit, split as a tick would (nothing else can have
+            // spent any of it).
+            let mut fresh_budget = 0;
+            if enforce && !blocked {
+                match old_id {
+                    None => fresh_budget = limits.iter().copied().min().unwrap_or(0),
+                    Some(id) => {
+                        if same_windows && self.plane.enforced_limits(id) == Some(&limits[..]) {
+                            let budget = (0..limits.len())
+                                .map(|w| limits[w].saturating_sub(self.plane.count(id, w, now)))
+                                .min()
+                                .unwrap_or(0);
+                            carried.push((id, c.id, budget));
+                        }
+                    }
+                }
+            }
+            for (i, s) in next.shards.iter().enumerate() {
+                let grant = if !enforce {
+                    u64::MAX
+                } else {
+                    fresh_budget / k + if i == 0 { fresh_budget % k } else { 0 }
+                };
+                s.syn_grant[c.id as usize].store(grant, Relaxed);
+                s.blocked.set(c.id, blocked);
             }
         }
+        drop(old_ids);
         let number = next.number;
-        self.generation.store(Arc::new(next));
-        // Wait (bounded) until every worker has finished a round with it.
+        let next = Arc::new(next);
+        self.generation.store(next.clone());
+        // As each worker moves to the new generation its old shard is
+        // final: hand what it had left of each carried customer's allowance
+        // to its new shard (never more than a tick would grant). Until then
+        // the new grants are 0, so no SYN is forwarded twice on one
+        // allowance; a worker that does not move within the deadline keeps
+        // 0 until the next tick.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self
-            .stats
-            .iter()
-            .any(|s| s.generation.load(Relaxed) < number)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_micros(200));
+        let mut moved = vec![false; self.stats.len()];
+        while moved.iter().any(|m| !m) && Instant::now() < deadline {
+            for (w, stats) in self.stats.iter().enumerate() {
+                if moved[w] || stats.generation.load(Relaxed) < number {
+                    continue;
+                }
+                moved[w] = true;
+                let (Some(from), Some(to)) = (old.shards.get(w), next.shards.get(w)) else {
+                    continue;
+                };
+                for &(o, n, budget) in &carried {
+                    // This core's share of a tick's grant.
+                    let cap = budget / k + if w == 0 { budget % k } else { 0 };
+                    let (o, n) = (o as usize, n as usize);
+                    let (Some(g), Some(f), Some(cell)) = (
+                        from.syn_grant.get(o),
+                        from.syn_forwarded.get(o),
+                        to.syn_grant.get(n),
+                    ) else {
+                        continue;
+                    };
+                    let left = g.load(Relaxed).saturating_sub(f.load(Relaxed));
+                    cell.store(left.min(cap), Relaxed);
+                }
+            }
+            std::thread::yield_now();
         }
         self.tick(&old.shards);
+        // The old shards are read to the last SYN: book what the customers
+        // leaving now sent this run, so the totals still add up.
+        let staying: HashSet<&str> = new.customers.iter().map(|c| &*c.name).collect();
+        let now = self.clock.now();
+        for id in 0..self.plane.customers() as u32 {
+            let Some(v) = self.plane.customer_view(id, now) else {
+                continue;
+            };
+            if staying.contains(&*v.name) {
+                continue;
+            }
+            let (seen0, fwd0) = self.baseline.remove(&v.name).unwrap_or((0, 0));
+            self.removed.add(
+                v.seen.saturating_sub(seen0),
+                v.forwarded.saturating_sub(fwd0),
+            );
+        }
+        drop(staying);
         let reload = self.plane.reconfigure(&new, self.clock.now());
         let current = self.generation.load_full();
-        self.plane.rebase(&current.shards);
+        self.plane.attach_fresh(&current.shards);
         let msg = format!(
             "{}: {} customers ({} added, {} removed)",
             path.display(),

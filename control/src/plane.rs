@@ -504,6 +504,14 @@ impl ControlPlane {
         self.blocked.contains(&customer)
     }
 
+    /// `customer`'s limits (config order) if it is enforced and not
+    /// blocked: the customers whose per-core allowances mean something.
+    pub fn enforced_limits(&self, customer: u32) -> Option<&[u64]> {
+        let d = self.dense.get(customer as usize)?;
+        (d.mode == Mode::Enforce && !self.blocked.contains(&customer))
+            .then(|| &*self.limit_sets[d.limits as usize])
+    }
+
     /// Customers with window state.
     pub fn active(&self) -> usize {
         self.windows.active()
@@ -646,20 +654,14 @@ impl ControlPlane {
         e
     }
 
-    /// Takes the next reads from `shards` as the baseline without counting
-    /// anything: for shards whose counters do not continue the ones last
-    /// read (neither the same shards nor copies made with
-    /// [`Reload::id_map`]).
-    pub fn rebase(&mut self, shards: &[Arc<WorkerShard>]) {
+    /// Attaches shards that started at zero (a new generation's, already
+    /// in the workers' hands): everything they counted so far is new and
+    /// is counted by the next tick, so no SYN counted between the swap and
+    /// this call is lost.
+    pub fn attach_fresh(&mut self, shards: &[Arc<WorkerShard>]) {
         let n = self.dense.len();
-        self.base_seen = shards
-            .iter()
-            .map(|s| (0..n).map(|c| low(s.syn_seen.get(c))).collect())
-            .collect();
-        self.base_fwd = shards
-            .iter()
-            .map(|s| (0..n).map(|c| low(s.syn_forwarded.get(c))).collect())
-            .collect();
+        self.base_seen = vec![vec![0; n]; shards.len()];
+        self.base_fwd = vec![vec![0; n]; shards.len()];
         self.attached = shards.iter().map(|s| Arc::as_ptr(s) as usize).collect();
         self.all_dirty = true;
     }
@@ -977,7 +979,7 @@ impl ControlPlane {
     /// changes give way to the new config. Baselines follow the id map, so
     /// the caller should give the workers new shards whose counters are
     /// copied old id → new id (then nothing is lost or counted twice), or
-    /// call [`ControlPlane::rebase`] with fresh shards.
+    /// call [`ControlPlane::attach_fresh`] with fresh shards.
     pub fn reconfigure(&mut self, config: &Config, now: u64) -> Reload {
         let snapshot = self.snapshot(now);
         let mut next = ControlPlane::with_clock(config, self.clock, now);
@@ -1020,11 +1022,6 @@ impl ControlPlane {
             removed,
         }
     }
-}
-
-/// Low 32 bits of a counter (0 for an id past the shard's end).
-fn low(c: Option<&std::sync::atomic::AtomicU64>) -> u32 {
-    c.map_or(0, |c| c.load(Relaxed) as u32)
 }
 
 /// Writes customer `ci`'s grants for remaining budget `budget`, given the

@@ -86,6 +86,30 @@ pub struct Summary {
     pub workers: Vec<WorkerSummary>,
     pub customers: Vec<CustomerSummary>,
     pub mempool: MempoolSummary,
+    /// SYNs of customers removed by a reload during the run (they are no
+    /// longer in `customers`).
+    pub removed_customers: RemovedCustomers,
+}
+
+/// This run's SYNs of customers that reloads removed: with them, the
+/// customers' counts plus `syn_no_customer` still equal the watched SYNs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RemovedCustomers {
+    /// How many removals.
+    pub customers: u64,
+    pub syn_seen: u64,
+    pub syn_forwarded: u64,
+    pub syn_dropped: u64,
+}
+
+impl RemovedCustomers {
+    /// Books one removed customer's counts of this run.
+    pub fn add(&mut self, seen: u64, forwarded: u64) {
+        self.customers += 1;
+        self.syn_seen += seen;
+        self.syn_forwarded += forwarded;
+        self.syn_dropped += seen.saturating_sub(forwarded);
+    }
 }
 
 /// Mempool occupancy: `in_use` at the end of the run (after the workers
@@ -112,6 +136,7 @@ impl Summary {
         stats: &[Arc<WorkerStats>],
         pool: &Mempool,
         in_use_at_start: u32,
+        removed: &RemovedCustomers,
     ) -> Summary {
         let totals = FrameTotals::sum(stats.iter().map(|s| &**s));
         let outcomes = Outcome::all()
@@ -159,6 +184,7 @@ impl Summary {
                 in_use: pool.in_use(),
                 in_use_at_start,
             },
+            removed_customers: removed.clone(),
         }
     }
 }

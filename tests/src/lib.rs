@@ -402,11 +402,13 @@ impl Scenario {
 
     /// Reads what a finished run left in `dir`.
     fn collect(&self, dir: TestDir, exit: Exit, summary_path: &Path) -> RunResult {
+        let config_text = fs::read_to_string(dir.join("synwall.toml")).unwrap_or_default();
         let read_all = |prefix: &str| -> Vec<Vec<Vec<u8>>> {
             (0..self.cores.len())
                 .map(|w| {
                     let p = dir.join(&format!("{prefix}{w}.pcap"));
-                    let written = prefix != "out" || self.outside_device.is_none();
+                    // A config rewritten to transmit elsewhere writes no file.
+                    let written = config_text.contains(&*p.to_string_lossy());
                     if exit.status.success() && written {
                         read_pcap(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
                     } else {
@@ -443,7 +445,15 @@ impl Scenario {
     /// [`Running`]'s methods. `--duration` is this scenario's duration: make
     /// it long and stop the run with a signal.
     pub fn spawn(&self, dir: TestDir, extra_args: &[&str]) -> Running<'_> {
-        let (config, summary_path) = self.prepare(&dir);
+        self.prepare(&dir);
+        self.spawn_prepared(dir, extra_args)
+    }
+
+    /// Like [`Self::spawn`] with the inputs and `synwall.toml` already in
+    /// `dir` (from [`Self::prepare`], the config perhaps rewritten since).
+    pub fn spawn_prepared(&self, dir: TestDir, extra_args: &[&str]) -> Running<'_> {
+        let config = dir.join("synwall.toml");
+        let summary_path = dir.join("summary.json");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let stdout_path = dir.join(&format!("stdout.{n}.txt"));
         let stderr_path = dir.join(&format!("stderr.{n}.txt"));
@@ -825,7 +835,20 @@ impl RunResult {
         }
         // Every watched SYN of this run is either some customer's or
         // nobody's (customer counts are this run's, not carried over).
-        let seen: u64 = self.all_customers().iter().map(|c| c.seen).sum();
+        // (Customers a reload removed are booked apart.)
+        let removed = &self.summary["removed_customers"];
+        let seen: u64 = self.all_customers().iter().map(|c| c.seen).sum::<u64>()
+            + removed["syn_seen"]
+                .as_u64()
+                .expect("removed_customers.syn_seen");
+        assert_eq!(
+            removed["syn_seen"].as_u64(),
+            removed["syn_forwarded"]
+                .as_u64()
+                .zip(removed["syn_dropped"].as_u64())
+                .map(|(f, d)| f + d),
+            "removed customers: seen != forwarded + dropped"
+        );
         assert_eq!(
             seen + v.syn_no_customer,
             self.counter("/outcomes/syn_watched"),
