@@ -25,6 +25,7 @@ use crate::hook::HookRunner;
 use crate::metrics::{MetricsRegistry, MetricsServer};
 use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
+use crate::protocol::Command;
 use crate::snapshot;
 use crate::socket::{ControlSocket, Request, SocketError};
 use crate::summary::{PortSummary, Summary};
@@ -182,6 +183,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         block_events: Default::default(),
         hooks: config.control.hook.clone().map(HookRunner::new),
         removed: Default::default(),
+        reload: None,
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);
@@ -363,12 +365,17 @@ fn run_with_eal(
             break;
         }
         if opts.reload.swap(false, Relaxed) {
-            let _ = control.reload_config();
+            control.start_reload(None);
         }
         while let Ok(req) = requests.try_recv() {
+            if req.cmd == Command::Reload {
+                control.start_reload(Some(req));
+                continue;
+            }
             let reply = execute(req.cmd.clone(), &req.caller, &mut control);
             req.answer(reply);
         }
+        control.poll_reload();
         if Instant::now() >= next_tick {
             control.tick_current();
             next_tick += control.config.control.tick;

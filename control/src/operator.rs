@@ -1,7 +1,9 @@
 //! The control thread's state during a run ([`Control`]): the config, the
 //! control plane, the event log and stream, the published generation of
 //! customers, and what operators ask of them through the control socket.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +26,7 @@ use crate::metrics::{
 };
 use crate::plane::ControlPlane;
 use crate::snapshot;
-use crate::socket::EventBus;
+use crate::socket::{EventBus, Request};
 use crate::summary::RemovedCustomers;
 
 /// Customers besides the blocked ones that get their own metric series.
@@ -107,6 +109,35 @@ pub struct Control {
     pub hooks: Option<HookRunner>,
     /// This run's SYNs of customers that a reload removed since.
     pub removed: RemovedCustomers,
+    /// A reload being read on its own thread.
+    pub reload: Option<PendingReload>,
+}
+
+/// A reload whose slow half runs on its own thread.
+pub struct PendingReload {
+    handle: std::thread::JoinHandle<Result<(Config, Classifier), String>>,
+    /// Answered when it is applied.
+    waiters: Vec<Request>,
+    /// Asked for while it ran: answered by the next one.
+    next_waiters: Vec<Request>,
+    /// Another reload was asked for while it ran.
+    again: bool,
+}
+
+/// The slow half of a reload: reads the config (and its customers file)
+/// and builds the classifier. Touches nothing of the running appliance.
+fn prepare_reload(path: &std::path::Path) -> Result<(Config, Classifier), String> {
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    let classifier = classifier(&new.customers).map_err(|e| e.to_string())?;
+    Ok((new, classifier))
+}
+
+/// The socket reply to a `reload` request.
+fn reload_reply(result: &Result<String, String>) -> Value {
+    match result {
+        Ok(message) => crate::protocol::ok(json!({ "message": message })),
+        Err(why) => crate::protocol::error(why),
+    }
 }
 
 impl Control {
@@ -267,15 +298,83 @@ impl Control {
         }
     }
 
-    /// Re-reads the config file. A bad config changes nothing (the reason is
-    /// logged as a `reload` event and returned); a good one swaps the
-    /// customer set in without stopping the workers: a new generation
-    /// (classifier + shards) is published, the workers pass it, the old
-    /// shards' last counts are taken, and state follows customers by name.
-    /// During the swap (one worker poll round) enforced customers have no
-    /// SYN grant, so their SYNs in that instant are dropped rather than risk
-    /// exceeding a limit.
+    /// Re-reads the config file, all at once (see [`Self::start_reload`]
+    /// for the way the control loop does it).
     pub fn reload_config(&mut self) -> Result<String, String> {
+        let prepared = prepare_reload(&self.config.path);
+        self.apply_reload(prepared)
+    }
+
+    /// Starts a reload: the config and customers file are read and the
+    /// classifier built on a thread of their own (seconds at a million
+    /// customers) while the control loop goes on ticking;
+    /// [`Self::poll_reload`] applies the result. `waiter` (a `reload`
+    /// request) is answered then. A reload asked for while one is under
+    /// way runs after it, so that it reads the files as they are by then.
+    pub fn start_reload(&mut self, waiter: Option<Request>) {
+        if let Some(p) = &mut self.reload {
+            p.again = true;
+            p.next_waiters.extend(waiter);
+            return;
+        }
+        let path = self.config.path.clone();
+        match std::thread::Builder::new()
+            .name("synwall-reload".into())
+            .spawn(move || prepare_reload(&path))
+        {
+            Ok(handle) => {
+                self.reload = Some(PendingReload {
+                    handle,
+                    waiters: waiter.into_iter().collect(),
+                    next_waiters: Vec::new(),
+                    again: false,
+                });
+            }
+            Err(_) => {
+                // No thread to spare: do it here.
+                let result = self.reload_config();
+                if let Some(w) = waiter {
+                    w.answer(reload_reply(&result));
+                }
+            }
+        }
+    }
+
+    /// Applies a finished reload started by [`Self::start_reload`] and
+    /// answers its requests; starts the next one if more were asked for.
+    pub fn poll_reload(&mut self) {
+        if !self.reload.as_ref().is_some_and(|p| p.handle.is_finished()) {
+            return;
+        }
+        let Some(p) = self.reload.take() else {
+            return;
+        };
+        let prepared = p.handle.join().unwrap_or_else(|_| {
+            Err("reading the config failed unexpectedly (thread panicked)".into())
+        });
+        let result = self.apply_reload(prepared);
+        for w in p.waiters {
+            w.answer(reload_reply(&result));
+        }
+        if p.again {
+            let mut next = p.next_waiters.into_iter();
+            self.start_reload(next.next());
+            if let Some(r) = &mut self.reload {
+                r.waiters.extend(next);
+            }
+        }
+    }
+
+    /// The fast half of a reload, on the control thread. A bad config
+    /// changes nothing (the reason is logged as a `reload` event and
+    /// returned); a good one swaps the customer set in without stopping the
+    /// workers: a new generation (classifier + shards) is published, each
+    /// worker's unspent allowances move over as it passes to it, the old
+    /// shards' last counts are taken, and state follows customers by name.
+    fn apply_reload(
+        &mut self,
+        prepared: Result<(Config, Classifier), String>,
+    ) -> Result<String, String> {
         let path = self.config.path.clone();
         let fail = |this: &mut Control, why: String| {
             eprintln!("synwall: reload rejected, keeping the running config: {why}");
@@ -286,22 +385,18 @@ impl Control {
             this.emit(&[ev]);
             Err(why)
         };
-        let new = match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => return fail(self, e.to_string()),
+        let (new, classifier) = match prepared {
+            Ok((new, classifier)) => (new, Arc::new(classifier)),
+            Err(why) => return fail(self, why),
         };
         if let Some(why) = restart_needed(&self.config, &new) {
             return fail(self, format!("{why} changed; that needs a restart"));
         }
-        let classifier = match classifier(&new.customers) {
-            Ok(c) => Arc::new(c),
-            Err(e) => return fail(self, e.to_string()),
-        };
         let old = self.generation.load_full();
         self.classifier = classifier.clone();
         let next = Generation::new(old.number + 1, classifier, old.shards.len());
         let now = self.clock.now();
-        let old_ids: HashMap<&str, u32> = (0..self.plane.customers() as u32)
+        let old_ids: FxHashMap<&str, u32> = (0..self.plane.customers() as u32)
             .filter_map(|id| self.plane.name(id).map(|n| (n, id)))
             .collect();
         let same_windows = self.config.windows == new.windows;
@@ -383,15 +478,15 @@ impl Control {
         self.tick(&old.shards);
         // The old shards are read to the last SYN: book what the customers
         // leaving now sent this run, so the totals still add up.
-        let staying: HashSet<&str> = new.customers.iter().map(|c| &*c.name).collect();
+        let staying: FxHashSet<&str> = new.customers.iter().map(|c| &*c.name).collect();
         let now = self.clock.now();
         for id in 0..self.plane.customers() as u32 {
+            if self.plane.name(id).is_none_or(|n| staying.contains(n)) {
+                continue;
+            }
             let Some(v) = self.plane.customer_view(id, now) else {
                 continue;
             };
-            if staying.contains(&*v.name) {
-                continue;
-            }
             let (seen0, fwd0) = self.baseline.remove(&v.name).unwrap_or((0, 0));
             self.removed.add(
                 v.seen.saturating_sub(seen0),

@@ -983,7 +983,7 @@ impl ControlPlane {
     pub fn reconfigure(&mut self, config: &Config, now: u64) -> Reload {
         let snapshot = self.snapshot(now);
         let mut next = ControlPlane::with_clock(config, self.clock, now);
-        let index: HashMap<&str, u32> = next
+        let index: rustc_hash::FxHashMap<&str, u32> = next
             .names
             .iter()
             .enumerate()

@@ -589,6 +589,13 @@ fn peer(stream: &UnixStream) -> nix::Result<Caller> {
 
 /// Hands a request to the control loop and waits (bounded) for its reply.
 fn dispatch(cmd: Command, caller: Caller, shared: &Shared) -> Value {
+    // A reload reads the whole customers file first: at a million
+    // customers that takes longer than any other request.
+    let timeout = if cmd == Command::Reload {
+        shared.opts.reply_timeout.max(RELOAD_REPLY_TIMEOUT)
+    } else {
+        shared.opts.reply_timeout
+    };
     let (reply, answer) = channel::bounded(1);
     match shared.requests.try_send(Request { cmd, caller, reply }) {
         Ok(()) => {}
@@ -597,15 +604,18 @@ fn dispatch(cmd: Command, caller: Caller, shared: &Shared) -> Value {
         }
         Err(TrySendError::Disconnected(_)) => return error("the appliance is shutting down"),
     }
-    match answer.recv_timeout(shared.opts.reply_timeout) {
+    match answer.recv_timeout(timeout) {
         Ok(v) => v,
         Err(RecvTimeoutError::Timeout) => error(format!(
             "the appliance did not answer within {} s",
-            shared.opts.reply_timeout.as_secs_f64()
+            timeout.as_secs_f64()
         )),
         Err(RecvTimeoutError::Disconnected) => error("the appliance dropped the request"),
     }
 }
+
+/// How long a `reload` request may wait for its result.
+const RELOAD_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How often a quiet `events` follower is checked for having left.
 const FOLLOW_CHECK: Duration = Duration::from_millis(500);

@@ -239,12 +239,13 @@ impl Connection {
 
     /// Sends one request and reads its reply.
     fn ask(&mut self, command: &Command) -> Result<Value, String> {
-        // Reload can take a few seconds; the server answers within its own
-        // timeout.
+        // The server answers within its own timeout: a few seconds, a few
+        // minutes for a reload (reading a million customers takes a while).
+        let wait = if *command == Command::Reload { 330 } else { 30 };
         let _ = self
             .reader
             .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(30)));
+            .set_read_timeout(Some(Duration::from_secs(wait)));
         self.send(command)?;
         self.read_reply()?
             .ok_or_else(|| "the appliance closed the connection without answering".to_owned())
