@@ -115,7 +115,7 @@ mode = "exempt"
         let restored = plane.restore(&snap, NOW);
         assert!(restored <= snap.customers.len());
         let shards = [Arc::new(WorkerShard::new(plane.customers()))];
-        plane.rebase(&shards);
+        plane.attach_fresh(&shards);
         for step in [0, 100, 60_000, 3_600_000, 400 * 86_400_000] {
             let now = NOW + step;
             let _ = plane.tick(now, &shards);
