@@ -1,13 +1,19 @@
-//! The generator's own dataplane, on the safe DPDK layer: a tx lcore that
-//! copies pre-built frames into fresh mbufs and sends them, TSC-paced at the
-//! asked rate (or as fast as it can), and an rx lcore that counts what
-//! arrives, classifies SYNs to the profile's customers and reads the
-//! timestamps of latency probes. With one lcore, one loop does both.
+//! The generator's own dataplane, on the safe DPDK layer. The ports have
+//! one or more tx/rx queue pairs ("lanes"); each lane is driven by its own
+//! lcore (tx and rx in one loop) or by two (a tx lcore and an rx lcore).
+//! A tx loop fills bursts of fresh mbufs (one `rte_pktmbuf_alloc_bulk` per
+//! burst) from pre-built frames and sends them, TSC-paced at its share of
+//! the asked rate (or as fast as it can); an rx loop counts what arrives,
+//! classifies SYNs to the profile's customers and reads the timestamps of
+//! latency probes. The trace's flows are spread over the lanes by a hash of
+//! their addresses and ports, so one flow always leaves on the same queue.
 //!
-//! Counters have one writer each (the lcore that owns them) and are read by
-//! the main lcore once a second, as in synwall's own workers.
+//! Counters have one writer each (the lcore that owns them; tx and rx
+//! counters sit on separate cache lines) and are read by the main lcore,
+//! which sums the lanes once a second, as in synwall's own workers. Nothing
+//! in the loops allocates, locks or makes a syscall.
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,21 +22,23 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::dpdk::{
-    launch, tsc_hz, tsc_now, Eal, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig, RxQueue,
-    TxQueue, BURST,
+    launch, tsc_hz, tsc_now, Eal, Launched, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig,
+    RxQueue, TxQueue, BURST,
 };
 use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
 
-use crate::profile::{Prefix, Profile};
+use crate::profile::{Lane, Prefix, Profile};
 
 /// The name of the loop device `ndr` calibrates on (`net_ring` with no
-/// arguments: what is sent on it is received on it).
+/// arguments: what is sent on queue q is received on queue q).
 pub const CALIBRATION_PORT: &str = "net_ring_swgcal";
 
 /// Marks a latency probe: 8 bytes at [`PROBE_OFFSET`], then the TSC.
 const PROBE_MAGIC: [u8; 8] = *b"SWGPROBE";
 /// Ethernet 14 + IPv4 20 + UDP 8.
 const PROBE_OFFSET: usize = 42;
+/// A template frame that is no customer's watched SYN.
+pub const NO_CUSTOMER: u32 = u32::MAX;
 
 /// A UDP probe from an address no customer owns; the generator writes the
 /// TSC of its departure into it.
@@ -52,26 +60,60 @@ pub fn probe_frame() -> Vec<u8> {
     f
 }
 
-/// Counters of one trial; each has one writer lcore.
+/// What one lane's tx loop counted; written by its tx lcore only.
+#[repr(align(64))]
 #[derive(Debug, Default)]
-pub struct Counters {
-    pub tx_packets: AtomicU64,
-    pub tx_bytes: AtomicU64,
+pub struct TxCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
     /// Offered to the port but not taken (tx ring full).
-    pub tx_unsent: AtomicU64,
-    /// Mempool empty when building a burst.
+    pub unsent: AtomicU64,
+    /// Bursts the mempool could not fill (it had fewer free mbufs).
     pub alloc_fail: AtomicU64,
     /// Times the pacer fell more than a millisecond behind and gave up the
     /// backlog (the generator could not keep the asked rate).
     pub behind: AtomicU64,
-    pub probes_tx: AtomicU64,
-    pub rx_packets: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    pub probes_rx: AtomicU64,
+    pub probes: AtomicU64,
+    /// Watched SYNs the port took, per profile customer.
+    pub syns: Vec<AtomicU64>,
+}
+
+/// What one lane's rx loop counted; written by its rx lcore only.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+pub struct RxCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub probes: AtomicU64,
     /// Watched SYNs received, per profile customer.
     pub syns: Vec<AtomicU64>,
 }
 
+/// One lane's counters.
+#[derive(Debug)]
+pub struct LaneCounters {
+    pub tx: TxCounters,
+    pub rx: RxCounters,
+}
+
+impl LaneCounters {
+    fn new(customers: usize) -> LaneCounters {
+        let syns = || (0..customers).map(|_| AtomicU64::new(0)).collect();
+        LaneCounters {
+            tx: TxCounters {
+                syns: syns(),
+                ..TxCounters::default()
+            },
+            rx: RxCounters {
+                syns: syns(),
+                ..RxCounters::default()
+            },
+        }
+    }
+}
+
+/// Adds to a counter that has one writer: a plain load and store, no
+/// read-modify-write.
 #[inline(always)]
 fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
@@ -80,10 +122,10 @@ fn add(c: &AtomicU64, n: u64) {
 /// What to send in a trial.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialSpec {
-    /// Frames per second, 0 = as fast as possible.
+    /// Frames per second over all lanes, 0 = as fast as possible.
     pub rate_pps: f64,
     pub duration: f64,
-    /// Every this many frames a latency probe (0 = none).
+    /// Every this many frames of a lane a latency probe (0 = none).
     pub probe_every: u64,
     /// Count watched SYNs per customer on rx.
     pub classify: bool,
@@ -101,6 +143,9 @@ pub struct Second {
     pub rx_mpps: f64,
     pub tx_gbps: f64,
     pub rx_gbps: f64,
+    /// Per lane (tx Mpps, rx Mpps), when there is more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<(f64, f64)>,
 }
 
 /// Latency percentiles, ns.
@@ -109,10 +154,29 @@ pub struct Latency {
     pub probes: u64,
     pub min_ns: u64,
     pub p50_ns: u64,
+    pub p90_ns: u64,
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
     pub mean_ns: f64,
+}
+
+/// What one lane did in a trial.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneResult {
+    pub queue: u16,
+    pub tx_lcore: u32,
+    pub rx_lcore: u32,
+    /// Frames of the trace this lane loops over.
+    pub frames: usize,
+    pub rate_pps: f64,
+    pub tx_packets: u64,
+    pub tx_unsent: u64,
+    pub alloc_fail: u64,
+    pub behind: u64,
+    pub rx_packets: u64,
+    pub probes_tx: u64,
+    pub probes_rx: u64,
 }
 
 /// What a trial did.
@@ -135,27 +199,91 @@ pub struct TrialResult {
     pub valid: bool,
     pub seconds: Vec<Second>,
     pub latency: Option<Latency>,
+    /// Watched SYNs received, per customer (all lanes).
     pub syns: Vec<u64>,
+    /// Watched SYNs the tx ports took, per customer (all lanes).
+    pub syns_tx: Vec<u64>,
+    /// Per lane (queue pair).
+    pub lanes: Vec<LaneResult>,
     /// Port counters (tx port, rx port) at the end, from the PMDs.
     pub port_stats: Vec<(String, u64, u64, u64)>,
 }
 
-/// The frames the tx lcore loops over, and the probe.
+/// The frames the tx lcores loop over, and the probe.
 #[derive(Debug)]
 pub struct Templates {
     pub frames: Vec<Vec<u8>>,
+    /// Per frame: the profile customer whose watched SYN it is, or
+    /// [`NO_CUSTOMER`].
+    pub syn_of: Vec<u32>,
     pub probe: Vec<u8>,
 }
+
+/// One lane's share of the templates, in trace order.
+#[derive(Debug, Default)]
+struct LaneFrames {
+    frames: Vec<Vec<u8>>,
+    syn_of: Vec<u32>,
+}
+
+/// The lane a frame's flow goes out on: FNV-1a over the IP addresses, the
+/// protocol and the L4 ports (non-IP frames: over their first 64 bytes).
+pub fn lane_of(frame: &[u8], lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    let p = parse(frame, &WatchedPorts::default());
+    let l3 = usize::from(p.l3_offset);
+    let v4 = frame.get(l3).is_some_and(|b| b >> 4 == 4);
+    let key = match (l3, v4) {
+        (0, _) => None,
+        (_, true) => frame.get(l3 + 12..l3 + 20).zip(frame.get(l3 + 9..l3 + 10)),
+        (_, false) => frame.get(l3 + 8..l3 + 40).zip(frame.get(l3 + 6..l3 + 7)),
+    };
+    match key {
+        Some((addrs, proto)) => {
+            eat(addrs);
+            eat(proto);
+            let l4 = usize::from(p.l4_offset);
+            if let Some(ports) = (l4 != 0).then(|| frame.get(l4..l4 + 4)).flatten() {
+                eat(ports);
+            }
+        }
+        None => eat(&frame[..frame.len().min(64)]),
+    }
+    (h % lanes as u64) as usize
+}
+
+fn spread(t: &Templates, lanes: usize) -> Vec<LaneFrames> {
+    let mut out: Vec<LaneFrames> = (0..lanes).map(|_| LaneFrames::default()).collect();
+    for (i, f) in t.frames.iter().enumerate() {
+        let l = &mut out[lane_of(f, lanes)];
+        l.frames.push(f.clone());
+        l.syn_of
+            .push(t.syn_of.get(i).copied().unwrap_or(NO_CUSTOMER));
+    }
+    out
+}
+
+/// One lane's queues: the right to send on tx queue q and receive on rx
+/// queue q.
+type LaneQueues = (TxQueue, RxQueue);
 
 /// The generator's EAL, pool, ports and lcores.
 pub struct Generator {
     tx_port: Port,
     rx_port: Option<Port>,
-    txq: Option<TxQueue>,
-    rxq: Option<RxQueue>,
-    cal: Option<(Port, Option<TxQueue>, Option<RxQueue>)>,
+    lanes: Option<Vec<LaneQueues>>,
+    cal: Option<(Port, Option<Vec<LaneQueues>>)>,
     pool: Arc<Mempool>,
-    lcores: Vec<LcoreId>,
+    plan: Vec<Lane>,
     classes: Arc<Vec<(Prefix, usize)>>,
     watched: WatchedPorts,
     customers: usize,
@@ -163,23 +291,91 @@ pub struct Generator {
     _eal: Eal,
 }
 
-fn open_one(name: &str, pool: &Arc<Mempool>) -> Result<(Port, TxQueue, RxQueue), String> {
+fn open_port(
+    name: &str,
+    pool: &Arc<Mempool>,
+    queues: u16,
+) -> Result<(Port, Vec<TxQueue>, Vec<RxQueue>), String> {
     let cfg = PortConfig {
-        rx_queues: 1,
-        tx_queues: 1,
+        rx_queues: queues,
+        tx_queues: queues,
         rx_desc: 1024,
         tx_desc: 1024,
     };
-    let (port, mut rxqs, mut txqs) =
+    let (port, rxqs, txqs) =
         Port::open(name, &cfg, pool.clone()).map_err(|e| format!("opening {name}: {e}"))?;
-    let rxq = rxqs.pop().ok_or("no rx queue")?;
-    let txq = txqs.pop().ok_or("no tx queue")?;
-    Ok((port, txq, rxq))
+    if rxqs.len() != usize::from(queues) || txqs.len() != usize::from(queues) {
+        return Err(format!("{name}: fewer queues than configured"));
+    }
+    Ok((port, txqs, rxqs))
+}
+
+/// The CPUs this process may run on, from `/proc/self/status`
+/// (`Cpus_allowed_list: 0-1`); 0..available_parallelism if unreadable.
+fn allowed_cpus() -> Vec<u32> {
+    let list = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|l| crate::profile::parse_lcores(l.trim()))
+        })
+        .and_then(Result::ok)
+        .filter(|v| !v.is_empty());
+    list.unwrap_or_else(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n as u32).collect()
+    })
+}
+
+/// The EAL core option for main lcore 0 plus `workers`: `-l 0,1,2` when
+/// every lcore is a CPU this process may use; otherwise an `--lcores` map
+/// that puts each missing lcore on an allowed CPU other than the main
+/// lcore's (round robin), with a note saying so.
+fn lcore_args(workers: &[u32], cpus: &[u32]) -> (Vec<String>, Option<String>) {
+    let missing: Vec<u32> = workers
+        .iter()
+        .copied()
+        .filter(|c| !cpus.contains(c))
+        .collect();
+    if missing.is_empty() && cpus.contains(&0) {
+        let mut list = vec!["0".to_owned()];
+        list.extend(workers.iter().map(u32::to_string));
+        return (vec!["-l".into(), list.join(",")], None);
+    }
+    let main_cpu = if cpus.contains(&0) { 0 } else { cpus[0] };
+    let others: Vec<u32> = cpus.iter().copied().filter(|&c| c != main_cpu).collect();
+    let pool = if others.is_empty() {
+        vec![main_cpu]
+    } else {
+        others
+    };
+    let mut map = vec![format!("0@{main_cpu}")];
+    let mut next = 0usize;
+    let mut moved = Vec::new();
+    for &w in workers {
+        let cpu = if cpus.contains(&w) && w != main_cpu {
+            w
+        } else {
+            let c = pool[next % pool.len()];
+            next += 1;
+            moved.push(format!("lcore {w} on CPU {c}"));
+            c
+        };
+        map.push(format!("{w}@{cpu}"));
+    }
+    let note = format!(
+        "this process may use CPUs {cpus:?}: {} (--lcores={})",
+        moved.join(", "),
+        map.join(",")
+    );
+    (vec![format!("--lcores={}", map.join(","))], Some(note))
 }
 
 impl Generator {
     /// Starts the EAL with the profile's arguments (plus the calibration
-    /// loop device when `calibration`) and opens the ports.
+    /// loop device when `calibration`), opens the ports with the profile's
+    /// queue pairs and waits (up to 5 s) for their links.
     pub fn start(profile: &Profile, calibration: bool) -> Result<Generator, String> {
         let d = &profile.dpdk;
         let tx_name = d
@@ -190,14 +386,8 @@ impl Generator {
             .rx_port
             .clone()
             .ok_or("the profile has no [dpdk] rx_port")?;
-        if d.queues != 1 {
-            return Err("[dpdk] queues > 1 is not supported by this generator yet".into());
-        }
-        let cores = if d.cores.is_empty() {
-            vec![1]
-        } else {
-            d.cores.clone()
-        };
+        let plan = d.lanes()?;
+        let workers = d.worker_lcores();
         let mut argv = vec!["synwall-gen".to_owned()];
         argv.extend(d.eal_args.iter().cloned());
         if !d
@@ -205,33 +395,45 @@ impl Generator {
             .iter()
             .any(|a| a == "-l" || a.starts_with("--lcores") || a == "-c")
         {
-            let mut list = vec!["0".to_owned()];
-            list.extend(cores.iter().map(|c| c.to_string()));
-            argv.push("-l".into());
-            argv.push(list.join(","));
+            let (args, note) = lcore_args(&workers, &allowed_cpus());
+            if let Some(n) = note {
+                println!("note: {n}");
+            }
+            argv.extend(args);
         }
         if calibration {
             argv.push(format!("--vdev={CALIBRATION_PORT}"));
         }
         let eal = Eal::init(&argv).map_err(|e| format!("EAL: {e}"))?;
+        let queues = d.queues;
+        let pool_size = 16383 + 4096 * (u32::from(queues) - 1) * if calibration { 2 } else { 1 };
         let pool = Arc::new(
-            Mempool::new("swgen_pool", 16383, 256, -1).map_err(|e| format!("mempool: {e}"))?,
+            Mempool::new("swgen_pool", pool_size, 256, -1).map_err(|e| format!("mempool: {e}"))?,
         );
-        let (tx_port, txq, rxq_same) = open_one(&tx_name, &pool)?;
-        let (rx_port, rxq) = if rx_name == tx_name {
-            (None, rxq_same)
+        let (tx_port, txqs, rxqs_same) = open_port(&tx_name, &pool, queues)?;
+        let (rx_port, rxqs) = if rx_name == tx_name {
+            (None, rxqs_same)
         } else {
-            drop(rxq_same);
-            let (p, t, r) = open_one(&rx_name, &pool)?;
+            drop(rxqs_same);
+            let (p, t, r) = open_port(&rx_name, &pool, queues)?;
             drop(t);
             (Some(p), r)
         };
         let cal = if calibration {
-            let (p, t, r) = open_one(CALIBRATION_PORT, &pool)?;
-            Some((p, Some(t), Some(r)))
+            let (p, t, r) = open_port(CALIBRATION_PORT, &pool, queues)?;
+            Some((p, Some(t.into_iter().zip(r).collect())))
         } else {
             None
         };
+        for p in std::iter::once(&tx_port).chain(rx_port.as_ref()) {
+            let t0 = Instant::now();
+            while !p.link().is_ok_and(|l| l.up) && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !p.link().is_ok_and(|l| l.up) {
+                println!("note: {} reports its link down; sending anyway", p.name());
+            }
+        }
         let classes = profile
             .customers
             .iter()
@@ -241,11 +443,10 @@ impl Generator {
         Ok(Generator {
             tx_port,
             rx_port,
-            txq: Some(txq),
-            rxq: Some(rxq),
+            lanes: Some(txqs.into_iter().zip(rxqs).collect()),
             cal,
             pool,
-            lcores: cores.into_iter().map(LcoreId).collect(),
+            plan,
             classes: Arc::new(classes),
             watched: WatchedPorts::new(&profile.appliance.ports),
             customers: profile.customers.len(),
@@ -265,97 +466,178 @@ impl Generator {
         )
     }
 
+    /// The queue pairs and the lcores that drive them.
+    pub fn lanes(&self) -> &[Lane] {
+        &self.plan
+    }
+
     /// Runs one trial.
     pub fn trial(
         &mut self,
         spec: &TrialSpec,
         templates: &Arc<Templates>,
     ) -> Result<TrialResult, String> {
-        let (txq, rxq) = if spec.calibration {
+        // Every template must fit one mbuf: the tx loop has no other check.
+        if let Some(m) = Mbuf::alloc(&self.pool) {
+            let room = m.capacity();
+            let longest = templates
+                .frames
+                .iter()
+                .map(Vec::len)
+                .chain(std::iter::once(templates.probe.len()))
+                .max()
+                .unwrap_or(0);
+            if longest > room {
+                return Err(format!(
+                    "a {longest}-byte frame does not fit an mbuf ({room} bytes)"
+                ));
+            }
+        }
+        // Built before any lcore starts: an error here loses no queue.
+        let mut hists = Vec::with_capacity(self.plan.len());
+        for _ in 0..self.plan.len() {
+            hists.push(
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                    .map_err(|e| format!("histogram: {e}"))?,
+            );
+        }
+        let queues = if spec.calibration {
             let cal = self.cal.as_mut().ok_or("no calibration port")?;
-            (cal.1.take(), cal.2.take())
+            cal.1.take()
         } else {
-            (self.txq.take(), self.rxq.take())
+            self.lanes.take()
         };
-        let txq = txq.ok_or("tx queue in use")?;
-        let rxq = rxq.ok_or("rx queue in use")?;
-        let counters = Arc::new(Counters {
-            syns: (0..self.customers).map(|_| AtomicU64::new(0)).collect(),
-            ..Counters::default()
-        });
+        let queues = queues.ok_or("queues in use")?;
+        let n_lanes = queues.len();
+        let shares = spread(templates, n_lanes);
+        let total_frames = templates.frames.len().max(1) as f64;
+        let counters: Vec<Arc<LaneCounters>> = (0..n_lanes)
+            .map(|_| Arc::new(LaneCounters::new(self.customers)))
+            .collect();
         let stop_rx = Arc::new(AtomicBool::new(false));
-        let tx_done = Arc::new(AtomicBool::new(false));
+        let tx_done = Arc::new(AtomicUsize::new(0));
         let hz = tsc_hz();
         let start = tsc_now() + hz / 100;
         let end = start + (spec.duration * hz as f64) as u64;
-        let tx = TxLoop {
-            txq,
-            pool: self.pool.clone(),
-            templates: templates.clone(),
-            rate: spec.rate_pps,
-            start,
-            end,
-            hz,
-            probe_every: spec.probe_every,
-            counters: counters.clone(),
-            done: tx_done.clone(),
-        };
-        let rx = RxLoop {
-            rxq,
-            counters: counters.clone(),
-            classes: self.classes.clone(),
-            watched: self.watched.clone(),
-            classify: spec.classify,
-            hz,
-            stop: stop_rx.clone(),
-            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3)
-                .map_err(|e| format!("histogram: {e}"))?,
-        };
-        let (back_tx, got_tx) = mpsc::channel();
-        let (back_rx, got_rx) = mpsc::channel();
-        let launched = if self.lcores.len() >= 2 {
-            let a = launch(self.lcores[0], move || {
-                let q = tx.run(None);
-                let _ = back_tx.send(q);
-            })
-            .map_err(|e| e.to_string())?;
-            let b = launch(self.lcores[1], move || {
-                let r = rx.run_alone();
-                let _ = back_rx.send(r);
-            })
-            .map_err(|e| e.to_string())?;
-            vec![a, b]
-        } else {
-            let a = launch(self.lcores[0], move || {
-                let mut rx = rx;
-                let q = tx.run(Some(&mut rx));
-                // Drain what is still in flight, then hand both back.
-                let r = rx.run_alone();
-                let _ = back_tx.send(q);
-                let _ = back_rx.send(r);
-            })
-            .map_err(|e| e.to_string())?;
-            vec![a]
-        };
+        let probe = Arc::new(templates.probe.clone());
+        let (back_tx, got_tx) = mpsc::channel::<(usize, TxQueue)>();
+        let (back_rx, got_rx) = mpsc::channel::<(usize, RxQueue, Histogram<u64>)>();
+        let mut launched: Vec<Launched> = Vec::new();
+        let mut rates = Vec::with_capacity(n_lanes);
+        let mut launch_err = None;
+        for (i, (((txq, rxq), share), hist)) in
+            queues.into_iter().zip(shares).zip(hists).enumerate()
+        {
+            let lane = self.plan[i];
+            let rate = if spec.rate_pps > 0.0 {
+                spec.rate_pps * share.frames.len() as f64 / total_frames
+            } else {
+                0.0
+            };
+            rates.push((share.frames.len(), rate));
+            let tx = TxLoop {
+                txq,
+                pool: self.pool.clone(),
+                frames: share,
+                probe: probe.clone(),
+                rate,
+                start,
+                end,
+                hz,
+                probe_every: spec.probe_every,
+                counters: counters[i].clone(),
+                done: tx_done.clone(),
+            };
+            let rx = RxLoop {
+                rxq,
+                counters: counters[i].clone(),
+                classes: self.classes.clone(),
+                watched: self.watched.clone(),
+                classify: spec.classify,
+                hz,
+                stop: stop_rx.clone(),
+                hist,
+            };
+            let (back_tx, back_rx) = (back_tx.clone(), back_rx.clone());
+            let r = if lane.tx_lcore == lane.rx_lcore {
+                launch(LcoreId(lane.tx_lcore), move || {
+                    let mut rx = rx;
+                    let q = tx.run(Some(&mut rx));
+                    // Drain what is still in flight, then hand both back.
+                    let (r, h) = rx.run_alone();
+                    let _ = back_tx.send((i, q));
+                    let _ = back_rx.send((i, r, h));
+                })
+                .map(|a| launched.push(a))
+            } else {
+                launch(LcoreId(lane.tx_lcore), move || {
+                    let q = tx.run(None);
+                    let _ = back_tx.send((i, q));
+                })
+                .map(|a| launched.push(a))
+                .and_then(|()| {
+                    launch(LcoreId(lane.rx_lcore), move || {
+                        let (r, h) = rx.run_alone();
+                        let _ = back_rx.send((i, r, h));
+                    })
+                    .map(|a| launched.push(a))
+                })
+            };
+            if let Err(e) = r {
+                launch_err = Some(format!("launching lane {i}: {e}"));
+                break;
+            }
+        }
+        drop((back_tx, back_rx));
+        if let Some(e) = launch_err {
+            // The lanes already running stop by themselves at `end`.
+            stop_rx.store(true, Relaxed);
+            for l in launched {
+                let _ = l.wait();
+            }
+            return Err(e);
+        }
         let t0 = Instant::now();
         let mut seconds = Vec::new();
+        let sum = |f: &dyn Fn(&LaneCounters) -> &AtomicU64| -> u64 {
+            counters.iter().map(|c| f(c).load(Relaxed)).sum()
+        };
+        let lane_pkts = || -> Vec<(u64, u64)> {
+            counters
+                .iter()
+                .map(|c| (c.tx.packets.load(Relaxed), c.rx.packets.load(Relaxed)))
+                .collect()
+        };
         let mut last = (0u64, 0u64, 0u64, 0u64, Instant::now());
+        let mut last_lanes = lane_pkts();
         let (tx_name, rx_name) = if spec.calibration {
             (CALIBRATION_PORT.to_owned(), CALIBRATION_PORT.to_owned())
         } else {
             self.port_names()
         };
-        while !tx_done.load(Relaxed) {
+        while tx_done.load(Relaxed) < n_lanes {
             std::thread::sleep(Duration::from_millis(50));
             if last.4.elapsed() >= Duration::from_secs(1) {
                 let now = Instant::now();
                 let dt = now.duration_since(last.4).as_secs_f64();
                 let c = (
-                    counters.tx_packets.load(Relaxed),
-                    counters.tx_bytes.load(Relaxed),
-                    counters.rx_packets.load(Relaxed),
-                    counters.rx_bytes.load(Relaxed),
+                    sum(&|l| &l.tx.packets),
+                    sum(&|l| &l.tx.bytes),
+                    sum(&|l| &l.rx.packets),
+                    sum(&|l| &l.rx.bytes),
                 );
+                let per_lane = lane_pkts();
+                let lanes = if n_lanes > 1 {
+                    per_lane
+                        .iter()
+                        .zip(&last_lanes)
+                        .map(|(a, b)| {
+                            ((a.0 - b.0) as f64 / dt / 1e6, (a.1 - b.1) as f64 / dt / 1e6)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 // Gbps on the wire: + 4 B FCS + 20 B preamble and gap per frame.
                 let s = Second {
                     t: t0.elapsed().as_secs_f64(),
@@ -363,6 +645,7 @@ impl Generator {
                     rx_mpps: (c.2 - last.2) as f64 / dt / 1e6,
                     tx_gbps: ((c.1 - last.1) + 24 * (c.0 - last.0)) as f64 * 8.0 / dt / 1e9,
                     rx_gbps: ((c.3 - last.3) + 24 * (c.2 - last.2)) as f64 * 8.0 / dt / 1e9,
+                    lanes,
                 };
                 if spec.print {
                     let lost = c.0.saturating_sub(c.2);
@@ -378,28 +661,54 @@ impl Generator {
                         lost,
                         if c.0 > 0 { lost as f64 * 100.0 / c.0 as f64 } else { 0.0 }
                     );
+                    if !s.lanes.is_empty() {
+                        let parts: Vec<String> = s
+                            .lanes
+                            .iter()
+                            .enumerate()
+                            .map(|(q, (t, r))| format!("q{q} tx {t:.4} rx {r:.4}"))
+                            .collect();
+                        println!("          per queue (Mpps): {}", parts.join(" | "));
+                    }
                 }
                 seconds.push(s);
                 last = (c.0, c.1, c.2, c.3, now);
+                last_lanes = per_lane;
             }
         }
         // Frames in flight through the device under test get a moment.
         std::thread::sleep(Duration::from_millis(200));
         stop_rx.store(true, Relaxed);
+        let mut joined = Ok(());
         for l in launched {
-            l.wait().map_err(|e| format!("generator lcore: {e}"))?;
+            if let Err(e) = l.wait() {
+                joined = Err(format!("generator lcore: {e}"));
+            }
         }
+        joined?;
         let elapsed = (end - start) as f64 / hz as f64;
-        let txq = got_tx.recv().map_err(|_| "tx lcore lost its queue")?;
-        let (rxq, hist) = got_rx.recv().map_err(|_| "rx lcore lost its queue")?;
+        let mut txqs: Vec<Option<TxQueue>> = (0..n_lanes).map(|_| None).collect();
+        let mut rxqs: Vec<Option<RxQueue>> = (0..n_lanes).map(|_| None).collect();
+        let mut hist: Option<Histogram<u64>> = None;
+        for (i, q) in got_tx.try_iter() {
+            txqs[i] = Some(q);
+        }
+        for (i, q, h) in got_rx.try_iter() {
+            rxqs[i] = Some(q);
+            match hist.as_mut() {
+                None => hist = Some(h),
+                Some(all) => all.add(&h).map_err(|e| format!("latency histogram: {e}"))?,
+            }
+        }
+        let back: Option<Vec<LaneQueues>> =
+            txqs.into_iter().zip(rxqs).map(|(t, r)| t.zip(r)).collect();
+        let back = back.ok_or("a generator lcore lost its queues")?;
         if spec.calibration {
             if let Some(cal) = self.cal.as_mut() {
-                cal.1 = Some(txq);
-                cal.2 = Some(rxq);
+                cal.1 = Some(back);
             }
         } else {
-            self.txq = Some(txq);
-            self.rxq = Some(rxq);
+            self.lanes = Some(back);
         }
         let mut port_stats = Vec::new();
         let ports: Vec<&Port> = if spec.calibration {
@@ -415,10 +724,10 @@ impl Generator {
             }
         }
         let g = |c: &AtomicU64| c.load(Relaxed);
-        let tx_packets = g(&counters.tx_packets);
-        let tx_unsent = g(&counters.tx_unsent);
+        let tx_packets = sum(&|l| &l.tx.packets);
+        let tx_unsent = sum(&|l| &l.tx.unsent);
         let offered = tx_packets + tx_unsent;
-        let rx_packets = g(&counters.rx_packets);
+        let rx_packets = sum(&|l| &l.rx.packets);
         let offered_pps = offered as f64 / elapsed;
         let loss_ratio = if offered == 0 {
             0.0
@@ -426,32 +735,59 @@ impl Generator {
             offered.saturating_sub(rx_packets) as f64 / offered as f64
         };
         let valid = spec.rate_pps <= 0.0 || offered_pps >= spec.rate_pps * 0.995;
-        let latency = (!hist.is_empty()).then(|| Latency {
+        let latency = hist.filter(|h| !h.is_empty()).map(|hist| Latency {
             probes: hist.len(),
             min_ns: hist.min(),
             p50_ns: hist.value_at_quantile(0.5),
+            p90_ns: hist.value_at_quantile(0.9),
             p99_ns: hist.value_at_quantile(0.99),
             p999_ns: hist.value_at_quantile(0.999),
             max_ns: hist.max(),
             mean_ns: hist.mean(),
         });
+        let per_customer = |f: &dyn Fn(&LaneCounters) -> &Vec<AtomicU64>| -> Vec<u64> {
+            (0..self.customers)
+                .map(|i| counters.iter().map(|c| f(c).get(i).map_or(0, g)).sum())
+                .collect()
+        };
+        let lanes = counters
+            .iter()
+            .zip(&self.plan)
+            .zip(&rates)
+            .map(|((c, lane), &(frames, rate))| LaneResult {
+                queue: lane.queue,
+                tx_lcore: lane.tx_lcore,
+                rx_lcore: lane.rx_lcore,
+                frames,
+                rate_pps: rate,
+                tx_packets: g(&c.tx.packets),
+                tx_unsent: g(&c.tx.unsent),
+                alloc_fail: g(&c.tx.alloc_fail),
+                behind: g(&c.tx.behind),
+                rx_packets: g(&c.rx.packets),
+                probes_tx: g(&c.tx.probes),
+                probes_rx: g(&c.rx.probes),
+            })
+            .collect();
         Ok(TrialResult {
             spec: spec.clone(),
             elapsed,
             offered,
             tx_packets,
-            tx_bytes: g(&counters.tx_bytes),
+            tx_bytes: sum(&|l| &l.tx.bytes),
             tx_unsent,
-            alloc_fail: g(&counters.alloc_fail),
-            behind: g(&counters.behind),
+            alloc_fail: sum(&|l| &l.tx.alloc_fail),
+            behind: sum(&|l| &l.tx.behind),
             rx_packets,
-            rx_bytes: g(&counters.rx_bytes),
+            rx_bytes: sum(&|l| &l.rx.bytes),
             offered_pps,
             loss_ratio,
             valid,
             seconds,
             latency,
-            syns: counters.syns.iter().map(g).collect(),
+            syns: per_customer(&|l| &l.rx.syns),
+            syns_tx: per_customer(&|l| &l.tx.syns),
+            lanes,
             port_stats,
         })
     }
@@ -460,14 +796,15 @@ impl Generator {
 struct TxLoop {
     txq: TxQueue,
     pool: Arc<Mempool>,
-    templates: Arc<Templates>,
+    frames: LaneFrames,
+    probe: Arc<Vec<u8>>,
     rate: f64,
     start: u64,
     end: u64,
     hz: u64,
     probe_every: u64,
-    counters: Arc<Counters>,
-    done: Arc<AtomicBool>,
+    counters: Arc<LaneCounters>,
+    done: Arc<AtomicUsize>,
 }
 
 impl TxLoop {
@@ -477,7 +814,8 @@ impl TxLoop {
         let TxLoop {
             mut txq,
             pool,
-            templates,
+            frames: LaneFrames { frames, syn_of },
+            probe,
             rate,
             start,
             end,
@@ -486,12 +824,15 @@ impl TxLoop {
             counters,
             done,
         } = self;
-        let frames = &templates.frames;
+        let c = &counters.tx;
         let n_frames = frames.len();
         let mut next = 0usize;
         let mut sent: u64 = 0;
         let mut since_probe: u64 = 0;
         let mut burst = MbufBurst::new();
+        // Per slot of the burst: its length and whose SYN it is.
+        let mut lens = [0u16; BURST];
+        let mut whose = [NO_CUSTOMER; BURST];
         // Packets per TSC cycle, and the backlog the pacer may catch up on.
         let per_cycle = rate / hz as f64;
         let slack = ((rate / 1000.0) as u64).max(4 * BURST as u64);
@@ -513,7 +854,7 @@ impl TxLoop {
                 let mut owed = due.saturating_sub(sent);
                 if owed > slack {
                     // Preempted or too slow: give the backlog up, and say so.
-                    add(&counters.behind, 1);
+                    add(&c.behind, 1);
                     sent += owed - BURST as u64;
                     owed = BURST as u64;
                 }
@@ -522,64 +863,72 @@ impl TxLoop {
             if want == 0 {
                 continue;
             }
-            let mut bytes = 0u64;
+            if !pool.alloc_bulk(&mut burst, want as usize) {
+                add(&c.alloc_fail, 1);
+                continue;
+            }
             let mut probes = 0u64;
-            for _ in 0..want {
-                let Some(mut m) = Mbuf::alloc(&pool) else {
-                    add(&counters.alloc_fail, 1);
-                    break;
-                };
+            let mut filled = 0usize;
+            for (slot, m) in burst.as_mut_slice().iter_mut().enumerate() {
                 since_probe += 1;
-                let probe = probe_every > 0 && since_probe >= probe_every;
-                let tpl: &[u8] = if probe {
+                let is_probe = probe_every > 0 && since_probe >= probe_every;
+                let (tpl, who): (&[u8], u32) = if is_probe {
                     since_probe = 0;
-                    &templates.probe
+                    (&probe, NO_CUSTOMER)
                 } else {
-                    let f = &frames[next];
+                    let i = next;
                     next += 1;
                     if next == n_frames {
                         next = 0;
                     }
-                    f
+                    (&frames[i], syn_of.get(i).copied().unwrap_or(NO_CUSTOMER))
                 };
+                // Cannot fail: `trial` checked every template fits an mbuf.
                 if !m.set_len(tpl.len()) {
-                    continue;
+                    break;
                 }
                 let data = m.data_mut();
                 data.copy_from_slice(tpl);
-                if probe {
+                if is_probe {
                     probes += 1;
                     if let Some(ts) = data.get_mut(PROBE_OFFSET + 8..PROBE_OFFSET + 16) {
                         ts.copy_from_slice(&tsc_now().to_le_bytes());
                     }
                 }
-                bytes += tpl.len() as u64;
-                if burst.push(m).is_err() {
-                    break;
-                }
+                lens[slot] = tpl.len() as u16;
+                whose[slot] = who;
+                filled += 1;
             }
-            let n = burst.len() as u64;
-            let took = txq.tx(&mut burst) as u64;
+            burst.truncate(filled);
+            let n = burst.len();
+            let took = txq.tx(&mut burst);
             if took < n {
                 // The ring is full: what it did not take is offered and lost.
-                add(&counters.tx_unsent, n - took);
-                let avg = bytes / n.max(1);
-                bytes -= avg * (n - took);
+                add(&c.unsent, (n - took) as u64);
                 burst.free_all();
             }
-            sent += n;
-            add(&counters.tx_packets, took);
-            add(&counters.tx_bytes, bytes);
-            add(&counters.probes_tx, probes);
+            let mut bytes = 0u64;
+            for (len, who) in lens.iter().zip(&whose).take(took) {
+                bytes += u64::from(*len);
+                if *who != NO_CUSTOMER {
+                    if let Some(s) = c.syns.get(*who as usize) {
+                        add(s, 1);
+                    }
+                }
+            }
+            sent += n as u64;
+            add(&c.packets, took as u64);
+            add(&c.bytes, bytes);
+            add(&c.probes, probes);
         }
-        done.store(true, Relaxed);
+        done.fetch_add(1, Relaxed);
         txq
     }
 }
 
 struct RxLoop {
     rxq: RxQueue,
-    counters: Arc<Counters>,
+    counters: Arc<LaneCounters>,
     classes: Arc<Vec<(Prefix, usize)>>,
     watched: WatchedPorts,
     classify: bool,
@@ -597,6 +946,7 @@ impl RxLoop {
         if n == 0 {
             return 0;
         }
+        let c = &self.counters.rx;
         let now = tsc_now();
         let mut bytes = 0u64;
         for m in burst.as_slice() {
@@ -609,15 +959,15 @@ impl RxLoop {
                 let ns =
                     (now.saturating_sub(sent) as u128 * 1_000_000_000 / self.hz as u128) as u64;
                 let _ = self.hist.record(ns.max(1));
-                add(&self.counters.probes_rx, 1);
+                add(&c.probes, 1);
                 continue;
             }
             if self.classify {
                 let p = parse(d, &self.watched);
                 if p.outcome == Outcome::WatchedSyn {
                     if let Some(ip) = p.src.map(|s| s.to_ip()) {
-                        if let Some(&(_, c)) = self.classes.iter().find(|(pr, _)| pr.contains(ip)) {
-                            if let Some(ctr) = self.counters.syns.get(c) {
+                        if let Some(&(_, i)) = self.classes.iter().find(|(pr, _)| pr.contains(ip)) {
+                            if let Some(ctr) = c.syns.get(i) {
                                 add(ctr, 1);
                             }
                         }
@@ -626,8 +976,8 @@ impl RxLoop {
             }
         }
         burst.free_all();
-        add(&self.counters.rx_packets, n as u64);
-        add(&self.counters.rx_bytes, bytes);
+        add(&c.packets, n as u64);
+        add(&c.bytes, bytes);
         n
     }
 
@@ -639,5 +989,43 @@ impl RxLoop {
         // One last sweep of what already arrived.
         while self.poll() > 0 {}
         (self.rxq, self.hist)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_flow_one_lane_and_flows_spread() {
+        use synwall_dataplane::parse::tcp_flags::{ACK, SYN};
+        let mx = Ipv4Addr::new(93, 184, 216, 34);
+        let f = |src: u8, sport: u16, flags| {
+            FrameBuilder::tcp_v4(Ipv4Addr::new(10, 0, 0, src), mx, sport, 443, flags).build()
+        };
+        // Same 5-tuple, other flags/payload: same lane.
+        assert_eq!(lane_of(&f(1, 1000, SYN), 4), lane_of(&f(1, 1000, ACK), 4));
+        assert_eq!(lane_of(&f(1, 1000, SYN), 1), 0);
+        let mut per = [0usize; 4];
+        for s in 0..200u8 {
+            per[lane_of(&f(s, 2000 + u16::from(s), ACK), 4)] += 1;
+        }
+        assert!(per.iter().all(|&n| n > 20), "{per:?}");
+        // Short junk is not a panic.
+        assert!(lane_of(&[0u8; 3], 2) < 2);
+    }
+
+    #[test]
+    fn lcore_list_or_map() {
+        let (a, n) = lcore_args(&[1], &[0, 1]);
+        assert_eq!(a, vec!["-l", "0,1"]);
+        assert!(n.is_none());
+        let (a, n) = lcore_args(&[1, 2], &[0, 1]);
+        assert_eq!(a, vec!["--lcores=0@0,1@1,2@1"]);
+        assert!(n.unwrap().contains("lcore 2 on CPU 1"));
+        let (a, _) = lcore_args(&[1, 2, 3], &[0, 1, 2]);
+        assert_eq!(a, vec!["--lcores=0@0,1@1,2@2,3@1"]);
+        let (a, _) = lcore_args(&[1, 2], &[0]);
+        assert_eq!(a, vec!["--lcores=0@0,1@0,2@0"]);
     }
 }

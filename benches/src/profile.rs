@@ -5,10 +5,11 @@
 //! ```toml
 //! [dpdk]
 //! eal_args = ["--no-huge", "-m", "256", "--no-pci", "--vdev=net_ring0"]
-//! cores = [1]              # one lcore: tx and rx in one loop; two: [tx, rx]
+//! cores = [1]              # per queue pair: one lcore (tx and rx in one loop)
+//!                          # or two (tx, rx); default 1..=queues
 //! tx_port = "net_ring0"
 //! rx_port = "net_ring0"
-//! queues = 1
+//! queues = 1               # tx/rx queue pairs, each driven by its own lcore(s)
 //!
 //! [appliance]              # the synwall under test (verify, cross-checks)
 //! config = "synwall.toml"  # its config; verify replays through it on net_pcap
@@ -346,6 +347,124 @@ pub struct Dpdk {
     pub queues: u16,
 }
 
+/// Most queue pairs the generator drives per port.
+pub const MAX_QUEUES: u16 = 16;
+
+/// One tx/rx queue pair of the generator and the lcores that drive it:
+/// `tx_lcore` sends on tx queue `queue`, `rx_lcore` receives on rx queue
+/// `queue`; the same lcore means one loop does both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lane {
+    pub queue: u16,
+    pub tx_lcore: u32,
+    pub rx_lcore: u32,
+}
+
+impl Dpdk {
+    /// The lcores, as listed or by default `1..=queues` (lcore 0 is the
+    /// EAL main lcore, which prints the stats).
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        if self.cores.is_empty() {
+            (1..=u32::from(self.queues)).collect()
+        } else {
+            self.cores.clone()
+        }
+    }
+
+    /// Which lcores drive which queue pair: with one lcore per queue, lcore
+    /// `cores[q]` sends and receives on queue `q`; with two, `cores[2q]`
+    /// sends and `cores[2q + 1]` receives.
+    pub fn lanes(&self) -> Result<Vec<Lane>, String> {
+        let q = usize::from(self.queues);
+        if q == 0 || self.queues > MAX_QUEUES {
+            return Err(format!(
+                "{} queues is not within 1..={MAX_QUEUES}",
+                self.queues
+            ));
+        }
+        let cores = self.worker_lcores();
+        let mut seen = HashSet::new();
+        for c in &cores {
+            if *c == 0 {
+                return Err(
+                    "lcore 0 is the main lcore (it prints the stats); list worker lcores from 1"
+                        .into(),
+                );
+            }
+            if !seen.insert(*c) {
+                return Err(format!("lcore {c} is listed twice"));
+            }
+        }
+        let per = if cores.len() == q {
+            1
+        } else if cores.len() == 2 * q {
+            2
+        } else {
+            return Err(format!(
+                "{} lcores for {q} queue pair(s): list one lcore per queue (tx and rx in one loop) or two (tx, rx), i.e. {q} or {} lcores",
+                cores.len(),
+                2 * q
+            ));
+        };
+        Ok((0..q)
+            .map(|i| Lane {
+                queue: i as u16,
+                tx_lcore: cores[per * i],
+                rx_lcore: cores[per * i + per - 1],
+            })
+            .collect())
+    }
+
+    /// Replaces the lcores and/or the queue count (command-line overrides)
+    /// and checks the result; on error nothing changes. Changing only the
+    /// queue count drops lcores that no longer fit (back to the default).
+    pub fn set_lanes(
+        &mut self,
+        cores: Option<Vec<u32>>,
+        queues: Option<u16>,
+    ) -> Result<(), String> {
+        let mut d = self.clone();
+        if let Some(q) = queues {
+            d.queues = q;
+            if cores.is_none()
+                && d.cores.len() != usize::from(q)
+                && d.cores.len() != 2 * usize::from(q)
+            {
+                d.cores.clear();
+            }
+        }
+        if let Some(c) = cores {
+            d.cores = c;
+        }
+        d.lanes()?;
+        *self = d;
+        Ok(())
+    }
+}
+
+/// Parses a list of lcores: `1,2` or `1-4` or a mix (`1,3-4`).
+pub fn parse_lcores(text: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{text:?}: {t:?} is not an lcore number"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b || b - a > 1024 {
+                    return Err(format!("{text:?}: {part:?} is not a range low-high"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    Ok(out)
+}
+
 /// A checked profile.
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
@@ -410,15 +529,12 @@ impl Profile {
             }
         };
         let d = raw.dpdk.unwrap_or_default();
-        if d.cores.len() > 2 {
-            return Err(err(
-                "dpdk.cores",
-                "one lcore (tx and rx) or two (tx, rx)".into(),
-            ));
-        }
         let queues = d.queues.unwrap_or(1);
-        if queues == 0 || queues > 16 {
-            return Err(err("dpdk.queues", "must be within 1..=16".into()));
+        if queues == 0 || queues > MAX_QUEUES {
+            return Err(err(
+                "dpdk.queues",
+                format!("{queues} is not within 1..={MAX_QUEUES}"),
+            ));
         }
         let dpdk = Dpdk {
             eal_args: d.eal_args,
@@ -427,6 +543,7 @@ impl Profile {
             rx_port: d.rx_port,
             queues,
         };
+        dpdk.lanes().map_err(|e| err("dpdk.cores", e))?;
         let a = raw.appliance.unwrap_or_default();
         let malformed = match a.malformed.as_deref() {
             None | Some("forward") => MalformedExpect::Forward,
@@ -692,6 +809,66 @@ frames = 50
             .unwrap_err()
             .to_string();
         assert!(e.contains("traffic.sizes"), "{e}");
+    }
+
+    #[test]
+    fn lanes_from_cores_and_queues() {
+        let with = |extra: &str| parse(&format!("[dpdk]\n{extra}\n{GOOD}"));
+        let p = parse(GOOD).unwrap();
+        assert_eq!(
+            p.dpdk.lanes().unwrap(),
+            vec![Lane {
+                queue: 0,
+                tx_lcore: 1,
+                rx_lcore: 1
+            }]
+        );
+        let p = with("cores = [3, 5]").unwrap();
+        assert_eq!(
+            p.dpdk.lanes().unwrap(),
+            vec![Lane {
+                queue: 0,
+                tx_lcore: 3,
+                rx_lcore: 5
+            }]
+        );
+        let p = with("queues = 2").unwrap();
+        let l = p.dpdk.lanes().unwrap();
+        assert_eq!(
+            (l[0].tx_lcore, l[0].rx_lcore, l[1].queue, l[1].tx_lcore),
+            (1, 1, 1, 2)
+        );
+        let p = with("queues = 2\ncores = [1, 2, 3, 4]").unwrap();
+        let l = p.dpdk.lanes().unwrap();
+        assert_eq!((l[1].tx_lcore, l[1].rx_lcore), (3, 4));
+        let e = with("queues = 2\ncores = [1, 2, 3]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dpdk.cores") && e.contains("2 or 4 lcores"),
+            "{e}"
+        );
+        let e = with("cores = [0]").unwrap_err().to_string();
+        assert!(e.contains("dpdk.cores") && e.contains("main lcore"), "{e}");
+        let e = with("queues = 2\ncores = [1, 1]").unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = with("queues = 17").unwrap_err().to_string();
+        assert!(e.contains("dpdk.queues") && e.contains("1..=16"), "{e}");
+
+        // Command-line overrides: checked, and nothing changes on error.
+        let mut d = parse(GOOD).unwrap().dpdk;
+        d.set_lanes(None, Some(2)).unwrap();
+        assert_eq!(d.worker_lcores(), vec![1, 2]);
+        d.set_lanes(Some(parse_lcores("2-3").unwrap()), None)
+            .unwrap();
+        assert_eq!(d.lanes().unwrap()[1].tx_lcore, 3);
+        assert!(d.set_lanes(Some(vec![1, 2, 3]), None).is_err());
+        assert_eq!(d.worker_lcores(), vec![2, 3]);
+        assert!(d.set_lanes(None, Some(0)).is_err());
+        assert_eq!(d.queues, 2);
+        assert_eq!(parse_lcores("1, 3-4").unwrap(), vec![1, 3, 4]);
+        assert!(parse_lcores("1,x").unwrap_err().contains("\"x\""));
+        assert!(parse_lcores("4-1").is_err());
     }
 
     #[test]

@@ -258,3 +258,132 @@ fn verify_fails_when_the_expectation_is_wrong() {
         .unwrap()
         .is_empty());
 }
+
+/// A `run` through one `net_ring` device looped to itself (what tx queue q
+/// sends, rx queue q receives), with `queues` queue pairs on the lcores
+/// `cores` (given on the command line; on a 2-CPU machine synwall-gen maps
+/// the extra lcores onto CPU 1 itself).
+fn ring_run(dir: &TestDir, queues: u16, cores: &str) -> Value {
+    let prof = write_config(
+        dir,
+        &format!("ring{queues}.toml"),
+        &format!(
+            r#"
+[dpdk]
+eal_args = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry",
+            "--file-prefix={}q{queues}", "--log-level=*:notice", "--vdev=net_ring0"]
+tx_port = "net_ring0"
+rx_port = "net_ring0"
+
+[traffic]
+sizes = "64"
+
+[[customer]]
+name = "spammer"
+prefixes = ["198.51.100.0/24"]
+pattern = "hammer"
+rate = 5000
+count = 300
+
+[[customer]]
+name = "webshop"
+prefixes = ["203.0.113.0/24", "2001:db8:77::/48"]
+pattern = "trickle"
+count = 40
+
+[background]
+frames = 1000
+ipv6_pct = 5
+vlan_pct = 10
+"#,
+            dir.unique
+        ),
+    );
+    let report = dir.join(&format!("ring{queues}.json"));
+    let out = Command::new(gen_bin())
+        .arg("--config")
+        .arg(&prof)
+        .args(["run", "--rate", "max", "--duration", "1"])
+        .args(["--queues", &queues.to_string(), "--cores", cores])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("running synwall-gen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&report).expect("report");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// Every frame sent came back on its queue, and per customer the SYNs the
+/// tx queues took equal the SYNs the rx queues counted.
+fn assert_loop_exact(r: &Value, queues: usize) {
+    let trial = &r["result"]["trials"][0];
+    let lanes = trial["lanes"].as_array().expect("lanes");
+    assert_eq!(lanes.len(), queues, "{trial}");
+    let frames: u64 = lanes.iter().map(|l| l["frames"].as_u64().unwrap()).sum();
+    assert_eq!(frames, r["trace"]["frames"].as_u64().unwrap());
+    assert!(r["trace"]["flows"].as_u64().unwrap() >= 254);
+    for l in lanes {
+        let tx = l["tx_packets"].as_u64().unwrap();
+        assert!(tx > 0, "queue {} sent nothing: {l}", l["queue"]);
+        assert_eq!(l["rx_packets"].as_u64().unwrap(), tx, "{l}");
+        assert!(l["frames"].as_u64().unwrap() > 0, "{l}");
+    }
+    let tx: u64 = lanes
+        .iter()
+        .map(|l| l["tx_packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(trial["tx_packets"].as_u64().unwrap(), tx);
+    assert_eq!(trial["rx_packets"], trial["tx_packets"]);
+    for c in r["result"]["customers"].as_array().expect("customers") {
+        assert!(c["sent"].as_u64().unwrap() > 0, "{c}");
+        assert_eq!(c["sent"], c["received"], "{c}");
+    }
+}
+
+#[test]
+fn run_on_two_queues_and_two_lcores_loses_nothing() {
+    let dir = TestDir::new("gen-ring-queues");
+    let one = ring_run(&dir, 1, "1");
+    assert_loop_exact(&one, 1);
+    let two = ring_run(&dir, 2, "1,2");
+    assert_loop_exact(&two, 2);
+    let lanes = two["result"]["trials"][0]["lanes"].as_array().unwrap();
+    assert_eq!(
+        (lanes[0]["tx_lcore"].as_u64(), lanes[1]["tx_lcore"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // The flows were spread: neither queue has (nearly) all the frames.
+    let f0 = lanes[0]["frames"].as_u64().unwrap() as f64;
+    let f1 = lanes[1]["frames"].as_u64().unwrap() as f64;
+    assert!(f0 / (f0 + f1) > 0.3 && f0 / (f0 + f1) < 0.7, "{f0} / {f1}");
+}
+
+#[test]
+fn bad_lane_options_are_usage_errors() {
+    let dir = TestDir::new("gen-bad-lanes");
+    let prof = write_config(&dir, "p.toml", "[background]\nframes = 10\n");
+    for (args, want) in [
+        (vec!["--queues", "2", "--cores", "1,2,3"], "2 or 4 lcores"),
+        (vec!["--cores", "0"], "main lcore"),
+        (vec!["--queues", "x"], "not a number"),
+        (vec!["--queues", "99"], "1..=16"),
+    ] {
+        let out = Command::new(gen_bin())
+            .arg("--config")
+            .arg(&prof)
+            .arg("run")
+            .args(&args)
+            .output()
+            .expect("running synwall-gen");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -5,6 +5,9 @@
 //!   MODE: run | ndr | latency | verify
 //!   --report PATH          JSON report (config, environment, every trial)
 //!   --out PCAP             also write the profile's trace (and PCAP.expect.json)
+//!   --queues N             tx/rx queue pairs per port (overrides [dpdk] queues)
+//!   --cores LIST           generator lcores, e.g. 1,2 (overrides [dpdk] cores):
+//!                          one per queue pair (tx+rx) or two (tx, rx)
 //! run:     [--rate PPS|max] [--duration SECS]
 //! ndr:     [--trial SECS] [--pdr-loss RATIO] [--precision RATIO] [--max-rate PPS]
 //!          [--min-rate PPS] [--max-trials N] [--no-calibration]
@@ -20,15 +23,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use synwall_benches::engine::{probe_frame, Generator, Templates, TrialResult, TrialSpec};
+use synwall_benches::engine::{
+    probe_frame, Generator, Templates, TrialResult, TrialSpec, NO_CUSTOMER,
+};
 use synwall_benches::ndr::{search, Device, SearchSpec, Trial};
-use synwall_benches::profile::Profile;
-use synwall_benches::traffic::{build, Trace};
+use synwall_benches::profile::{parse_lcores, Profile};
+use synwall_benches::traffic::{build, Label, Trace};
 use synwall_benches::verify::{self, VerifyOptions};
 use synwall_benches::{appliance, report};
 
 const USAGE: &str =
     "usage: synwall-gen --config PROFILE.toml (run|ndr|latency|verify) [--report PATH] [--out PCAP]
+                   [--queues N] [--cores LIST]
   run:     [--rate PPS|max] [--duration SECS]
   ndr:     [--trial SECS] [--pdr-loss RATIO] [--precision RATIO] [--max-rate PPS] [--min-rate PPS]
            [--max-trials N] [--no-calibration]
@@ -48,7 +54,9 @@ struct Args {
 }
 
 const FLAGS: [&str; 1] = ["--no-calibration"];
-const VALUED: [&str; 18] = [
+const VALUED: [&str; 20] = [
+    "--queues",
+    "--cores",
     "--report",
     "--out",
     "--rate",
@@ -132,6 +140,14 @@ impl Args {
 fn templates(trace: &Trace) -> Arc<Templates> {
     Arc::new(Templates {
         frames: trace.frames.clone(),
+        syn_of: trace
+            .labels
+            .iter()
+            .map(|l| match l {
+                Label::Syn(c) => *c as u32,
+                Label::Background(_) => NO_CUSTOMER,
+            })
+            .collect(),
         probe: probe_frame(),
     })
 }
@@ -156,10 +172,27 @@ fn print_trial(label: &str, r: &TrialResult) {
         r.behind,
         if r.valid { "" } else { "  [INVALID: the generator could not offer the asked rate]" }
     );
+    if r.lanes.len() > 1 {
+        for l in &r.lanes {
+            println!(
+                "  queue {} (tx lcore {}, rx lcore {}, {} frames): offered {:.4} Mpps, tx {}, rx {}, unsent {}, alloc_fail {}, behind {}",
+                l.queue,
+                l.tx_lcore,
+                l.rx_lcore,
+                l.frames,
+                (l.tx_packets + l.tx_unsent) as f64 / secs / 1e6,
+                l.tx_packets,
+                l.rx_packets,
+                l.tx_unsent,
+                l.alloc_fail,
+                l.behind
+            );
+        }
+    }
     if let Some(l) = &r.latency {
         println!(
-            "  latency over {} probes: min {} ns, p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
-            l.probes, l.min_ns, l.p50_ns, l.p99_ns, l.p999_ns, l.max_ns
+            "  latency over {} probes: min {} ns, p50 {} ns, p90 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+            l.probes, l.min_ns, l.p50_ns, l.p90_ns, l.p99_ns, l.p999_ns, l.max_ns
         );
     }
 }
@@ -169,13 +202,27 @@ fn mode_run(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Fail
     let duration = args.num("--duration", 10.0)?;
     let mut gen = Generator::start(profile, false).map_err(Failure::Run)?;
     let (tx, rx) = gen.port_names();
+    let lanes = gen.lanes().to_vec();
     println!(
-        "run: {tx} -> {rx}, {} for {duration} s",
+        "run: {tx} -> {rx}, {} for {duration} s, {} queue pair(s): {}",
         if rate > 0.0 {
             format!("{rate} pps")
         } else {
             "max rate".into()
-        }
+        },
+        lanes.len(),
+        lanes
+            .iter()
+            .map(|l| if l.tx_lcore == l.rx_lcore {
+                format!("q{} on lcore {}", l.queue, l.tx_lcore)
+            } else {
+                format!(
+                    "q{} tx lcore {} rx lcore {}",
+                    l.queue, l.tx_lcore, l.rx_lcore
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let before = socket_views(profile);
     let r = gen
@@ -193,17 +240,11 @@ fn mode_run(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Fail
         .map_err(Failure::Run)?;
     print_trial("run", &r);
     let after = socket_views(profile);
-    // SYNs each customer was sent: whole passes over the trace, then a part.
-    let frames = r.tx_packets;
-    let n = trace.frames.len() as u64;
+    // SYNs each customer was sent: what the tx queues took, counted by
+    // the tx lcores.
     let mut rows = Vec::new();
     for (i, c) in profile.customers.iter().enumerate() {
-        let per_pass = trace.syns_of(i);
-        let partial = trace.labels[..(frames % n) as usize]
-            .iter()
-            .filter(|l| **l == synwall_benches::traffic::Label::Syn(i))
-            .count() as u64;
-        let sent = frames / n * per_pass + partial;
+        let sent = r.syns_tx[i];
         let seen_delta = match (&before, &after) {
             (Some(b), Some(a)) => a[i].as_ref().ok().zip(b[i].as_ref().ok()).map(|(a, b)| {
                 (
@@ -482,7 +523,26 @@ fn mode_verify(args: &Args, profile: &Profile, trace: &Trace) -> Result<(Value, 
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| {
-        let profile = Profile::load(&args.config).map_err(|e| Failure::Usage(e.to_string()))?;
+        let mut profile = Profile::load(&args.config).map_err(|e| Failure::Usage(e.to_string()))?;
+        let cores = args
+            .opts
+            .get("--cores")
+            .map(|c| parse_lcores(c).map_err(|e| Failure::Usage(format!("--cores: {e}"))))
+            .transpose()?;
+        let queues = args
+            .opts
+            .get("--queues")
+            .map(|q| {
+                q.parse::<u16>()
+                    .map_err(|_| Failure::Usage(format!("--queues: {q:?} is not a number")))
+            })
+            .transpose()?;
+        if cores.is_some() || queues.is_some() {
+            profile
+                .dpdk
+                .set_lanes(cores, queues)
+                .map_err(|e| Failure::Usage(format!("--cores/--queues: {e}")))?;
+        }
         let trace = build(&profile);
         println!(
             "profile {}: {}",

@@ -221,6 +221,29 @@ impl MbufBurst {
         }
     }
 
+    /// Keeps the first `len` mbufs and returns the rest to their pool with
+    /// one `rte_pktmbuf_free_bulk`; nothing happens when `len >= len()`.
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let n = self.len - len;
+        // The burst forgets the tail first, so it is freed exactly once.
+        self.len = len;
+        // SAFETY: slots len..len+n held owned mbuf pointers (Mbuf is a
+        // transparent NonNull) and are no longer counted as held.
+        unsafe {
+            dpdk_sys::rte_pktmbuf_free_bulk(
+                self.slots
+                    .as_mut_ptr()
+                    .add(len)
+                    .cast::<*mut dpdk_sys::rte_mbuf>(),
+                n as u32,
+            );
+        }
+    }
+
     /// Raw pointer to the free tail, for an rx burst to fill.
     pub(crate) fn tail_ptr(&mut self) -> (*mut *mut dpdk_sys::rte_mbuf, u16) {
         // SAFETY: len <= BURST, so the offset stays inside the array.

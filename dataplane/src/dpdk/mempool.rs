@@ -3,6 +3,7 @@ use std::ffi::CString;
 use std::ptr::NonNull;
 
 use super::error::{from_rte_errno, DpdkError, Result};
+use super::mbuf::MbufBurst;
 
 /// A pool of packet buffers (`rte_pktmbuf_pool_create`). Shared as
 /// `Arc<Mempool>` by the ports that receive into it; freed when the last
@@ -67,6 +68,36 @@ impl Mempool {
     pub fn available(&self) -> u32 {
         // SAFETY: the pool is valid while self lives.
         unsafe { dpdk_sys::rte_mempool_avail_count(self.raw.as_ptr()) }
+    }
+
+    /// Appends `n` fresh, reset mbufs (one segment, no data) from this pool
+    /// to `burst` with one `rte_pktmbuf_alloc_bulk`: the burst owns them from
+    /// then on (they go to a NIC with a tx burst, or back to the pool when
+    /// the burst frees or drops them). All or nothing: returns false, and
+    /// leaves the burst as it was, when `n` exceeds the burst's free room or
+    /// the pool (with this lcore's cache) has fewer than `n` free mbufs.
+    /// `n == 0` succeeds without touching the pool.
+    #[inline]
+    #[must_use = "false means nothing was allocated"]
+    pub fn alloc_bulk(&self, burst: &mut MbufBurst, n: usize) -> bool {
+        let (tail, room) = burst.tail_ptr();
+        if n > usize::from(room) {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+        // SAFETY: the pool is valid while self lives; `tail` points at `room`
+        // (>= n) writable, unowned slots of the burst, which DPDK fills with
+        // n mbuf pointers on success and leaves untouched on failure.
+        let rc = unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(self.as_ptr(), tail, n as u32) };
+        if rc != 0 {
+            return false;
+        }
+        // SAFETY: rc == 0: the n slots after the burst's end now hold fresh
+        // mbufs that no one else references.
+        unsafe { burst.commit_rx(n) };
+        true
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {
