@@ -505,7 +505,7 @@ impl Control {
             reload.removed
         );
         println!("synwall: reloaded {msg}");
-        self.config = new;
+        crate::plane::drop_in_background(std::mem::replace(&mut self.config, new));
         let ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
         self.emit(&[ev]);
         self.tick(&current.shards);

@@ -1015,13 +1015,24 @@ impl ControlPlane {
         next.attached = std::mem::take(&mut self.attached);
         next.restore(&snapshot, now);
         let removed = self.names.len() - kept;
-        *self = next;
+        // The old plane (a million names and limit sets at scale) is freed
+        // off the control thread, which has ticks to run.
+        drop_in_background(std::mem::replace(self, next));
         Reload {
             id_map,
             added: n - kept,
             removed,
         }
     }
+}
+
+/// Drops `value` on a short-lived thread of its own (or here, if no
+/// thread can be started): freeing a million customers' worth of memory
+/// takes long enough to delay a tick.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("synwall-free".into())
+        .spawn(move || drop(value));
 }
 
 /// Writes customer `ci`'s grants for remaining budget `budget`, given the
