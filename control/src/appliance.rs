@@ -229,6 +229,8 @@ fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<
         ));
         out.push(("last_tick_us".into(), gauges.last_tick_us.load(Relaxed)));
         out.push(("ticks".into(), gauges.ticks.load(Relaxed)));
+        out.push(("mempool_size".into(), gauges.mempool_size.load(Relaxed)));
+        out.push(("mempool_in_use".into(), gauges.mempool_in_use.load(Relaxed)));
         out
     });
     if let Err(e) = dpdk::register_telemetry(
@@ -322,6 +324,14 @@ fn run_with_eal(
 
     // What the rx rings hold before any frame: a leak shows as more at the end.
     let in_use_at_start = pool.in_use();
+    control
+        .gauges
+        .mempool_size
+        .store(u64::from(pool.size()), Relaxed);
+    control
+        .gauges
+        .mempool_in_use
+        .store(u64::from(in_use_at_start), Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched: Vec<Launched> = Vec::new();
     let started = Instant::now();
@@ -390,6 +400,10 @@ fn run_with_eal(
         if last_ports.elapsed() >= Duration::from_secs(1) {
             refresh_ports(&ports, &mut control.ports, last_ports.elapsed());
             last_ports = Instant::now();
+            control
+                .gauges
+                .mempool_in_use
+                .store(u64::from(pool.in_use()), Relaxed);
             control.update_metrics();
         }
         if let Some(every) = opts.stats_interval {

@@ -200,6 +200,11 @@ pub struct MetricsSnapshot {
     pub syn_dropped: u64,
     /// Customers with a block in force now.
     pub blocked_customers: u64,
+    /// Mbufs in the packet pool, and how many are handed out now (in NIC
+    /// rings, in flight): a count that creeps up means a leak, one at the
+    /// size means rx is short of buffers.
+    pub mempool_size: u64,
+    pub mempool_in_use: u64,
     /// Block state machine events since start.
     pub block_events: BlockEventCounts,
     /// One per worker lcore.
@@ -297,6 +302,8 @@ impl MetricsRegistry {
             syn_forwarded: snapshot.syn_forwarded,
             syn_dropped: snapshot.syn_dropped,
             blocked_customers: snapshot.blocked_customers,
+            mempool_size: snapshot.mempool_size,
+            mempool_in_use: snapshot.mempool_in_use,
             block_events: snapshot.block_events,
             workers: snapshot.workers.clone(),
             customers: bounded_customers(&snapshot.customers, self.top_customers),
@@ -425,6 +432,18 @@ impl Collector for SnapshotCollector {
             "blocked_customers",
             "Customers with a block in force.",
             s.blocked_customers,
+        )?;
+        gauge(
+            e,
+            "mempool_mbufs",
+            "Mbufs in the packet pool.",
+            s.mempool_size,
+        )?;
+        gauge(
+            e,
+            "mempool_mbufs_in_use",
+            "Mbufs of the packet pool handed out (NIC rings, bursts in flight).",
+            s.mempool_in_use,
         )?;
         counter_family(
             e,

@@ -55,6 +55,9 @@ pub struct Gauges {
     pub active_customers: AtomicU64,
     pub last_tick_us: AtomicU64,
     pub ticks: AtomicU64,
+    /// The packet pool's size and mbufs handed out, refreshed once a second.
+    pub mempool_size: AtomicU64,
+    pub mempool_in_use: AtomicU64,
 }
 
 /// One port's counters and rates, refreshed by the main loop.
@@ -269,6 +272,8 @@ impl Control {
             syn_forwarded: syn_seen.saturating_sub(syn_dropped),
             syn_dropped,
             blocked_customers: blocks.len() as u64,
+            mempool_size: self.gauges.mempool_size.load(Relaxed),
+            mempool_in_use: self.gauges.mempool_in_use.load(Relaxed),
             block_events: self.block_events,
             workers: self
                 .stats
@@ -550,6 +555,10 @@ impl Control {
             "active_customers": self.plane.active(),
             "blocked_customers": self.gauges.blocked_customers.load(Relaxed),
             "tick_us": self.gauges.last_tick_us.load(Relaxed),
+            "mempool": {
+                "size": self.gauges.mempool_size.load(Relaxed),
+                "in_use": self.gauges.mempool_in_use.load(Relaxed),
+            },
             "ticks": self.gauges.ticks.load(Relaxed),
             "generation": self.generation.load().number,
         })

@@ -672,6 +672,19 @@ fn metrics_equal_the_summary_once_the_input_is_consumed() {
     assert_eq!(outcomes, want, "/metrics outcomes vs the summary");
     let syns_dropped = samples(&text, "synwall_syns_dropped_total");
     assert_eq!(syns_dropped.get(""), Some(&200.0), "{text}");
+    // The pool: its size, and (the input consumed) every mbuf back.
+    let size = samples(&text, "synwall_mempool_mbufs");
+    assert_eq!(
+        size.get("").copied(),
+        Some(run.counter("/mempool/size") as f64),
+        "{text}"
+    );
+    let in_use = samples(&text, "synwall_mempool_mbufs_in_use");
+    assert_eq!(
+        in_use.get("").copied(),
+        Some(run.counter("/mempool/in_use_at_start") as f64),
+        "{text}"
+    );
 }
 
 #[test]
