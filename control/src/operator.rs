@@ -24,7 +24,7 @@ use crate::metrics::{
     BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
     PortMetrics, WorkerLoad,
 };
-use crate::plane::ControlPlane;
+use crate::plane::{core_share, ControlPlane};
 use crate::snapshot;
 use crate::socket::{EventBus, Request};
 use crate::summary::RemovedCustomers;
@@ -405,7 +405,7 @@ impl Control {
             .filter_map(|id| self.plane.name(id).map(|n| (n, id)))
             .collect();
         let same_windows = self.config.windows == new.windows;
-        let k = next.shards.len().max(1) as u64;
+        let k = next.shards.len() as u64;
         // Enforced customers that stay enforced with the same limits: their
         // per-core allowances move to the new shards below.
         let mut carried: Vec<(u32, u32, u64)> = Vec::new();
@@ -433,10 +433,10 @@ impl Control {
                 }
             }
             for (i, s) in next.shards.iter().enumerate() {
-                let grant = if !enforce {
-                    u64::MAX
+                let grant = if enforce {
+                    core_share(fresh_budget, k, i)
                 } else {
-                    fresh_budget / k + if i == 0 { fresh_budget % k } else { 0 }
+                    u64::MAX
                 };
                 s.syn_grant[c.id as usize].store(grant, Relaxed);
                 s.blocked.set(c.id, blocked);
@@ -464,8 +464,8 @@ impl Control {
                     continue;
                 };
                 for &(o, n, budget) in &carried {
-                    // This core's share of a tick's grant.
-                    let cap = budget / k + if w == 0 { budget % k } else { 0 };
+                    // Never more than a tick would grant this core.
+                    let cap = core_share(budget, k, w);
                     let (o, n) = (o as usize, n as usize);
                     let (Some(g), Some(f), Some(cell)) = (
                         from.syn_grant.get(o),

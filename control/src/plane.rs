@@ -1026,6 +1026,13 @@ impl ControlPlane {
     }
 }
 
+/// Core `core`'s share of `budget` split over `cores` cores: an equal
+/// part each, the remainder to core 0 (so the shares add up to `budget`).
+pub fn core_share(budget: u64, cores: u64, core: usize) -> u64 {
+    let cores = cores.max(1);
+    budget / cores + if core == 0 { budget % cores } else { 0 }
+}
+
 /// Drops `value` on a short-lived thread of its own (or here, if no
 /// thread can be started): freeing a million customers' worth of memory
 /// takes long enough to delay a tick.
@@ -1048,7 +1055,7 @@ fn grant(ci: usize, budget: u64, reads: &[u64], shards: &[Arc<WorkerShard>]) {
         .fold(0u64, u64::saturating_add);
     let mut free = budget.saturating_sub(held);
     for (s, (shard, &r)) in shards.iter().zip(reads).enumerate() {
-        let share = budget / k + if s == 0 { budget % k } else { 0 };
+        let share = core_share(budget, k, s);
         let cell = &shard.syn_grant[ci];
         let old = cell.load(Relaxed);
         let outstanding = old.saturating_sub(r);
