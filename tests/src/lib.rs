@@ -1061,6 +1061,39 @@ pub fn pick(all: &[Vec<u8>], indices: &[usize]) -> Vec<Vec<u8>> {
 }
 
 /// Number of CPUs this process may run on.
+/// One request (`request`, the newline included) on a fresh connection to
+/// a control socket; the reply line as JSON, or why there was none.
+pub fn control_request(socket: &Path, request: &[u8], timeout: Duration) -> Result<Value, String> {
+    use std::io::{BufRead, BufReader, Write as _};
+    let mut s =
+        std::os::unix::net::UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(request).map_err(|e| format!("write: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))
+}
+
+/// `config` (a [`Scenario::config`] for `dir`) with the inside port
+/// replaying its captures forever (`infinite_rx=1`, once per device: it
+/// applies to every rx queue) and the tx captures of `workers` workers
+/// going to /dev/null, where they cannot grow without end.
+pub fn replay_forever(config: &str, dir: &TestDir, workers: usize) -> String {
+    let d = dir.path.display();
+    let rx = format!("rx_pcap={d}/in0.pcap");
+    assert!(config.contains(&rx), "{config}");
+    let mut c = config.replace(&rx, &format!("{rx},infinite_rx=1"));
+    for w in 0..workers {
+        for tx in ["back", "out"] {
+            c = c.replace(&format!("tx_pcap={d}/{tx}{w}.pcap"), "tx_pcap=/dev/null");
+        }
+    }
+    c
+}
+
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }

@@ -398,18 +398,6 @@ impl Drop for Live {
     }
 }
 
-/// The config with the inside port replaying its capture forever and both
-/// ports transmitting into /dev/null (a pcap file would grow without end).
-fn infinite(config: String, dir: &TestDir) -> String {
-    let d = dir.path.display();
-    let rx = format!("rx_pcap={d}/in0.pcap");
-    assert!(config.contains(&rx), "{config}");
-    config
-        .replace(&rx, &format!("{rx},infinite_rx=1"))
-        .replace(&format!("tx_pcap={d}/back0.pcap"), "tx_pcap=/dev/null")
-        .replace(&format!("tx_pcap={d}/out0.pcap"), "tx_pcap=/dev/null")
-}
-
 /// `synwallctl --json customer NAME`'s customer.
 fn customer(dir: &TestDir, socket: &Path, name: &str) -> Value {
     ctl_json(dir, socket, &["customer", name])["customer"].clone()
@@ -444,7 +432,7 @@ fn block_and_unblock_through_synwallctl_while_traffic_flows() {
         .control(&hook_line)
         .customers(CUSTOMERS);
     s.duration = 600.0;
-    let mut live = Live::start(&s, dir, infinite);
+    let mut live = Live::start(&s, dir, |c, d| replay_forever(&c, d, 1));
     live.wait_ready();
     let (dir, sock) = (&live.dir, live.socket.clone());
 
@@ -802,18 +790,9 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// One request on a fresh connection; the reply line, or why there was none.
+/// One request on a fresh connection.
 fn raw_ask(socket: &Path, request: &[u8]) -> Result<Value, String> {
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::net::UnixStream;
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
-    s.write_all(request).map_err(|e| format!("write: {e}"))?;
-    let mut line = String::new();
-    BufReader::new(s)
-        .read_line(&mut line)
-        .map_err(|e| format!("read: {e}"))?;
-    serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))
+    control_request(socket, request, WAIT)
 }
 
 /// Abuse of a running appliance's control socket: a 100 MB line without a

@@ -11,7 +11,6 @@
 //! cannot rot; `scripts/soak [SECS]` runs a long one (minutes).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -79,27 +78,8 @@ fn mix(queue: u8) -> Vec<Vec<u8>> {
 }
 
 fn ask(socket: &Path, request: &str) -> Value {
-    let mut s = UnixStream::connect(socket).expect("connecting to the control socket");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    s.write_all(b"\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).expect("a reply");
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-}
-
-/// The config with the inside port replaying its captures forever into
-/// /dev/null (resets and reverse traffic: none here).
-fn infinite(config: &str, dir: &TestDir, queues: usize) -> String {
-    let d = dir.path.display();
-    // One infinite_rx=1 per device: it applies to all its rx queues.
-    let rx = format!("rx_pcap={d}/in0.pcap");
-    assert!(config.contains(&rx), "{config}");
-    let mut c = config.replace(&rx, &format!("{rx},infinite_rx=1"));
-    for w in 0..queues {
-        c = c.replace(&format!("tx_pcap={d}/back{w}.pcap"), "tx_pcap=/dev/null");
-    }
-    c
+    control_request(socket, format!("{request}\n").as_bytes(), WAIT)
+        .unwrap_or_else(|e| panic!("{request}: {e}"))
 }
 
 fn soak(secs: u64) {
@@ -117,7 +97,7 @@ fn soak(secs: u64) {
     s.duration = (secs + 120) as f64;
     let dir = TestDir::new("soak");
     let (config_path, _) = s.prepare(&dir);
-    let base = infinite(&s.config(&dir), &dir, 2);
+    let base = replay_forever(&s.config(&dir), &dir, 2);
     let with_extra = format!("{base}\n{EXTRA}");
     fs::write(&config_path, &base).unwrap();
     let mut running = s.spawn_prepared(dir, &[]);
