@@ -836,17 +836,12 @@ impl RunResult {
         // Every watched SYN of this run is either some customer's or
         // nobody's (customer counts are this run's, not carried over).
         // (Customers a reload removed are booked apart.)
-        let removed = &self.summary["removed_customers"];
-        let seen: u64 = self.all_customers().iter().map(|c| c.seen).sum::<u64>()
-            + removed["syn_seen"]
-                .as_u64()
-                .expect("removed_customers.syn_seen");
+        let removed_seen = self.counter("/removed_customers/syn_seen");
+        let seen: u64 = self.all_customers().iter().map(|c| c.seen).sum::<u64>() + removed_seen;
         assert_eq!(
-            removed["syn_seen"].as_u64(),
-            removed["syn_forwarded"]
-                .as_u64()
-                .zip(removed["syn_dropped"].as_u64())
-                .map(|(f, d)| f + d),
+            removed_seen,
+            self.counter("/removed_customers/syn_forwarded")
+                + self.counter("/removed_customers/syn_dropped"),
             "removed customers: seen != forwarded + dropped"
         );
         assert_eq!(
