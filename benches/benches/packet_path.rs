@@ -130,7 +130,7 @@ fn build_measured(
 fn table(n: u32) -> (Classifier, WorkerShard, Built) {
     let (c, built) = build_measured(n as usize + 1, prefixes(n, true));
     let shard = WorkerShard::new(n as usize + 1);
-    shard.blocked.set(n, true);
+    shard.set_blocked(n, true);
     (c, shard, built)
 }
 

@@ -76,12 +76,53 @@ pub fn policy(config: &Config) -> Policy {
 
 /// The classifier over every customer's prefixes.
 pub fn classifier(customers: &[Customer]) -> Result<Classifier, ClassifierError> {
-    Classifier::build(
+    classifier_on(None, customers)
+}
+
+/// The classifier of `config`'s customers, its tables on the NUMA node of
+/// the workers that read them.
+pub fn placed_classifier(config: &Config) -> Result<Classifier, ClassifierError> {
+    classifier_on(shared_node(&worker_nodes(config)), &config.customers)
+}
+
+fn classifier_on(node: Option<u32>, customers: &[Customer]) -> Result<Classifier, ClassifierError> {
+    Classifier::build_on(
+        node,
         customers.len(),
         customers
             .iter()
             .flat_map(|c| c.prefixes.iter().map(move |p| (p.addr, p.len, c.id))),
     )
+}
+
+/// The NUMA node of each worker core, where its shard is placed: worker
+/// lcore N runs on CPU N unless the EAL arguments map lcores to CPUs
+/// themselves (`--lcores=`), and then the kernel places the memory.
+pub fn worker_nodes(config: &Config) -> Vec<Option<u32>> {
+    let mapped = config
+        .dpdk
+        .eal_args
+        .iter()
+        .any(|a| a.starts_with("--lcores"));
+    config
+        .dpdk
+        .cores
+        .iter()
+        .map(|&c| {
+            if mapped {
+                None
+            } else {
+                dpdk::cpu_node(c as u32)
+            }
+        })
+        .collect()
+}
+
+/// The node every worker is on, if they share one: where the classifier
+/// they all read is placed.
+pub fn shared_node(nodes: &[Option<u32>]) -> Option<u32> {
+    let first = *nodes.first()?;
+    nodes.iter().all(|&n| n == first).then_some(first)?
 }
 
 /// The EAL argument vector: program name, the config's arguments, and the
@@ -128,7 +169,7 @@ pub struct RunOptions {
 /// Runs the appliance until `opts` says stop; returns the final counters.
 pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError> {
     // Everything that can be refused is checked before the EAL starts.
-    let classifier = Arc::new(classifier(&config.customers)?);
+    let classifier = Arc::new(placed_classifier(config)?);
     let policy = Arc::new(policy(config));
     let clock = Clock::start();
     let mut plane = ControlPlane::new(config, clock.now(), wall_now_ms());
@@ -168,7 +209,11 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         clock,
         gauges: Arc::new(Gauges::default()),
         baseline,
-        generation: Generation::share(Generation::new(1, classifier.clone(), workers)),
+        generation: Generation::share(Generation::on_nodes(
+            1,
+            classifier.clone(),
+            worker_nodes(config),
+        )),
         classifier,
         stats: (0..workers)
             .map(|_| Arc::new(WorkerStats::default()))
@@ -344,6 +389,7 @@ fn run_with_eal(
             index: w,
             stats: stats.clone(),
             stop: stop.clone(),
+            judge: Default::default(),
         };
         let lcore = LcoreId(config.dpdk.cores[w] as u32);
         match dpdk::launch(lcore, move || worker.run()) {

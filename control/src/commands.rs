@@ -497,8 +497,9 @@ limits = { "5m" = 7 }
         /// `n` watched SYNs from customer `c` on core 0, all forwarded.
         fn syns(&mut self, c: usize, n: u64) {
             let s = &self.shards[0];
-            s.syn_seen[c].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            s.syn_forwarded[c].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let id = c as u32;
+            let now = s.read(id);
+            s.seed_counts(id, now.seen + n, now.forwarded + n);
             self.tick();
         }
 
@@ -637,7 +638,7 @@ limits = { "5m" = 7 }
         assert_eq!(ev.kind, EventKind::Block);
         assert_eq!(ev.by.as_deref(), Some("uid=1000 pid=4242"));
         f.tick();
-        assert!(f.shards.iter().all(|s| s.blocked.is_set(0)));
+        assert!(f.shards.iter().all(|s| s.is_blocked(0)));
 
         let r = f.succeeds(r#"{"cmd":"blocks"}"#);
         let blocks = r["blocks"].as_array().unwrap();
@@ -657,7 +658,7 @@ limits = { "5m" = 7 }
         assert_eq!(r["event"]["by"], "uid=1000 pid=4242");
         assert_eq!(f.emitted.last().unwrap().kind, EventKind::Unblock);
         f.tick();
-        assert!(!f.shards[0].blocked.is_set(0));
+        assert!(!f.shards[0].is_blocked(0));
         assert_eq!(
             f.fails(r#"{"cmd":"unblock","customer":"acme"}"#),
             "customer 'acme' is not blocked"

@@ -12,19 +12,20 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use synwall_config::{Config, Mode};
 use synwall_dataplane::classify::Classifier;
-use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::generation::SharedGeneration;
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerShard, WorkerStats};
 
-use crate::appliance::classifier;
+use crate::appliance::placed_classifier;
 use crate::commands::Operate;
 use crate::event::{Event, EventKind, EventLog};
+use crate::grant::{self, Carried};
 use crate::hook::HookRunner;
 use crate::metrics::{
     BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
     PortMetrics, WorkerLoad,
 };
-use crate::plane::{core_share, ControlPlane};
+use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::{EventBus, Request};
 use crate::summary::RemovedCustomers;
@@ -131,7 +132,7 @@ pub struct PendingReload {
 /// and builds the classifier. Touches nothing of the running appliance.
 fn prepare_reload(path: &std::path::Path) -> Result<(Config, Classifier), String> {
     let new = Config::load(path).map_err(|e| e.to_string())?;
-    let classifier = classifier(&new.customers).map_err(|e| e.to_string())?;
+    let classifier = placed_classifier(&new).map_err(|e| e.to_string())?;
     Ok((new, classifier))
 }
 
@@ -399,7 +400,7 @@ impl Control {
         }
         let old = self.generation.load_full();
         self.classifier = classifier.clone();
-        let next = Generation::new(old.number + 1, classifier, old.shards.len());
+        let next = old.next(classifier);
         let now = self.clock.now();
         let old_ids: FxHashMap<&str, u32> = (0..self.plane.customers() as u32)
             .filter_map(|id| self.plane.name(id).map(|n| (n, id)))
@@ -408,7 +409,7 @@ impl Control {
         let k = next.shards.len() as u64;
         // Enforced customers that stay enforced with the same limits: their
         // per-core allowances move to the new shards below.
-        let mut carried: Vec<(u32, u32, u64)> = Vec::new();
+        let mut carried: Vec<Carried> = Vec::new();
         for c in &new.customers {
             let old_id = old_ids.get(&*c.name).copied();
             let blocked = old_id.is_some_and(|id| self.plane.is_blocked(id)) || c.blocked;
@@ -427,19 +428,18 @@ impl Control {
                                 .map(|w| limits[w].saturating_sub(self.plane.count(id, w, now)))
                                 .min()
                                 .unwrap_or(0);
-                            carried.push((id, c.id, budget));
+                            carried.push(Carried {
+                                old: id,
+                                new: c.id,
+                                budget,
+                            });
                         }
                     }
                 }
             }
-            for (i, s) in next.shards.iter().enumerate() {
-                let grant = if enforce {
-                    core_share(fresh_budget, k, i)
-                } else {
-                    u64::MAX
-                };
-                s.syn_grant[c.id as usize].store(grant, Relaxed);
-                s.blocked.set(c.id, blocked);
+            grant::seed(c.id, enforce.then_some(fresh_budget), &next.shards);
+            for s in &next.shards {
+                s.set_blocked(c.id, blocked);
             }
         }
         drop(old_ids);
@@ -463,20 +463,7 @@ impl Control {
                 let (Some(from), Some(to)) = (old.shards.get(w), next.shards.get(w)) else {
                     continue;
                 };
-                for &(o, n, budget) in &carried {
-                    // Never more than a tick would grant this core.
-                    let cap = core_share(budget, k, w);
-                    let (o, n) = (o as usize, n as usize);
-                    let (Some(g), Some(f), Some(cell)) = (
-                        from.syn_grant.get(o),
-                        from.syn_forwarded.get(o),
-                        to.syn_grant.get(n),
-                    ) else {
-                        continue;
-                    };
-                    let left = g.load(Relaxed).saturating_sub(f.load(Relaxed));
-                    cell.store(left.min(cap), Relaxed);
-                }
+                grant::carry(from, to, &carried, k, w);
             }
             std::thread::yield_now();
         }

@@ -3,6 +3,8 @@
 //!
 //! # Exact enforcement: the grant argument
 //!
+//! (The writes themselves live in [`crate::grant`].)
+//!
 //! Per customer `c` and core `s`, the worker keeps a cumulative forwarded
 //! count `F_s` and forwards a SYN only while `F_s < G_s`, where `G_s` is the
 //! cumulative grant this module writes. So at any moment the SYNs core `s`
@@ -42,22 +44,23 @@
 //!
 //! # Cost
 //!
-//! A tick scans each core's `syn_seen` once, linearly (one load and a
-//! compare with a 4-byte baseline per customer and core; every forwarded SYN
-//! also bumps `syn_seen`, so `syn_forwarded` needn't be scanned), then works
+//! A tick scans each core's seen counts once, linearly (one load from each
+//! customer's 32-byte cell and a compare with a 4-byte baseline per
+//! customer and core; every forwarded SYN also bumps seen, so forwarded
+//! needn't be scanned), then works
 //! only on customers that changed, have window state, are blocked or were
 //! touched by an operator. Idle customers cost 8 bytes per core of
 //! baselines plus ~8 bytes, and no work beyond the scan.
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use synwall_config::{Config, Mode};
-use synwall_dataplane::shard::WorkerShard;
+use synwall_dataplane::shard::{CellRead, WorkerShard};
 
 use crate::event::{Event, EventKind, Timestamp};
+use crate::grant;
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
 
 /// State changes kept per customer.
@@ -712,8 +715,8 @@ impl ControlPlane {
             // Core-major: each pass streams one core's array and its
             // baseline sequentially.
             for (shard, base) in shards.iter().zip(&self.base_seen) {
-                for (c, (seen, b)) in shard.syn_seen[..n].iter().zip(&base[..n]).enumerate() {
-                    if seen.load(Relaxed) as u32 != *b {
+                for (c, (seen, b)) in shard.seen_counts().zip(&base[..n]).enumerate() {
+                    if seen as u32 != *b {
                         cands.push(c as u32);
                     }
                 }
@@ -754,8 +757,7 @@ impl ControlPlane {
             // Forwarded before seen: the worker bumps seen first, so the
             // seen we read covers every forward we read and the drop count
             // below cannot go negative.
-            let f = shard.syn_forwarded[ci].load(Relaxed);
-            let seen = shard.syn_seen[ci].load(Relaxed);
+            let CellRead { seen, forwarded: f } = shard.read(c);
             dfwd += u64::from((f as u32).wrapping_sub(self.base_fwd[s][ci]));
             dseen += u64::from((seen as u32).wrapping_sub(self.base_seen[s][ci]));
             self.base_fwd[s][ci] = f as u32;
@@ -824,18 +826,13 @@ impl ControlPlane {
 
         let blocked = self.blocked.contains(&c);
         for shard in shards {
-            if shard.blocked.is_set(c) != blocked {
-                shard.blocked.set(c, blocked);
+            if shard.is_blocked(c) != blocked {
+                shard.set_blocked(c, blocked);
             }
         }
 
         if d.mode != Mode::Enforce {
-            for shard in shards {
-                let g = &shard.syn_grant[ci];
-                if g.load(Relaxed) != u64::MAX {
-                    g.store(u64::MAX, Relaxed);
-                }
-            }
+            grant::unlimit(c, shards);
             return;
         }
         let budget = (0..nw)
@@ -846,7 +843,7 @@ impl ControlPlane {
         if let Some(race) = &mut self.race {
             (race.0)(c);
         }
-        grant(ci, budget, reads, shards);
+        grant::regrant(c, budget, reads, shards);
     }
 
     /// Near-limit warnings (enforce, monitor) and would-block reports
@@ -1026,13 +1023,6 @@ impl ControlPlane {
     }
 }
 
-/// Core `core`'s share of `budget` split over `cores` cores: an equal
-/// part each, the remainder to core 0 (so the shares add up to `budget`).
-pub fn core_share(budget: u64, cores: u64, core: usize) -> u64 {
-    let cores = cores.max(1);
-    budget / cores + if core == 0 { budget % cores } else { 0 }
-}
-
 /// Drops `value` on a short-lived thread of its own (or here, if no
 /// thread can be started): freeing a million customers' worth of memory
 /// takes long enough to delay a tick.
@@ -1040,37 +1030,6 @@ pub fn drop_in_background<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new()
         .name("synwall-free".into())
         .spawn(move || drop(value));
-}
-
-/// Writes customer `ci`'s grants for remaining budget `budget`, given the
-/// forwarded counts `reads` just read. Keeps
-/// `Σ max(old, new) - read ≤ budget` (module docs).
-fn grant(ci: usize, budget: u64, reads: &[u64], shards: &[Arc<WorkerShard>]) {
-    let k = shards.len() as u64;
-    // Already handed out and possibly being spent right now.
-    let held: u64 = shards
-        .iter()
-        .zip(reads)
-        .map(|(s, &r)| s.syn_grant[ci].load(Relaxed).saturating_sub(r))
-        .fold(0u64, u64::saturating_add);
-    let mut free = budget.saturating_sub(held);
-    for (s, (shard, &r)) in shards.iter().zip(reads).enumerate() {
-        let share = core_share(budget, k, s);
-        let cell = &shard.syn_grant[ci];
-        let old = cell.load(Relaxed);
-        let outstanding = old.saturating_sub(r);
-        let new = if share <= outstanding {
-            // Lower (or keep): charged `outstanding` this tick anyway.
-            r.saturating_add(share)
-        } else {
-            let raise = (share - outstanding).min(free);
-            free -= raise;
-            r.saturating_add(outstanding + raise)
-        };
-        if new != old {
-            cell.store(new, Relaxed);
-        }
-    }
 }
 
 fn fill_reason(e: &mut Event, reason: &Reason) {

@@ -108,18 +108,10 @@ fn shards(k: usize, customers: usize) -> Vec<Arc<WorkerShard>> {
         .collect()
 }
 
-/// One SYN of customer `c` through `shard`, exactly as the worker does it:
-/// count it, then forward only if not blocked and within the grant.
+/// One SYN of customer `c` through `shard`, through the worker's own
+/// method: counted, then forwarded only if not blocked and within the grant.
 fn send(shard: &WorkerShard, c: u32) -> bool {
-    let i = c as usize;
-    let seen = &shard.syn_seen[i];
-    seen.store(seen.load(Relaxed) + 1, Relaxed);
-    let fwd = shard.syn_forwarded[i].load(Relaxed);
-    if shard.blocked.is_set(c) || fwd >= shard.syn_grant[i].load(Relaxed) {
-        return false;
-    }
-    shard.syn_forwarded[i].store(fwd + 1, Relaxed);
-    true
+    shard.try_forward(c)
 }
 
 fn send_n(shard: &WorkerShard, c: u32, n: u64) -> u64 {
@@ -127,10 +119,7 @@ fn send_n(shard: &WorkerShard, c: u32, n: u64) -> u64 {
 }
 
 fn forwarded(shards: &[Arc<WorkerShard>], c: u32) -> u64 {
-    shards
-        .iter()
-        .map(|s| s.syn_forwarded[c as usize].load(Relaxed))
-        .sum()
+    shards.iter().map(|s| s.read(c).forwarded).sum()
 }
 
 fn kinds(events: &[Event]) -> Vec<(EventKind, String)> {
@@ -179,16 +168,13 @@ fn first_tick_sets_grants_and_config_blocks() {
     assert_eq!(kinds(&events), vec![(EventKind::Block, "suspended".into())]);
     assert_eq!(events[0].until, None, "standing block is indefinite");
     for s in &sh {
-        assert!(s.blocked.is_set(SUSPENDED) && !s.blocked.is_set(PLAIN));
-        assert_eq!(s.syn_grant[WATCH as usize].load(Relaxed), u64::MAX);
-        assert_eq!(s.syn_grant[FREE as usize].load(Relaxed), u64::MAX);
-        assert_eq!(s.syn_grant[CLOSED as usize].load(Relaxed), 0);
+        assert!(s.is_blocked(SUSPENDED) && !s.is_blocked(PLAIN));
+        assert_eq!(s.grant(WATCH), u64::MAX);
+        assert_eq!(s.grant(FREE), u64::MAX);
+        assert_eq!(s.grant(CLOSED), 0);
     }
     // 100 split over 3 cores, remainder to the first.
-    let g: Vec<u64> = sh
-        .iter()
-        .map(|s| s.syn_grant[PLAIN as usize].load(Relaxed))
-        .collect();
+    let g: Vec<u64> = sh.iter().map(|s| s.grant(PLAIN)).collect();
     assert_eq!(g, vec![34, 33, 33]);
     assert!(plane.is_blocked(SUSPENDED));
 }
@@ -364,10 +350,7 @@ fn limit_block_expiry_and_escalation_with_cap() {
             (Some("5m"), Some(10), Some(10))
         );
         assert_eq!(e.until, Some(Timestamp(WALL0 + now + hours * HOUR)));
-        assert!(
-            sh.iter().all(|s| s.blocked.is_set(SMALL)),
-            "bit on every core"
-        );
+        assert!(sh.iter().all(|s| s.is_blocked(SMALL)), "bit on every core");
         let v = plane.customer_view(SMALL, now).unwrap();
         assert_eq!(v.offences, offence);
         assert!(
@@ -390,7 +373,7 @@ fn limit_block_expiry_and_escalation_with_cap() {
         assert!(plane.is_blocked(SMALL));
         let events = plane.tick(end, &sh);
         assert_eq!(kinds(&events), vec![(EventKind::Expire, "small".into())]);
-        assert!(sh.iter().all(|s| !s.blocked.is_set(SMALL)));
+        assert!(sh.iter().all(|s| !s.is_blocked(SMALL)));
         now = end;
     }
     let v = plane.customer_view(SMALL, now).unwrap();
@@ -472,7 +455,7 @@ fn monitor_reports_would_block_and_forwards_everything() {
     assert_eq!(send_n(&sh[0], WATCH, 30), 30);
     assert!(plane.tick(200, &sh).is_empty(), "once per crossing");
     assert!(!plane.is_blocked(WATCH));
-    assert!(sh.iter().all(|s| !s.blocked.is_set(WATCH)));
+    assert!(sh.iter().all(|s| !s.is_blocked(WATCH)));
 }
 
 #[test]
@@ -500,9 +483,9 @@ fn manual_block_indefinite_and_timed_and_unblock() {
         (EventKind::Block, Some("alice"), Some("abuse #1"))
     );
     assert_eq!(e.until, None);
-    assert!(!sh[0].blocked.is_set(WATCH), "written at the next tick");
+    assert!(!sh[0].is_blocked(WATCH), "written at the next tick");
     plane.tick(100, &sh);
-    assert!(sh.iter().all(|s| s.blocked.is_set(WATCH)));
+    assert!(sh.iter().all(|s| s.is_blocked(WATCH)));
     assert!(!send(&sh[0], WATCH));
     assert!(
         plane.tick(400 * HOUR, &sh).is_empty(),
@@ -512,7 +495,7 @@ fn manual_block_indefinite_and_timed_and_unblock() {
     let u = plane.unblock(WATCH, "paid", "bob", 400 * HOUR).unwrap();
     assert_eq!((u.kind, u.by.as_deref()), (EventKind::Unblock, Some("bob")));
     plane.tick(400 * HOUR + 100, &sh);
-    assert!(sh.iter().all(|s| !s.blocked.is_set(WATCH)));
+    assert!(sh.iter().all(|s| !s.is_blocked(WATCH)));
     assert_eq!(
         plane.unblock(WATCH, "x", "bob", 0),
         Err(PlaneError::NotBlocked("watch".into()))
@@ -529,7 +512,7 @@ fn manual_block_indefinite_and_timed_and_unblock() {
         .unwrap();
     assert_eq!(e.until, Some(Timestamp(WALL0 + t + 600_000)));
     plane.tick(t + 100, &sh);
-    assert!(sh[1].blocked.is_set(PLAIN));
+    assert!(sh[1].is_blocked(PLAIN));
     assert_eq!(
         plane.blocks().len(),
         2,
@@ -635,7 +618,7 @@ fn snapshot_round_trip_keeps_blocks_and_counts_across_a_restart() {
     let end = before.until.unwrap().0 - wall;
     let sh2 = shards(2, cfg.customers.len());
     after.tick(0, &sh2);
-    assert!(sh2[0].blocked.is_set(SMALL));
+    assert!(sh2[0].is_blocked(SMALL));
     let e = after.tick(end, &sh2);
     assert!(
         kinds(&e).contains(&(EventKind::Expire, "small".into())),
@@ -731,9 +714,8 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
     for (old, new) in sh.iter().zip(&new_sh) {
         for (o, n) in reload.id_map.iter().enumerate() {
             if let Some(n) = n {
-                let n = *n as usize;
-                new.syn_seen[n].store(old.syn_seen[o].load(Relaxed), Relaxed);
-                new.syn_forwarded[n].store(old.syn_forwarded[o].load(Relaxed), Relaxed);
+                let r = old.read(o as u32);
+                new.seed_counts(*n, r.seen, r.forwarded);
             }
         }
     }
@@ -743,7 +725,7 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
         30,
         "nothing counted twice"
     );
-    assert!(new_sh[0].blocked.is_set(3));
+    assert!(new_sh[0].is_blocked(3));
     // Plain may send 5 more under its new limit of 35, no more.
     assert_eq!(send_n(&new_sh[0], 1, 10) + send_n(&new_sh[1], 1, 10), 5);
 }

@@ -23,6 +23,9 @@ pub struct Generation {
     pub classifier: Arc<Classifier>,
     /// Indexed by worker.
     pub shards: Vec<Arc<WorkerShard>>,
+    /// The NUMA node of each worker, where its shard lives (`None`: wherever
+    /// the allocating thread is).
+    pub nodes: Vec<Option<u32>>,
 }
 
 /// The published generation, shared by the control plane (writer) and the
@@ -30,16 +33,35 @@ pub struct Generation {
 pub type SharedGeneration = Arc<ArcSwap<Generation>>;
 
 impl Generation {
-    /// A generation with fresh shards for `workers` workers.
+    /// A generation with fresh shards for `workers` workers, placed
+    /// anywhere.
     pub fn new(number: u64, classifier: Arc<Classifier>, workers: usize) -> Generation {
+        Generation::on_nodes(number, classifier, vec![None; workers])
+    }
+
+    /// A generation with a fresh shard for each worker, on that worker's
+    /// NUMA node (`nodes[i]` for worker `i`).
+    pub fn on_nodes(
+        number: u64,
+        classifier: Arc<Classifier>,
+        nodes: Vec<Option<u32>>,
+    ) -> Generation {
         let customers = classifier.customers();
         Generation {
             number,
             classifier,
-            shards: (0..workers)
-                .map(|_| Arc::new(WorkerShard::new(customers)))
+            shards: nodes
+                .iter()
+                .map(|&node| Arc::new(WorkerShard::on_node(customers, node)))
                 .collect(),
+            nodes,
         }
+    }
+
+    /// The generation after this one: the same workers on the same nodes,
+    /// fresh shards for `classifier`'s customers.
+    pub fn next(&self, classifier: Arc<Classifier>) -> Generation {
+        Generation::on_nodes(self.number + 1, classifier, self.nodes.clone())
     }
 
     /// Publishes `gen` as the first generation.

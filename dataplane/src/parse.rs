@@ -323,7 +323,7 @@ pub struct Parsed {
 
 impl Parsed {
     #[inline]
-    const fn new(outcome: Outcome) -> Self {
+    pub(crate) const fn new(outcome: Outcome) -> Self {
         Self {
             outcome,
             src: None,

@@ -3,11 +3,15 @@
 //! Every counter has exactly one writer. The worker's counters are updated
 //! with a relaxed load + store (no atomic read-modify-write: about as cheap
 //! as a plain increment, and never torn for a reader on another core); the
-//! control plane reads them and takes deltas. The block bitmap and the SYN
+//! control plane reads them and takes deltas. The block flags and the SYN
 //! grants are written by the control plane only and read by the worker.
+//! What a worker touches for one customer is one [`CustomerCell`].
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use bytemuck::Zeroable;
+
 use crate::classify::CustomerId;
+use crate::dpdk::{prefetch, Backing, HugeArray};
 use crate::parse::Outcome;
 
 /// Adds one to a counter this thread alone writes.
@@ -20,45 +24,6 @@ pub(crate) fn bump(c: &AtomicU64) {
 #[inline(always)]
 pub(crate) fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
-}
-
-/// One bit per customer: set = the customer's watched traffic is dropped.
-/// Written by the control plane, read by one worker.
-#[derive(Debug)]
-pub struct BlockBitmap {
-    words: Box<[AtomicU64]>,
-}
-
-impl BlockBitmap {
-    /// A bitmap for `customers` ids, all clear.
-    pub fn new(customers: usize) -> Self {
-        BlockBitmap {
-            words: (0..customers.div_ceil(64))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        }
-    }
-
-    /// Whether `id`'s bit is set (false for ids out of range).
-    #[inline]
-    pub fn is_set(&self, id: CustomerId) -> bool {
-        match self.words.get((id / 64) as usize) {
-            Some(w) => w.load(Relaxed) & (1 << (id % 64)) != 0,
-            None => false,
-        }
-    }
-
-    /// Sets or clears `id`'s bit (control plane only).
-    pub fn set(&self, id: CustomerId, blocked: bool) {
-        if let Some(w) = self.words.get((id / 64) as usize) {
-            let bit = 1u64 << (id % 64);
-            if blocked {
-                w.fetch_or(bit, Relaxed);
-            } else {
-                w.fetch_and(!bit, Relaxed);
-            }
-        }
-    }
 }
 
 /// What the worker did with frames, one counter per verdict. Each frame
@@ -216,43 +181,173 @@ impl Default for WorkerStats {
     }
 }
 
+/// What one worker core keeps for one customer: everything a watched SYN
+/// touches, in one 32-byte cell aligned to 32 bytes, so it never straddles
+/// a cache line and one SYN costs at most one miss.
+///
+/// Who writes what (each field has one writer):
+/// - `seen`, `forwarded`: the worker (relaxed load + store); the control
+///   plane reads them and takes deltas.
+/// - `grant`, `blocked`: the control plane (once a tick, on a change); the
+///   worker reads them.
+#[derive(Debug, Zeroable)]
+#[repr(C, align(32))]
+pub struct CustomerCell {
+    /// Watched SYNs seen, cumulative.
+    seen: AtomicU64,
+    /// Watched SYNs forwarded, cumulative.
+    forwarded: AtomicU64,
+    /// Cumulative SYNs this core may forward: the worker forwards while
+    /// `forwarded < grant`. `u64::MAX` is unlimited.
+    grant: AtomicU64,
+    /// 1: the customer's watched traffic is dropped.
+    blocked: AtomicU64,
+}
+
+/// A customer's counters as the control plane read them: `forwarded` was
+/// loaded before `seen`, so `seen` covers every forward in `forwarded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellRead {
+    pub seen: u64,
+    pub forwarded: u64,
+}
+
 /// One worker core's per-customer state, shared with the control plane.
 /// Sized for one customer set: a reload that changes the customers makes a
-/// new generation of shards.
+/// new generation of shards. The worker's side is [`WorkerShard::try_forward`]
+/// and [`WorkerShard::is_blocked`]; the grant protocol on the control side
+/// lives in `synwall_control::grant`.
 #[derive(Debug)]
 pub struct WorkerShard {
-    /// Watched SYNs seen per customer (worker writes).
-    pub syn_seen: Box<[AtomicU64]>,
-    /// Watched SYNs forwarded per customer (worker writes).
-    pub syn_forwarded: Box<[AtomicU64]>,
-    /// Cumulative SYNs this core may forward per customer (control writes;
-    /// the worker forwards while `syn_forwarded < syn_grant`). Starts
-    /// unlimited.
-    pub syn_grant: Box<[AtomicU64]>,
-    /// Customers whose watched traffic is dropped (control writes).
-    pub blocked: BlockBitmap,
+    cells: HugeArray<CustomerCell>,
 }
 
 impl WorkerShard {
     /// A shard for `customers` customer ids, all counters zero, nothing
     /// blocked, grants unlimited.
     pub fn new(customers: usize) -> Self {
-        let zeros = || {
-            (0..customers)
-                .map(|_| AtomicU64::new(0))
-                .collect::<Box<[_]>>()
-        };
-        WorkerShard {
-            syn_seen: zeros(),
-            syn_forwarded: zeros(),
-            syn_grant: (0..customers).map(|_| AtomicU64::new(u64::MAX)).collect(),
-            blocked: BlockBitmap::new(customers),
+        WorkerShard::on_node(customers, None)
+    }
+
+    /// [`WorkerShard::new`], its memory on NUMA `node` (that of the worker
+    /// that writes it).
+    pub fn on_node(customers: usize, node: Option<u32>) -> Self {
+        let cells = HugeArray::<CustomerCell>::zeroed(customers, node);
+        for c in cells.iter() {
+            c.grant.store(u64::MAX, Relaxed);
         }
+        WorkerShard { cells }
     }
 
     /// Customer ids this shard has room for.
     pub fn customers(&self) -> usize {
-        self.syn_seen.len()
+        self.cells.len()
+    }
+
+    /// Where the cells live.
+    pub fn backing(&self) -> Backing {
+        self.cells.backing()
+    }
+
+    // --- the worker's side -------------------------------------------
+
+    /// Starts loading `id`'s cell into the cache (a burst prefetches every
+    /// classified customer's cell before it decides any frame).
+    #[inline(always)]
+    pub fn prefetch(&self, id: CustomerId) {
+        if let Some(c) = self.cells.get(id as usize) {
+            prefetch(c);
+        }
+    }
+
+    /// One watched SYN of `id`: counts it as seen, and forwards it (counts
+    /// it as forwarded, returns true) unless the customer is blocked or this
+    /// core has spent its grant. An id beyond the shard (a classifier newer
+    /// than the shard) is forwarded uncounted: never drop on our own
+    /// inconsistency.
+    #[inline(always)]
+    pub fn try_forward(&self, id: CustomerId) -> bool {
+        let Some(c) = self.cells.get(id as usize) else {
+            return true;
+        };
+        bump(&c.seen);
+        let forwarded = c.forwarded.load(Relaxed);
+        if c.blocked.load(Relaxed) != 0 || forwarded >= c.grant.load(Relaxed) {
+            return false;
+        }
+        c.forwarded.store(forwarded + 1, Relaxed);
+        true
+    }
+
+    /// Whether `id`'s watched traffic is dropped (false for ids out of
+    /// range).
+    #[inline(always)]
+    pub fn is_blocked(&self, id: CustomerId) -> bool {
+        self.cells
+            .get(id as usize)
+            .is_some_and(|c| c.blocked.load(Relaxed) != 0)
+    }
+
+    // --- the control plane's side ------------------------------------
+
+    /// Blocks or unblocks `id` on this core (control plane only).
+    pub fn set_blocked(&self, id: CustomerId, blocked: bool) {
+        if let Some(c) = self.cells.get(id as usize) {
+            c.blocked.store(u64::from(blocked), Relaxed);
+        }
+    }
+
+    /// `id`'s counters (zero for ids out of range).
+    #[inline]
+    pub fn read(&self, id: CustomerId) -> CellRead {
+        match self.cells.get(id as usize) {
+            Some(c) => {
+                // Forwarded before seen: the worker bumps seen first.
+                let forwarded = c.forwarded.load(Relaxed);
+                CellRead {
+                    seen: c.seen.load(Relaxed),
+                    forwarded,
+                }
+            }
+            None => CellRead {
+                seen: 0,
+                forwarded: 0,
+            },
+        }
+    }
+
+    /// Every customer's seen count, in id order (the tick's scan).
+    #[inline]
+    pub fn seen_counts(&self) -> impl Iterator<Item = u64> + '_ {
+        self.cells.iter().map(|c| c.seen.load(Relaxed))
+    }
+
+    /// `id`'s cumulative grant (`u64::MAX` unlimited; 0 out of range).
+    #[inline]
+    pub fn grant(&self, id: CustomerId) -> u64 {
+        self.cells
+            .get(id as usize)
+            .map_or(0, |c| c.grant.load(Relaxed))
+    }
+
+    /// Sets `id`'s cumulative grant (control plane only; see
+    /// `synwall_control::grant` for the protocol that keeps it exact).
+    #[inline]
+    pub fn set_grant(&self, id: CustomerId, grant: u64) {
+        if let Some(c) = self.cells.get(id as usize) {
+            c.grant.store(grant, Relaxed);
+        }
+    }
+
+    /// Overwrites `id`'s counters, as if its worker had counted them: for
+    /// tests and tools that stand in for a worker, never while one runs on
+    /// this shard.
+    #[doc(hidden)]
+    pub fn seed_counts(&self, id: CustomerId, seen: u64, forwarded: u64) {
+        if let Some(c) = self.cells.get(id as usize) {
+            c.seen.store(seen, Relaxed);
+            c.forwarded.store(forwarded, Relaxed);
+        }
     }
 }
 
@@ -263,16 +358,35 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn bitmap_set_and_clear() {
-        let b = BlockBitmap::new(130);
-        assert!(!b.is_set(129));
-        b.set(129, true);
-        b.set(3, true);
-        assert!(b.is_set(129) && b.is_set(3) && !b.is_set(4));
-        b.set(129, false);
-        assert!(!b.is_set(129));
-        assert!(!b.is_set(100_000));
-        b.set(100_000, true); // out of range: ignored, no panic
+    fn a_cell_is_one_aligned_half_line() {
+        assert_eq!(size_of::<CustomerCell>(), 32);
+        assert_eq!(align_of::<CustomerCell>(), 32);
+    }
+
+    #[test]
+    fn block_grant_and_range() {
+        let s = WorkerShard::new(130);
+        assert!(!s.is_blocked(129));
+        s.set_blocked(129, true);
+        s.set_blocked(3, true);
+        assert!(s.is_blocked(129) && s.is_blocked(3) && !s.is_blocked(4));
+        assert!(!s.try_forward(3), "blocked");
+        s.set_blocked(129, false);
+        assert!(!s.is_blocked(129));
+        assert!(!s.is_blocked(100_000));
+        s.set_blocked(100_000, true); // out of range: ignored, no panic
+        assert!(s.try_forward(100_000), "out of range: forwarded");
+        s.set_grant(5, 2);
+        assert_eq!((0..4).filter(|_| s.try_forward(5)).count(), 2);
+        assert_eq!(
+            s.read(5),
+            CellRead {
+                seen: 4,
+                forwarded: 2
+            }
+        );
+        assert_eq!(s.read(3).seen, 1);
+        assert_eq!(s.grant(6), u64::MAX);
     }
 
     #[test]
@@ -282,8 +396,8 @@ mod tests {
         let writer = {
             let shard = shard.clone();
             std::thread::spawn(move || {
-                for i in 0..1_000_000u64 {
-                    bump(&shard.syn_seen[(i % 4) as usize]);
+                for i in 0..1_000_000u32 {
+                    shard.try_forward(i % 4);
                 }
             })
         };
@@ -294,15 +408,14 @@ mod tests {
                 let mut last = [0u64; 4];
                 let mut total = 0u64;
                 while !done.load(Relaxed) {
-                    for (i, l) in last.iter_mut().enumerate() {
-                        let now = shard.syn_seen[i].load(Relaxed);
+                    for (l, now) in last.iter_mut().zip(shard.seen_counts()) {
                         assert!(now >= *l);
                         total += now - *l;
                         *l = now;
                     }
                 }
-                for (i, l) in last.iter_mut().enumerate() {
-                    total += shard.syn_seen[i].load(Relaxed) - *l;
+                for (l, now) in last.iter_mut().zip(shard.seen_counts()) {
+                    total += now - *l;
                 }
                 total
             })

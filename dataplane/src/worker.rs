@@ -13,7 +13,7 @@ use arc_swap::Cache;
 use crate::generation::{Generation, SharedGeneration};
 use crate::reset::syn_to_rst;
 use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{judge, judge_chained, Policy, Tally, Verdict};
+use crate::verdict::{BurstJudge, Frame, Policy, Tally, Verdict};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,12 @@ pub struct Worker {
     /// This worker's frame counters.
     pub stats: Arc<WorkerStats>,
     pub stop: Arc<AtomicBool>,
+    /// Scratch for deciding a burst in stages.
+    pub judge: BurstJudge,
 }
+
+// Every frame of an rx burst gets a verdict.
+const _: () = assert!(crate::dpdk::BURST <= crate::verdict::BURST);
 
 /// Rounds of the shutdown drain: after `stop`, the worker keeps polling until
 /// a round over all its queues receives nothing, at most this many rounds.
@@ -117,21 +122,15 @@ impl Worker {
                     }
                     // Counted in registers, published once per burst.
                     let mut tally = Tally::default();
-                    for m in rx.drain() {
-                        let verdict = if m.segments() == 1 {
-                            judge(m.data(), &self.policy, classifier, shard, &mut tally)
-                        } else {
-                            let len = m.pkt_len() as usize;
-                            judge_chained(
-                                m.data(),
-                                len,
-                                &self.policy,
-                                classifier,
-                                shard,
-                                &mut tally,
-                            )
-                        };
-                        match verdict {
+                    let frames = rx.as_slice().iter().map(|m| Frame {
+                        data: m.data(),
+                        wire_len: m.pkt_len() as usize,
+                    });
+                    let verdicts =
+                        self.judge
+                            .judge(frames, &self.policy, classifier, shard, &mut tally);
+                    for (m, verdict) in rx.drain().zip(verdicts) {
+                        match *verdict {
                             Verdict::Forward => keep(onward, m, stats),
                             Verdict::DropBlocked => {
                                 tally.dropped_blocked += 1;

@@ -18,7 +18,6 @@
 //! reader written for clarity, not speed) that every well-formed SYN to a
 //! watched port is seen as one and that a blocked customer's never passes.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
 
 use synwall_dataplane::classify::Classifier;
@@ -26,7 +25,7 @@ use synwall_dataplane::parse::{parse, tcp_flags, Outcome, SrcAddr, WatchedPorts}
 use synwall_dataplane::reset::syn_to_rst;
 use synwall_dataplane::shard::WorkerShard;
 use synwall_dataplane::verdict::{
-    judge, BlockAction, BlockScope, MalformedPolicy, Policy, Tally, Verdict,
+    judge, BlockAction, BlockScope, BurstJudge, Frame, MalformedPolicy, Policy, Tally, Verdict,
 };
 
 /// Watched ports of the fuzzed policy.
@@ -78,14 +77,41 @@ pub fn check(data: &[u8]) {
     };
     let classifier = classifier();
     let shard = WorkerShard::new(3);
-    shard.blocked.set(0, knobs & 8 != 0);
-    shard.blocked.set(1, knobs & 16 != 0);
+    shard.set_blocked(0, knobs & 8 != 0);
+    shard.set_blocked(1, knobs & 16 != 0);
     if knobs & 32 != 0 {
-        shard.syn_grant[0].store(0, Relaxed);
+        shard.set_grant(0, 0);
     }
     let mut tally = Tally::default();
     let verdict = judge(frame, &policy, classifier, &shard, &mut tally);
     let parsed = parse(frame, &policy.watched);
+
+    // The worker's staged burst path answers and counts exactly the same.
+    let twin = WorkerShard::new(3);
+    twin.set_blocked(0, knobs & 8 != 0);
+    twin.set_blocked(1, knobs & 16 != 0);
+    if knobs & 32 != 0 {
+        twin.set_grant(0, 0);
+    }
+    let mut burst_tally = Tally::default();
+    let mut burst = BurstJudge::default();
+    let one = Frame {
+        data: frame,
+        wire_len: frame.len(),
+    };
+    let verdicts = burst.judge(
+        std::iter::once(one),
+        &policy,
+        classifier,
+        &twin,
+        &mut burst_tally,
+    );
+    assert_eq!(verdicts, [verdict], "burst vs one frame");
+    assert_eq!(burst_tally.outcomes, tally.outcomes);
+    assert_eq!(burst_tally.syn_no_customer, tally.syn_no_customer);
+    for c in 0..3 {
+        assert_eq!(twin.read(c), shard.read(c));
+    }
 
     // One outcome, counted once, in range.
     assert!(parsed.outcome.index() < Outcome::COUNT);
@@ -114,7 +140,7 @@ pub fn check(data: &[u8]) {
 
     // The verdict follows the policy.
     let customer = parsed.src.and_then(|s| classifier.lookup(s));
-    let blocked = customer.is_some_and(|c| shard.blocked.is_set(c));
+    let blocked = customer.is_some_and(|c| shard.is_blocked(c));
     match verdict {
         Verdict::Forward => {
             if parsed.outcome == Outcome::WatchedSyn {
@@ -153,7 +179,7 @@ pub fn check(data: &[u8]) {
             check_reset(frame, &p);
         }
     }
-    let seen: u64 = shard.syn_seen.iter().map(|c| c.load(Relaxed)).sum();
+    let seen: u64 = shard.seen_counts().sum();
     let want_seen = u64::from(parsed.outcome == Outcome::WatchedSyn && customer.is_some());
     assert_eq!(seen, want_seen);
     assert_eq!(

@@ -33,6 +33,15 @@ pub fn lcore_enabled(lcore: LcoreId) -> bool {
     unsafe { dpdk_sys::rte_lcore_is_enabled(lcore.0) != 0 }
 }
 
+/// The NUMA node (socket) of `lcore`, if the EAL knows one.
+pub fn lcore_node(lcore: LcoreId) -> Option<u32> {
+    // SAFETY: reads EAL configuration (bounds-checked inside DPDK); valid
+    // after rte_eal_init.
+    let node = unsafe { dpdk_sys::rte_lcore_to_socket_id(lcore.0) };
+    // SOCKET_ID_ANY (-1) when unknown.
+    (node != u32::MAX).then_some(node)
+}
+
 /// The TSC frequency in Hz.
 pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value the EAL measured at init.

@@ -19,14 +19,16 @@ mod eal;
 mod error;
 mod lcore;
 mod mbuf;
+mod memory;
 mod mempool;
 mod port;
 mod telemetry;
 
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
-pub use lcore::{launch, main_lcore, tsc_hz, tsc_now, Launched, LcoreId};
+pub use lcore::{launch, lcore_node, main_lcore, tsc_hz, tsc_now, Launched, LcoreId};
 pub use mbuf::{Mbuf, MbufBurst, BURST};
+pub use memory::{cpu_node, prefetch, table_memory, Backing, HugeArray, HUGE_PAGE};
 pub use mempool::Mempool;
 pub use port::{
     port_by_name, port_name, LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue,
