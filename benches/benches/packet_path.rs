@@ -1,6 +1,9 @@
 //! Per-packet cost of synwall's inside→outside path without EAL:
-//! `verdict::judge` (parse + classify + count + verdict) over the benchmark
-//! mix, with 1k / 100k / 1M customers in the classifier; and the classifier
+//! `verdict::judge` (parse + classify + count + verdict) one frame at a
+//! time, and `verdict::BurstJudge` (the worker's staged bursts of 32), over
+//! the benchmark mix with 1k / 100k / 1M customers in the classifier, and
+//! over a spoofed SYN flood from 8k and 100k distinct customers of the
+//! largest table; and the classifier
 //! alone (ns per lookup, IPv4/IPv6, hit/miss; build time and resident
 //! memory), also on a 100k table with mixed prefix lengths.
 //!
@@ -14,11 +17,14 @@ use synwall_benches::customers::{self, prefixes, v4_host, v6_host};
 use synwall_benches::mix::{generate, Kind, Mix, MixSpec, Sizes};
 use synwall_benches::rng::Rng;
 use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::dpdk::tsc_now;
+use synwall_dataplane::parse::tcp_flags::SYN;
 use synwall_dataplane::parse::{parse, SrcAddr, WatchedPorts};
 use synwall_dataplane::shard::WorkerShard;
 use synwall_dataplane::verdict::{
-    judge, BlockAction, BlockScope, MalformedPolicy, Policy, Tally, Verdict,
+    judge, BlockAction, BlockScope, BurstJudge, Frame, MalformedPolicy, Policy, Tally, Verdict,
+    BURST,
 };
 
 struct Opts {
@@ -195,6 +201,57 @@ fn judge_all(
     fwd
 }
 
+/// The worker's way: bursts of [`BURST`] frames decided in stages.
+fn judge_bursts(
+    frames: &[Vec<u8>],
+    burst: &mut BurstJudge,
+    policy: &Policy,
+    c: &Classifier,
+    shard: &WorkerShard,
+    tally: &mut Tally,
+) -> u64 {
+    let mut fwd = 0u64;
+    for chunk in frames.chunks(BURST) {
+        let chunk = chunk.iter().map(|f| Frame {
+            data: black_box(f),
+            wire_len: f.len(),
+        });
+        fwd += burst
+            .judge(chunk, policy, c, shard, tally)
+            .iter()
+            .filter(|v| **v == Verdict::Forward)
+            .count() as u64;
+    }
+    fwd
+}
+
+/// A spoofed SYN flood: `frames` SYNs to port 25 from `active` distinct
+/// customers drawn at random from the `n` of the table (every one at least
+/// once), 90 % IPv4 and 10 % IPv6, in random order.
+fn flood(n: u32, active: usize, frames: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mx4 = Ipv4Addr::new(203, 0, 113, 25);
+    let mx6 = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 25);
+    let chosen: Vec<u32> = (0..active)
+        .map(|_| rng.below(u64::from(n)) as u32)
+        .collect();
+    let mut out: Vec<Vec<u8>> = (0..frames)
+        .map(|i| {
+            let c = chosen[i % active];
+            let sport = 1024 + rng.below(60000) as u16;
+            if rng.below(10) == 0 {
+                FrameBuilder::tcp_v6(v6_host(c, rng.next_u64()), mx6, sport, 25, SYN).build()
+            } else {
+                let host = v4_host(c, 1 + rng.below(15) as u32);
+                FrameBuilder::tcp_v4(host, mx4, sport, 25, SYN).build()
+            }
+        })
+        .collect();
+    for i in (1..out.len()).rev() {
+        out.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    out
+}
+
 fn check_verdicts(
     mix: &Mix,
     policy: &Policy,
@@ -338,19 +395,41 @@ fn main() {
         build_rows.push((human(n), c.prefixes(), built));
         let mut tally = Tally::default();
         check_verdicts(&mix64, &policy, &c, &shard, &mut tally);
-        for (name, mix) in [("judge, 64 B mix", &mix64), ("judge, IMIX", &imix)] {
-            let (med, best) = measure(&opts, mix.frames.len(), || {
-                judge_all(&mix.frames, &policy, &c, &shard, &mut tally)
+        let mut burst = BurstJudge::default();
+        let floods: Vec<(String, Vec<Vec<u8>>)> = if n == *opts.tables.last().unwrap_or(&0) {
+            [8_192usize, 100_000]
+                .iter()
+                .map(|&k| {
+                    let label = format!("flood, {} active", human(k as u32));
+                    (label, flood(n, k, k.max(8_192), &mut rng))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut rows: Vec<(String, &[Vec<u8>])> = vec![
+            ("64 B mix".into(), &mix64.frames),
+            ("IMIX".into(), &imix.frames),
+        ];
+        rows.extend(floods.iter().map(|(l, f)| (l.clone(), &f[..])));
+        for (name, frames) in rows {
+            let (med, best) = measure(&opts, frames.len(), || {
+                judge_all(frames, &policy, &c, &shard, &mut tally)
             });
-            println!(
-                "| {name} | {} | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",
-                human(n),
-                med.ns,
-                best.ns,
-                med.cycles,
-                best.cycles,
-                1e3 / med.ns
-            );
+            let (bmed, bbest) = measure(&opts, frames.len(), || {
+                judge_bursts(frames, &mut burst, &policy, &c, &shard, &mut tally)
+            });
+            for (how, med, best) in [("judge", med, best), ("burst", bmed, bbest)] {
+                println!(
+                    "| {how}, {name} | {} | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",
+                    human(n),
+                    med.ns,
+                    best.ns,
+                    med.cycles,
+                    best.cycles,
+                    1e3 / med.ns
+                );
+            }
         }
         for (name, addrs) in lookups(n, &mut rng, &mix64) {
             let (med, best) = measure(&opts, addrs.len(), || {

@@ -235,7 +235,8 @@ fn map<T>(len: usize, bytes: usize, node: Option<u32>) -> Option<Storage<T>> {
     let base = aligned as *mut libc::c_void;
     // SAFETY: advice on memory this function owns; failure only means no
     // huge pages.
-    let huge = unsafe { libc::madvise(base, size, libc::MADV_HUGEPAGE) } == 0;
+    let huge =
+        huge_pages_wanted() && unsafe { libc::madvise(base, size, libc::MADV_HUGEPAGE) } == 0;
     if let Some(node) = node.filter(|_| numa_nodes() > 1) {
         bind(base, size, node);
     }
@@ -247,6 +248,13 @@ fn map<T>(len: usize, bytes: usize, node: Option<u32>) -> Option<Storage<T>> {
         bytes: size,
         huge,
     })
+}
+
+/// Whether to ask for huge pages: yes unless `SYNWALL_HUGE_TABLES=0` (for
+/// an operator who wants no THP compaction at all, and to measure what the
+/// huge pages are worth).
+fn huge_pages_wanted() -> bool {
+    std::env::var_os("SYNWALL_HUGE_TABLES").is_none_or(|v| v != "0")
 }
 
 /// Prefers NUMA `node` for the pages of `base..base+size` (faulted later).
@@ -325,6 +333,47 @@ mod tests {
             assert!(cpu_node(0).is_some());
         }
         assert_eq!(cpu_node(1 << 20), None);
+    }
+
+    /// The kernel's AnonHugePages for the mapping that starts at `addr`, KiB.
+    fn anon_huge_kib(addr: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(v) = line.strip_prefix("AnonHugePages:") {
+                    return v.trim().trim_end_matches("kB").trim().parse().ok();
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn gets_huge_pages_where_the_kernel_gives_them() {
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        let mut a: HugeArray<u64> = HugeArray::zeroed(4 << 20, None); // 32 MiB
+        if !huge_pages_wanted() || thp.contains("[never]") || thp.is_empty() {
+            return; // nothing to ask the kernel for here
+        }
+        assert_eq!(a.backing(), Backing::HugePages);
+        for i in (0..a.len()).step_by(512) {
+            a[i] = i as u64;
+        }
+        let kib = anon_huge_kib(a.as_ptr() as usize).expect("mapping in smaps");
+        // The kernel may be short of free 2 MB blocks: at least one.
+        assert!(kib >= 2 << 10, "only {kib} KiB of 32 MiB on huge pages");
     }
 
     #[test]
