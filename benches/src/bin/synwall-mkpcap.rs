@@ -1,25 +1,41 @@
-//! Writes the benchmark traffic mix as a pcap, and optionally a matching
-//! `customers_file`.
+//! Writes the benchmark traffic mix, or a flood from many customers, as a
+//! pcap, and optionally a matching `customers_file`.
 //!
 //! ```text
 //! synwall-mkpcap --out mix.pcap [--frames 1024] [--sizes 64|imix]
 //!                [--malformed-pct 1] [--seed 1] [--customers 1000]
 //!                [--customers-file customers.toml [--no-v6-prefixes]]
+//! synwall-mkpcap --out flood.pcap (--flood N | --smtp-established N)
+//!                [--frames max(8192, N)] [--seed 1] [--customers 1000000]
 //! ```
+//!
+//! `--flood N`: SYNs to port 25 only, from N distinct customers drawn from
+//! the whole `--customers` table; `--smtp-established N`: established SMTP
+//! (ACK, ACK+PSH to port 25, 2 % SYNs) from N customers (`synwall_benches::flood`).
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use synwall_benches::customers::{write_customers_toml, MAX_CUSTOMERS};
+use synwall_benches::flood::{self, FloodSpec, Shape};
 use synwall_benches::mix::{generate, MixSpec, Sizes};
 
 const USAGE: &str = "usage: synwall-mkpcap [--out FILE.pcap] [--frames N] [--sizes 64|imix] \
-[--malformed-pct P] [--seed S] [--customers N] [--customers-file FILE.toml] [--no-v6-prefixes]";
+[--malformed-pct P] [--seed S] [--customers N] [--customers-file FILE.toml] [--no-v6-prefixes] \
+[--flood ACTIVE | --smtp-established ACTIVE]";
+
+/// Frames of a flood pcap when `--frames` is not given: at least this
+/// many, and at least one per active customer.
+const FLOOD_MIN_FRAMES: usize = 8192;
 
 struct Args {
     out: Option<String>,
     spec: MixSpec,
     customers_file: Option<String>,
     v6_prefixes: bool,
+    /// `--flood` / `--smtp-established`: the shape and the active customers.
+    flood: Option<(Shape, u32)>,
+    frames_given: bool,
+    customers_given: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +44,9 @@ fn parse_args() -> Result<Args, String> {
         spec: MixSpec::default(),
         customers_file: None,
         v6_prefixes: true,
+        flood: None,
+        frames_given: false,
+        customers_given: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -35,7 +54,23 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--out" => args.out = Some(value()?),
             "--frames" => {
-                args.spec.frames = value()?.parse().map_err(|e| format!("--frames: {e}"))?
+                args.spec.frames = value()?.parse().map_err(|e| format!("--frames: {e}"))?;
+                args.frames_given = true;
+            }
+            "--flood" | "--smtp-established" => {
+                if args.flood.is_some() {
+                    return Err("--flood and --smtp-established exclude each other".into());
+                }
+                let shape = if flag == "--flood" {
+                    Shape::Syn
+                } else {
+                    Shape::SmtpEstablished
+                };
+                let n: u32 = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;
+                if n == 0 {
+                    return Err(format!("{flag}: at least 1 active customer"));
+                }
+                args.flood = Some((shape, n));
             }
             "--sizes" => {
                 args.spec.sizes = match value()?.as_str() {
@@ -58,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
                 if args.spec.customers == 0 || args.spec.customers > MAX_CUSTOMERS {
                     return Err(format!("--customers must be within 1..={MAX_CUSTOMERS}"));
                 }
+                args.customers_given = true;
             }
             "--customers-file" => args.customers_file = Some(value()?),
             "--no-v6-prefixes" => args.v6_prefixes = false,
@@ -68,6 +104,26 @@ fn parse_args() -> Result<Args, String> {
     if args.out.is_none() && args.customers_file.is_none() {
         return Err(format!("nothing to do\n{USAGE}"));
     }
+    if let Some((_, n)) = args.flood {
+        if args.spec.sizes != Sizes::Min
+            || args.spec.malformed_pct != MixSpec::default().malformed_pct
+        {
+            return Err("--sizes and --malformed-pct are for the mix; a flood is 64 B frames, none malformed".into());
+        }
+        // A flood is played against the big table unless told otherwise.
+        if !args.customers_given {
+            args.spec.customers = 1_000_000;
+        }
+        if n > args.spec.customers {
+            return Err(format!(
+                "{n} active customers, but only {} in the table (--customers)",
+                args.spec.customers
+            ));
+        }
+        if !args.frames_given {
+            args.spec.frames = FLOOD_MIN_FRAMES.max(n as usize);
+        }
+    }
     if args.spec.frames < 100 {
         return Err("--frames must be at least 100".into());
     }
@@ -76,10 +132,27 @@ fn parse_args() -> Result<Args, String> {
 
 fn run(args: &Args) -> Result<(), String> {
     if let Some(out) = &args.out {
-        let mix = generate(&args.spec);
-        synwall_dataplane::pcap::write_pcap(out, &mix.frames)
+        let (frames, describe) = match args.flood {
+            None => {
+                let mix = generate(&args.spec);
+                let d = mix.describe();
+                (mix.frames, d)
+            }
+            Some((shape, active)) => {
+                let f = flood::generate(&FloodSpec {
+                    shape,
+                    frames: args.spec.frames,
+                    active,
+                    customers: args.spec.customers,
+                    seed: args.spec.seed,
+                });
+                let d = f.describe();
+                (f.frames, d)
+            }
+        };
+        synwall_dataplane::pcap::write_pcap(out, &frames)
             .map_err(|e| format!("writing {out}: {e}"))?;
-        println!("{out}: {}", mix.describe());
+        println!("{out}: {describe}");
     }
     if let Some(path) = &args.customers_file {
         let file = std::fs::File::create(path).map_err(|e| format!("creating {path}: {e}"))?;
