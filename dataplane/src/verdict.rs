@@ -110,9 +110,11 @@ pub const BURST: usize = LOOKUP_BATCH;
 /// frame in turn: the early stages only read the (immutable) classifier.
 ///
 /// Holds the burst's scratch arrays, so one lives in each worker and
-/// nothing is allocated per burst.
+/// nothing is allocated per burst. Between stages only what the next stage
+/// needs is kept (outcome, source, customer): the whole parse result is
+/// rebuilt for the rare frame that is answered with a RST.
 pub struct BurstJudge {
-    parsed: [Parsed; BURST],
+    outcomes: [Outcome; BURST],
     srcs: [Option<SrcAddr>; BURST],
     customers: [Option<CustomerId>; BURST],
     verdicts: [Verdict; BURST],
@@ -121,7 +123,7 @@ pub struct BurstJudge {
 impl Default for BurstJudge {
     fn default() -> Self {
         BurstJudge {
-            parsed: [Parsed::new(Outcome::NonIp); BURST],
+            outcomes: [Outcome::NonIp; BURST],
             srcs: [None; BURST],
             customers: [None; BURST],
             verdicts: [Verdict::Forward; BURST],
@@ -138,41 +140,75 @@ impl std::fmt::Debug for BurstJudge {
 impl BurstJudge {
     /// Decides up to [`BURST`] frames (any beyond are not read) and counts
     /// them into `shard` and `tally`; `verdicts[i]` is the fate of the
-    /// i-th frame.
+    /// i-th frame. `frames` is walked twice (it must be cheap to clone:
+    /// a mapped slice iterator).
     #[inline]
     pub fn judge<'a>(
         &mut self,
-        frames: impl Iterator<Item = Frame<'a>>,
+        frames: impl Iterator<Item = Frame<'a>> + Clone,
         policy: &Policy,
         classifier: &Classifier,
         shard: &WorkerShard,
         tally: &mut Tally,
     ) -> &[Verdict] {
-        // Stage 1: parse; note whose customer is needed.
+        // Stage 1: parse; keep the outcome, and the source where the
+        // customer matters.
         let mut n = 0;
-        for ((frame, parsed), src) in frames.zip(self.parsed.iter_mut()).zip(self.srcs.iter_mut()) {
-            *parsed = parse_chained(frame.data, frame.wire_len, &policy.watched);
-            *src = if needs_customer(parsed, policy) {
+        let mut wanted = false;
+        for ((frame, outcome), src) in frames
+            .clone()
+            .zip(self.outcomes.iter_mut())
+            .zip(self.srcs.iter_mut())
+        {
+            let parsed = parse_frame(frame, policy);
+            *outcome = parsed.outcome;
+            *src = if needs_customer(&parsed, policy) {
+                wanted = true;
                 parsed.src
             } else {
                 None
             };
             n += 1;
         }
-        let (parsed, srcs) = (&self.parsed[..n], &self.srcs[..n]);
+        let (outcomes, srcs) = (&self.outcomes[..n], &self.srcs[..n]);
         let customers = &mut self.customers[..n];
-        // Stages 2 and 3: the classifier's loads, all in flight at once.
-        classifier.lookup_burst(srcs, customers);
-        // Stage 4: the customers' cells.
-        for id in customers.iter().flatten() {
-            shard.prefetch(*id);
+        if wanted {
+            // Stages 2 and 3: the classifier's loads, all in flight at once.
+            classifier.lookup_burst(srcs, customers);
+            // Stage 4: the customers' cells.
+            for id in customers.iter().flatten() {
+                shard.prefetch(*id);
+            }
+        } else {
+            // Most bursts of ordinary traffic: nothing to look up.
+            customers.fill(None);
         }
         // Stage 5: count and decide in order.
         let verdicts = &mut self.verdicts[..n];
-        for ((v, p), c) in verdicts.iter_mut().zip(parsed).zip(customers.iter()) {
-            *v = decide(*p, *c, policy, shard, tally);
+        for (((v, &outcome), (src, &customer)), frame) in verdicts
+            .iter_mut()
+            .zip(outcomes)
+            .zip(srcs.iter().zip(customers.iter()))
+            .zip(frames)
+        {
+            // `src` is the parsed source wherever `decide` asks for it.
+            *v = match decide(outcome, src.is_some(), customer, policy, shard, tally) {
+                Fate::Forward => Verdict::Forward,
+                Fate::DropBlocked => Verdict::DropBlocked,
+                Fate::DropMalformed => Verdict::DropMalformed,
+                Fate::Reset => Verdict::Reset(parse_frame(frame, policy)),
+            };
         }
         verdicts
+    }
+}
+
+#[inline(always)]
+fn parse_frame(frame: Frame<'_>, policy: &Policy) -> Parsed {
+    if frame.wire_len <= frame.data.len() {
+        parse(frame.data, &policy.watched)
+    } else {
+        parse_chained(frame.data, frame.wire_len, &policy.watched)
     }
 }
 
@@ -232,7 +268,19 @@ fn judge_one(
     } else {
         None
     };
-    decide(parsed, customer, policy, shard, tally)
+    match decide(
+        parsed.outcome,
+        parsed.src.is_some(),
+        customer,
+        policy,
+        shard,
+        tally,
+    ) {
+        Fate::Forward => Verdict::Forward,
+        Fate::DropBlocked => Verdict::DropBlocked,
+        Fate::DropMalformed => Verdict::DropMalformed,
+        Fate::Reset => Verdict::Reset(parsed),
+    }
 }
 
 /// Whether the decision on `parsed` depends on its customer.
@@ -246,71 +294,81 @@ fn needs_customer(parsed: &Parsed, policy: &Policy) -> bool {
     }
 }
 
-/// The decision, given the frame's customer (`None` when it has none or
-/// [`needs_customer`] said it does not matter).
+/// A [`Verdict`] without the parse result a RST is built from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Forward,
+    DropBlocked,
+    DropMalformed,
+    Reset,
+}
+
+/// The decision on a frame with `outcome` (`has_src`: the parser read its
+/// source), given its customer (`None` when it has none or
+/// [`needs_customer`] said it does not matter); counts the outcome and,
+/// for watched SYNs, the customer's cell.
 #[inline(always)]
 fn decide(
-    parsed: Parsed,
+    outcome: Outcome,
+    has_src: bool,
     customer: Option<CustomerId>,
     policy: &Policy,
     shard: &WorkerShard,
     tally: &mut Tally,
-) -> Verdict {
-    if let Some(c) = tally.outcomes.get_mut(parsed.outcome.index()) {
+) -> Fate {
+    if let Some(c) = tally.outcomes.get_mut(outcome.index()) {
         *c += 1;
     }
     let blocked = |c: Option<CustomerId>| c.is_some_and(|id| shard.is_blocked(id));
-    match parsed.outcome {
+    match outcome {
         Outcome::WatchedSyn => {
-            if parsed.src.is_none() {
-                return Verdict::Forward;
+            if !has_src {
+                return Fate::Forward;
             }
             let Some(id) = customer else {
                 tally.syn_no_customer += 1;
-                return Verdict::Forward;
+                return Fate::Forward;
             };
             if shard.try_forward(id) {
-                Verdict::Forward
+                Fate::Forward
             } else {
-                refuse(policy, parsed)
+                refuse(policy)
             }
         }
         Outcome::WatchedOther if policy.scope == BlockScope::Smtp => {
             if blocked(customer) {
-                Verdict::DropBlocked
+                Fate::DropBlocked
             } else {
-                Verdict::Forward
+                Fate::Forward
             }
         }
         // Cannot tell whether it hides a SYN: a blocked customer loses it.
         Outcome::FragmentEvasive => {
             if blocked(customer) {
-                Verdict::DropBlocked
+                Fate::DropBlocked
             } else {
-                Verdict::Forward
+                Fate::Forward
             }
         }
-        Outcome::Malformed(_) if policy.malformed == MalformedPolicy::Drop => {
-            Verdict::DropMalformed
-        }
+        Outcome::Malformed(_) if policy.malformed == MalformedPolicy::Drop => Fate::DropMalformed,
         // Forwarded by policy, but never for a blocked customer: a shape
         // the parser rejects may still be a SYN some host accepts.
         Outcome::Malformed(_) => {
             if blocked(customer) {
-                Verdict::DropBlocked
+                Fate::DropBlocked
             } else {
-                Verdict::Forward
+                Fate::Forward
             }
         }
-        _ => Verdict::Forward,
+        _ => Fate::Forward,
     }
 }
 
 #[cold]
-fn refuse(policy: &Policy, parsed: Parsed) -> Verdict {
+fn refuse(policy: &Policy) -> Fate {
     match policy.action {
-        BlockAction::Drop => Verdict::DropBlocked,
-        BlockAction::Reset => Verdict::Reset(parsed),
+        BlockAction::Drop => Fate::DropBlocked,
+        BlockAction::Reset => Fate::Reset,
     }
 }
 
