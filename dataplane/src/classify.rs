@@ -190,13 +190,32 @@ impl Classifier {
     /// source); the answers are exactly [`Classifier::lookup`]'s.
     #[inline]
     pub fn lookup_burst(&self, srcs: &[Option<SrcAddr>], out: &mut [Option<CustomerId>]) {
+        self.lookup_burst_then(srcs, out, |_| {});
+    }
+
+    /// [`Classifier::lookup_burst`], calling `found` with each customer the
+    /// moment its lookup finishes: the caller starts the next dependent
+    /// load (the customer's counters) while the other lookups of the burst
+    /// are still in flight, so the misses never drain between two stages.
+    #[inline]
+    pub fn lookup_burst_then(
+        &self,
+        srcs: &[Option<SrcAddr>],
+        out: &mut [Option<CustomerId>],
+        mut found: impl FnMut(CustomerId),
+    ) {
         for (srcs, out) in srcs.chunks(LOOKUP_BATCH).zip(out.chunks_mut(LOOKUP_BATCH)) {
-            self.lookup_batch(srcs, out);
+            self.lookup_batch(srcs, out, &mut found);
         }
     }
 
     #[inline(always)]
-    fn lookup_batch(&self, srcs: &[Option<SrcAddr>], out: &mut [Option<CustomerId>]) {
+    fn lookup_batch(
+        &self,
+        srcs: &[Option<SrcAddr>],
+        out: &mut [Option<CustomerId>],
+        found: &mut impl FnMut(CustomerId),
+    ) {
         for src in srcs {
             match src {
                 Some(SrcAddr::V4(a)) => self.v4.prefetch(*a),
@@ -216,6 +235,9 @@ impl Classifier {
                 Some(SrcAddr::V6(a)) => self.v6.lookup(a),
                 None => None,
             };
+            if let Some(id) = *o {
+                found(id);
+            }
         }
     }
 

@@ -173,12 +173,9 @@ impl BurstJudge {
         let (outcomes, srcs) = (&self.outcomes[..n], &self.srcs[..n]);
         let customers = &mut self.customers[..n];
         if wanted {
-            // Stages 2 and 3: the classifier's loads, all in flight at once.
-            classifier.lookup_burst(srcs, customers);
-            // Stage 4: the customers' cells.
-            for id in customers.iter().flatten() {
-                shard.prefetch(*id);
-            }
+            // Stages 2 to 4: the classifier's loads, all in flight at once,
+            // and each customer's cell as soon as the customer is known.
+            classifier.lookup_burst_then(srcs, customers, |id| shard.prefetch(id));
         } else {
             // Most bursts of ordinary traffic: nothing to look up.
             customers.fill(None);
