@@ -34,6 +34,6 @@ pub use load::{
 };
 pub use model::{
     Block, BlockAction, BlockScope, Config, Control, Customer, Detect, Dpdk, Hook, Limits, Link,
-    MalformedPolicy, Mode, UnknownName, Window, MAX_WINDOWS,
+    MalformedPolicy, Mode, UnknownName, Window, MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
 pub use prefix::{Prefix, PrefixError};

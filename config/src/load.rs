@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile};
 use crate::{
     parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Customer, Detect,
-    Dpdk, Hook, Limits, Link, MalformedPolicy, Mode, Prefix, Window, MAX_WINDOWS,
+    Dpdk, Hook, Limits, Link, MalformedPolicy, Mode, Prefix, Window, MAX_EXEMPT_DESTINATIONS,
+    MAX_WINDOWS,
 };
 
 /// `[windows]` when the table is absent: name → default limit.
@@ -439,10 +440,35 @@ impl File<'_> {
                 format!("{near_limit} is out of range; use a fraction of the limit above 0 and at most 1, e.g. 0.8"),
             ));
         }
+        let exempt = detect.exempt_destinations.as_deref().unwrap_or(&[]);
+        if exempt.len() > MAX_EXEMPT_DESTINATIONS {
+            return Err(self.invalid(
+                "detect.exempt_destinations",
+                format!(
+                    "lists {} destinations; at most {MAX_EXEMPT_DESTINATIONS} (list the relays' networks, not every host)",
+                    exempt.len()
+                ),
+            ));
+        }
+        let mut exempt_destinations: Vec<Prefix> = Vec::with_capacity(exempt.len());
+        for (i, text) in exempt.iter().enumerate() {
+            let key = format!("detect.exempt_destinations[{i}]");
+            let prefix: Prefix = text
+                .parse()
+                .map_err(|e: crate::PrefixError| self.invalid(&key, e.to_string()))?;
+            if exempt_destinations.contains(&prefix) {
+                return Err(self.invalid(
+                    key,
+                    format!("{prefix} is listed twice; list each destination once"),
+                ));
+            }
+            exempt_destinations.push(prefix);
+        }
         Ok(Detect {
             ports,
             malformed: detect.malformed.unwrap_or(MalformedPolicy::Forward),
             near_limit,
+            exempt_destinations,
         })
     }
 

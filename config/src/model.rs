@@ -85,7 +85,16 @@ pub struct Detect {
     pub malformed: MalformedPolicy,
     /// Fraction of a limit, in (0, 1], at which a "near limit" warning is raised.
     pub near_limit: f64,
+    /// Destinations (the provider's own relays, its own networks) to which
+    /// TCP on the watched ports is neither counted against the customer
+    /// nor blocked: a blocked customer can still send through the relay.
+    /// Distinct, at most [`MAX_EXEMPT_DESTINATIONS`].
+    pub exempt_destinations: Vec<Prefix>,
 }
+
+/// Most `detect.exempt_destinations` (each watched SYN is checked against
+/// every one of them).
+pub const MAX_EXEMPT_DESTINATIONS: usize = 64;
 
 /// One trailing window, e.g. "5m" with a default limit of 100 SYNs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -92,6 +92,9 @@ pub struct RawDetect {
     pub malformed: Option<MalformedPolicy>,
     /// Fraction of a limit at which a "near limit" warning is raised.
     pub near_limit: Option<f64>,
+    /// Destinations (the provider's own relays and networks) whose watched
+    /// TCP is neither counted nor blocked.
+    pub exempt_destinations: Option<Vec<String>>,
 }
 
 /// `[block]`.

@@ -757,6 +757,42 @@ fn detect_errors() {
 }
 
 #[test]
+fn exempt_destinations_load_and_errors() {
+    let c = ok("[detect]\nexempt_destinations = [\"192.0.2.0/24\", \"2001:db8:25::/48\"]\n");
+    assert_eq!(
+        c.detect.exempt_destinations,
+        vec![
+            "192.0.2.0/24".parse::<Prefix>().unwrap(),
+            "2001:db8:25::/48".parse().unwrap()
+        ]
+    );
+    assert!(ok("").detect.exempt_destinations.is_empty());
+    invalid(
+        "[detect]\nexempt_destinations = [\"192.0.2.0/24\", \"relay\"]\n",
+        "detect.exempt_destinations[1]",
+        "is not an IP prefix",
+    );
+    invalid(
+        "[detect]\nexempt_destinations = [\"192.0.2.1/24\"]\n",
+        "detect.exempt_destinations[0]",
+        "192.0.2.0/24",
+    );
+    invalid(
+        "[detect]\nexempt_destinations = [\"192.0.2.0/24\", \"192.0.2.0/24\"]\n",
+        "detect.exempt_destinations[1]",
+        "listed twice",
+    );
+    let many: Vec<String> = (0..=MAX_EXEMPT_DESTINATIONS)
+        .map(|i| format!("\"10.{i}.0.0/16\""))
+        .collect();
+    invalid(
+        &format!("[detect]\nexempt_destinations = [{}]\n", many.join(", ")),
+        "detect.exempt_destinations",
+        "at most 64",
+    );
+}
+
+#[test]
 fn block_errors() {
     invalid(
         "[block]\nduration = \"1x\"\n",

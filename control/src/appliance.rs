@@ -58,7 +58,13 @@ pub enum ApplianceError {
 /// The dataplane policy the config describes.
 pub fn policy(config: &Config) -> Policy {
     Policy {
-        watched: WatchedPorts::new(&config.detect.ports),
+        watched: WatchedPorts::new(&config.detect.ports).exempting(
+            config
+                .detect
+                .exempt_destinations
+                .iter()
+                .map(|p| (p.addr, p.len)),
+        ),
         action: match config.block.action {
             synwall_config::BlockAction::Drop => BlockAction::Drop,
             synwall_config::BlockAction::Reset => BlockAction::Reset,
@@ -212,6 +218,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         generation: Generation::share(Generation::on_nodes(
             1,
             classifier.clone(),
+            policy.clone(),
             worker_nodes(config),
         )),
         classifier,
@@ -246,7 +253,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         config.control.socket_group.as_deref(),
     )?;
     let eal = Eal::init(&eal_argv(config))?;
-    let result = run_with_eal(control, opts, policy, &socket, &requests);
+    let result = run_with_eal(control, opts, &socket, &requests);
     drop(socket);
     drop(metrics_server);
     drop(eal);
@@ -300,7 +307,6 @@ fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<
 fn run_with_eal(
     mut control: Control,
     opts: RunOptions,
-    policy: Arc<Policy>,
     socket: &ControlSocket,
     requests: &Receiver<Request>,
 ) -> Result<Summary, ApplianceError> {
@@ -384,7 +390,6 @@ fn run_with_eal(
         let worker = Worker {
             paths,
             tx,
-            policy: policy.clone(),
             generation: generation.clone(),
             index: w,
             stats: stats.clone(),

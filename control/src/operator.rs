@@ -400,7 +400,7 @@ impl Control {
         }
         let old = self.generation.load_full();
         self.classifier = classifier.clone();
-        let next = old.next(classifier);
+        let next = old.next(classifier, Arc::new(crate::appliance::policy(&new)));
         let now = self.clock.now();
         let old_ids: FxHashMap<&str, u32> = (0..self.plane.customers() as u32)
             .filter_map(|id| self.plane.name(id).map(|n| (n, id)))

@@ -14,13 +14,17 @@ use arc_swap::ArcSwap;
 
 use crate::classify::Classifier;
 use crate::shard::WorkerShard;
+use crate::verdict::Policy;
 
-/// One customer set: its classifier and one shard per worker.
+/// One customer set: its classifier, the policy it is judged by (so that a
+/// reload's exempt destinations reach every worker with the same swap), and
+/// one shard per worker.
 #[derive(Debug)]
 pub struct Generation {
     /// Increases by one per swap.
     pub number: u64,
     pub classifier: Arc<Classifier>,
+    pub policy: Arc<Policy>,
     /// Indexed by worker.
     pub shards: Vec<Arc<WorkerShard>>,
     /// The NUMA node of each worker, where its shard lives (`None`: wherever
@@ -35,8 +39,13 @@ pub type SharedGeneration = Arc<ArcSwap<Generation>>;
 impl Generation {
     /// A generation with fresh shards for `workers` workers, placed
     /// anywhere.
-    pub fn new(number: u64, classifier: Arc<Classifier>, workers: usize) -> Generation {
-        Generation::on_nodes(number, classifier, vec![None; workers])
+    pub fn new(
+        number: u64,
+        classifier: Arc<Classifier>,
+        policy: Arc<Policy>,
+        workers: usize,
+    ) -> Generation {
+        Generation::on_nodes(number, classifier, policy, vec![None; workers])
     }
 
     /// A generation with a fresh shard for each worker, on that worker's
@@ -44,12 +53,14 @@ impl Generation {
     pub fn on_nodes(
         number: u64,
         classifier: Arc<Classifier>,
+        policy: Arc<Policy>,
         nodes: Vec<Option<u32>>,
     ) -> Generation {
         let customers = classifier.customers();
         Generation {
             number,
             classifier,
+            policy,
             shards: nodes
                 .iter()
                 .map(|&node| Arc::new(WorkerShard::on_node(customers, node)))
@@ -59,9 +70,9 @@ impl Generation {
     }
 
     /// The generation after this one: the same workers on the same nodes,
-    /// fresh shards for `classifier`'s customers.
-    pub fn next(&self, classifier: Arc<Classifier>) -> Generation {
-        Generation::on_nodes(self.number + 1, classifier, self.nodes.clone())
+    /// fresh shards for `classifier`'s customers, judged by `policy`.
+    pub fn next(&self, classifier: Arc<Classifier>, policy: Arc<Policy>) -> Generation {
+        Generation::on_nodes(self.number + 1, classifier, policy, self.nodes.clone())
     }
 
     /// Publishes `gen` as the first generation.

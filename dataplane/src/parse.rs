@@ -7,6 +7,8 @@
 //! port, other IP traffic, non-IP traffic, something that hides its TCP flags
 //! behind fragmentation, or a malformed frame (and why).
 
+use std::net::IpAddr;
+
 /// EtherType of IPv4.
 const ETH_P_IPV4: u16 = 0x0800;
 /// EtherType of IPv6.
@@ -72,17 +74,43 @@ pub mod tcp_flags {
     pub const URG: u8 = 0x20;
 }
 
-/// The set of watched TCP destination ports, as a 65536-bit bitmap so that a
-/// lookup is one load and one shift whatever the number of ports.
+/// What the parser watches: a set of TCP destination ports, as a
+/// 65536-bit bitmap so that a lookup is one load and one shift whatever the
+/// number of ports, and the destinations exempt from watching (the
+/// provider's own relays), checked only for TCP to a watched port.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WatchedPorts {
     bits: [u64; 1024],
+    exempt: ExemptDestinations,
+}
+
+/// Destination prefixes whose watched TCP is [`Outcome::ExemptDestination`]:
+/// (network, mask) per family, host order; a handful, scanned in order.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+struct ExemptDestinations {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl ExemptDestinations {
+    #[inline]
+    fn v4(&self, dst: u32) -> bool {
+        self.v4.iter().any(|&(net, mask)| dst & mask == net)
+    }
+
+    #[inline]
+    fn v6(&self, dst: u128) -> bool {
+        self.v6.iter().any(|&(net, mask)| dst & mask == net)
+    }
 }
 
 impl WatchedPorts {
     /// A set holding exactly `ports` (duplicates are harmless).
     pub fn new(ports: &[u16]) -> Self {
-        let mut set = Self { bits: [0; 1024] };
+        let mut set = Self {
+            bits: [0; 1024],
+            exempt: ExemptDestinations::default(),
+        };
         for &port in ports {
             set.insert(port);
         }
@@ -107,6 +135,50 @@ impl WatchedPorts {
     /// The watched ports, ascending (for display and config round trips).
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (0..=u16::MAX).filter(move |&p| self.contains(p))
+    }
+
+    /// The same ports, with TCP to `destinations` (network address and
+    /// prefix length; host bits are ignored) exempt: parsed as
+    /// [`Outcome::ExemptDestination`], never counted or blocked.
+    pub fn exempting(mut self, destinations: impl IntoIterator<Item = (IpAddr, u8)>) -> Self {
+        for (addr, len) in destinations {
+            match addr {
+                IpAddr::V4(a) => {
+                    let mask = u32::MAX
+                        .checked_shl(32 - u32::from(len.min(32)))
+                        .unwrap_or(0);
+                    self.exempt.v4.push((u32::from(a) & mask, mask));
+                }
+                IpAddr::V6(a) => {
+                    let mask = u128::MAX
+                        .checked_shl(128 - u32::from(len.min(128)))
+                        .unwrap_or(0);
+                    self.exempt.v6.push((u128::from(a) & mask, mask));
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether watched TCP from this frame's IP layer to `dst` is exempt.
+    #[inline]
+    fn exempts(&self, dst: SrcAddr) -> bool {
+        match dst {
+            SrcAddr::V4(a) => self.exempt.v4(a),
+            SrcAddr::V6(a) => self.exempt.v6(a),
+        }
+    }
+
+    /// `parsed` with its outcome turned into [`Outcome::ExemptDestination`]
+    /// when it is watched TCP to an exempt destination.
+    #[inline(always)]
+    fn exempt_if(&self, mut parsed: Parsed, dst: SrcAddr) -> Parsed {
+        if matches!(parsed.outcome, Outcome::WatchedSyn | Outcome::WatchedOther)
+            && self.exempts(dst)
+        {
+            parsed.outcome = Outcome::ExemptDestination;
+        }
+        parsed
     }
 }
 
@@ -205,13 +277,17 @@ pub enum Outcome {
     /// short for a full TCP header, or an offset-8-bytes fragment that could
     /// overwrite the flags on reassembly (RFC 1858).
     FragmentEvasive,
+    /// TCP to a watched port (a SYN or not) at one of the provider's exempt
+    /// destinations (`detect.exempt_destinations`): forwarded, not counted
+    /// against the customer, never blocked.
+    ExemptDestination,
     /// The frame is malformed, for the given reason.
     Malformed(Malformed),
 }
 
 impl Outcome {
     /// Number of distinct outcomes (each malformation reason counts as one).
-    pub const COUNT: usize = 5 + Malformed::COUNT;
+    pub const COUNT: usize = 6 + Malformed::COUNT;
 
     /// Every outcome, in index order.
     pub const fn all() -> [Outcome; Self::COUNT] {
@@ -222,6 +298,7 @@ impl Outcome {
             Outcome::WatchedSyn,
             Outcome::WatchedOther,
             Outcome::FragmentEvasive,
+            Outcome::ExemptDestination,
             Outcome::Malformed(TruncatedL2),
             Outcome::Malformed(VlanStackTooDeep),
             Outcome::Malformed(BadIpv4Header),
@@ -243,7 +320,8 @@ impl Outcome {
             Outcome::WatchedSyn => 2,
             Outcome::WatchedOther => 3,
             Outcome::FragmentEvasive => 4,
-            Outcome::Malformed(m) => 5 + m.index(),
+            Outcome::ExemptDestination => 5,
+            Outcome::Malformed(m) => 6 + m.index(),
         }
     }
 
@@ -255,6 +333,7 @@ impl Outcome {
             Outcome::WatchedSyn => "syn_watched",
             Outcome::WatchedOther => "watched_other",
             Outcome::FragmentEvasive => "fragment_evasive",
+            Outcome::ExemptDestination => "exempt_destination",
             Outcome::Malformed(m) => match m {
                 Malformed::TruncatedL2 => "malformed_truncated_l2",
                 Malformed::VlanStackTooDeep => "malformed_vlan_stack_too_deep",
@@ -429,6 +508,11 @@ fn fast_ipv4(frame: &[u8], watched: &WatchedPorts) -> Option<Parsed> {
         let flags = h[47];
         let outcome = if !watched.contains(u16::from_be_bytes([h[36], h[37]])) {
             Outcome::OtherIp
+        } else if watched
+            .exempt
+            .v4(u32::from_be_bytes([h[30], h[31], h[32], h[33]]))
+        {
+            Outcome::ExemptDestination
         } else if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
             Outcome::WatchedSyn
         } else {
@@ -545,9 +629,13 @@ fn ipv4(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     }
     // ihl >= 20 and within ip, so these reads succeed; fall back to "bad
     // header" rather than unwrap anyway.
-    let (Some(total), Some(frag), Some(&proto), Some(src)) =
-        (be16(ip, 2), be16(ip, 6), ip.get(9), be32(ip, 12))
-    else {
+    let (Some(total), Some(frag), Some(&proto), Some(src), Some(dst)) = (
+        be16(ip, 2),
+        be16(ip, 6),
+        ip.get(9),
+        be32(ip, 12),
+        be32(ip, 16),
+    ) else {
         return bad(Malformed::BadIpv4Header);
     };
     let total = usize::from(total);
@@ -567,7 +655,7 @@ fn ipv4(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     } else {
         Fragment::None
     };
-    let mut parsed = upper_layer(proto, l4, fragment, watched);
+    let mut parsed = watched.exempt_if(upper_layer(proto, l4, fragment, watched), SrcAddr::V4(dst));
     parsed.src = Some(SrcAddr::V4(src));
     if parsed.l4_offset != 0 {
         parsed.l4_offset = off16(ihl).unwrap_or(0);
@@ -580,9 +668,13 @@ fn ipv4(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
 #[inline]
 fn ipv6(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     let bad = |m| Parsed::new(Outcome::Malformed(m));
-    let (Some(&v), Some(payload_len), Some(&first_next), Some(src)) =
-        (ip.first(), be16(ip, 4), ip.get(6), be128(ip, 8))
-    else {
+    let (Some(&v), Some(payload_len), Some(&first_next), Some(src), Some(dst)) = (
+        ip.first(),
+        be16(ip, 4),
+        ip.get(6),
+        be128(ip, 8),
+        be128(ip, 24),
+    ) else {
         return bad(Malformed::BadIpv6Header);
     };
     if v >> 4 != 6 || ip.len() < IPV6_HLEN {
@@ -603,7 +695,7 @@ fn ipv6(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
     let payload = ip
         .get(IPV6_HLEN..(IPV6_HLEN + payload_len).min(ip.len()))
         .unwrap_or(&[]);
-    let mut parsed = ipv6_chain(first_next, payload, watched);
+    let mut parsed = ipv6_chain(first_next, payload, watched, dst);
     parsed.src = src;
     parsed
 }
@@ -611,8 +703,10 @@ fn ipv6(ip: &[u8], beyond: usize, watched: &WatchedPorts) -> Parsed {
 /// Walks the extension header chain of an IPv6 payload and classifies the
 /// upper layer. Offsets in the result are relative to the IPv6 header.
 #[inline]
-fn ipv6_chain(mut next: u8, payload: &[u8], watched: &WatchedPorts) -> Parsed {
+fn ipv6_chain(mut next: u8, payload: &[u8], watched: &WatchedPorts, dst: u128) -> Parsed {
     let chain_error = Parsed::new(Outcome::Malformed(Malformed::BadIpv6Chain));
+    // A routing header sends the packet on past `dst`: never exempt.
+    let mut routed = false;
     let mut pos = 0usize;
     let mut headers = 0usize;
     let mut fragment = Fragment::None;
@@ -634,6 +728,9 @@ fn ipv6_chain(mut next: u8, payload: &[u8], watched: &WatchedPorts) -> Parsed {
             proto => {
                 let l4 = payload.get(pos..).unwrap_or(&[]);
                 let mut parsed = upper_layer(proto, l4, fragment, watched);
+                if !routed {
+                    parsed = watched.exempt_if(parsed, SrcAddr::V6(dst));
+                }
                 if parsed.l4_offset != 0 {
                     parsed.l4_offset = off16(IPV6_HLEN + pos).unwrap_or(0);
                     if parsed.l4_offset == 0 {
@@ -644,6 +741,7 @@ fn ipv6_chain(mut next: u8, payload: &[u8], watched: &WatchedPorts) -> Parsed {
             }
         };
         headers += 1;
+        routed |= next == IPV6_ROUTING;
         // Hop-by-hop options must come first (RFC 8200 4.1).
         if headers > IPV6_MAX_EXT_HEADERS || (next == IPV6_HOP_BY_HOP && headers != 1) {
             return chain_error;
@@ -1309,6 +1407,54 @@ mod tests {
         assert_eq!(outcome(&f), Outcome::FragmentEvasive);
     }
 
+    #[test]
+    fn exempt_destinations_are_their_own_outcome() {
+        let relay4 = Ipv4Addr::new(192, 0, 2, 25);
+        let relay6: Ipv6Addr = "2001:db8:25::25".parse().unwrap();
+        let w = smtp().exempting([
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)), 24),
+            (IpAddr::V6("2001:db8:25::".parse().unwrap()), 48),
+        ]);
+        let to = |dst: Ipv4Addr, flags| FrameBuilder::tcp_v4(SRC4, dst, 40000, 25, flags).build();
+        let to6 = |dst: Ipv6Addr, flags| {
+            FrameBuilder::tcp_v6("2001:db8:1::7".parse().unwrap(), dst, 40000, 25, flags).build()
+        };
+        let cases = [
+            (to(relay4, SYN), Outcome::ExemptDestination),
+            (to(relay4, ACK | PSH), Outcome::ExemptDestination),
+            (to(DST4, SYN), Outcome::WatchedSyn),
+            (to6(relay6, SYN), Outcome::ExemptDestination),
+            (to6(dst6(), SYN), Outcome::WatchedSyn),
+            // Other ports to the relay are not watched at all.
+            (
+                FrameBuilder::tcp_v4(SRC4, relay4, 40000, 443, SYN).build(),
+                Outcome::OtherIp,
+            ),
+            // Tagged (general path) too.
+            (
+                FrameBuilder::tcp_v4(SRC4, relay4, 40000, 25, SYN)
+                    .vlan(TPID_8021Q, 7)
+                    .build(),
+                Outcome::ExemptDestination,
+            ),
+        ];
+        for (frame, want) in cases {
+            let p = parse(&frame, &w);
+            assert_eq!(p.outcome, want, "{p:?}");
+            assert!(p.src.is_some());
+        }
+        // A routing header could send it past the relay: not exempt.
+        let routed = FrameBuilder::tcp_v6("2001:db8:1::7".parse().unwrap(), relay6, 1, 25, SYN)
+            .ipv6_ext_headers([Ipv6Ext::routing()])
+            .build();
+        assert_eq!(parse(&routed, &w).outcome, Outcome::WatchedSyn);
+        // Without exemptions nothing changes.
+        assert_eq!(
+            parse(&to(relay4, SYN), &smtp()).outcome,
+            Outcome::WatchedSyn
+        );
+    }
+
     // ---- property tests ----
 
     fn tpid() -> impl Strategy<Value = u16> {
@@ -1364,9 +1510,13 @@ mod tests {
                 f[at % len] = v;
             }
             let keep = cut % (f.len() + 1);
+            // With the crafted frames' destinations exempt, and without.
+            let exempt = smtp().exempting([(IpAddr::V4(DST4), 24), (IpAddr::V6(dst6()), 64)]);
             for frame in [&f[..], &f[..keep]] {
-                if let Some(fast) = fast_ipv4(frame, &smtp()) {
-                    prop_assert_eq!(fast, parse_general(frame, 0, &smtp()));
+                for watched in [smtp(), exempt.clone()] {
+                    if let Some(fast) = fast_ipv4(frame, &watched) {
+                        prop_assert_eq!(fast, parse_general(frame, 0, &watched));
+                    }
                 }
             }
         }

@@ -287,7 +287,7 @@ fn needs_customer(parsed: &Parsed, policy: &Policy) -> bool {
         Outcome::WatchedSyn | Outcome::FragmentEvasive => true,
         Outcome::WatchedOther => policy.scope == BlockScope::Smtp,
         Outcome::Malformed(_) => policy.malformed == MalformedPolicy::Forward,
-        Outcome::NonIp | Outcome::OtherIp => false,
+        Outcome::NonIp | Outcome::OtherIp | Outcome::ExemptDestination => false,
     }
 }
 

@@ -13,7 +13,7 @@ use arc_swap::Cache;
 use crate::generation::{Generation, SharedGeneration};
 use crate::reset::syn_to_rst;
 use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{BurstJudge, Frame, Policy, Tally, Verdict};
+use crate::verdict::{BurstJudge, Frame, Tally, Verdict};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +42,7 @@ pub struct Worker {
     pub paths: Vec<Path>,
     /// One tx queue per port it sends on.
     pub tx: Vec<TxQueue>,
-    pub policy: Arc<Policy>,
-    /// The customer set (classifier and shards), swapped on reload.
+    /// The customer set (classifier, policy and shards), swapped on reload.
     pub generation: SharedGeneration,
     /// This worker's index into `Generation::shards`.
     pub index: usize,
@@ -128,7 +127,7 @@ impl Worker {
                     });
                     let verdicts =
                         self.judge
-                            .judge(frames, &self.policy, classifier, shard, &mut tally);
+                            .judge(frames, &gen.policy, classifier, shard, &mut tally);
                     for (m, verdict) in rx.drain().zip(verdicts) {
                         match *verdict {
                             Verdict::Forward => keep(onward, m, stats),
