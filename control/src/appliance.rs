@@ -27,7 +27,7 @@ use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
 use crate::protocol::Command;
 use crate::snapshot;
-use crate::socket::{ControlSocket, Request, SocketError};
+use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
 use crate::summary::{PortSummary, Summary};
 
 /// Why the appliance could not start or stopped with an error.
@@ -240,10 +240,16 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         ),
         _ => None,
     };
-    let (socket, requests) = ControlSocket::bind(
+    // Bound before the EAL starts, so an operator sees a starting appliance
+    // (`status` says `"dataplane": "starting"`) rather than none.
+    let (socket, requests) = ControlSocket::bind_with(
         &config.control.socket,
-        config.control.socket_mode,
-        config.control.socket_group.as_deref(),
+        SocketOptions {
+            mode: config.control.socket_mode,
+            group: config.control.socket_group.clone(),
+            dataplane: Dataplane::Starting,
+            ..SocketOptions::default()
+        },
     )?;
     let eal = Eal::init(&eal_argv(config))?;
     let result = run_with_eal(control, opts, policy, &socket, &requests);
@@ -404,6 +410,9 @@ fn run_with_eal(
         }
     }
 
+    // Ports started, workers launched: from here the loop answers requests.
+    socket.set_dataplane(Dataplane::Ready);
+
     // The main loop: report once per stats interval until told to stop.
     let mut last = StatsSnapshot::take(&ports, &stats);
     let mut last_at = Instant::now();
@@ -462,6 +471,7 @@ fn run_with_eal(
         }
     }
 
+    socket.set_dataplane(Dataplane::Stopping);
     stop.store(true, Relaxed);
     let mut panicked = None;
     for l in launched {
