@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::dpdk::{
-    launch, tsc_hz, tsc_now, Eal, Launched, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig,
-    RxQueue, TxQueue, BURST,
+    launch, tsc_hz, tsc_now, DpdkError, Eal, Launched, LcoreId, Mbuf, MbufBurst, Mempool, Port,
+    PortConfig, RxQueue, TxQueue, BURST,
 };
 use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
 
@@ -291,6 +291,9 @@ pub struct Generator {
     _eal: Eal,
 }
 
+/// How long a memif client port keeps trying to reach its server.
+const MEMIF_CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 fn open_port(
     name: &str,
     pool: &Arc<Mempool>,
@@ -302,8 +305,44 @@ fn open_port(
         rx_desc: 1024,
         tx_desc: 1024,
     };
-    let (port, rxqs, txqs) =
-        Port::open(name, &cfg, pool.clone()).map_err(|e| format!("opening {name}: {e}"))?;
+    let t0 = Instant::now();
+    let mut said = false;
+    let (port, rxqs, txqs) = loop {
+        match Port::open(name, &cfg, pool.clone()) {
+            Ok(opened) => break opened,
+            // A memif client's start connects to the server's socket, which
+            // exists only once the peer (synwall) has started its ports.
+            Err(DpdkError::Call { ref op, .. })
+                if name.starts_with("net_memif")
+                    && op.starts_with("rte_eth_dev_start")
+                    && t0.elapsed() < MEMIF_CONNECT_WAIT =>
+            {
+                if !said {
+                    println!(
+                        "note: {name}: no memif server to connect to yet (is the peer started?); retrying for up to {} s",
+                        MEMIF_CONNECT_WAIT.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e @ DpdkError::Call { .. })
+                if said && matches!(&e, DpdkError::Call { op, .. } if op.starts_with("rte_eth_dev_start")) =>
+            {
+                return Err(format!(
+                    "opening {name}: {e}: no memif server answered within {} s; start the peer (synwall) first and check the socket= path of both sides",
+                    MEMIF_CONNECT_WAIT.as_secs()
+                ))
+            }
+            Err(e) => return Err(format!("opening {name}: {e}")),
+        }
+    };
+    if said {
+        println!(
+            "note: {name}: connected after {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
     if rxqs.len() != usize::from(queues) || txqs.len() != usize::from(queues) {
         return Err(format!("{name}: fewer queues than configured"));
     }
