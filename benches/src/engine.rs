@@ -773,7 +773,10 @@ impl Generator {
         } else {
             offered.saturating_sub(rx_packets) as f64 / offered as f64
         };
-        let valid = spec.rate_pps <= 0.0 || offered_pps >= spec.rate_pps * 0.995;
+        // Within 0.5 %, and a frame per lane: at a few frames per second
+        // the last frame, due at the end, is not sent.
+        let valid = spec.rate_pps <= 0.0
+            || offered as f64 + n_lanes as f64 >= spec.rate_pps * elapsed * 0.995;
         let latency = hist.filter(|h| !h.is_empty()).map(|hist| Latency {
             probes: hist.len(),
             min_ns: hist.min(),
@@ -872,9 +875,20 @@ impl TxLoop {
         // Per slot of the burst: its length and whose SYN it is.
         let mut lens = [0u16; BURST];
         let mut whose = [NO_CUSTOMER; BURST];
-        // Packets per TSC cycle, and the backlog the pacer may catch up on.
+        // Packets per TSC cycle, and the backlog the pacer may catch up on:
+        // a millisecond's frames, at least four bursts, and at low rates up
+        // to 20 ms (at most a ring's worth), which a preempted lcore on a
+        // shared CPU catches up on at once.
         let per_cycle = rate / hz as f64;
-        let slack = ((rate / 1000.0) as u64).max(4 * BURST as u64);
+        let slack = ((rate / 1000.0) as u64)
+            .max(((rate / 50.0) as u64).min(1024))
+            .max(4 * BURST as u64);
+        // At low rates the lane sleeps until a burst is due instead of
+        // spinning, leaving the CPU to whoever shares it (in the demo, the
+        // appliance's worker). Not while it times latency probes: the sleep
+        // would delay polling rx and count as latency.
+        let nap = low_rate_nap(rate, hz, probe_every);
+        let mut napped = false;
         while tsc_now() < start {
             std::hint::spin_loop();
         }
@@ -899,6 +913,19 @@ impl TxLoop {
                 }
                 owed.min(BURST as u64)
             };
+            // Sleep until a full burst is due, or for at most `nap`; after a
+            // sleep, send what is owed, even less than a burst (at very low
+            // rates a burst would take longer to come due than the run).
+            if let Some(nap) = nap {
+                if want < BURST as u64 && !(napped && want > 0) {
+                    let due = (BURST as u64 - want) as f64 / per_cycle;
+                    let wait = Duration::from_secs_f64(due / hz as f64).min(nap);
+                    std::thread::sleep(wait);
+                    napped = true;
+                    continue;
+                }
+            }
+            napped = false;
             if want == 0 {
                 continue;
             }
@@ -963,6 +990,22 @@ impl TxLoop {
         done.fetch_add(1, Relaxed);
         txq
     }
+}
+
+/// Rates at which a burst takes at least this long to come due are paced
+/// by sleeping (the kernel's timer slack, ~50 us, is small beside it).
+const NAP_FROM: Duration = Duration::from_micros(200);
+
+/// The longest a lane sleeps between bursts (its rx waits as long).
+const NAP_MAX: Duration = Duration::from_millis(1);
+
+/// How long a lane pacing `rate` frames/s may sleep between bursts, if it
+/// sleeps at all: at rates where a burst comes due every [`NAP_FROM`] or
+/// slower, and never when `probe_every` (latency probes are timed).
+fn low_rate_nap(rate: f64, hz: u64, probe_every: u64) -> Option<Duration> {
+    let burst_secs = BURST as f64 / rate;
+    (rate > 0.0 && probe_every == 0 && hz > 0 && burst_secs >= NAP_FROM.as_secs_f64())
+        .then_some(NAP_MAX)
 }
 
 struct RxLoop {

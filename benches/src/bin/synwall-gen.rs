@@ -152,6 +152,19 @@ fn templates(trace: &Trace) -> Arc<Templates> {
     })
 }
 
+/// What an invalid trial means, in words; empty for a valid one.
+fn shortfall(r: &TrialResult) -> String {
+    if r.valid {
+        return String::new();
+    }
+    format!(
+        "\n  [not a measurement at the asked rate: the generator itself offered only {:.1} % of it \
+         (its lcore was preempted or too slow; 'pacer behind' counts the gaps it gave up); \
+         the figures above are for what it offered]",
+        r.offered_pps * 100.0 / r.spec.rate_pps.max(1e-9)
+    )
+}
+
 fn print_trial(label: &str, r: &TrialResult) {
     let secs = r.elapsed.max(1e-9);
     println!(
@@ -170,7 +183,7 @@ fn print_trial(label: &str, r: &TrialResult) {
         r.tx_unsent,
         r.alloc_fail,
         r.behind,
-        if r.valid { "" } else { "  [INVALID: the generator could not offer the asked rate]" }
+        shortfall(r)
     );
     if r.lanes.len() > 1 {
         for l in &r.lanes {
