@@ -2,6 +2,7 @@
 //! (`SYNWALL_BIN_DIR`): it passes when the run shows what it should, and
 //! fails (exit 1, saying why) when the generator is missing or sends too
 //! little to get the hammer blocked. Traffic goes over net_memif only.
+//! Also: each binary's `--help` opens with a line about itself.
 
 use std::fs;
 use std::os::unix::process::CommandExt as _;
@@ -15,7 +16,8 @@ use synwall_tests::*;
 /// A demo that has not finished by then fails the test.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The directory with synwall, synwallctl and synwall-gen of this build.
+/// The directory with synwall, synwallctl, synwall-gen and synwall-mkpcap
+/// of this build.
 fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -23,6 +25,7 @@ fn bin_dir() -> &'static Path {
             ("synwall-control", "synwall"),
             ("synwall-control", "synwallctl"),
             ("synwall-benches", "synwall-gen"),
+            ("synwall-benches", "synwall-mkpcap"),
         ])
     })
 }
@@ -141,4 +144,43 @@ fn the_demo_fails_when_the_hammer_is_not_blocked() {
         "{all}"
     );
     assert!(!d.stdout.contains("Done:"), "{all}");
+}
+
+/// `--help` of every binary opens with `NAME: what it does`, then (after
+/// a blank line) an example.
+#[test]
+fn help_opens_with_what_the_command_does() {
+    let want = [
+        (
+            "synwall",
+            "synwall: the inline appliance: counts outbound TCP SYNs",
+        ),
+        (
+            "synwallctl",
+            "synwallctl: the operator's command line for a running synwall",
+        ),
+        ("synwall-gen", "synwall-gen: the traffic generator bench"),
+        (
+            "synwall-mkpcap",
+            "synwall-mkpcap: writes synwall's benchmark traffic",
+        ),
+    ];
+    for (bin, first) in want {
+        let out = Command::new(bin_dir().join(bin))
+            .arg("--help")
+            .output()
+            .unwrap_or_else(|e| panic!("running {bin} --help: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{bin} --help: {out:?}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.first().is_some_and(|l| l.starts_with(first)),
+            "{bin} --help opens with:\n{text}"
+        );
+        let example = lines.iter().position(|l| l.starts_with("Example: "));
+        assert!(
+            example.is_some_and(|i| i <= 3),
+            "{bin} --help has no example near the top:\n{text}"
+        );
+    }
 }

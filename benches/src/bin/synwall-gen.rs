@@ -32,6 +32,14 @@ use synwall_benches::traffic::{build, Label, Trace};
 use synwall_benches::verify::{self, VerifyOptions};
 use synwall_benches::{appliance, report};
 
+/// What `synwall-gen --help` opens with: what the command does, an example,
+/// then [`USAGE`].
+const ABOUT: &str = "synwall-gen: the traffic generator bench: sends customer and background \
+traffic through synwall (or any DPDK device) and measures rate, loss and latency.
+
+Example: synwall-gen --config benches/profiles/memif-gen.toml run --rate 20000 --duration 10
+";
+
 const USAGE: &str =
     "usage: synwall-gen --config PROFILE.toml (run|ndr|latency|verify) [--report PATH] [--out PCAP]
                    [--queues N] [--cores LIST]
@@ -42,6 +50,8 @@ const USAGE: &str =
   verify:  [--synwall BIN] [--appliance-config FILE] [--workdir DIR] [--appliance-duration SECS]";
 
 enum Failure {
+    /// `--help`: not a failure; the help goes to stdout.
+    Help,
     Usage(String),
     Run(String),
     Verify,
@@ -84,7 +94,7 @@ fn parse_args() -> Result<Args, Failure> {
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-h" | "--help" => return Err(Failure::Usage(USAGE.into())),
+            "-h" | "--help" => return Err(Failure::Help),
             "--config" => {
                 config =
                     Some(PathBuf::from(it.next().ok_or_else(|| {
@@ -600,6 +610,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Help) => {
+            println!("{ABOUT}\n{USAGE}");
+            ExitCode::SUCCESS
+        }
         Err(Failure::Verify) => ExitCode::from(1),
         Err(Failure::Usage(e)) => {
             eprintln!("synwall-gen: {e}");
