@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use synwall_tests::*;
 
 /// A demo that has not finished by then fails the test.
-const DEMO_TIMEOUT: Duration = Duration::from_secs(90);
+const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The directory with synwall, synwallctl, synwall-gen and synwall-mkpcap
 /// of this build.
