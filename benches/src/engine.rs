@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::dpdk::{
-    launch, tsc_hz, tsc_now, Eal, Launched, LcoreId, Mbuf, MbufBurst, Mempool, Port, PortConfig,
-    RxQueue, TxQueue, BURST,
+    launch, tsc_hz, tsc_now, DpdkError, Eal, Launched, LcoreId, Mbuf, MbufBurst, Mempool, Port,
+    PortConfig, RxQueue, TxQueue, BURST,
 };
 use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
 
@@ -291,6 +291,9 @@ pub struct Generator {
     _eal: Eal,
 }
 
+/// How long a memif client port keeps trying to reach its server.
+const MEMIF_CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 fn open_port(
     name: &str,
     pool: &Arc<Mempool>,
@@ -302,8 +305,44 @@ fn open_port(
         rx_desc: 1024,
         tx_desc: 1024,
     };
-    let (port, rxqs, txqs) =
-        Port::open(name, &cfg, pool.clone()).map_err(|e| format!("opening {name}: {e}"))?;
+    let t0 = Instant::now();
+    let mut said = false;
+    let (port, rxqs, txqs) = loop {
+        match Port::open(name, &cfg, pool.clone()) {
+            Ok(opened) => break opened,
+            // A memif client's start connects to the server's socket, which
+            // exists only once the peer (synwall) has started its ports.
+            Err(DpdkError::Call { ref op, .. })
+                if name.starts_with("net_memif")
+                    && op.starts_with("rte_eth_dev_start")
+                    && t0.elapsed() < MEMIF_CONNECT_WAIT =>
+            {
+                if !said {
+                    println!(
+                        "note: {name}: no memif server to connect to yet (is the peer started?); retrying for up to {} s",
+                        MEMIF_CONNECT_WAIT.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e @ DpdkError::Call { .. })
+                if said && matches!(&e, DpdkError::Call { op, .. } if op.starts_with("rte_eth_dev_start")) =>
+            {
+                return Err(format!(
+                    "opening {name}: {e}: no memif server answered within {} s; start the peer (synwall) first and check the socket= path of both sides",
+                    MEMIF_CONNECT_WAIT.as_secs()
+                ))
+            }
+            Err(e) => return Err(format!("opening {name}: {e}")),
+        }
+    };
+    if said {
+        println!(
+            "note: {name}: connected after {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
     if rxqs.len() != usize::from(queues) || txqs.len() != usize::from(queues) {
         return Err(format!("{name}: fewer queues than configured"));
     }
@@ -734,7 +773,10 @@ impl Generator {
         } else {
             offered.saturating_sub(rx_packets) as f64 / offered as f64
         };
-        let valid = spec.rate_pps <= 0.0 || offered_pps >= spec.rate_pps * 0.995;
+        // Within 0.5 %, and a frame per lane: at a few frames per second
+        // the last frame, due at the end, is not sent.
+        let valid = spec.rate_pps <= 0.0
+            || offered as f64 + n_lanes as f64 >= spec.rate_pps * elapsed * 0.995;
         let latency = hist.filter(|h| !h.is_empty()).map(|hist| Latency {
             probes: hist.len(),
             min_ns: hist.min(),
@@ -833,9 +875,20 @@ impl TxLoop {
         // Per slot of the burst: its length and whose SYN it is.
         let mut lens = [0u16; BURST];
         let mut whose = [NO_CUSTOMER; BURST];
-        // Packets per TSC cycle, and the backlog the pacer may catch up on.
+        // Packets per TSC cycle, and the backlog the pacer may catch up on:
+        // a millisecond's frames, at least four bursts, and at low rates up
+        // to 20 ms (at most a ring's worth), which a preempted lcore on a
+        // shared CPU catches up on at once.
         let per_cycle = rate / hz as f64;
-        let slack = ((rate / 1000.0) as u64).max(4 * BURST as u64);
+        let slack = ((rate / 1000.0) as u64)
+            .max(((rate / 50.0) as u64).min(1024))
+            .max(4 * BURST as u64);
+        // At low rates the lane sleeps until a burst is due instead of
+        // spinning, leaving the CPU to whoever shares it (in the demo, the
+        // appliance's worker). Not while it times latency probes: the sleep
+        // would delay polling rx and count as latency.
+        let nap = low_rate_nap(rate, hz, probe_every);
+        let mut napped = false;
         while tsc_now() < start {
             std::hint::spin_loop();
         }
@@ -860,6 +913,19 @@ impl TxLoop {
                 }
                 owed.min(BURST as u64)
             };
+            // Sleep until a full burst is due, or for at most `nap`; after a
+            // sleep, send what is owed, even less than a burst (at very low
+            // rates a burst would take longer to come due than the run).
+            if let Some(nap) = nap {
+                if want < BURST as u64 && !(napped && want > 0) {
+                    let due = (BURST as u64 - want) as f64 / per_cycle;
+                    let wait = Duration::from_secs_f64(due / hz as f64).min(nap);
+                    std::thread::sleep(wait);
+                    napped = true;
+                    continue;
+                }
+            }
+            napped = false;
             if want == 0 {
                 continue;
             }
@@ -924,6 +990,22 @@ impl TxLoop {
         done.fetch_add(1, Relaxed);
         txq
     }
+}
+
+/// Rates at which a burst takes at least this long to come due are paced
+/// by sleeping (the kernel's timer slack, ~50 us, is small beside it).
+const NAP_FROM: Duration = Duration::from_micros(200);
+
+/// The longest a lane sleeps between bursts (its rx waits as long).
+const NAP_MAX: Duration = Duration::from_millis(1);
+
+/// How long a lane pacing `rate` frames/s may sleep between bursts, if it
+/// sleeps at all: at rates where a burst comes due every [`NAP_FROM`] or
+/// slower, and never when `probe_every` (latency probes are timed).
+fn low_rate_nap(rate: f64, hz: u64, probe_every: u64) -> Option<Duration> {
+    let burst_secs = BURST as f64 / rate;
+    (rate > 0.0 && probe_every == 0 && hz > 0 && burst_secs >= NAP_FROM.as_secs_f64())
+        .then_some(NAP_MAX)
 }
 
 struct RxLoop {

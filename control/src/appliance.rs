@@ -27,7 +27,7 @@ use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
 use crate::protocol::Command;
 use crate::snapshot;
-use crate::socket::{ControlSocket, Request, SocketError};
+use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
 use crate::summary::{PortSummary, Summary};
 
 /// Why the appliance could not start or stopped with an error.
@@ -48,6 +48,9 @@ pub enum ApplianceError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// A net_pcap device replaying forever could not hold its capture.
+    #[error("{source}: {hint}")]
+    ReplayPool { source: DpdkError, hint: String },
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -247,10 +250,16 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         ),
         _ => None,
     };
-    let (socket, requests) = ControlSocket::bind(
+    // Bound before the EAL starts, so an operator sees a starting appliance
+    // (`status` says `"dataplane": "starting"`) rather than none.
+    let (socket, requests) = ControlSocket::bind_with(
         &config.control.socket,
-        config.control.socket_mode,
-        config.control.socket_group.as_deref(),
+        SocketOptions {
+            mode: config.control.socket_mode,
+            group: config.control.socket_group.clone(),
+            dataplane: Dataplane::Starting,
+            ..SocketOptions::default()
+        },
     )?;
     let eal = Eal::init(&eal_argv(config))?;
     let result = run_with_eal(control, opts, &socket, &requests);
@@ -329,8 +338,12 @@ fn run_with_eal(
             rx_desc: link.rx_desc,
             tx_desc: link.tx_desc,
         };
-        let (inside, in_rx, in_tx) = Port::open(&link.inside, &cfg, pool.clone())?;
-        let (outside, out_rx, out_tx) = Port::open(&link.outside, &cfg, pool.clone())?;
+        let open = |name: &str| {
+            Port::open(name, &cfg, pool.clone())
+                .map_err(|e| explain_port_error(config, name, &pool, e))
+        };
+        let (inside, in_rx, in_tx) = open(&link.inside)?;
+        let (outside, out_rx, out_tx) = open(&link.outside)?;
         // Each worker's tx vector gets [.., inside, outside] for this link.
         let base = txs.first().map_or(0, Vec::len);
         for (w, (ti, to)) in in_tx.into_iter().zip(out_tx).enumerate() {
@@ -409,6 +422,9 @@ fn run_with_eal(
         }
     }
 
+    // Ports started, workers launched: from here the loop answers requests.
+    socket.set_dataplane(Dataplane::Ready);
+
     // The main loop: report once per stats interval until told to stop.
     let mut last = StatsSnapshot::take(&ports, &stats);
     let mut last_at = Instant::now();
@@ -467,6 +483,7 @@ fn run_with_eal(
         }
     }
 
+    socket.set_dataplane(Dataplane::Stopping);
     stop.store(true, Relaxed);
     let mut panicked = None;
     for l in launched {
@@ -503,19 +520,105 @@ fn run_with_eal(
     Ok(summary)
 }
 
-/// The packet pool's size and per-lcore cache: `dpdk.mbufs` if set, else
-/// enough for every rx and tx ring, the bursts in flight and the caches. A
-/// set size below that is allowed (a vdev has no rings to fill) but warned
-/// about: rx then runs short of mbufs, which the ports count as `rx_nombuf`.
-fn pool_size(config: &Config) -> (u32, u32) {
+/// `e`, from opening port `name`, with a hint where the cause is known: an
+/// rx queue that net_pcap refuses (EINVAL) in `infinite_rx` mode is, most
+/// likely, a capture with more frames than the pool has mbufs.
+fn explain_port_error(config: &Config, name: &str, pool: &Mempool, e: DpdkError) -> ApplianceError {
+    let refused_rx = matches!(&e, DpdkError::Call { op, errno, .. }
+        if op.starts_with("rte_eth_rx_queue_setup") && *errno == nix::errno::Errno::EINVAL as i32);
+    let Some(args) = vdev_args(&config.dpdk.eal_args, name).filter(|_| refused_rx) else {
+        return e.into();
+    };
+    let params: Vec<(&str, &str)> = args
+        .split(',')
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    if !params
+        .iter()
+        .any(|&(k, v)| k == "infinite_rx" && v.trim() != "0")
+    {
+        return e.into();
+    }
+    let captures: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| *k == "rx_pcap")
+        .map(|&(_, v)| v)
+        .collect();
+    let counted: Option<Vec<(&str, usize)>> = captures
+        .iter()
+        .map(|&path| {
+            synwall_dataplane::pcap::read_pcap(path)
+                .ok()
+                .map(|f| (path, f.len()))
+        })
+        .collect();
+    let need = pool_need(config);
+    let (frames, suggest) = match counted.filter(|c| !c.is_empty()) {
+        Some(counts) => {
+            let total: usize = counts.iter().map(|c| c.1).sum();
+            let each = counts
+                .iter()
+                .map(|(path, n)| format!("{path} holds {n} frames"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                format!(": {each}"),
+                format!(", e.g. dpdk.mbufs = {}", total as u64 + u64::from(need)),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
+    let hint = format!(
+        "{name} replays its capture forever (infinite_rx=1), which keeps every frame of it \
+         in the packet pool at once, and the pool has {} mbufs{frames}; set dpdk.mbufs to at \
+         least the capture's frames plus {need} (what the rings, bursts and caches take){suggest}",
+        pool.size()
+    );
+    ApplianceError::ReplayPool { source: e, hint }
+}
+
+/// The device arguments (`net_pcap0,rx_pcap=...`) of `--vdev` device `name`
+/// in the EAL arguments, given as `--vdev=ARGS` or `--vdev ARGS`.
+fn vdev_args<'a>(eal_args: &'a [String], name: &str) -> Option<&'a str> {
+    let mut it = eal_args.iter();
+    while let Some(a) = it.next() {
+        let value = match a.strip_prefix("--vdev=") {
+            Some(v) => Some(v),
+            None if a == "--vdev" => it.next().map(String::as_str),
+            None => None,
+        };
+        if let Some(v) = value {
+            if v.split(',').next() == Some(name) {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+/// What the rx and tx rings, the bursts in flight and the per-lcore caches
+/// take of the packet pool.
+fn pool_need(config: &Config) -> u32 {
     let workers = config.dpdk.cores.len() as u32;
-    let cache = 256u32;
     let mut need: u32 = 0;
     for link in &config.links {
         let per_port = link.queues as u32 * link.rx_desc as u32 + workers * link.tx_desc as u32;
         need = need.saturating_add(2 * per_port);
     }
-    need = need.saturating_add((workers + 1) * (cache + 4 * BURST as u32));
+    need.saturating_add((workers + 1) * (POOL_CACHE + 4 * BURST as u32))
+}
+
+/// The per-lcore mbuf cache of the packet pool.
+const POOL_CACHE: u32 = 256;
+
+/// The packet pool's size and per-lcore cache: `dpdk.mbufs` if set, else
+/// enough for every rx and tx ring, the bursts in flight and the caches. A
+/// set size below that is allowed (a vdev has no rings to fill) but warned
+/// about: rx then runs short of mbufs, which the ports count as `rx_nombuf`.
+fn pool_size(config: &Config) -> (u32, u32) {
+    let cache = POOL_CACHE;
+    let need = pool_need(config);
     match config.dpdk.mbufs {
         None => ((need.saturating_add(1)).next_power_of_two() - 1, cache),
         Some(n) => {

@@ -27,7 +27,7 @@ use crate::metrics::{
 };
 use crate::plane::ControlPlane;
 use crate::snapshot;
-use crate::socket::{EventBus, Request};
+use crate::socket::{Dataplane, EventBus, Request};
 use crate::summary::RemovedCustomers;
 
 /// Customers besides the blocked ones that get their own metric series.
@@ -529,6 +529,10 @@ impl Control {
             .collect();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
+            // The control loop answers only once ports are started and the
+            // workers launched; before and after, the socket thread answers
+            // `starting` / `stopping` (crate::socket::Dataplane).
+            "dataplane": Dataplane::Ready.as_str(),
             "config": self.config.path.display().to_string(),
             "uptime_secs": self.started.elapsed().as_secs_f64(),
             "mode": self.config.control.mode.as_str(),

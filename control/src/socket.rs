@@ -25,7 +25,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -108,6 +108,46 @@ impl EventBus {
     }
 }
 
+/// What the dataplane behind the socket is doing, as `status` reports it
+/// in its `dataplane` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataplane {
+    /// EAL, ports or workers are still being set up: no frame is forwarded
+    /// yet (a memif peer that connects now is turned away).
+    Starting,
+    /// Ports started and workers launched: forwarding.
+    Ready,
+    /// The workers are stopping or stopped.
+    Stopping,
+}
+
+impl Dataplane {
+    /// The word `status` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Starting => "starting",
+            Dataplane::Ready => "ready",
+            Dataplane::Stopping => "stopping",
+        }
+    }
+
+    fn from_u8(v: u8) -> Dataplane {
+        match v {
+            0 => Dataplane::Starting,
+            1 => Dataplane::Ready,
+            _ => Dataplane::Stopping,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Dataplane::Starting => 0,
+            Dataplane::Ready => 1,
+            Dataplane::Stopping => 2,
+        }
+    }
+}
+
 /// How the socket is created and how clients are treated.
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
@@ -127,6 +167,11 @@ pub struct SocketOptions {
     pub queue: usize,
     /// Event lines an `events` follower may fall behind.
     pub event_backlog: usize,
+    /// The dataplane's state when the socket opens. Until it is
+    /// [`Dataplane::Ready`] ([`ControlSocket::set_dataplane`]) the control
+    /// loop is not running, and the connection thread answers `status`
+    /// itself (`"dataplane": "starting"`); other requests wait for the loop.
+    pub dataplane: Dataplane,
 }
 
 impl Default for SocketOptions {
@@ -140,6 +185,7 @@ impl Default for SocketOptions {
             write_timeout: Duration::from_secs(10),
             queue: 256,
             event_backlog: 1024,
+            dataplane: Dataplane::Ready,
         }
     }
 }
@@ -220,6 +266,8 @@ struct Shared {
     events: EventBus,
     stop: AtomicBool,
     clients: AtomicUsize,
+    /// A [`Dataplane`] (written by the control loop's thread).
+    dataplane: AtomicU8,
     opts: SocketOptions,
 }
 
@@ -285,6 +333,7 @@ impl ControlSocket {
             events: EventBus::new(opts.event_backlog),
             stop: AtomicBool::new(false),
             clients: AtomicUsize::new(0),
+            dataplane: AtomicU8::new(opts.dataplane.to_u8()),
             opts,
         });
         let accept = {
@@ -324,6 +373,18 @@ impl ControlSocket {
     /// Clients connected right now.
     pub fn clients(&self) -> usize {
         self.shared.clients.load(Ordering::Relaxed)
+    }
+
+    /// Says what the dataplane is doing now; `status` reports it.
+    pub fn set_dataplane(&self, state: Dataplane) {
+        self.shared
+            .dataplane
+            .store(state.to_u8(), Ordering::Release);
+    }
+
+    /// What the dataplane is doing, as last set.
+    pub fn dataplane(&self) -> Dataplane {
+        Dataplane::from_u8(self.shared.dataplane.load(Ordering::Acquire))
     }
 }
 
@@ -588,7 +649,18 @@ fn peer(stream: &UnixStream) -> nix::Result<Caller> {
 }
 
 /// Hands a request to the control loop and waits (bounded) for its reply.
+/// While the dataplane is not ready the loop does not run: `status` is
+/// answered here, saying so.
 fn dispatch(cmd: Command, caller: Caller, shared: &Shared) -> Value {
+    if cmd == Command::Status {
+        let state = Dataplane::from_u8(shared.dataplane.load(Ordering::Acquire));
+        if state != Dataplane::Ready {
+            return protocol::ok(serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "dataplane": state.as_str(),
+            }));
+        }
+    }
     // A reload reads the whole customers file first: at a million
     // customers that takes longer than any other request.
     let timeout = if cmd == Command::Reload {

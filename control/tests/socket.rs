@@ -16,7 +16,7 @@ use synwall_config::{Config, Mode};
 use synwall_control::commands::{execute, Operate};
 use synwall_control::event::Event;
 use synwall_control::plane::ControlPlane;
-use synwall_control::socket::{ControlSocket, SocketError, SocketOptions};
+use synwall_control::socket::{ControlSocket, Dataplane, SocketError, SocketOptions};
 use synwall_dataplane::classify::Classifier;
 use synwall_dataplane::shard::WorkerShard;
 
@@ -656,4 +656,28 @@ fn a_follower_that_never_reads_is_dropped_without_stalling_the_loop() {
     }
     assert_eq!(h.socket.as_ref().unwrap().clients(), 0);
     assert_eq!(h.ask(r#"{"cmd":"status"}"#)["ok"], true);
+}
+
+#[test]
+fn status_says_the_dataplane_is_starting_until_it_is_ready() {
+    let h = Harness::with(
+        SocketOptions {
+            dataplane: Dataplane::Starting,
+            ..SocketOptions::default()
+        },
+        true,
+    );
+    // Answered by the connection thread: the loop is not consulted.
+    let r = h.ask(r#"{"cmd":"status"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["dataplane"], "starting", "{r}");
+    assert!(r.get("links").is_none(), "{r}");
+    let socket = h.socket.as_ref().expect("socket");
+    socket.set_dataplane(Dataplane::Ready);
+    assert_eq!(socket.dataplane(), Dataplane::Ready);
+    // Now the control loop answers.
+    let r = h.ask(r#"{"cmd":"status"}"#);
+    assert_eq!(r["version"], "test", "{r}");
+    socket.set_dataplane(Dataplane::Stopping);
+    assert_eq!(h.ask(r#"{"cmd":"status"}"#)["dataplane"], "stopping");
 }

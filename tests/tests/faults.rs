@@ -183,3 +183,45 @@ fn a_full_tx_queue_is_counted_not_fatal() {
         vec![CustomerCount::new("spammer", 300, 100, 200),]
     );
 }
+
+/// net_pcap in `infinite_rx` mode keeps every frame of its capture in the
+/// packet pool; a capture larger than the default pool (8191 mbufs for
+/// one link, one queue, one worker) is refused at rx queue setup with a
+/// bare EINVAL. synwall's error says why and names `dpdk.mbufs`, and the
+/// size it suggests is enough.
+#[test]
+fn a_replayed_capture_larger_than_the_pool_names_dpdk_mbufs() {
+    let frames = syns(1, 8192);
+    let scenario = Scenario::new(frames, Vec::new())
+        .customers("[[customer]]\nname = \"spammer\"\nprefixes = [\"10.1.0.0/16\"]\n");
+    let dir = TestDir::new("faults-replay-pool");
+    scenario.prepare(&dir);
+    let config = replay_forever(&scenario.config(&dir), &dir, 1);
+    let path = write_config(&dir, "synwall.toml", &config);
+    let path = path.to_str().expect("utf-8 path");
+    let exit = run_synwall(&dir, &["--config", path, "--duration", "1"]);
+    assert!(!exit.status.success(), "started: {}", exit.stdout);
+    let err = &exit.stderr;
+    assert!(
+        err.contains("rte_eth_rx_queue_setup(net_pcap0, rxq0) failed")
+            && err.contains("infinite_rx")
+            && err.contains("in0.pcap holds 8192 frames")
+            && err.contains("dpdk.mbufs"),
+        "stderr: {err}"
+    );
+    // The suggested size starts.
+    let suggested: u32 = err
+        .split("e.g. dpdk.mbufs = ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no suggested dpdk.mbufs in: {err}"));
+    let bigger = config.replacen("[dpdk]\n", &format!("[dpdk]\nmbufs = {suggested}\n"), 1);
+    write_config(&dir, "synwall.toml", &bigger);
+    let exit = run_synwall(&dir, &["--config", path, "--duration", "1"]);
+    assert!(
+        exit.status.success(),
+        "with dpdk.mbufs = {suggested}: {}",
+        exit.stderr
+    );
+}

@@ -346,7 +346,8 @@ impl Live {
         }
     }
 
-    /// Waits until the control socket answers `status`.
+    /// Waits until `status` says the dataplane is ready (the socket
+    /// answers from before the ports are started).
     #[track_caller]
     fn wait_ready(&mut self) {
         let started = Instant::now();
@@ -354,7 +355,7 @@ impl Live {
             self.assert_running();
             if self.socket.exists() {
                 let r = ctl(&self.dir, &self.socket, &["--json", "status"]);
-                if r.code == Some(0) {
+                if r.code == Some(0) && r.json()["dataplane"] == "ready" {
                     return;
                 }
             }

@@ -32,6 +32,14 @@ use synwall_benches::traffic::{build, Label, Trace};
 use synwall_benches::verify::{self, VerifyOptions};
 use synwall_benches::{appliance, report};
 
+/// What `synwall-gen --help` opens with: what the command does, an example,
+/// then [`USAGE`].
+const ABOUT: &str = "synwall-gen: the traffic generator bench: sends customer and background \
+traffic through synwall (or any DPDK device) and measures rate, loss and latency.
+
+Example: synwall-gen --config benches/profiles/memif-gen.toml run --rate 20000 --duration 10
+";
+
 const USAGE: &str =
     "usage: synwall-gen --config PROFILE.toml (run|ndr|latency|verify) [--report PATH] [--out PCAP]
                    [--queues N] [--cores LIST]
@@ -42,6 +50,8 @@ const USAGE: &str =
   verify:  [--synwall BIN] [--appliance-config FILE] [--workdir DIR] [--appliance-duration SECS]";
 
 enum Failure {
+    /// `--help`: not a failure; the help goes to stdout.
+    Help,
     Usage(String),
     Run(String),
     Verify,
@@ -84,7 +94,7 @@ fn parse_args() -> Result<Args, Failure> {
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-h" | "--help" => return Err(Failure::Usage(USAGE.into())),
+            "-h" | "--help" => return Err(Failure::Help),
             "--config" => {
                 config =
                     Some(PathBuf::from(it.next().ok_or_else(|| {
@@ -152,6 +162,19 @@ fn templates(trace: &Trace) -> Arc<Templates> {
     })
 }
 
+/// What an invalid trial means, in words; empty for a valid one.
+fn shortfall(r: &TrialResult) -> String {
+    if r.valid {
+        return String::new();
+    }
+    format!(
+        "\n  [not a measurement at the asked rate: the generator itself offered only {:.1} % of it \
+         (its lcore was preempted or too slow; 'pacer behind' counts the gaps it gave up); \
+         the figures above are for what it offered]",
+        r.offered_pps * 100.0 / r.spec.rate_pps.max(1e-9)
+    )
+}
+
 fn print_trial(label: &str, r: &TrialResult) {
     let secs = r.elapsed.max(1e-9);
     println!(
@@ -170,7 +193,7 @@ fn print_trial(label: &str, r: &TrialResult) {
         r.tx_unsent,
         r.alloc_fail,
         r.behind,
-        if r.valid { "" } else { "  [INVALID: the generator could not offer the asked rate]" }
+        shortfall(r)
     );
     if r.lanes.len() > 1 {
         for l in &r.lanes {
@@ -587,6 +610,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Help) => {
+            println!("{ABOUT}\n{USAGE}");
+            ExitCode::SUCCESS
+        }
         Err(Failure::Verify) => ExitCode::from(1),
         Err(Failure::Usage(e)) => {
             eprintln!("synwall-gen: {e}");

@@ -19,6 +19,14 @@ use synwall_benches::customers::{write_customers_toml, MAX_CUSTOMERS};
 use synwall_benches::flood::{self, FloodSpec, Shape};
 use synwall_benches::mix::{generate, MixSpec, Sizes};
 
+/// What `synwall-mkpcap --help` opens with: what the command does, an
+/// example, then [`USAGE`].
+const ABOUT: &str = "synwall-mkpcap: writes synwall's benchmark traffic (the mix, or a flood \
+from many customers) as a pcap, and optionally a matching customers file.
+
+Example: synwall-mkpcap --out mix.pcap --frames 8192 --sizes imix
+";
+
 const USAGE: &str = "usage: synwall-mkpcap [--out FILE.pcap] [--frames N] [--sizes 64|imix] \
 [--malformed-pct P] [--seed S] [--customers N] [--customers-file FILE.toml] [--no-v6-prefixes] \
 [--flood ACTIVE | --smtp-established ACTIVE]";
@@ -38,7 +46,8 @@ struct Args {
     customers_given: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// The arguments; `None` for `--help`.
+fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         out: None,
         spec: MixSpec::default(),
@@ -97,7 +106,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--customers-file" => args.customers_file = Some(value()?),
             "--no-v6-prefixes" => args.v6_prefixes = false,
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -127,7 +136,7 @@ fn parse_args() -> Result<Args, String> {
     if args.spec.frames < 100 {
         return Err("--frames must be at least 100".into());
     }
-    Ok(args)
+    Ok(Some(args))
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -166,7 +175,18 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match parse_args().and_then(|a| run(&a)) {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{ABOUT}\n{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("synwall-mkpcap: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("synwall-mkpcap: {e}");

@@ -9,10 +9,15 @@ use clap::Parser;
 use synwall_config::Config;
 use synwall_control::appliance::{self, RunOptions};
 
-/// Counts outbound TCP SYNs to SMTP per customer and blocks customers over
-/// their limits, inline, on DPDK ports.
+/// What `synwall --help` opens with: what the command does, then an example.
+const ABOUT: &str = "synwall: the inline appliance: counts outbound TCP SYNs to SMTP per customer \
+and blocks customers over their limits, on DPDK ports.
+
+Example: synwall --config /etc/synwall/synwall.toml   (--check: only validate it)";
+
+/// The command line (its help text is [`ABOUT`], not the crate's description).
 #[derive(Parser, Debug)]
-#[command(name = "synwall", version)]
+#[command(name = "synwall", version, about = ABOUT, long_about = None)]
 struct Args {
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE")]

@@ -16,9 +16,15 @@ use serde_json::Value;
 use synwall_config::Mode;
 use synwall_control::protocol::{Command, DEFAULT_TOP};
 
-/// Talk to a running synwall through its control socket.
+/// What `synwallctl --help` opens with: what the command does, then an example.
+const ABOUT: &str = "synwallctl: the operator's command line for a running synwall: status, \
+customers, blocks, block/unblock, reload, over its control socket.
+
+Example: synwallctl customer acme   (--socket PATH for another socket than /run/synwall/control.sock)";
+
+/// The command line (its help text is [`ABOUT`], not the crate's description).
 #[derive(Debug, Parser)]
-#[command(name = "synwallctl", version, about)]
+#[command(name = "synwallctl", version, about = ABOUT, long_about = None)]
 struct Cli {
     /// The control socket.
     #[arg(
