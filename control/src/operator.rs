@@ -115,6 +115,8 @@ pub struct Control {
     pub removed: RemovedCustomers,
     /// A reload being read on its own thread.
     pub reload: Option<PendingReload>,
+    /// The EAL main lcore this thread runs on (once the EAL is up).
+    pub main_lcore: Option<u32>,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -536,6 +538,7 @@ impl Control {
                 "name": l.name, "inside": l.inside, "outside": l.outside, "queues": l.queues,
             })).collect::<Vec<_>>(),
             "ports": self.ports,
+            "main_lcore": self.main_lcore,
             "workers": workers,
             "frames": frames,
             "customers": self.plane.customers(),
