@@ -613,3 +613,33 @@ impl StatsSnapshot {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(eal_args: &str, cores: &str) -> Config {
+        let text = format!(
+            "[dpdk]\neal_args = [{eal_args}]\ncores = [{cores}]\n\
+             [[link]]\ninside = \"a\"\noutside = \"b\"\n"
+        );
+        Config::from_str(&text, std::path::Path::new("/nonexistent/synwall.toml")).unwrap()
+    }
+
+    #[test]
+    fn eal_argv_adds_the_core_list_only_when_eal_args_give_none() {
+        let argv = eal_argv(&config(r#""--no-pci""#, "1, 2"));
+        assert_eq!(argv, ["synwall", "--no-pci", "-l", "0,1,2"]);
+        let argv = eal_argv(&config(r#""--main-lcore", "2""#, "0, 1"));
+        assert_eq!(argv, ["synwall", "--main-lcore", "2", "-l", "2,0,1"]);
+        for args in [r#""-l", "0-3""#, r#""-l0-3""#, r#""-c", "0xf""#] {
+            let c = config(args, "1, 3");
+            let argv = eal_argv(&c);
+            let n = argv.iter().filter(|a| a.starts_with("-l")).count();
+            assert_eq!(n, usize::from(!args.contains("-c")), "{argv:?}");
+            assert_eq!(argv.len(), 1 + c.dpdk.eal_args.len(), "{argv:?}");
+        }
+        let argv = eal_argv(&config(r#""--lcores=0@0,1@0""#, "1"));
+        assert_eq!(argv, ["synwall", "--lcores=0@0,1@0"]);
+    }
+}
