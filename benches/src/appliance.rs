@@ -86,7 +86,7 @@ pub fn pcap_config(text: &str, path: &Path, run: &PcapRun) -> Result<String, Str
                 skip_next = false;
                 continue;
             }
-            if a == "-a" || a == "-b" || a == "--vdev" || a == "--file-prefix" {
+            if a == "-a" || a == "-b" || a == "--vdev" || a == "--file-prefix" || a == "--lcores" {
                 skip_next = true;
                 continue;
             }

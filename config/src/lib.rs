@@ -19,6 +19,7 @@
 
 mod duration;
 mod error;
+mod lcores;
 mod load;
 mod model;
 mod prefix;
@@ -33,7 +34,7 @@ pub use load::{
     DEFAULT_STATS_INTERVAL, DEFAULT_TICK, DEFAULT_WINDOWS, MAX_DESC, MAX_QUEUES,
 };
 pub use model::{
-    Block, BlockAction, BlockScope, Config, Control, Customer, Detect, Dpdk, Hook, Limits, Link,
-    MalformedPolicy, Mode, UnknownName, Window, MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
+    Block, BlockAction, BlockScope, Config, Control, Customer, Detect, Dpdk, Hook, LcoreChoice,
+    Limits, Link, MalformedPolicy, Mode, UnknownName, Window, MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
 pub use prefix::{Prefix, PrefixError};

@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile};
 use crate::{
     parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Customer, Detect,
-    Dpdk, Hook, Limits, Link, MalformedPolicy, Mode, Prefix, Window, MAX_EXEMPT_DESTINATIONS,
-    MAX_WINDOWS,
+    Dpdk, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
+    MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
 
 /// `[windows]` when the table is absent: name → default limit.
@@ -262,23 +262,31 @@ impl File<'_> {
             ));
         };
         for (i, arg) in dpdk.eal_args.iter().enumerate() {
-            let key = format!("dpdk.eal_args[{i}]");
             if arg.trim().is_empty() {
-                return Err(self.invalid(key, "is empty; remove it"));
+                return Err(self.invalid(format!("dpdk.eal_args[{i}]"), "is empty; remove it"));
             }
-            // `--lcores=0@0,1@1,2@1` (lcore-to-CPU mapping, e.g. more workers
-            // than CPUs on a test box) is allowed: it must list lcore 0 and
-            // every worker core. The other ways of choosing lcores are not.
-            let sets_lcores = arg == "--lcores"
-                || arg.starts_with("--main-lcore")
-                || arg.starts_with("--master-lcore")
-                || (arg.starts_with("-l") && !arg.starts_with("--"))
-                || (arg.starts_with("-c") && !arg.starts_with("--"));
-            if sets_lcores {
+        }
+        let eal = crate::lcores::scan(&dpdk.eal_args)
+            .map_err(|(i, why)| self.invalid(format!("dpdk.eal_args[{i}]"), why))?;
+        let main = eal.main_lcore();
+        // Where the main lcore comes from, for messages.
+        let main_why = match (&eal.main, &eal.list) {
+            (Some((_, i)), _) => format!("set by --main-lcore in dpdk.eal_args[{i}]"),
+            (None, Some(l)) => format!(
+                "the lowest lcore of {} in dpdk.eal_args[{}]",
+                l.given, l.arg
+            ),
+            (None, None) => {
+                "eal_args choose no lcores, so synwall runs the EAL with main lcore 0".to_owned()
+            }
+        };
+        if let (Some((_, i)), Some(l)) = (&eal.main, &eal.list) {
+            if !l.lcores.contains(&main) {
                 return Err(self.invalid(
-                    key,
+                    format!("dpdk.eal_args[{i}]"),
                     format!(
-                        "{arg:?} sets the lcores, but synwall builds the lcore list itself (main lcore 0 plus dpdk.cores); remove it and list the worker lcores in dpdk.cores (to map lcores to CPUs, use --lcores=0@0,1@1,...)"
+                        "--main-lcore {main} is not in the lcore list {} (dpdk.eal_args[{}]); add it to the list",
+                        l.given, l.arg
                     ),
                 ));
             }
@@ -286,22 +294,33 @@ impl File<'_> {
         if dpdk.cores.is_empty() {
             return Err(self.invalid(
                 "dpdk.cores",
-                "no worker lcores; list at least one, e.g. cores = [1] (lcore 0 is the main lcore and runs the control plane)",
+                format!("no worker lcores; list at least one, e.g. cores = [{}] (lcore {main} is the main lcore and runs the control plane)", main + 1),
             ));
         }
         let mut seen = HashSet::new();
         let mut cores = Vec::with_capacity(dpdk.cores.len());
         for (i, &core) in dpdk.cores.iter().enumerate() {
             let key = format!("dpdk.cores[{i}]");
-            if core == 0 {
+            let Ok(core) = usize::try_from(core) else {
+                return Err(self.invalid(key, format!("{core} is not an lcore id; use 0 or more")));
+            };
+            if core == main {
                 return Err(self.invalid(
                     key,
-                    "lcore 0 is the EAL main lcore, which runs the control plane; workers need other lcores, e.g. cores = [1, 2]",
+                    format!("lcore {core} is the EAL main lcore ({main_why}), which runs the control plane; workers need other lcores"),
                 ));
             }
-            let Ok(core) = usize::try_from(core) else {
-                return Err(self.invalid(key, format!("{core} is not an lcore id; use 1 or more")));
-            };
+            if let Some(l) = &eal.list {
+                if !l.lcores.contains(&core) {
+                    return Err(self.invalid(
+                        key,
+                        format!(
+                            "worker lcore {core} is not in the EAL lcore list {} (dpdk.eal_args[{}]); add it there or remove it here",
+                            l.given, l.arg
+                        ),
+                    ));
+                }
+            }
             if !seen.insert(core) {
                 return Err(self.invalid(
                     key,
@@ -327,6 +346,12 @@ impl File<'_> {
         Ok(Dpdk {
             eal_args: dpdk.eal_args.clone(),
             cores,
+            main_lcore: main,
+            lcores: match &eal.list {
+                None => LcoreChoice::Synwall,
+                Some(l) if l.mapped => LcoreChoice::Mapped,
+                Some(_) => LcoreChoice::List,
+            },
             mbufs,
         })
     }

@@ -47,15 +47,32 @@ pub const MAX_WINDOWS: usize = 8;
 /// `[dpdk]`: how to start the EAL and which lcores run workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dpdk {
-    /// Arguments for `rte_eal_init` (no program name; synwall adds the lcore list
-    /// built from `cores` plus the main lcore 0).
+    /// Arguments for `rte_eal_init` (no program name). When they choose no
+    /// lcores (`-l`, `-c`, `--lcores`), synwall adds `-l MAIN,CORES`.
     pub eal_args: Vec<String>,
-    /// Worker lcore ids: non-empty, distinct, never 0 (lcore 0 is the EAL main
-    /// lcore, which runs the control plane).
+    /// Worker lcore ids: non-empty, distinct, in the EAL's lcore list when
+    /// `eal_args` give one, never the main lcore.
     pub cores: Vec<usize>,
+    /// The EAL main lcore, which runs the control plane: `--main-lcore` if
+    /// given, else the lowest lcore of the list `eal_args` give (DPDK's
+    /// rule), else 0.
+    pub main_lcore: usize,
+    /// Who chose the EAL's lcores.
+    pub lcores: LcoreChoice,
     /// Mbufs in the packet pool; `None`: enough for every rx and tx ring, the
     /// bursts in flight and the per-lcore caches (computed at start).
     pub mbufs: Option<u32>,
+}
+
+/// Who chose the EAL's lcores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LcoreChoice {
+    /// `eal_args` give none: synwall adds `-l MAIN,CORES`.
+    Synwall,
+    /// `-l` or `-c` in `eal_args`: lcore N runs on CPU N.
+    List,
+    /// `--lcores` in `eal_args`: lcores mapped to CPUs of the operator's choice.
+    Mapped,
 }
 
 /// `[[link]]`: one inline pair of ports. Frames from `inside` are inspected and

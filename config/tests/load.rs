@@ -618,18 +618,151 @@ fn dpdk_errors() {
         "dpdk.eal_args[1]",
         "is empty",
     );
-    for arg in ["-l", "-l0-3", "--lcores", "-c", "--main-lcore=1"] {
-        invalid_text(
-            &format!("[dpdk]\neal_args = [\"{arg}\"]\ncores = [1]\n{LINK}"),
-            "dpdk.eal_args[0]",
-            "synwall builds the lcore list itself",
-        );
-    }
     // "--log-level" is not "-l".
     load(&format!(
         "[dpdk]\neal_args = [\"--log-level=8\"]\ncores = [1]\n{LINK}"
     ))
     .unwrap();
+}
+
+/// A config with these `eal_args` (TOML array items) and worker `cores`.
+fn with_lcores(args: &str, cores: &str) -> String {
+    format!("[dpdk]\neal_args = [{args}]\ncores = [{cores}]\n{LINK}")
+}
+
+#[test]
+fn lcore_options_that_agree_with_the_cores_are_accepted() {
+    use synwall_config::LcoreChoice;
+    // (eal_args, cores, main lcore, who chose the lcores)
+    let cases = [
+        (r#""-l", "0-3""#, "1, 2, 3", 0, LcoreChoice::List),
+        (r#""-l0-3""#, "3, 1", 0, LcoreChoice::List),
+        (r#""-l", "0,2-4""#, "2, 4", 0, LcoreChoice::List),
+        (r#""-c", "0xf""#, "1, 2", 0, LcoreChoice::List),
+        (r#""-c0x6""#, "2", 1, LcoreChoice::List),
+        (r#""-c", "f""#, "3", 0, LcoreChoice::List),
+        (r#""-l", "1-3""#, "2, 3", 1, LcoreChoice::List),
+        (
+            r#""-l", "0-3", "--main-lcore", "3""#,
+            "0, 1",
+            3,
+            LcoreChoice::List,
+        ),
+        (r#""-l0-1", "--main-lcore=1""#, "0", 1, LcoreChoice::List),
+        (r#""--main-lcore", "2""#, "0, 1", 2, LcoreChoice::Synwall),
+        (r#""--lcores=0@0,1@1,2@1""#, "1, 2", 0, LcoreChoice::Mapped),
+        (r#""--lcores", "(0-2)@0""#, "1, 2", 0, LcoreChoice::Mapped),
+        (r#""--no-pci""#, "1", 0, LcoreChoice::Synwall),
+    ];
+    for (args, cores, main, choice) in cases {
+        let c = load(&with_lcores(args, cores))
+            .unwrap_or_else(|e| panic!("eal_args [{args}], cores [{cores}]: {e}"));
+        assert_eq!(c.dpdk.main_lcore, main, "eal_args [{args}]");
+        assert_eq!(c.dpdk.lcores, choice, "eal_args [{args}]");
+    }
+}
+
+#[test]
+fn lcore_options_that_disagree_with_the_cores_are_refused() {
+    // (eal_args, cores, key, reason)
+    let cases = [
+        (
+            r#""-l", "0-3""#,
+            "1, 4",
+            "dpdk.cores[1]",
+            "worker lcore 4 is not in the EAL lcore list -l 0-3 (dpdk.eal_args[0])",
+        ),
+        (
+            r#""-l", "0-3""#,
+            "0, 1",
+            "dpdk.cores[0]",
+            "lcore 0 is the EAL main lcore (the lowest lcore of -l 0-3 in dpdk.eal_args[0])",
+        ),
+        (
+            r#""-l", "1-3""#,
+            "1, 2",
+            "dpdk.cores[0]",
+            "lcore 1 is the EAL main lcore (the lowest lcore of -l 1-3",
+        ),
+        (
+            r#""-c", "0x6""#,
+            "2, 3",
+            "dpdk.cores[1]",
+            "worker lcore 3 is not in the EAL lcore list -c 0x6",
+        ),
+        (
+            r#""-l", "0-3", "--main-lcore", "2""#,
+            "1, 2",
+            "dpdk.cores[1]",
+            "lcore 2 is the EAL main lcore (set by --main-lcore in dpdk.eal_args[2])",
+        ),
+        (
+            r#""--main-lcore=1""#,
+            "1",
+            "dpdk.cores[0]",
+            "lcore 1 is the EAL main lcore (set by --main-lcore",
+        ),
+        (
+            r#""-l", "0-1", "--main-lcore", "5""#,
+            "1",
+            "dpdk.eal_args[2]",
+            "--main-lcore 5 is not in the lcore list -l 0-1",
+        ),
+        (
+            r#""--lcores=0@0,1@0""#,
+            "1, 2",
+            "dpdk.cores[1]",
+            "worker lcore 2 is not in the EAL lcore list --lcores 0@0,1@0",
+        ),
+        (
+            r#""-l", "0-1", "-c", "0x3""#,
+            "1",
+            "dpdk.eal_args[2]",
+            "give the lcores once",
+        ),
+        (
+            r#""-l", "0-1", "--lcores=0@0,1@0""#,
+            "1",
+            "dpdk.eal_args[2]",
+            "give the lcores once",
+        ),
+        (
+            r#""--no-pci", "-l""#,
+            "1",
+            "dpdk.eal_args[1]",
+            "-l needs a value",
+        ),
+        (r#""-l", "3-1""#, "1", "dpdk.eal_args[0]", "runs backwards"),
+        (
+            r#""-l", "0,x""#,
+            "1",
+            "dpdk.eal_args[0]",
+            "\"x\" is not an lcore id",
+        ),
+        (r#""-l", "0-500""#, "1", "dpdk.eal_args[0]", "out of range"),
+        (
+            r#""-c", "0xz""#,
+            "1",
+            "dpdk.eal_args[0]",
+            "not a hexadecimal digit",
+        ),
+        (r#""-c", "0""#, "1", "dpdk.eal_args[0]", "enables no lcore"),
+        (
+            r#""--main-lcore", "1", "--main-lcore=2""#,
+            "3",
+            "dpdk.eal_args[2]",
+            "given twice",
+        ),
+        (
+            r#""--master-lcore=0""#,
+            "1",
+            "dpdk.eal_args[0]",
+            "write --main-lcore",
+        ),
+    ];
+    for (args, cores, key, reason) in cases {
+        invalid_text(&with_lcores(args, cores), key, reason);
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use synwall_config::{Config, Customer};
+use synwall_config::{Config, Customer, LcoreChoice};
 use synwall_dataplane::classify::{Classifier, ClassifierError};
 use synwall_dataplane::dpdk::{
     self, DpdkError, Eal, Launched, LcoreId, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST,
@@ -51,6 +51,8 @@ pub enum ApplianceError {
     /// A net_pcap device replaying forever could not hold its capture.
     #[error("{source}: {hint}")]
     ReplayPool { source: DpdkError, hint: String },
+    #[error("the EAL chose lcore {eal} as its main lcore, where the config expected lcore {config} (dpdk.eal_args and dpdk.cores); name it with --main-lcore")]
+    MainLcore { config: usize, eal: u32 },
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -108,11 +110,7 @@ fn classifier_on(node: Option<u32>, customers: &[Customer]) -> Result<Classifier
 /// lcore N runs on CPU N unless the EAL arguments map lcores to CPUs
 /// themselves (`--lcores=`), and then the kernel places the memory.
 pub fn worker_nodes(config: &Config) -> Vec<Option<u32>> {
-    let mapped = config
-        .dpdk
-        .eal_args
-        .iter()
-        .any(|a| a.starts_with("--lcores"));
+    let mapped = config.dpdk.lcores == LcoreChoice::Mapped;
     config
         .dpdk
         .cores
@@ -134,19 +132,15 @@ pub fn shared_node(nodes: &[Option<u32>]) -> Option<u32> {
     nodes.iter().all(|&n| n == first).then_some(first)?
 }
 
-/// The EAL argument vector: program name, the config's arguments, and the
-/// core list (main lcore 0 plus the worker cores) unless the config maps
-/// lcores to CPUs itself with `--lcores=`.
+/// The EAL argument vector: program name, the config's arguments, and,
+/// unless those choose the lcores themselves (`-l`, `-c`, `--lcores`; the
+/// config checked them against `dpdk.cores`), the core list: the main
+/// lcore, then the worker cores.
 pub fn eal_argv(config: &Config) -> Vec<String> {
     let mut argv = vec!["synwall".to_owned()];
     argv.extend(config.dpdk.eal_args.iter().cloned());
-    let has_cores = config
-        .dpdk
-        .eal_args
-        .iter()
-        .any(|a| a.starts_with("--lcores="));
-    if !has_cores {
-        let mut list = vec!["0".to_owned()];
+    if config.dpdk.lcores == LcoreChoice::Synwall {
+        let mut list = vec![config.dpdk.main_lcore.to_string()];
         list.extend(config.dpdk.cores.iter().map(|c| c.to_string()));
         argv.push("-l".to_owned());
         argv.push(list.join(","));
@@ -239,6 +233,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         hooks: config.control.hook.clone().map(HookRunner::new),
         removed: Default::default(),
         reload: None,
+        main_lcore: None,
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);
@@ -321,6 +316,16 @@ fn run_with_eal(
 ) -> Result<Summary, ApplianceError> {
     control.bus = Some(socket.events().clone());
     let config = &control.config.clone();
+    // The control plane runs here, on the main lcore; the config chose it
+    // by DPDK's rule, so a worker can never be launched onto it.
+    let main = dpdk::main_lcore();
+    if main.0 as usize != config.dpdk.main_lcore {
+        return Err(ApplianceError::MainLcore {
+            config: config.dpdk.main_lcore,
+            eal: main.0,
+        });
+    }
+    control.main_lcore = Some(main.0);
     let workers = config.dpdk.cores.len();
     let customers = config.customers.len();
 
@@ -714,5 +719,35 @@ impl StatsSnapshot {
             self.dropped - before.dropped
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(eal_args: &str, cores: &str) -> Config {
+        let text = format!(
+            "[dpdk]\neal_args = [{eal_args}]\ncores = [{cores}]\n\
+             [[link]]\ninside = \"a\"\noutside = \"b\"\n"
+        );
+        Config::from_str(&text, std::path::Path::new("/nonexistent/synwall.toml")).unwrap()
+    }
+
+    #[test]
+    fn eal_argv_adds_the_core_list_only_when_eal_args_give_none() {
+        let argv = eal_argv(&config(r#""--no-pci""#, "1, 2"));
+        assert_eq!(argv, ["synwall", "--no-pci", "-l", "0,1,2"]);
+        let argv = eal_argv(&config(r#""--main-lcore", "2""#, "0, 1"));
+        assert_eq!(argv, ["synwall", "--main-lcore", "2", "-l", "2,0,1"]);
+        for args in [r#""-l", "0-3""#, r#""-l0-3""#, r#""-c", "0xf""#] {
+            let c = config(args, "1, 3");
+            let argv = eal_argv(&c);
+            let n = argv.iter().filter(|a| a.starts_with("-l")).count();
+            assert_eq!(n, usize::from(!args.contains("-c")), "{argv:?}");
+            assert_eq!(argv.len(), 1 + c.dpdk.eal_args.len(), "{argv:?}");
+        }
+        let argv = eal_argv(&config(r#""--lcores=0@0,1@0""#, "1"));
+        assert_eq!(argv, ["synwall", "--lcores=0@0,1@0"]);
     }
 }

@@ -3,7 +3,9 @@
 //! [`execute`] turns one [`Command`] into its reply object. It runs on the
 //! thread that owns the [`ControlPlane`] (the appliance's main loop, or a
 //! test's fake), reached through [`Operate`], so it never races a tick.
-//! A refused request changes nothing.
+//! A refused request changes nothing; every request that changes what is
+//! enforced (block, unblock, set-limit, mode, reload) writes an event that
+//! names the caller.
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,7 @@ use serde_json::{json, Value};
 use synwall_config::{parse_duration, Config, Mode};
 use synwall_dataplane::classify::Classifier;
 
-use crate::event::Event;
+use crate::event::{Event, EventKind, Setting};
 use crate::plane::{ControlPlane, PlaneError};
 use crate::protocol::{error, ok, Caller, Command};
 
@@ -30,8 +32,9 @@ pub trait Operate {
     /// The `status` reply's fields (version, uptime, links, ports, workers,
     /// tick cost): the appliance decides.
     fn status(&self) -> Value;
-    /// Re-reads the config file; `Ok` carries a one-line summary.
-    fn reload(&mut self) -> Result<String, String>;
+    /// Re-reads the config file for `by` (the caller, for the reload
+    /// event); `Ok` carries a one-line summary.
+    fn reload(&mut self, by: &str) -> Result<String, String>;
     /// Logs events (event log, event stream, hooks).
     fn emit(&mut self, events: &[Event]);
     /// The Prometheus text exposition.
@@ -117,30 +120,56 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
             window,
             value,
             persist,
-        } => set_limit(ops, customer, plan, &window, value, persist),
+        } => set_limit(ops, caller, customer, plan, &window, value, persist),
         Command::Mode { customer, mode } => match customer {
             Some(name) => {
                 let id = resolve(ops, &name)?;
+                let old = ops
+                    .plane()
+                    .mode(id)
+                    .ok_or_else(|| unknown_customer(&name))?;
                 ops.plane()
                     .set_mode(id, mode)
                     .map_err(|e| plane_error(ops, e))?;
                 let name = ops.plane().name(id).unwrap_or_default().to_owned();
-                Ok(json!({ "customer": name, "mode": mode }))
+                let mut event = change(ops, caller, EventKind::SetMode);
+                event.customer = Some(name.clone());
+                event.old = Some(Setting::Mode(old));
+                event.new = Some(Setting::Mode(mode));
+                ops.emit(std::slice::from_ref(&event));
+                Ok(json!({ "customer": name, "mode": mode, "event": event }))
             }
             None => {
                 if mode == Mode::Exempt {
                     return Err("the global mode is enforce or monitor; exempt is for single customers (mode CUSTOMER exempt)".into());
                 }
+                let old = ops.config().control.mode;
                 ops.set_global_mode(mode)?;
-                Ok(json!({ "global": true, "mode": mode }))
+                let mut event = change(ops, caller, EventKind::SetMode);
+                event.old = Some(Setting::Mode(old));
+                event.new = Some(Setting::Mode(mode));
+                event.reason =
+                    Some("global mode, for customers without a mode of their own".into());
+                ops.emit(std::slice::from_ref(&event));
+                Ok(json!({ "global": true, "mode": mode, "event": event }))
             }
         },
-        Command::Reload => ops.reload().map(|message| json!({ "message": message })),
+        Command::Reload => ops
+            .reload(&caller.by())
+            .map(|message| json!({ "message": message })),
         Command::Events => {
             Err("'events' is a stream: the socket server follows it, not the control loop".into())
         }
         Command::Metrics => Ok(json!({ "metrics": ops.metrics_text() })),
     }
+}
+
+/// An event of `kind` now, by `caller`: an operator's change.
+fn change(ops: &mut dyn Operate, caller: &Caller, kind: EventKind) -> Event {
+    let now = ops.now();
+    let mut event = Event::new(kind, ops.plane().wall(now));
+    event.by = Some(caller.by());
+    event
 }
 
 /// A block's length: a config-style duration, longer than zero.
@@ -242,6 +271,7 @@ fn customers(
 
 fn set_limit(
     ops: &mut dyn Operate,
+    caller: &Caller,
     customer: Option<String>,
     plan: Option<String>,
     window_name: &str,
@@ -286,16 +316,58 @@ fn set_limit(
     } else {
         None
     };
+    // What was enforced before: one value, unless a plan's customers had
+    // different ones (an earlier set-limit of one of them).
+    let mut olds: Vec<u64> = ids
+        .iter()
+        .filter_map(|&id| ops.plane().limits(id).and_then(|l| l.get(w).copied()))
+        .collect();
+    olds.sort_unstable();
+    olds.dedup();
+    let old = match (&target, olds.as_slice()) {
+        (_, [one]) => Some(*one),
+        (Target::Plan(p), []) => ops.config().plans.get(p).and_then(|l| l.get(w)),
+        _ => None,
+    };
     let plane = ops.plane();
     for &id in &ids {
         plane.set_limit(id, w, value).map_err(|e| e.to_string())?;
     }
-    let names: Vec<&str> = ids.iter().filter_map(|&id| plane.name(id)).collect();
+    let names: Vec<String> = ids
+        .iter()
+        .filter_map(|&id| plane.name(id).map(str::to_owned))
+        .collect();
+    let mut event = change(ops, caller, EventKind::SetLimit);
+    event.window = Some(window_name.clone());
+    event.old = old.map(Setting::Limit);
+    event.new = Some(Setting::Limit(value));
+    let mut notes = Vec::new();
+    match &target {
+        Target::Customer(c) => event.customer = Some(c.clone()),
+        Target::Plan(p) => {
+            event.plan = Some(p.clone());
+            notes.push(match names.len() {
+                1 => "1 customer follows the plan".to_owned(),
+                n => format!("{n} customers follow the plan"),
+            });
+            if let (Some(lo), Some(hi), None) = (olds.first(), olds.last(), old) {
+                notes.push(format!("their limits were {lo} to {hi}"));
+            }
+        }
+    }
+    if let Some(f) = &file {
+        notes.push(format!("written to {}", f.display()));
+    }
+    if !notes.is_empty() {
+        event.reason = Some(notes.join("; "));
+    }
+    ops.emit(std::slice::from_ref(&event));
     let mut reply = json!({
         "window": window_name,
         "value": value,
         "customers": names,
         "persisted": file.as_ref().map(|p| p.display().to_string()),
+        "event": event,
     });
     if let Target::Plan(p) = &target {
         reply["plan"] = json!(p);
@@ -420,8 +492,6 @@ mod tests {
 
     use synwall_dataplane::shard::WorkerShard;
 
-    use crate::event::EventKind;
-
     const CONFIG: &str = r#"
 [dpdk]
 eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
@@ -543,7 +613,11 @@ limits = { "5m" = 7 }
         fn status(&self) -> Value {
             json!({"version": "test", "customers": self.config.customers.len()})
         }
-        fn reload(&mut self) -> Result<String, String> {
+        fn reload(&mut self, by: &str) -> Result<String, String> {
+            self.emitted.push(Event {
+                by: Some(by.to_owned()),
+                ..Event::reload(self.plane.wall(self.now), "fake")
+            });
             if self.reload_ok {
                 Ok("reloaded 3 customers".into())
             } else {
@@ -725,6 +799,62 @@ limits = { "5m" = 7 }
         );
         assert!(e.starts_with("persisting: reading"), "{e}");
         assert_eq!(f.plane.limits(0).unwrap(), &[3, 100]);
+    }
+
+    #[test]
+    fn set_limit_and_mode_are_events_with_the_caller_and_old_and_new_values() {
+        let mut f = fake();
+        let by = Some("uid=1000 pid=4242");
+        let limit = |n| Some(Setting::Limit(n));
+        let mode = |m| Some(Setting::Mode(m));
+        let n = f.emitted.len();
+        let r = f.succeeds(r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":3}"#);
+        assert_eq!(r["event"]["old"], 10, "{r}");
+        let e = f.emitted.last().unwrap().clone();
+        assert_eq!(e.kind, EventKind::SetLimit);
+        assert_eq!(e.customer.as_deref(), Some("acme"));
+        assert_eq!(
+            (e.window.as_deref(), e.old, e.new),
+            (Some("5m"), limit(10), limit(3))
+        );
+        assert_eq!(e.by.as_deref(), by);
+        f.succeeds(r#"{"cmd":"set-limit","plan":"mailserver","window":"5m","value":50}"#);
+        let e = f.emitted.last().unwrap().clone();
+        assert_eq!((e.plan.as_deref(), e.customer), (Some("mailserver"), None));
+        assert_eq!((e.old, e.new), (limit(1000), limit(50)));
+        assert_eq!(e.reason.as_deref(), Some("1 customer follows the plan"));
+        // The plan's customers had different 1h limits: no one old value.
+        f.succeeds(r#"{"cmd":"set-limit","customer":"mx","window":"1h","value":9}"#);
+        f.succeeds(r#"{"cmd":"set-limit","plan":"mailserver","window":"1h","value":20}"#);
+        let e = f.emitted.last().unwrap().clone();
+        assert_eq!((e.old, e.new), (None, limit(20)));
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("2 customers follow the plan; their limits were 9 to 100")
+        );
+        assert_eq!(f.emitted.len(), n + 4);
+        // Refused: no event.
+        f.fails(r#"{"cmd":"set-limit","customer":"zz","window":"5m","value":3}"#);
+        f.fails(r#"{"cmd":"set-limit","customer":"acme","window":"2h","value":3}"#);
+        f.fails(r#"{"cmd":"mode","mode":"exempt"}"#);
+        assert_eq!(f.emitted.len(), n + 4);
+
+        let r = f.succeeds(r#"{"cmd":"mode","customer":"acme","mode":"monitor"}"#);
+        assert_eq!(r["event"]["new"], "monitor", "{r}");
+        let e = f.emitted.last().unwrap().clone();
+        assert_eq!(e.kind, EventKind::SetMode);
+        assert_eq!(e.customer.as_deref(), Some("acme"));
+        assert_eq!((e.old, e.new), (mode(Mode::Enforce), mode(Mode::Monitor)));
+        assert_eq!(e.by.as_deref(), by);
+        f.succeeds(r#"{"cmd":"mode","mode":"monitor"}"#);
+        let e = f.emitted.last().unwrap().clone();
+        assert_eq!((e.kind, e.customer), (EventKind::SetMode, None));
+        assert_eq!((e.old, e.new), (mode(Mode::Enforce), mode(Mode::Monitor)));
+        assert_eq!(e.by.as_deref(), by);
+
+        f.succeeds(r#"{"cmd":"reload"}"#);
+        let e = f.emitted.last().unwrap().clone();
+        assert_eq!((e.kind, e.by.as_deref()), (EventKind::Reload, by));
     }
 
     #[test]

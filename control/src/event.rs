@@ -1,5 +1,5 @@
-//! Events (blocks, unblocks, expiries, warnings, reloads) and the JSON-lines
-//! event log.
+//! Events (blocks, unblocks, expiries, warnings, reloads, operators'
+//! limit and mode changes) and the JSON-lines event log.
 //!
 //! Each event is one JSON object on one line. Timestamps (`ts`, `until`) are
 //! RFC 3339 UTC strings with milliseconds (`"2026-11-26T17:10:19.123Z"`):
@@ -86,8 +86,14 @@ pub enum EventKind {
     NearLimit,
     /// A `monitor` customer went over a limit: it would have been blocked.
     WouldBlock,
-    /// The config was reloaded.
+    /// The config was reloaded (or a reload was rejected).
     Reload,
+    /// An operator changed a limit (`set-limit`): `window`, `old`, `new`,
+    /// and `customer` or `plan`.
+    SetLimit,
+    /// An operator changed a mode (`mode`): `old`, `new`, and `customer`
+    /// (absent: the global mode of customers that set none).
+    SetMode,
     /// State was restored from a snapshot.
     Restore,
 }
@@ -120,6 +126,35 @@ pub struct Event {
     /// Which operator, for operator actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The plan, for a limit change of a whole plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The setting before an operator's change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Setting>,
+    /// The setting after an operator's change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Setting>,
+}
+
+/// A value an operator changes: a limit (a number in JSON) or a mode (its
+/// name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Setting {
+    /// A window's limit, in SYNs.
+    Limit(u64),
+    /// A customer's or the global mode.
+    Mode(synwall_config::Mode),
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Limit(n) => write!(f, "{n}"),
+            Setting::Mode(m) => f.write_str(m.as_str()),
+        }
+    }
 }
 
 impl Event {
@@ -135,6 +170,9 @@ impl Event {
             until: None,
             reason: None,
             by: None,
+            plan: None,
+            old: None,
+            new: None,
         }
     }
 
@@ -257,6 +295,27 @@ mod tests {
         assert_eq!(
             e.to_line(),
             r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"near_limit","customer":"acme","count":80}"#
+        );
+    }
+
+    #[test]
+    fn changes_carry_old_and_new_values() {
+        let mut e = Event::new(EventKind::SetLimit, Timestamp(0));
+        e.plan = Some("mailserver".into());
+        e.window = Some("5m".into());
+        e.old = Some(Setting::Limit(1000));
+        e.new = Some(Setting::Limit(50));
+        e.by = Some("uid=0 pid=1".into());
+        assert_eq!(
+            e.to_line(),
+            r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"set_limit","window":"5m","by":"uid=0 pid=1","plan":"mailserver","old":1000,"new":50}"#
+        );
+        let mut e = Event::new(EventKind::SetMode, Timestamp(0));
+        e.old = Some(Setting::Mode(synwall_config::Mode::Enforce));
+        e.new = Some(Setting::Mode(synwall_config::Mode::Monitor));
+        assert_eq!(
+            e.to_line(),
+            r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"set_mode","old":"enforce","new":"monitor"}"#
         );
     }
 

@@ -1,5 +1,7 @@
 //! Event hooks: `[control] hook = { command = [...], timeout = "5s" }` runs
-//! an operator's program on every block, unblock and expiry.
+//! an operator's program on every block, unblock and expiry, and on every
+//! change an operator makes (set-limit, mode, reload): `SYNWALL_EVENT` says
+//! which.
 //!
 //! The program is executed directly (no shell): customer names and reasons
 //! reach it only as the event's JSON line on stdin and as environment
@@ -35,7 +37,7 @@ pub const DRAIN_BOUND: Duration = Duration::from_secs(2);
 /// Environment variables a hook may get; the optional ones are removed
 /// from the inherited environment when the event lacks them, so a hook
 /// never sees a stale value.
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 11] = [
     "SYNWALL_EVENT",
     "SYNWALL_CUSTOMER",
     "SYNWALL_WINDOW",
@@ -44,6 +46,9 @@ const ENV_KEYS: [&str; 8] = [
     "SYNWALL_UNTIL",
     "SYNWALL_REASON",
     "SYNWALL_BY",
+    "SYNWALL_PLAN",
+    "SYNWALL_OLD",
+    "SYNWALL_NEW",
 ];
 
 /// Where the runner's complaints go (stderr in the appliance).
@@ -146,7 +151,12 @@ impl HookRunner {
     pub fn wants(kind: EventKind) -> bool {
         matches!(
             kind,
-            EventKind::Block | EventKind::Unblock | EventKind::Expire
+            EventKind::Block
+                | EventKind::Unblock
+                | EventKind::Expire
+                | EventKind::SetLimit
+                | EventKind::SetMode
+                | EventKind::Reload
         )
     }
 
@@ -360,6 +370,9 @@ pub fn environment(event: &Event) -> Vec<(&'static str, String)> {
     add("SYNWALL_UNTIL", event.until.map(|t| t.to_string()));
     add("SYNWALL_REASON", event.reason.clone());
     add("SYNWALL_BY", event.by.clone());
+    add("SYNWALL_PLAN", event.plan.clone());
+    add("SYNWALL_OLD", event.old.map(|v| v.to_string()));
+    add("SYNWALL_NEW", event.new.map(|v| v.to_string()));
     env
 }
 
@@ -421,7 +434,7 @@ fn describe(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
+    use crate::event::{Setting, Timestamp};
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
@@ -532,16 +545,35 @@ mv "$out/env.tmp" "$out/env.$SYNWALL_EVENT.$SYNWALL_CUSTOMER"
         let mut unblock = Event::new(EventKind::Unblock, Timestamp(1_700_000_000_500));
         unblock.customer = Some("acme".into());
         assert!(r.enqueue(&unblock));
-        // Not for the hook: warnings and reloads.
+        // Not for the hook: warnings.
         let mut near = block("acme");
         near.kind = EventKind::NearLimit;
         assert!(!r.enqueue(&near));
-        assert!(!r.enqueue(&Event::reload(Timestamp(0), "x")));
+        // An operator's change, with the old and new values.
+        let mut change = Event::new(EventKind::SetLimit, Timestamp(1_700_000_000_600));
+        change.customer = Some("acme".into());
+        change.window = Some("5m".into());
+        change.old = Some(Setting::Limit(100));
+        change.new = Some(Setting::Limit(3));
+        change.by = Some("uid=0 pid=2".into());
+        assert!(r.enqueue(&change));
 
         let env_path = dir.path("env.unblock.acme");
-        wait_for("the unblock hook", Duration::from_secs(30), || {
-            env_path.exists()
+        let change_path = dir.path("env.set_limit.acme");
+        wait_for("the set_limit hook", Duration::from_secs(30), || {
+            change_path.exists()
         });
+        assert_eq!(
+            read(&change_path).unwrap().lines().collect::<Vec<_>>(),
+            [
+                "SYNWALL_BY=uid=0 pid=2",
+                "SYNWALL_CUSTOMER=acme",
+                "SYNWALL_EVENT=set_limit",
+                "SYNWALL_NEW=3",
+                "SYNWALL_OLD=100",
+                "SYNWALL_WINDOW=5m"
+            ]
+        );
         let stdin = read(&dir.path("stdin.block.acme")).unwrap();
         assert_eq!(stdin, format!("{}\n", ev.to_line()));
         let env = read(&dir.path("env.block.acme")).unwrap();

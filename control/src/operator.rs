@@ -115,6 +115,8 @@ pub struct Control {
     pub removed: RemovedCustomers,
     /// A reload being read on its own thread.
     pub reload: Option<PendingReload>,
+    /// The EAL main lcore this thread runs on (once the EAL is up).
+    pub main_lcore: Option<u32>,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -122,8 +124,12 @@ pub struct PendingReload {
     handle: std::thread::JoinHandle<Result<(Config, Classifier), String>>,
     /// Answered when it is applied.
     waiters: Vec<Request>,
+    /// Who asked for it (callers, or the signal), for the event.
+    by: Vec<String>,
     /// Asked for while it ran: answered by the next one.
     next_waiters: Vec<Request>,
+    /// Who asked for the next one.
+    next_by: Vec<String>,
     /// Another reload was asked for while it ran.
     again: bool,
 }
@@ -134,6 +140,18 @@ fn prepare_reload(path: &std::path::Path) -> Result<(Config, Classifier), String
     let new = Config::load(path).map_err(|e| e.to_string())?;
     let classifier = placed_classifier(&new).map_err(|e| e.to_string())?;
     Ok((new, classifier))
+}
+
+/// How a reload event names a SIGHUP (the sender is not known).
+pub const SIGHUP_BY: &str = "signal SIGHUP";
+
+/// Adds `who` to `by` unless it is there already.
+fn add_by(by: &mut Vec<String>, who: impl IntoIterator<Item = String>) {
+    for w in who {
+        if !by.contains(&w) {
+            by.push(w);
+        }
+    }
 }
 
 /// The socket reply to a `reload` request.
@@ -305,10 +323,10 @@ impl Control {
     }
 
     /// Re-reads the config file, all at once (see [`Self::start_reload`]
-    /// for the way the control loop does it).
-    pub fn reload_config(&mut self) -> Result<String, String> {
+    /// for the way the control loop does it); `by` asked for it.
+    pub fn reload_config(&mut self, by: &str) -> Result<String, String> {
         let prepared = prepare_reload(&self.config.path);
-        self.apply_reload(prepared)
+        self.apply_reload(prepared, by)
     }
 
     /// Starts a reload: the config and customers file are read and the
@@ -317,10 +335,20 @@ impl Control {
     /// [`Self::poll_reload`] applies the result. `waiter` (a `reload`
     /// request) is answered then. A reload asked for while one is under
     /// way runs after it, so that it reads the files as they are by then.
+    /// Without a waiter the reload is SIGHUP's.
     pub fn start_reload(&mut self, waiter: Option<Request>) {
+        let by = match &waiter {
+            Some(w) => w.caller.by(),
+            None => SIGHUP_BY.to_owned(),
+        };
+        self.start_reload_for(waiter.into_iter().collect(), vec![by]);
+    }
+
+    fn start_reload_for(&mut self, waiters: Vec<Request>, by: Vec<String>) {
         if let Some(p) = &mut self.reload {
             p.again = true;
-            p.next_waiters.extend(waiter);
+            p.next_waiters.extend(waiters);
+            add_by(&mut p.next_by, by);
             return;
         }
         let path = self.config.path.clone();
@@ -331,15 +359,17 @@ impl Control {
             Ok(handle) => {
                 self.reload = Some(PendingReload {
                     handle,
-                    waiters: waiter.into_iter().collect(),
+                    waiters,
+                    by,
                     next_waiters: Vec::new(),
+                    next_by: Vec::new(),
                     again: false,
                 });
             }
             Err(_) => {
                 // No thread to spare: do it here.
-                let result = self.reload_config();
-                if let Some(w) = waiter {
+                let result = self.reload_config(&by.join(", "));
+                for w in waiters {
                     w.answer(reload_reply(&result));
                 }
             }
@@ -358,16 +388,12 @@ impl Control {
         let prepared = p.handle.join().unwrap_or_else(|_| {
             Err("reading the config failed unexpectedly (thread panicked)".into())
         });
-        let result = self.apply_reload(prepared);
+        let result = self.apply_reload(prepared, &p.by.join(", "));
         for w in p.waiters {
             w.answer(reload_reply(&result));
         }
         if p.again {
-            let mut next = p.next_waiters.into_iter();
-            self.start_reload(next.next());
-            if let Some(r) = &mut self.reload {
-                r.waiters.extend(next);
-            }
+            self.start_reload_for(p.next_waiters, p.next_by);
         }
     }
 
@@ -380,14 +406,16 @@ impl Control {
     fn apply_reload(
         &mut self,
         prepared: Result<(Config, Classifier), String>,
+        by: &str,
     ) -> Result<String, String> {
         let path = self.config.path.clone();
         let fail = |this: &mut Control, why: String| {
             eprintln!("synwall: reload rejected, keeping the running config: {why}");
-            let ev = Event::reload(
+            let mut ev = Event::reload(
                 this.plane.wall(this.clock.now()),
                 format!("rejected: {why}"),
             );
+            ev.by = Some(by.to_owned());
             this.emit(&[ev]);
             Err(why)
         };
@@ -498,7 +526,8 @@ impl Control {
         );
         println!("synwall: reloaded {msg}");
         crate::plane::drop_in_background(std::mem::replace(&mut self.config, new));
-        let ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
+        let mut ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
+        ev.by = Some(by.to_owned());
         self.emit(&[ev]);
         self.tick(&current.shards);
         Ok(msg)
@@ -540,6 +569,7 @@ impl Control {
                 "name": l.name, "inside": l.inside, "outside": l.outside, "queues": l.queues,
             })).collect::<Vec<_>>(),
             "ports": self.ports,
+            "main_lcore": self.main_lcore,
             "workers": workers,
             "frames": frames,
             "customers": self.plane.customers(),
@@ -577,8 +607,8 @@ impl Operate for Control {
         self.status_value()
     }
 
-    fn reload(&mut self) -> Result<String, String> {
-        self.reload_config()
+    fn reload(&mut self, by: &str) -> Result<String, String> {
+        self.reload_config(by)
     }
 
     fn emit(&mut self, events: &[Event]) {

@@ -93,7 +93,10 @@ impl Operate for Fake {
     fn status(&self) -> Value {
         json!({"version": "test", "links": [{"name": "l0", "rx_pps": 0}]})
     }
-    fn reload(&mut self) -> Result<String, String> {
+    fn reload(&mut self, by: &str) -> Result<String, String> {
+        let mut ev = Event::reload(self.plane.wall(self.now()), "reloaded: 2 customers");
+        ev.by = Some(by.to_owned());
+        self.emit(&[ev]);
         Ok("reloaded: 2 customers".into())
     }
     fn emit(&mut self, events: &[Event]) {
@@ -565,13 +568,19 @@ fn synwallctl_against_the_socket() {
     let (code, out, _) = synwallctl(p, &["set-limit", "--customer", "acme", "5m", "50"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("5m limit set to 50 for 1 customer (acme)"),
+        out.contains("5m limit set to 50 (was 10) for 1 customer (acme)"),
         "{out}"
     );
     let (code, out, _) = synwallctl(p, &["mode", "acme", "monitor"]);
-    assert_eq!((code, out.as_str()), (0, "acme: mode monitor\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "acme: mode monitor (was enforce)\n")
+    );
     let (code, out, _) = synwallctl(p, &["mode", "enforce"]);
-    assert_eq!((code, out.as_str()), (0, "default mode: enforce\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "default mode: enforce (was enforce)\n")
+    );
     let (code, out, _) = synwallctl(p, &["metrics"]);
     assert_eq!(code, 0);
     assert!(out.contains("synwall_up 1"), "{out}");
@@ -623,6 +632,77 @@ fn synwallctl_follows_events() {
         line.contains(&format!("by=uid={}", nix::unistd::getuid())),
         "{line}"
     );
+}
+
+/// Every change an operator makes is an event naming the caller and the
+/// old and new values: in the loop's log, and in `synwallctl events`.
+#[test]
+fn changes_are_events_with_the_caller_and_old_and_new_values() {
+    let h = Harness::new();
+    let mut follower = h.connect();
+    follower.ask(r#"{"cmd":"events"}"#);
+    let mut ctl = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
+        .arg("--socket")
+        .arg(&h.path)
+        .arg("events")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.socket.as_ref().unwrap().events().followers() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut c = h.connect();
+    for line in [
+        r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":3}"#,
+        r#"{"cmd":"set-limit","plan":"mailserver","window":"5m","value":50}"#,
+        r#"{"cmd":"mode","customer":"mx","mode":"monitor"}"#,
+        r#"{"cmd":"mode","mode":"monitor"}"#,
+        r#"{"cmd":"reload"}"#,
+    ] {
+        let r = c.ask(line);
+        assert_eq!(r["ok"], true, "{line}: {r}");
+    }
+    // A refused change leaves no event.
+    error_of(&c.ask(r#"{"cmd":"set-limit","customer":"zz","window":"5m","value":3}"#));
+    let got: Vec<Value> = (0..5).map(|_| follower.read().unwrap()).collect();
+    let want = [
+        json!({"kind": "set_limit", "customer": "acme", "window": "5m", "old": 10, "new": 3}),
+        json!({"kind": "set_limit", "plan": "mailserver", "window": "5m", "old": 1000, "new": 50}),
+        json!({"kind": "set_mode", "customer": "mx", "old": "enforce", "new": "monitor"}),
+        json!({"kind": "set_mode", "old": "enforce", "new": "monitor"}),
+        json!({"kind": "reload"}),
+    ];
+    for (e, w) in got.iter().zip(&want) {
+        for (k, v) in w.as_object().unwrap() {
+            assert_eq!(&e[k], v, "{k} of {e}");
+        }
+        assert_eq!(e["by"], me(), "{e}");
+    }
+    assert!(got[3].get("customer").is_none(), "{}", got[3]);
+    assert_eq!(h.log.lock().unwrap().len(), 5);
+    // synwallctl events prints them as lines of words.
+    let mut out = BufReader::new(ctl.stdout.take().unwrap());
+    let lines: Vec<String> = (0..5)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line
+        })
+        .collect();
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+    assert!(
+        lines[0].contains("set_limit") && lines[0].contains("acme"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains("old=10") && lines[0].contains("new=3"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains(&format!("by={}", me())), "{lines:?}");
+    assert!(lines[1].contains("plan=mailserver"), "{lines:?}");
+    assert!(lines[2].contains("new=monitor old=enforce"), "{lines:?}");
 }
 
 #[test]

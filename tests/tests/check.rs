@@ -132,3 +132,48 @@ fn zero_duration_rejected() {
         exit.stderr
     );
 }
+
+/// An operator's own lcore options in `eal_args`, `-l 0-1 --main-lcore 1`
+/// with the worker on lcore 0: synwall adds no `-l` of its own (DPDK would
+/// say it ignores one), the control plane runs on lcore 1 and says so, and
+/// the worker on lcore 0 forwards and drops as usual.
+#[test]
+fn operator_lcore_list_is_used_as_given() {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+    use synwall_dataplane::craft::FrameBuilder;
+    use synwall_dataplane::parse::tcp_flags::SYN;
+
+    let mx = Ipv4Addr::new(93, 184, 216, 34);
+    let syn = |src: Ipv4Addr, port: u16| FrameBuilder::tcp_v4(src, mx, port, 25, SYN).build();
+    // Three from no customer (forwarded), two from acme (blocked = true).
+    let mut frames: Vec<Vec<u8>> = (0..3)
+        .map(|i| syn(Ipv4Addr::new(192, 0, 2, 1), 1000 + i))
+        .collect();
+    frames.extend((0..2).map(|i| syn(Ipv4Addr::new(198, 51, 100, 7), 2000 + i)));
+    let mut scenario = Scenario::new(frames, Vec::new()).customers(CUSTOMERS);
+    scenario.cores = vec![0];
+    scenario.extra_eal = ["-l", "0-1", "--main-lcore", "1"]
+        .map(String::from)
+        .to_vec();
+    scenario.duration = 60.0;
+    let mut running = scenario.spawn(TestDir::new("lcore-list"), &[]);
+    let socket = running.dir().join("control.sock");
+    let status = running.wait_for("status", Duration::from_secs(60), |_| {
+        control_request(&socket, b"{\"cmd\":\"status\"}\n", Duration::from_secs(5))
+            .ok()
+            .filter(|v| v["ok"] == true)
+    });
+    assert_eq!(status["main_lcore"], 1, "{status}");
+    assert_eq!(status["workers"][0]["lcore"], 0, "{status}");
+    running.signal("TERM");
+    let result = running.wait(Duration::from_secs(60));
+    assert_eq!(result.exit.code(), Some(0), "{}", result.exit.stderr);
+    assert!(
+        !result.exit.stderr.contains("is ignored"),
+        "DPDK saw a second lcore option: {}",
+        result.exit.stderr
+    );
+    assert_eq!(result.out_frames().len(), 3, "{}", result.exit.stderr);
+    assert_eq!(result.verdict("dropped_blocked"), 2, "{}", result.summary);
+}

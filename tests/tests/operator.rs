@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::{ACK, SYN};
 use synwall_tests::*;
@@ -916,4 +917,112 @@ fn control_socket_abuse_leaves_the_appliance_unaffected() {
         200 + 40,
         "beta's SYNs and the ACKs"
     );
+}
+
+/// set-limit, mode and reload through `synwallctl` on a running appliance:
+/// each leaves an event in the log naming the synwallctl process (uid and
+/// pid from the socket) with the old and the new value, and runs the hook.
+#[test]
+fn limit_and_mode_changes_are_logged_with_the_caller() {
+    build_binaries();
+    let dir = TestDir::new("operator-changes");
+    let hook = dir.join("hook.sh");
+    fs::write(
+        &hook,
+        "printf '%s %s %s %s %s\\n' \"$SYNWALL_EVENT\" \"${SYNWALL_CUSTOMER:-${SYNWALL_PLAN:--}}\" \"${SYNWALL_OLD:--}\" \"${SYNWALL_NEW:--}\" \"$SYNWALL_BY\" >> \"$1/hooks.log\"\n",
+    )
+    .expect("writing the hook");
+    let hook_line = format!(
+        "hook = {{ command = [\"/bin/sh\", {}, {}], timeout = \"10s\" }}",
+        toml_str(&hook.display().to_string()),
+        toml_str(&dir.path.display().to_string())
+    );
+    let mut s = Scenario::new(Vec::new(), Vec::new())
+        .sections(&format!("{WINDOWS}\n\n[plans.mailserver]\n\"5m\" = 5000\n"))
+        .control(&hook_line)
+        .customers(&format!(
+            "{CUSTOMERS}\n[[customer]]\nname = \"mx\"\nprefixes = [\"10.3.0.0/16\"]\nplan = \"mailserver\"\n"
+        ));
+    s.duration = 600.0;
+    let mut live = Live::start(&s, dir, |c, _| c);
+    live.wait_ready();
+    let (dir, sock) = (&live.dir, live.socket.clone());
+
+    let run = |args: &[&str]| {
+        let r = ctl(dir, &sock, args);
+        assert_eq!(r.code, Some(0), "synwallctl {args:?}: {r:?}");
+        r
+    };
+    let limit = run(&["set-limit", "--customer", "acme", "5m", "40"]);
+    assert!(limit.stdout.contains("(was 1000000000000)"), "{limit:?}");
+    let plan = run(&["set-limit", "--plan", "mailserver", "5m", "60"]);
+    let mode = run(&["mode", "beta", "monitor"]);
+    assert_eq!(
+        mode.stdout, "beta: mode monitor (was enforce)\n",
+        "{mode:?}"
+    );
+    let global = run(&["mode", "monitor"]);
+    assert_eq!(customer(dir, &sock, "acme")["windows"][0]["limit"], 40);
+    // (A reload puts the config's limits back: set-limit without --persist
+    // lasts until then.)
+    let reload = run(&["reload"]);
+
+    let uid = my_uid(dir);
+    let by = |c: &Ctl| format!("uid={uid} pid={}", c.pid);
+    let events = read_events(&dir.join("events.jsonl"));
+    let find = |kind: &str, key: &str, name: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind && e[key] == name)
+            .unwrap_or_else(|| panic!("no {kind} event for {name} in {events:?}"))
+            .clone()
+    };
+    let e = find("set_limit", "customer", "acme");
+    assert_eq!(
+        (&e["window"], &e["old"], &e["new"]),
+        (&json!("5m"), &json!(1_000_000_000_000u64), &json!(40)),
+        "{e}"
+    );
+    assert_eq!(e["by"], by(&limit), "{e}");
+    let e = find("set_limit", "plan", "mailserver");
+    assert_eq!((&e["old"], &e["new"]), (&json!(5000), &json!(60)), "{e}");
+    assert_eq!(e["by"], by(&plan), "{e}");
+    let e = find("set_mode", "customer", "beta");
+    assert_eq!(
+        (&e["old"], &e["new"]),
+        (&json!("enforce"), &json!("monitor")),
+        "{e}"
+    );
+    assert_eq!(e["by"], by(&mode), "{e}");
+    let e = events
+        .iter()
+        .find(|e| e["kind"] == "set_mode" && e.get("customer").is_none())
+        .unwrap_or_else(|| panic!("no global set_mode event in {events:?}"));
+    assert_eq!(
+        (&e["old"], &e["new"]),
+        (&json!("enforce"), &json!("monitor")),
+        "{e}"
+    );
+    assert_eq!(e["by"], by(&global), "{e}");
+    let e = find("reload", "by", &by(&reload));
+    assert!(
+        e["reason"].as_str().unwrap_or("").contains("customers"),
+        "{e}"
+    );
+
+    // The hook ran for each, in order.
+    let hooks = dir.join("hooks.log");
+    let log = wait_until("the hook's record of the reload", WAIT, || {
+        let text = fs::read_to_string(&hooks).ok()?;
+        text.contains("reload ").then_some(text)
+    });
+    let want = [
+        format!("set_limit acme 1000000000000 40 {}", by(&limit)),
+        format!("set_limit mailserver 5000 60 {}", by(&plan)),
+        format!("set_mode beta enforce monitor {}", by(&mode)),
+        format!("set_mode - enforce monitor {}", by(&global)),
+        format!("reload - - - {}", by(&reload)),
+    ];
+    assert_eq!(log.lines().collect::<Vec<_>>(), want, "{log}");
+    live.terminate();
 }

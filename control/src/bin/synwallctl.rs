@@ -433,6 +433,7 @@ fn human(command: &Command, r: &Value) -> String {
                 .map(text)
                 .collect();
             let mut out = format!("{} limit set to {}", text(&r["window"]), r["value"]);
+            out.push_str(&was(r));
             if let Some(plan) = r.get("plan") {
                 out.push_str(&format!(" on plan {}", text(plan)));
             }
@@ -451,8 +452,8 @@ fn human(command: &Command, r: &Value) -> String {
             out + "\n"
         }
         Command::Mode { .. } => match r.get("customer") {
-            Some(c) => format!("{}: mode {}\n", text(c), text(&r["mode"])),
-            None => format!("default mode: {}\n", text(&r["mode"])),
+            Some(c) => format!("{}: mode {}{}\n", text(c), text(&r["mode"]), was(r)),
+            None => format!("default mode: {}{}\n", text(&r["mode"]), was(r)),
         },
         Command::Reload => format!("{}\n", text(&r["message"])),
         Command::Metrics => text(&r["metrics"]),
@@ -461,6 +462,14 @@ fn human(command: &Command, r: &Value) -> String {
             nested(&mut out, r, 0);
             out
         }
+    }
+}
+
+/// ` (was OLD)` from a change's event, or nothing.
+fn was(r: &Value) -> String {
+    match r["event"].get("old") {
+        Some(old) => format!(" (was {})", text(old)),
+        None => String::new(),
     }
 }
 
