@@ -76,23 +76,22 @@ pub fn check(data: &[u8]) {
         },
     };
     let classifier = classifier();
-    let shard = WorkerShard::new(3);
-    shard.set_blocked(0, knobs & 8 != 0);
-    shard.set_blocked(1, knobs & 16 != 0);
-    if knobs & 32 != 0 {
-        shard.set_grant(0, 0);
-    }
+    let fresh_shard = || {
+        let shard = WorkerShard::new(3);
+        shard.set_blocked(0, knobs & 8 != 0);
+        shard.set_blocked(1, knobs & 16 != 0);
+        if knobs & 32 != 0 {
+            shard.set_grant(0, 0);
+        }
+        shard
+    };
+    let shard = fresh_shard();
     let mut tally = Tally::default();
     let verdict = judge(frame, &policy, classifier, &shard, &mut tally);
     let parsed = parse(frame, &policy.watched);
 
     // The worker's staged burst path answers and counts exactly the same.
-    let twin = WorkerShard::new(3);
-    twin.set_blocked(0, knobs & 8 != 0);
-    twin.set_blocked(1, knobs & 16 != 0);
-    if knobs & 32 != 0 {
-        twin.set_grant(0, 0);
-    }
+    let twin = fresh_shard();
     let mut burst_tally = Tally::default();
     let mut burst = BurstJudge::default();
     let one = Frame {

@@ -159,10 +159,10 @@ fn operator_lcore_list_is_used_as_given() {
     scenario.duration = 60.0;
     let mut running = scenario.spawn(TestDir::new("lcore-list"), &[]);
     let socket = running.dir().join("control.sock");
-    let status = running.wait_for("status", Duration::from_secs(60), |_| {
+    let status = running.wait_for("the dataplane ready", Duration::from_secs(60), |_| {
         control_request(&socket, b"{\"cmd\":\"status\"}\n", Duration::from_secs(5))
             .ok()
-            .filter(|v| v["ok"] == true)
+            .filter(|v| v["ok"] == true && v["dataplane"] == "ready")
     });
     assert_eq!(status["main_lcore"], 1, "{status}");
     assert_eq!(status["workers"][0]["lcore"], 0, "{status}");
