@@ -8,46 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use synwall_tests::{synwall_bin, write_config, TestDir, Value};
+use synwall_tests::{build_bins, synwall_bin, write_config, TestDir, Value};
 
 /// The `synwall-gen` binary of the same profile as this test binary, built
 /// once per test process.
 fn gen_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        // synwall is built the harness's way; synwall-gen lands beside it.
-        let synwall = synwall_bin();
-        let profile_dir = synwall.parent().expect("target/<profile>").to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(&workspace).args([
-            "build",
-            "-p",
-            "synwall-benches",
-            "--bin",
-            "synwall-gen",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        if let Some(target_dir) = profile_dir.parent() {
-            if target_dir.join("CACHEDIR.TAG").exists() {
-                cmd.env("CARGO_TARGET_DIR", target_dir);
-            }
-        }
-        let out = cmd.output().expect("running cargo");
-        assert!(
-            out.status.success(),
-            "building synwall-gen failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir.join("synwall-gen");
-        assert!(bin.exists(), "{} missing after cargo build", bin.display());
-        bin
+        // Built the harness's way, beside synwall.
+        build_bins(&[("synwall-benches", "synwall-gen")]).join("synwall-gen")
     })
 }
 
