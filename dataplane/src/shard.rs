@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use bytemuck::Zeroable;
 
 use crate::classify::CustomerId;
-use crate::dpdk::{prefetch, Backing, HugeArray};
+use crate::dpdk::{prefetch, HugeArray};
 use crate::parse::Outcome;
 
 /// Adds one to a counter this thread alone writes.
@@ -242,11 +242,6 @@ impl WorkerShard {
     /// Customer ids this shard has room for.
     pub fn customers(&self) -> usize {
         self.cells.len()
-    }
-
-    /// Where the cells live.
-    pub fn backing(&self) -> Backing {
-        self.cells.backing()
     }
 
     // --- the worker's side -------------------------------------------

@@ -231,27 +231,6 @@ pub fn judge(
     )
 }
 
-/// [`judge`] for a frame held in a chain of buffers: `first` is the first
-/// segment, `wire_len` the whole frame's length (see
-/// [`crate::parse::parse_chained`]).
-#[cold]
-pub fn judge_chained(
-    first: &[u8],
-    wire_len: usize,
-    policy: &Policy,
-    classifier: &Classifier,
-    shard: &WorkerShard,
-    tally: &mut Tally,
-) -> Verdict {
-    judge_one(
-        parse_chained(first, wire_len, &policy.watched),
-        policy,
-        classifier,
-        shard,
-        tally,
-    )
-}
-
 #[inline(always)]
 fn judge_one(
     parsed: Parsed,

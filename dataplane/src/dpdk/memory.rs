@@ -14,7 +14,6 @@
 //! any other rather than failing). Where mapping fails it falls back to the
 //! heap; with THP `never` it is plain 4 KB pages: slower, never wrong.
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytemuck::Zeroable;
 
@@ -50,16 +49,6 @@ pub enum Backing {
     SmallPages,
     /// On the heap (small arrays, or mapping failed).
     Heap,
-}
-
-/// Bytes of [`HugeArray`] memory alive now, by backing: what the status and
-/// metrics report as the tables' footprint.
-static MAPPED_HUGE: AtomicU64 = AtomicU64::new(0);
-static MAPPED_SMALL: AtomicU64 = AtomicU64::new(0);
-
-/// Bytes of table memory mapped now: (asked for huge pages, 4 KB pages).
-pub fn table_memory() -> (u64, u64) {
-    (MAPPED_HUGE.load(Relaxed), MAPPED_SMALL.load(Relaxed))
 }
 
 /// A fixed-size array of `T`, zero-initialised, on 2 MB pages where the
@@ -181,7 +170,7 @@ impl<T> Drop for HugeArray<T> {
             len,
             base,
             bytes,
-            huge,
+            ..
         } = &self.storage
         {
             // SAFETY: the elements are initialised and dropped once, here.
@@ -191,8 +180,6 @@ impl<T> Drop for HugeArray<T> {
             // SAFETY: `base..base+bytes` is the mapping `map` made; nothing
             // refers into it any more.
             unsafe { libc::munmap(base.as_ptr().cast(), *bytes) };
-            let gauge = if *huge { &MAPPED_HUGE } else { &MAPPED_SMALL };
-            gauge.fetch_sub(*bytes as u64, Relaxed);
         }
     }
 }
@@ -240,7 +227,6 @@ fn map<T>(len: usize, bytes: usize, node: Option<u32>) -> Option<Storage<T>> {
     if let Some(node) = node.filter(|_| numa_nodes() > 1) {
         bind(base, size, node);
     }
-    (if huge { &MAPPED_HUGE } else { &MAPPED_SMALL }).fetch_add(size as u64, Relaxed);
     Some(Storage::Mapped {
         ptr: NonNull::new(base.cast::<T>())?,
         len,
@@ -322,8 +308,6 @@ mod tests {
             assert_eq!(a[n - 1], 7);
         }
         assert_eq!(big.as_ptr() as usize % HUGE_PAGE, 0, "2 MB aligned");
-        let (huge, small_pages) = table_memory();
-        assert!(huge + small_pages >= (3 << 20) * 8);
     }
 
     #[test]

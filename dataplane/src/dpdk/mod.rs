@@ -28,7 +28,7 @@ pub use eal::Eal;
 pub use error::{DpdkError, Result};
 pub use lcore::{launch, lcore_node, main_lcore, tsc_hz, tsc_now, Launched, LcoreId};
 pub use mbuf::{Mbuf, MbufBurst, BURST};
-pub use memory::{cpu_node, prefetch, table_memory, Backing, HugeArray, HUGE_PAGE};
+pub use memory::{cpu_node, prefetch, Backing, HugeArray, HUGE_PAGE};
 pub use mempool::Mempool;
 pub use port::{
     port_by_name, port_name, LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue,
