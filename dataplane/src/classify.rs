@@ -186,10 +186,10 @@ impl Classifier {
     /// every first-level entry is prefetched (the DIR-24-8 `/24` entry, the
     /// IPv6 buckets), then read and the second level (extension group)
     /// prefetched, then every lookup finished. The CPU has a burst's misses
-    /// in flight instead of one. `out[i]` answers `srcs[i]` (`None` for no
-    /// source); the answers are exactly [`Classifier::lookup`]'s.
+    /// in flight instead of one. `out[i]` answers `srcs[i]`; the answers
+    /// are exactly [`Classifier::lookup`]'s.
     #[inline]
-    pub fn lookup_burst(&self, srcs: &[Option<SrcAddr>], out: &mut [Option<CustomerId>]) {
+    pub fn lookup_burst(&self, srcs: &[SrcAddr], out: &mut [Option<CustomerId>]) {
         self.lookup_burst_then(srcs, out, |_| {});
     }
 
@@ -200,7 +200,7 @@ impl Classifier {
     #[inline]
     pub fn lookup_burst_then(
         &self,
-        srcs: &[Option<SrcAddr>],
+        srcs: &[SrcAddr],
         out: &mut [Option<CustomerId>],
         mut found: impl FnMut(CustomerId),
     ) {
@@ -212,28 +212,26 @@ impl Classifier {
     #[inline(always)]
     fn lookup_batch(
         &self,
-        srcs: &[Option<SrcAddr>],
+        srcs: &[SrcAddr],
         out: &mut [Option<CustomerId>],
         found: &mut impl FnMut(CustomerId),
     ) {
         for src in srcs {
-            match src {
-                Some(SrcAddr::V4(a)) => self.v4.prefetch(*a),
-                Some(SrcAddr::V6(a)) => self.v6.prefetch(*a),
-                None => {}
+            match *src {
+                SrcAddr::V4(a) => self.v4.prefetch(a),
+                SrcAddr::V6(a) => self.v6.prefetch(a),
             }
         }
         let mut first = [0u32; LOOKUP_BATCH];
         for (src, e) in srcs.iter().zip(first.iter_mut()) {
-            if let Some(SrcAddr::V4(a)) = src {
-                *e = self.v4.first_level(*a);
+            if let SrcAddr::V4(a) = *src {
+                *e = self.v4.first_level(a);
             }
         }
         for (&src, (o, &e)) in srcs.iter().zip(out.iter_mut().zip(first.iter())) {
             *o = match src {
-                Some(SrcAddr::V4(a)) => self.v4.finish(e, a),
-                Some(SrcAddr::V6(a)) => self.v6.lookup(a),
-                None => None,
+                SrcAddr::V4(a) => self.v4.finish(e, a),
+                SrcAddr::V6(a) => self.v6.lookup(a),
             };
             if let Some(id) = *o {
                 found(id);
@@ -882,17 +880,16 @@ mod tests {
                 prop_assert_eq!(c.lookup(SrcAddr::V6(q)), want, "v6 {}", Ipv6Addr::from(q));
             }
             // The burst lookup answers exactly as one by one, mixed
-            // families and gaps included.
-            let srcs: Vec<Option<SrcAddr>> = v4_queries(&p4, base4, &noise4)
+            // families included.
+            let srcs: Vec<SrcAddr> = v4_queries(&p4, base4, &noise4)
                 .into_iter()
                 .map(SrcAddr::V4)
                 .zip(v6_queries(&p6, base6, &noise6).into_iter().map(SrcAddr::V6))
-                .flat_map(|(a, b)| [Some(a), None, Some(b)])
+                .flat_map(|(a, b)| [a, b])
                 .collect();
             let mut got = vec![Some(u32::MAX); srcs.len()];
             c.lookup_burst(&srcs, &mut got);
-            let want: Vec<Option<CustomerId>> =
-                srcs.iter().map(|s| s.and_then(|s| c.lookup(s))).collect();
+            let want: Vec<Option<CustomerId>> = srcs.iter().map(|&s| c.lookup(s)).collect();
             prop_assert_eq!(got, want);
         }
 

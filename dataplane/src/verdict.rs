@@ -48,8 +48,9 @@ pub enum Verdict {
     DropBlocked,
     /// Free it: malformed, and the policy drops malformed frames.
     DropMalformed,
-    /// Rewrite it into a RST and send it back where it came from.
-    Reset(Parsed),
+    /// Rewrite it into a RST and send it back where it came from (the
+    /// caller parses the frame again: [`parse_frame`]; RSTs are rare).
+    Reset,
 }
 
 /// A burst's counts, kept in registers and added to the worker's shared
@@ -102,31 +103,40 @@ pub const BURST: usize = LOOKUP_BATCH;
 
 /// Decides a burst of inside→outside frames in stages over the whole
 /// burst, the way DPDK's l3fwd and VPP's vector nodes do: parse every
-/// frame; look up the customers of the frames that need one
-/// ([`Classifier::lookup_burst`]: every table load of the burst issued
-/// before any is waited on); prefetch every classified customer's cell in
-/// this core's shard; only then count and decide, frame by frame, in
-/// order. Verdicts and counts are exactly those of [`judge`] called on each
-/// frame in turn: the early stages only read the (immutable) classifier.
+/// frame, settling at once those whose fate does not depend on their
+/// customer (most of ordinary traffic); look up the customers of the rest
+/// ([`Classifier::lookup_burst_then`]: every table load of the burst issued
+/// before any is waited on, each customer's cell in this core's shard
+/// prefetched the moment the customer is known); only then count and
+/// decide those, in order. Verdicts and counts are exactly those of
+/// [`judge`] called on each frame in turn: the early stages only read the
+/// (immutable) classifier, and only the frames decided last touch the
+/// shard.
 ///
 /// Holds the burst's scratch arrays, so one lives in each worker and
 /// nothing is allocated per burst. Between stages only what the next stage
-/// needs is kept (outcome, source, customer): the whole parse result is
-/// rebuilt for the rare frame that is answered with a RST.
+/// needs is kept, packed: the sources to look up, which frame each belongs
+/// to and whether it is a watched SYN.
 pub struct BurstJudge {
-    outcomes: [Outcome; BURST],
-    srcs: [Option<SrcAddr>; BURST],
-    customers: [Option<CustomerId>; BURST],
     verdicts: [Verdict; BURST],
+    /// The sources whose customer decides their frame's fate.
+    keys: [SrcAddr; BURST],
+    /// The frame each key belongs to.
+    slots: [u8; BURST],
+    /// Whether that frame is a watched SYN (the others only ask "blocked?").
+    syns: [bool; BURST],
+    /// The customers of `keys`.
+    found: [Option<CustomerId>; BURST],
 }
 
 impl Default for BurstJudge {
     fn default() -> Self {
         BurstJudge {
-            outcomes: [Outcome::NonIp; BURST],
-            srcs: [None; BURST],
-            customers: [None; BURST],
             verdicts: [Verdict::Forward; BURST],
+            keys: [SrcAddr::V4(0); BURST],
+            slots: [0; BURST],
+            syns: [false; BURST],
+            found: [None; BURST],
         }
     }
 }
@@ -140,68 +150,64 @@ impl std::fmt::Debug for BurstJudge {
 impl BurstJudge {
     /// Decides up to [`BURST`] frames (any beyond are not read) and counts
     /// them into `shard` and `tally`; `verdicts[i]` is the fate of the
-    /// i-th frame. `frames` is walked twice (it must be cheap to clone:
-    /// a mapped slice iterator).
+    /// i-th frame.
     #[inline]
     pub fn judge<'a>(
         &mut self,
-        frames: impl Iterator<Item = Frame<'a>> + Clone,
+        frames: impl Iterator<Item = Frame<'a>>,
         policy: &Policy,
         classifier: &Classifier,
         shard: &WorkerShard,
         tally: &mut Tally,
     ) -> &[Verdict] {
-        // Stage 1: parse; keep the outcome, and the source where the
-        // customer matters.
+        // Stage 1: parse; settle what needs no customer, pack the rest.
         let mut n = 0;
-        let mut wanted = false;
-        for ((frame, outcome), src) in frames
-            .clone()
-            .zip(self.outcomes.iter_mut())
-            .zip(self.srcs.iter_mut())
-        {
+        let mut k = 0;
+        for (frame, v) in frames.zip(self.verdicts.iter_mut()) {
             let parsed = parse_frame(frame, policy);
-            *outcome = parsed.outcome;
-            *src = if needs_customer(&parsed, policy) {
-                wanted = true;
-                parsed.src
-            } else {
-                None
+            count(parsed.outcome, tally);
+            *v = match pending(&parsed, policy) {
+                Err(settled) => settled,
+                Ok(src) => {
+                    if let (Some(key), Some(slot), Some(syn)) = (
+                        self.keys.get_mut(k),
+                        self.slots.get_mut(k),
+                        self.syns.get_mut(k),
+                    ) {
+                        *key = src;
+                        *slot = n as u8;
+                        *syn = parsed.outcome == Outcome::WatchedSyn;
+                        k += 1;
+                    }
+                    Verdict::Forward
+                }
             };
             n += 1;
         }
-        let (outcomes, srcs) = (&self.outcomes[..n], &self.srcs[..n]);
-        let customers = &mut self.customers[..n];
-        if wanted {
+        if k > 0 {
             // Stages 2 to 4: the classifier's loads, all in flight at once,
             // and each customer's cell as soon as the customer is known.
-            classifier.lookup_burst_then(srcs, customers, |id| shard.prefetch(id));
-        } else {
-            // Most bursts of ordinary traffic: nothing to look up.
-            customers.fill(None);
+            let (keys, found) = (&self.keys[..k], &mut self.found[..k]);
+            classifier.lookup_burst_then(keys, found, |id| shard.prefetch(id));
+            // Stage 5: count and decide in order.
+            for ((&slot, &syn), &customer) in self.slots[..k]
+                .iter()
+                .zip(&self.syns[..k])
+                .zip(found.iter())
+            {
+                if let Some(v) = self.verdicts.get_mut(usize::from(slot)) {
+                    *v = decide(syn, customer, policy, shard, tally);
+                }
+            }
         }
-        // Stage 5: count and decide in order.
-        let verdicts = &mut self.verdicts[..n];
-        for (((v, &outcome), (src, &customer)), frame) in verdicts
-            .iter_mut()
-            .zip(outcomes)
-            .zip(srcs.iter().zip(customers.iter()))
-            .zip(frames)
-        {
-            // `src` is the parsed source wherever `decide` asks for it.
-            *v = match decide(outcome, src.is_some(), customer, policy, shard, tally) {
-                Fate::Forward => Verdict::Forward,
-                Fate::DropBlocked => Verdict::DropBlocked,
-                Fate::DropMalformed => Verdict::DropMalformed,
-                Fate::Reset => Verdict::Reset(parse_frame(frame, policy)),
-            };
-        }
-        verdicts
+        &self.verdicts[..n]
     }
 }
 
+/// Parses a frame of a burst (chained over several buffers or not) as the
+/// judges do: what a [`Verdict::Reset`] is built from.
 #[inline(always)]
-fn parse_frame(frame: Frame<'_>, policy: &Policy) -> Parsed {
+pub fn parse_frame(frame: Frame<'_>, policy: &Policy) -> Parsed {
     if frame.wire_len <= frame.data.len() {
         parse(frame.data, &policy.watched)
     } else {
@@ -222,129 +228,84 @@ pub fn judge(
     shard: &WorkerShard,
     tally: &mut Tally,
 ) -> Verdict {
-    judge_one(
-        parse(frame, &policy.watched),
-        policy,
-        classifier,
-        shard,
-        tally,
-    )
-}
-
-#[inline(always)]
-fn judge_one(
-    parsed: Parsed,
-    policy: &Policy,
-    classifier: &Classifier,
-    shard: &WorkerShard,
-    tally: &mut Tally,
-) -> Verdict {
-    let customer = if needs_customer(&parsed, policy) {
-        parsed.src.and_then(|s| classifier.lookup(s))
-    } else {
-        None
-    };
-    match decide(
-        parsed.outcome,
-        parsed.src.is_some(),
-        customer,
-        policy,
-        shard,
-        tally,
-    ) {
-        Fate::Forward => Verdict::Forward,
-        Fate::DropBlocked => Verdict::DropBlocked,
-        Fate::DropMalformed => Verdict::DropMalformed,
-        Fate::Reset => Verdict::Reset(parsed),
+    let parsed = parse(frame, &policy.watched);
+    count(parsed.outcome, tally);
+    match pending(&parsed, policy) {
+        Err(settled) => settled,
+        Ok(src) => decide(
+            parsed.outcome == Outcome::WatchedSyn,
+            classifier.lookup(src),
+            policy,
+            shard,
+            tally,
+        ),
     }
 }
 
-/// Whether the decision on `parsed` depends on its customer.
 #[inline(always)]
-fn needs_customer(parsed: &Parsed, policy: &Policy) -> bool {
-    match parsed.outcome {
+fn count(outcome: Outcome, tally: &mut Tally) {
+    if let Some(c) = tally.outcomes.get_mut(outcome.index()) {
+        *c += 1;
+    }
+}
+
+/// The source whose customer decides the fate of `parsed`, or the fate
+/// itself where the customer does not matter (or the parser could not
+/// read a source).
+#[inline(always)]
+fn pending(parsed: &Parsed, policy: &Policy) -> Result<SrcAddr, Verdict> {
+    let needs_customer = match parsed.outcome {
         Outcome::WatchedSyn | Outcome::FragmentEvasive => true,
         Outcome::WatchedOther => policy.scope == BlockScope::Smtp,
-        Outcome::Malformed(_) => policy.malformed == MalformedPolicy::Forward,
+        Outcome::Malformed(_) => match policy.malformed {
+            MalformedPolicy::Forward => true,
+            MalformedPolicy::Drop => return Err(Verdict::DropMalformed),
+        },
         Outcome::NonIp | Outcome::OtherIp | Outcome::ExemptDestination => false,
+    };
+    match parsed.src {
+        Some(src) if needs_customer => Ok(src),
+        _ => Err(Verdict::Forward),
     }
 }
 
-/// A [`Verdict`] without the parse result a RST is built from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    Forward,
-    DropBlocked,
-    DropMalformed,
-    Reset,
-}
-
-/// The decision on a frame with `outcome` (`has_src`: the parser read its
-/// source), given its customer (`None` when it has none or
-/// [`needs_customer`] said it does not matter); counts the outcome and,
-/// for watched SYNs, the customer's cell.
+/// The decision on a frame whose fate depends on its customer (`syn`: a
+/// watched SYN; otherwise established traffic under `scope = "smtp"`, an
+/// evasive fragment or a malformed frame forwarded by policy); counts the
+/// customer's cell for SYNs.
 #[inline(always)]
 fn decide(
-    outcome: Outcome,
-    has_src: bool,
+    syn: bool,
     customer: Option<CustomerId>,
     policy: &Policy,
     shard: &WorkerShard,
     tally: &mut Tally,
-) -> Fate {
-    if let Some(c) = tally.outcomes.get_mut(outcome.index()) {
-        *c += 1;
-    }
-    let blocked = |c: Option<CustomerId>| c.is_some_and(|id| shard.is_blocked(id));
-    match outcome {
-        Outcome::WatchedSyn => {
-            if !has_src {
-                return Fate::Forward;
-            }
-            let Some(id) = customer else {
-                tally.syn_no_customer += 1;
-                return Fate::Forward;
-            };
+) -> Verdict {
+    match customer {
+        None if syn => {
+            tally.syn_no_customer += 1;
+            Verdict::Forward
+        }
+        Some(id) if syn => {
             if shard.try_forward(id) {
-                Fate::Forward
+                Verdict::Forward
             } else {
                 refuse(policy)
             }
         }
-        Outcome::WatchedOther if policy.scope == BlockScope::Smtp => {
-            if blocked(customer) {
-                Fate::DropBlocked
-            } else {
-                Fate::Forward
-            }
-        }
-        // Cannot tell whether it hides a SYN: a blocked customer loses it.
-        Outcome::FragmentEvasive => {
-            if blocked(customer) {
-                Fate::DropBlocked
-            } else {
-                Fate::Forward
-            }
-        }
-        Outcome::Malformed(_) if policy.malformed == MalformedPolicy::Drop => Fate::DropMalformed,
-        // Forwarded by policy, but never for a blocked customer: a shape
-        // the parser rejects may still be a SYN some host accepts.
-        Outcome::Malformed(_) => {
-            if blocked(customer) {
-                Fate::DropBlocked
-            } else {
-                Fate::Forward
-            }
-        }
-        _ => Fate::Forward,
+        // Cannot tell whether it hides a SYN (a fragment, or a shape the
+        // parser rejects that some host may accept), or established mail
+        // under scope smtp: a blocked customer loses it.
+        Some(id) if shard.is_blocked(id) => Verdict::DropBlocked,
+        _ => Verdict::Forward,
     }
 }
 
 #[cold]
-fn refuse(policy: &Policy) -> Fate {
+fn refuse(policy: &Policy) -> Verdict {
     match policy.action {
-        BlockAction::Drop => Fate::DropBlocked,
-        BlockAction::Reset => Fate::Reset,
+        BlockAction::Drop => Verdict::DropBlocked,
+        BlockAction::Reset => Verdict::Reset,
     }
 }
 
@@ -444,7 +405,7 @@ mod tests {
         shard.set_blocked(0, true);
         assert!(matches!(
             judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
-            Verdict::Reset(_)
+            Verdict::Reset
         ));
         assert_eq!(
             judge(&est, &p, &c, &shard, &mut stats),

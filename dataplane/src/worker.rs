@@ -13,7 +13,7 @@ use arc_swap::Cache;
 use crate::generation::{Generation, SharedGeneration};
 use crate::reset::syn_to_rst;
 use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{BurstJudge, Frame, Tally, Verdict};
+use crate::verdict::{parse_frame, BurstJudge, Frame, Tally, Verdict};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +121,7 @@ impl Worker {
                     }
                     // Counted in registers, published once per burst.
                     let mut tally = Tally::default();
-                    let frames = rx.as_slice().iter().map(|m| Frame {
-                        data: m.data(),
-                        wire_len: m.pkt_len() as usize,
-                    });
+                    let frames = rx.as_slice().iter().map(frame);
                     let verdicts =
                         self.judge
                             .judge(frames, &gen.policy, classifier, shard, &mut tally);
@@ -139,7 +136,8 @@ impl Worker {
                                 tally.dropped_malformed += 1;
                                 keep(dropped, m, stats);
                             }
-                            Verdict::Reset(parsed) => {
+                            Verdict::Reset => {
+                                let parsed = parse_frame(frame(&m), &gen.policy);
                                 let mut m = m;
                                 match syn_to_rst(m.data_mut(), &parsed) {
                                     Some(len) if m.set_len(len) => {
@@ -167,6 +165,15 @@ impl Worker {
             bump(&stats.verdicts.busy_polls);
         }
         total
+    }
+}
+
+/// What the judges read of an mbuf.
+#[inline(always)]
+fn frame(m: &Mbuf) -> Frame<'_> {
+    Frame {
+        data: m.data(),
+        wire_len: m.pkt_len() as usize,
     }
 }
 
