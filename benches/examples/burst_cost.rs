@@ -1,4 +1,6 @@
-//! Instruction-count probe of the packet path on the 64 B mix: run under
+//! Instruction-count probe of the packet path on the 64 B mix (`burst`,
+//! `frames`: the staged bursts or `judge` frame by frame) or a SYN flood
+//! (`flood [ACTIVE [CUSTOMERS]]`, default 1000 of 1000): run under
 //! `valgrind --tool=callgrind` (instructions are repeatable whatever else
 //! the machine does) or `perf record`.
 //!
@@ -7,6 +9,7 @@
 use std::hint::black_box;
 
 use synwall_benches::customers::prefixes;
+use synwall_benches::flood::{self, FloodSpec, Shape};
 use synwall_benches::mix::{generate, MixSpec};
 use synwall_dataplane::classify::Classifier;
 use synwall_dataplane::parse::WatchedPorts;
@@ -53,7 +56,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let how = args.next().unwrap_or_else(|| "burst".into());
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let n = 1_000u32;
+    let active: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let c = Classifier::build(n as usize + 1, prefixes(n, true)).expect("valid prefixes");
     let s = WorkerShard::new(n as usize + 1);
     s.set_blocked(n, true);
@@ -63,17 +67,28 @@ fn main() {
         scope: BlockScope::Syn,
         malformed: MalformedPolicy::Forward,
     };
-    let mix = generate(&MixSpec::default());
+    let frames = if how == "flood" {
+        flood::generate(&FloodSpec {
+            shape: Shape::Syn,
+            frames: 8192,
+            active,
+            customers: n,
+            seed: 7,
+        })
+        .frames
+    } else {
+        generate(&MixSpec::default()).frames
+    };
     let mut b = BurstJudge::default();
     let mut total = 0;
     for _ in 0..rounds {
         total += match how.as_str() {
-            "frames" => judge_mix_frames(&mix.frames, &p, &c, &s),
-            _ => judge_mix_bursts(&mix.frames, &mut b, &p, &c, &s),
+            "frames" => judge_mix_frames(&frames, &p, &c, &s),
+            _ => judge_mix_bursts(&frames, &mut b, &p, &c, &s),
         };
     }
     println!(
         "{how}: {} frames x {rounds}, {total} forwarded",
-        mix.frames.len()
+        frames.len()
     );
 }

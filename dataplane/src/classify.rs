@@ -198,9 +198,9 @@ impl Classifier {
     /// load (the customer's counters) while the other lookups of the burst
     /// are still in flight, so the misses never drain between two stages.
     #[inline]
-    pub fn lookup_burst_then(
+    pub fn lookup_burst_then<S: Copy + Into<SrcAddr>>(
         &self,
-        srcs: &[SrcAddr],
+        srcs: &[S],
         out: &mut [Option<CustomerId>],
         mut found: impl FnMut(CustomerId),
     ) {
@@ -210,26 +210,26 @@ impl Classifier {
     }
 
     #[inline(always)]
-    fn lookup_batch(
+    fn lookup_batch<S: Copy + Into<SrcAddr>>(
         &self,
-        srcs: &[SrcAddr],
+        srcs: &[S],
         out: &mut [Option<CustomerId>],
         found: &mut impl FnMut(CustomerId),
     ) {
-        for src in srcs {
-            match *src {
+        for &src in srcs {
+            match src.into() {
                 SrcAddr::V4(a) => self.v4.prefetch(a),
                 SrcAddr::V6(a) => self.v6.prefetch(a),
             }
         }
         let mut first = [0u32; LOOKUP_BATCH];
-        for (src, e) in srcs.iter().zip(first.iter_mut()) {
-            if let SrcAddr::V4(a) = *src {
+        for (&src, e) in srcs.iter().zip(first.iter_mut()) {
+            if let SrcAddr::V4(a) = src.into() {
                 *e = self.v4.first_level(a);
             }
         }
         for (&src, (o, &e)) in srcs.iter().zip(out.iter_mut().zip(first.iter())) {
-            *o = match src {
+            *o = match src.into() {
                 SrcAddr::V4(a) => self.v4.finish(e, a),
                 SrcAddr::V6(a) => self.v6.lookup(a),
             };
