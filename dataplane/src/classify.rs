@@ -202,6 +202,35 @@ impl Classifier {
         &self,
         srcs: &[S],
         out: &mut [Option<CustomerId>],
+        found: impl FnMut(CustomerId),
+    ) {
+        for &src in srcs {
+            self.prefetch(src.into());
+        }
+        self.lookup_prefetched_then(srcs, out, found);
+    }
+
+    /// Starts loading the first-level entry of `src`'s lookup (the
+    /// DIR-24-8 `/24` entry, the IPv6 bucket) into the cache: the first
+    /// stage of [`Classifier::lookup_burst`], for a caller that issues it
+    /// earlier (the burst judge, as it parses each frame) and then finishes
+    /// with [`Classifier::lookup_prefetched_then`].
+    #[inline(always)]
+    pub fn prefetch(&self, src: SrcAddr) {
+        match src {
+            SrcAddr::V4(a) => self.v4.prefetch(a),
+            SrcAddr::V6(a) => self.v6.prefetch(a),
+        }
+    }
+
+    /// The stages of [`Classifier::lookup_burst_then`] after the first
+    /// ([`Classifier::prefetch`], which the caller issued for every source).
+    /// Answers exactly as [`Classifier::lookup`] whether or not it was.
+    #[inline]
+    pub fn lookup_prefetched_then<S: Copy + Into<SrcAddr>>(
+        &self,
+        srcs: &[S],
+        out: &mut [Option<CustomerId>],
         mut found: impl FnMut(CustomerId),
     ) {
         for (srcs, out) in srcs.chunks(LOOKUP_BATCH).zip(out.chunks_mut(LOOKUP_BATCH)) {
@@ -216,12 +245,6 @@ impl Classifier {
         out: &mut [Option<CustomerId>],
         found: &mut impl FnMut(CustomerId),
     ) {
-        for &src in srcs {
-            match src.into() {
-                SrcAddr::V4(a) => self.v4.prefetch(a),
-                SrcAddr::V6(a) => self.v6.prefetch(a),
-            }
-        }
         let mut first = [0u32; LOOKUP_BATCH];
         for (&src, e) in srcs.iter().zip(first.iter_mut()) {
             if let SrcAddr::V4(a) = src.into() {

@@ -104,8 +104,9 @@ pub const BURST: usize = LOOKUP_BATCH;
 /// Decides a burst of inside→outside frames in stages over the whole
 /// burst, the way DPDK's l3fwd and VPP's vector nodes do: parse every
 /// frame, settling at once those whose fate does not depend on their
-/// customer (most of ordinary traffic); look up the customers of the rest
-/// ([`Classifier::lookup_burst_then`]: every table load of the burst issued
+/// customer (most of ordinary traffic) and prefetching the first table
+/// entry of every other frame's lookup; look up the customers of those
+/// ([`Classifier::lookup_prefetched_then`]: every load of a stage issued
 /// before any is waited on, each customer's cell in this core's shard
 /// prefetched the moment the customer is known); only then count and
 /// decide those, in order. Verdicts and counts are exactly those of
@@ -175,6 +176,9 @@ impl BurstJudge {
                         self.syns.get_mut(k),
                     ) {
                         *key = Key::from(src);
+                        // The lookup's first load, a whole parse stage
+                        // before it is read.
+                        classifier.prefetch(src);
                         *slot = n as u8;
                         *syn = parsed.outcome == Outcome::WatchedSyn;
                         k += 1;
@@ -188,7 +192,7 @@ impl BurstJudge {
             // Stages 2 to 4: the classifier's loads, all in flight at once,
             // and each customer's cell as soon as the customer is known.
             let (keys, found) = (&self.keys[..k], &mut self.found[..k]);
-            classifier.lookup_burst_then(keys, found, |id| shard.prefetch(id));
+            classifier.lookup_prefetched_then(keys, found, |id| shard.prefetch(id));
             // Stage 5: count and decide in order.
             for ((&slot, &syn), &customer) in self.slots[..k]
                 .iter()
