@@ -1,17 +1,21 @@
 //! Source address → customer id, longest prefix wins.
 //!
 //! IPv4 is a DIR-24-8 table (the layout of DPDK's `rte_lpm`): 2^24 entries
-//! indexed by the top 24 bits of the address, each either a customer or the
-//! number of a 256-entry extension group that resolves the last octet for
-//! the /24s that hold prefixes longer than /24. A lookup is one load, or two.
+//! indexed by the top 24 bits of the address, each either a customer or an
+//! extension group that resolves the last octet for the /24s that hold
+//! prefixes longer than /24. Unlike `rte_lpm`'s fixed 256 entries, a group
+//! has as many entries as its /24's longest prefix needs (16 up to /28:
+//! one cache line; 256 for a /32), so a table of /28 customers holds its
+//! extension groups in a sixteenth of the memory, and of the pages a flood
+//! of random sources walks. A lookup is one load, or two.
 //! IPv6 customers use a handful of prefix lengths (/48, /56, /64 ...), so
 //! IPv6 is one exact-match hash table per configured length, probed longest
 //! first: a lookup is at most one probe per distinct length. A /0 is kept
 //! aside as the family's fallback rather than filled into the tables.
 //!
 //! Lookups allocate nothing and cannot panic: every index is in range by
-//! the type it indexes (`a >> 8` into a `[u32; 1 << 24]`, an octet into a
-//! `[u32; 256]`) or goes through `get`. See BENCHMARKS.md for the
+//! the type it indexes (`a >> 8` into a `[u32; 1 << 24]`) or goes through
+//! `get`. See BENCHMARKS.md for the
 //! measurement. Only frames on the watched ports (and frames that might hide
 //! one) are classified, so the lookup is off the path of most traffic.
 use std::collections::HashMap;
@@ -306,10 +310,18 @@ fn v6_mask(len: u8) -> u128 {
         .unwrap_or(0)
 }
 
-/// DIR-24-8 entry: this bit set means "extension group number in the low
-/// bits"; otherwise 0 is "no prefix of length 1..=32 covers the address"
-/// and anything else is the customer id + 1.
+/// DIR-24-8 entry: this bit set means "extension group": bits 28..31 hold
+/// the group's shift (8 − log2 of its entries) and bits 0..28 where it
+/// starts in `tbl8`, in units of [`GROUP_ALIGN`] entries; otherwise 0 is "no
+/// prefix of length 1..=32 covers the address" and anything else is the
+/// customer id + 1.
 const EXT: u32 = 1 << 31;
+const GROUP_SHIFT_BITS: u32 = 28;
+const GROUP_BASE: u32 = (1 << GROUP_SHIFT_BITS) - 1;
+/// The smallest extension group, and the alignment of every group: 16
+/// entries of 4 bytes, one cache line. 2^24 groups of 256 entries start
+/// below 2^28 units of it, so the base always fits.
+const GROUP_ALIGN: usize = 16;
 /// The largest IPv4 customer id the entry encoding holds (id + 1 < `EXT`).
 const V4_MAX_CUSTOMER: CustomerId = EXT - 2;
 const TBL24_LEN: usize = 1 << 24;
@@ -321,9 +333,10 @@ pub const LOOKUP_BATCH: usize = 32;
 struct V4Table {
     /// Indexed by the top 24 bits of the address; `TBL24_LEN` entries.
     tbl24: HugeArray<u32>,
-    /// One group per /24 that holds a prefix longer than /24, indexed by
-    /// the last octet: 0 or customer id + 1, never `EXT`.
-    tbl8: HugeArray<[u32; 256]>,
+    /// The extension groups, one per /24 that holds a prefix longer than
+    /// /24, each of 2^(8 − shift) entries indexed by the last octet shifted
+    /// right by the group's shift: 0 or customer id + 1, never `EXT`.
+    tbl8: HugeArray<u32>,
     /// The /0's customer.
     default: Option<CustomerId>,
     prefixes: usize,
@@ -336,10 +349,17 @@ impl V4Table {
     /// every /1../24 is in `tbl24` before the first extension group copies
     /// its entry.
     fn build(sorted: &[Pending<u32>], node: Option<u32>) -> V4Table {
+        // Each /24's longest prefix sizes its group (the last one wins: the
+        // list is in ascending length).
+        let longest: HashMap<u32, u8, FxBuildHasher> = sorted
+            .iter()
+            .filter(|&&(len, ..)| len > 24)
+            .map(|&(len, addr, ..)| (addr >> 8, len))
+            .collect();
         // Zeroed mapped memory: the /24s no prefix touches stay out of the
         // resident set.
         let mut tbl24 = HugeArray::<u32>::zeroed(TBL24_LEN, node);
-        let mut tbl8: Vec<[u32; 256]> = Vec::new();
+        let mut tbl8: Vec<u32> = Vec::new();
         let mut default = None;
         for &(len, addr, customer, _) in sorted {
             let entry = customer + 1;
@@ -349,16 +369,23 @@ impl V4Table {
                 1..=24 => tbl24[top..top + (1 << (24 - len))].fill(entry),
                 _ => {
                     let slot = &mut tbl24[top];
-                    let group = if *slot & EXT != 0 {
-                        (*slot & !EXT) as usize
+                    let (base, shift) = if *slot & EXT != 0 {
+                        group_of(*slot)
                     } else {
+                        let bits = u32::from(longest.get(&(addr >> 8)).copied().unwrap_or(32))
+                            .clamp(28, 32)
+                            - 24;
+                        let (base, shift) = (tbl8.len(), 8 - bits);
                         // The rest of the /24 keeps what covered it so far.
-                        tbl8.push([*slot; 256]);
-                        *slot = EXT | (tbl8.len() - 1) as u32;
-                        tbl8.len() - 1
+                        tbl8.resize(base + (1 << bits), *slot);
+                        *slot = EXT | (shift << GROUP_SHIFT_BITS) | (base / GROUP_ALIGN) as u32;
+                        (base, shift)
                     };
-                    let low = (addr & 0xff) as usize;
-                    tbl8[group][low..low + (1 << (32 - len))].fill(entry);
+                    // A /len covers 2^(32 − len) addresses, 2^shift to an
+                    // entry; len ≤ 24 + bits, so it covers whole entries.
+                    let first = base + ((addr & 0xff) >> shift) as usize;
+                    let count = 1usize << (32 - u32::from(len) - shift);
+                    tbl8[first..first + count].fill(entry);
                 }
             }
         }
@@ -368,6 +395,14 @@ impl V4Table {
             default,
             prefixes: sorted.len(),
         }
+    }
+
+    /// The entry of `a`'s last octet in the extension group that the
+    /// `/24` entry `e` (which has `EXT` set) names.
+    #[inline(always)]
+    fn group_entry(&self, e: u32, a: u32) -> Option<&u32> {
+        let (base, shift) = group_of(e);
+        self.tbl8.get(base + (usize::from(a as u8) >> shift))
     }
 
     /// Stage 1 of a burst lookup: start loading the `/24` entry.
@@ -384,8 +419,8 @@ impl V4Table {
     fn first_level(&self, a: u32) -> u32 {
         let e = self.tbl24.get((a >> 8) as usize).copied().unwrap_or(0);
         if e & EXT != 0 {
-            if let Some(g) = self.tbl8.get((e & !EXT) as usize) {
-                prefetch(&g[usize::from(a as u8)]);
+            if let Some(g) = self.group_entry(e, a) {
+                prefetch(g);
             }
         }
         e
@@ -395,10 +430,7 @@ impl V4Table {
     #[inline(always)]
     fn finish(&self, mut e: u32, a: u32) -> Option<CustomerId> {
         if e & EXT != 0 {
-            e = self
-                .tbl8
-                .get((e & !EXT) as usize)
-                .map_or(0, |g| g[usize::from(a as u8)]);
+            e = self.group_entry(e, a).copied().unwrap_or(0);
         }
         e.checked_sub(1).or(self.default)
     }
@@ -409,6 +441,16 @@ impl V4Table {
         let e = self.tbl24.get((a >> 8) as usize).copied().unwrap_or(0);
         self.finish(e, a)
     }
+}
+
+/// Where the extension group of the `/24` entry `e` starts in `tbl8`, and
+/// its shift.
+#[inline(always)]
+fn group_of(e: u32) -> (usize, u32) {
+    (
+        (e & GROUP_BASE) as usize * GROUP_ALIGN,
+        (e & !EXT) >> GROUP_SHIFT_BITS,
+    )
 }
 
 /// IPv6: one exact-match table per configured length, longest first.
