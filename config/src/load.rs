@@ -753,12 +753,14 @@ impl File<'_> {
                     "fleet.name",
                     "is missing; name this appliance, unique in the fleet, e.g. name = \"edge-a\"",
                 )),
-                Some(n) if !valid_customer_name(n) => return Err(self.invalid(
-                    "fleet.name",
-                    format!(
+                Some(n) if !valid_customer_name(n) => {
+                    return Err(self.invalid(
+                        "fleet.name",
+                        format!(
                         "{n:?} is not a valid name; use 1 to {MAX_NAME} of A-Z a-z 0-9 . _ - @ : +"
                     ),
-                )),
+                    ))
+                }
                 Some(n) => n.clone(),
             };
         let redis = match &raw.redis {
