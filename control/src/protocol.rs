@@ -112,6 +112,8 @@ pub enum Command {
     Events,
     /// The Prometheus metrics text.
     Metrics,
+    /// This appliance's view of the fleet (`[fleet]`).
+    Fleet,
 }
 
 fn default_top() -> usize {
@@ -137,6 +139,7 @@ impl Command {
             Command::Reload => "reload",
             Command::Events => "events",
             Command::Metrics => "metrics",
+            Command::Fleet => "fleet",
         }
     }
 

@@ -10,5 +10,6 @@
 //! (pipelines, timeouts, NOSCRIPT), and [`link`] runs that I/O on threads
 //! of its own so that a slow Redis never stalls a tick.
 pub mod link;
+pub mod local;
 pub mod node;
 pub mod script;
