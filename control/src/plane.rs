@@ -611,6 +611,7 @@ impl ControlPlane {
             let i = customer as usize;
             let limits = &self.limit_sets[self.dense[i].limits as usize];
             f.unblock(&self.names[i], limits);
+            f.forgive(customer);
         }
         if let Some(rec) = self.records.get_mut(&customer) {
             rec.near = 0;
@@ -724,11 +725,42 @@ impl ControlPlane {
         }
         self.attach(shards);
         self.windows.advance(now);
-        let remote = self
-            .fleet
-            .as_mut()
-            .map(|f| f.begin_tick(now))
-            .unwrap_or_default();
+        let remote = match self.fleet.as_mut() {
+            Some(f) => {
+                let remote = f.begin_tick(now);
+                for notice in std::mem::take(&mut f.notices) {
+                    let mut e = Event::new(EventKind::Fleet, self.clock.wall(now));
+                    e.by = Some(f.name().to_owned());
+                    e.reason = Some(notice);
+                    events.push(e);
+                }
+                remote
+            }
+            None => Vec::new(),
+        };
+        if let Some(f) = self.fleet.as_mut() {
+            for a in f.announcements() {
+                let Some(c) = self.names.iter().position(|n| **n == *a.customer) else {
+                    continue;
+                };
+                let c = c as u32;
+                if a.block {
+                    let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
+                    let f = self.fleet.as_mut().expect("fleet");
+                    f.peek(c, &a.customer, limits);
+                } else if self.blocked.contains(&c) && !self.dense[c as usize].config_blocked {
+                    let reason = Reason::Operator {
+                        by: format!("operator on {}", a.app),
+                        reason: "unblocked fleet-wide".into(),
+                    };
+                    events.push(self.end_block(c, now, EventKind::Unblock, reason));
+                    self.windows.remove(c);
+                    if let Some(f) = self.fleet.as_mut() {
+                        f.forgive(c);
+                    }
+                }
+            }
+        }
         for rb in remote {
             let c = rb.customer;
             if (c as usize) < self.dense.len() && !self.blocked.contains(&c) {
@@ -907,6 +939,7 @@ impl ControlPlane {
                         limit: limits[w],
                     };
                     let f = self.fleet.as_mut().expect("fleet");
+                    f.limit_blocked(c);
                     f.block(
                         &self.names[ci],
                         &limits[..nw],

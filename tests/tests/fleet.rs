@@ -40,20 +40,40 @@ struct Appliance {
 /// Runs the appliances at once against `redis` and returns each one's
 /// forwarded SYNs of `acme` and its summary.
 fn run_fleet(test: &str, redis: &str, fleet: &[Appliance]) -> Vec<(u64, Value)> {
+    run_fleet_with(test, redis, fleet, "", "", |_| {}).0
+}
+
+/// [`run_fleet`] with its own `[windows]` (empty: a 5m limit of
+/// [`LIMIT`]), extra config sections, and `during` called with the
+/// appliances' directories while they run; also returns each one's events.
+fn run_fleet_with(
+    test: &str,
+    redis: &str,
+    fleet: &[Appliance],
+    windows: &str,
+    extra: &str,
+    during: impl FnOnce(&[&TestDir]),
+) -> (Vec<(u64, Value)>, Vec<Vec<Value>>) {
     synwall_bin();
     let mut running: Vec<(TestDir, Child)> = Vec::new();
     for a in fleet {
         let dir = TestDir::new(&format!("{test}-{}", a.name));
         let mut s = Scenario::new(frames(), Vec::new())
+            .sections(&if windows.is_empty() {
+                format!(
+                    "[windows]\n\"5m\" = {LIMIT}\n\"1h\" = {}\n\"1d\" = {}\n",
+                    LIMIT * 10,
+                    LIMIT * 100
+                )
+            } else {
+                windows.to_owned()
+            })
             .sections(&format!(
-                "[windows]\n\"5m\" = {LIMIT}\n\"1h\" = {}\n\"1d\" = {}\n\n\
-                 [fleet]\nname = \"{}\"\nredis = [\"{redis}\"]\nappliances = {}\nfloor = 0.2\n\
+                "[fleet]\nname = \"{}\"\nredis = [\"{redis}\"]\nappliances = {}\nfloor = 0.2\n\
                  lease_ttl = \"3s\"\nlease_margin = \"500ms\"\ntimeout = \"300ms\"\n",
-                LIMIT * 10,
-                LIMIT * 100,
-                a.name,
-                a.appliances
+                a.name, a.appliances
             ))
+            .sections(extra)
             .control("tick = \"50ms\"")
             .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n");
         s.duration = RUN_SECS;
@@ -75,7 +95,9 @@ fn run_fleet(test: &str, redis: &str, fleet: &[Appliance]) -> Vec<(u64, Value)> 
             .expect("spawning synwall");
         running.push((dir, child));
     }
+    during(&running.iter().map(|r| &r.0).collect::<Vec<_>>());
     let mut out = Vec::new();
+    let mut events = Vec::new();
     for (dir, mut child) in running {
         let started = Instant::now();
         let status = loop {
@@ -105,8 +127,33 @@ fn run_fleet(test: &str, redis: &str, fleet: &[Appliance]) -> Vec<(u64, Value)> 
             "every appliance had demand beyond the limit: {acme}"
         );
         out.push((fwd, acme));
+        events.push(read_events(&dir.join("events.jsonl")));
     }
-    out
+    (out, events)
+}
+
+/// Sends one control request to the appliance in `dir` and returns the reply.
+fn request(dir: &TestDir, line: &str) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = dir.join("control.sock");
+    let stream = wait_until("the control socket", Duration::from_secs(60), || {
+        std::os::unix::net::UnixStream::connect(&sock).ok()
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    writeln!(w, "{line}").unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply {reply:?}: {e}"))
+}
+
+/// Waits until `dir`'s appliance answers `status` with a ready dataplane.
+fn wait_ready(dir: &TestDir) {
+    wait_until("appliance ready", Duration::from_secs(60), || {
+        (request(dir, r#"{"cmd":"status"}"#)["dataplane"] == "ready").then_some(())
+    });
 }
 
 /// The checker: the fleet-wide forwarded total against the limit.
@@ -199,4 +246,171 @@ fn without_redis_every_appliance_spends_exactly_its_floor() {
         assert_eq!(*fwd, 100, "floor only: {acme}");
     }
     assert!(fleet_total(&runs) <= LIMIT);
+}
+
+fn pair() -> [Appliance; 2] {
+    [
+        Appliance {
+            name: "edge-a",
+            appliances: 2,
+        },
+        Appliance {
+            name: "edge-b",
+            appliances: 2,
+        },
+    ]
+}
+
+/// Short blocks that do not grow: the customer keeps asking after each,
+/// so a fault that opened the budget would show as more forwards.
+const SHORT_BLOCKS: &str = "[block]\nduration = \"1s\"\nescalation = 1.0\n";
+
+fn fleet_reasons(events: &[Vec<Value>]) -> Vec<String> {
+    events
+        .iter()
+        .flatten()
+        .filter(|e| e["kind"] == "fleet")
+        .map(|e| format!("{} {}", e["by"], e["reason"]))
+        .collect()
+}
+
+#[test]
+fn a_limit_block_on_one_appliance_blocks_the_customer_on_the_other() {
+    let dir = TestDir::new("fleet-limit-block");
+    let redis = RedisServer::start(&dir.path);
+    let (runs, events) = run_fleet_with("fleet-limit-block", &redis.url(), &pair(), "", "", |_| {});
+    assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
+    let blocks: Vec<&Value> = events
+        .iter()
+        .flatten()
+        .filter(|e| e["kind"] == "block")
+        .collect();
+    // One appliance blocked by the limit, the other by the fleet's word.
+    assert!(
+        blocks.iter().any(|e| e["window"] == "5m"),
+        "no limit block: {blocks:?}"
+    );
+    for (i, ev) in events.iter().enumerate() {
+        assert!(
+            ev.iter()
+                .any(|e| e["kind"] == "block" && e["customer"] == "acme"),
+            "appliance {i} never blocked acme: {ev:?}"
+        );
+        assert_eq!(runs[i].1["state"], "blocked", "{:?}", runs[i].1);
+    }
+}
+
+#[test]
+fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
+    let dir = TestDir::new("fleet-operator");
+    let redis = RedisServer::start(&dir.path);
+    // Limits no test reaches: only the operator blocks, and the customer
+    // stays under its floor (no lease calls): the block travels by pub/sub.
+    let huge = "[windows]\n\"5m\" = 1000000000\n\"1h\" = 1000000000\n\"1d\" = 1000000000\n";
+    let mut latency = None;
+    let (_, events) = run_fleet_with(
+        "fleet-operator",
+        &redis.url(),
+        &pair(),
+        huge,
+        "",
+        |dirs: &[&TestDir]| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            let r = request(
+                dirs[0],
+                r#"{"cmd":"block","customer":"acme","duration":"1h","reason":"abuse #1"}"#,
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            let t0 = Instant::now();
+            wait_until("edge-b blocks acme", Duration::from_secs(10), || {
+                let c = request(dirs[1], r#"{"cmd":"customer","customer":"acme"}"#);
+                (c["customer"]["state"] == "blocked").then_some(())
+            });
+            latency = Some(t0.elapsed());
+            let r = request(
+                dirs[0],
+                r#"{"cmd":"unblock","customer":"acme","reason":"ok"}"#,
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            wait_until("edge-b unblocks acme", Duration::from_secs(10), || {
+                let c = request(dirs[1], r#"{"cmd":"customer","customer":"acme"}"#);
+                (c["customer"]["state"] == "open").then_some(())
+            });
+        },
+    );
+    eprintln!("block reached edge-b after {latency:?}");
+    let b = &events[1];
+    let block = b
+        .iter()
+        .find(|e| e["kind"] == "block")
+        .unwrap_or_else(|| panic!("edge-b logged no block: {b:?}"));
+    assert!(
+        block["by"].as_str().unwrap_or("").ends_with("on edge-a"),
+        "the event names the appliance: {block}"
+    );
+    assert_eq!(block["reason"], "abuse #1");
+    assert!(b.iter().any(|e| e["kind"] == "unblock"), "{b:?}");
+}
+
+#[test]
+fn redis_paused_and_resumed_keeps_the_fleet_within_the_limit() {
+    let dir = TestDir::new("fleet-pause");
+    let redis = RedisServer::start(&dir.path);
+    let (runs, events) = run_fleet_with(
+        "fleet-pause",
+        &redis.url(),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs| {
+            wait_ready(dirs[0]);
+            std::thread::sleep(Duration::from_millis(500));
+            redis.signal("STOP");
+            // Longer than a lease lives.
+            std::thread::sleep(Duration::from_secs(4));
+            redis.signal("CONT");
+        },
+    );
+    let total = fleet_total(&runs);
+    eprintln!("paused: {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
+    let reasons = fleet_reasons(&events);
+    assert!(
+        reasons.iter().any(|r| r.contains("unreachable")),
+        "no fallback event: {reasons:?}"
+    );
+}
+
+#[test]
+fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
+    let dir = TestDir::new("fleet-restart");
+    let mut redis = RedisServer::start(&dir.path);
+    let (runs, events) = run_fleet_with(
+        "fleet-restart",
+        &redis.url(),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            // The limit is used up within the first rounds.
+            std::thread::sleep(Duration::from_secs(2));
+            redis.restart_empty();
+        },
+    );
+    let total = fleet_total(&runs);
+    eprintln!(
+        "restart: {:?}",
+        runs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    // An empty Redis would lease the whole 800 again: the quarantine
+    // keeps everyone on their (spent) floors.
+    assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
+    let reasons = fleet_reasons(&events);
+    assert!(
+        reasons.iter().any(|r| r.contains("lost its state")),
+        "no quarantine event: {reasons:?}"
+    );
 }

@@ -74,6 +74,7 @@ end
 if op == 'unblock' then
   -- As locally: lifting a block forgives the windows.
   redis.call('DEL', KEYS[4], KEYS[1])
+  redis.call('PUBLISH', 'synwall:blocks', 'unblock ' .. KEYS[4] .. ' ' .. app)
   return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
 end
 if op == 'block' then
@@ -86,7 +87,7 @@ if op == 'block' then
   else
     redis.call('PEXPIREAT', KEYS[4], u + 1000)
   end
-  redis.call('PUBLISH', 'synwall:blocks', KEYS[4])
+  redis.call('PUBLISH', 'synwall:blocks', 'block ' .. KEYS[4] .. ' ' .. app)
   return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
 end
 if op ~= 'lease' then

@@ -5,13 +5,13 @@
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
-use super::node::{CallError, Node};
+use super::node::{CallError, Health, Node};
 use super::script::{Call, Reply};
 
 /// A round's calls, each with the caller's tag.
 pub type Round = Vec<(u32, Call)>;
-/// A round's answers, same tags, plus the round trip.
-pub type Answers = (Vec<(u32, Result<Reply, CallError>)>, Duration);
+/// A round's answers, same tags, plus the round trip and the node's health.
+pub type Answers = (Vec<(u32, Result<Reply, CallError>)>, Duration, Health);
 
 /// The control thread's end of the Redis thread.
 pub struct Link {
@@ -33,8 +33,13 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// Starts the thread for the node at `url`. Fails only on a URL the
     /// client cannot parse (the config validates the form).
-    pub fn start(url: &str, timeout: Duration) -> Result<Link, redis::RedisError> {
+    pub fn start(
+        url: &str,
+        timeout: Duration,
+        quarantine_ms: u64,
+    ) -> Result<Link, redis::RedisError> {
         let mut node = Node::new(url, timeout)?;
+        node.quarantine_ms = quarantine_ms;
         let (to, rounds) = channel::<Round>();
         let (answers, from) = channel::<Answers>();
         std::thread::Builder::new()
@@ -43,9 +48,21 @@ impl Link {
                 for round in rounds {
                     let (tags, calls): (Vec<u32>, Vec<Call>) = round.into_iter().unzip();
                     let started = std::time::Instant::now();
-                    let replies = node.round(&calls);
+                    let mut replies = node.round(&calls);
+                    // After the calls: an epoch unchanged since first seen
+                    // means they ran on the state this appliance knows.
+                    let health = node.health();
+                    if health.up && (health.lost_state || health.quarantine_ms > 0) {
+                        for r in &mut replies {
+                            *r = Err(CallError::Quarantined {
+                                url: node.url().to_owned(),
+                                left_ms: health.quarantine_ms,
+                            });
+                        }
+                    }
+                    let rtt = started.elapsed();
                     let out = tags.into_iter().zip(replies).collect();
-                    if answers.send((out, started.elapsed())).is_err() {
+                    if answers.send((out, rtt, health)).is_err() {
                         return;
                     }
                 }
@@ -95,6 +112,118 @@ impl Link {
                 self.in_flight = false;
                 None
             }
+        }
+    }
+}
+
+/// The pub/sub channel the script announces blocks and unblocks on.
+pub const CHANNEL: &str = "synwall:blocks";
+
+/// A block or unblock announced by an appliance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// `true`: block; `false`: unblock.
+    pub block: bool,
+    /// The customer.
+    pub customer: String,
+    /// The appliance that made it.
+    pub app: String,
+}
+
+impl Announcement {
+    /// Parses `block {c:NAME}:b APP`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Announcement> {
+        let mut it = text.split(' ');
+        let block = match it.next()? {
+            "block" => true,
+            "unblock" => false,
+            _ => return None,
+        };
+        let key = it.next()?;
+        let customer = key.strip_prefix("{c:")?.strip_suffix("}:b")?.to_owned();
+        let app = it.next()?.to_owned();
+        Some(Announcement {
+            block,
+            customer,
+            app,
+        })
+    }
+}
+
+/// Listens on [`CHANNEL`] of the node at `url` on a thread of its own
+/// (reconnecting every half second while the node is down) until `stop`.
+pub fn subscribe(
+    url: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Receiver<Announcement>, redis::RedisError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let client = redis::Client::open(url)?;
+    let (tx, rx) = channel();
+    let spawned = std::thread::Builder::new()
+        .name("synwall-fleet-sub".into())
+        .spawn(move || {
+            while !stop.load(Relaxed) {
+                let con = client.get_connection_with_timeout(Duration::from_secs(1));
+                let Ok(mut con) = con else {
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                };
+                let mut ps = con.as_pubsub();
+                if ps.subscribe(CHANNEL).is_err()
+                    || ps
+                        .set_read_timeout(Some(Duration::from_millis(500)))
+                        .is_err()
+                {
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                while !stop.load(Relaxed) {
+                    match ps.get_message() {
+                        Ok(msg) => {
+                            let text: String = msg.get_payload().unwrap_or_default();
+                            if let Some(a) = Announcement::parse(&text) {
+                                if tx.send(a).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) if e.is_timeout() => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+    spawned.map_err(|e| {
+        redis::RedisError::from(std::io::Error::other(format!(
+            "starting the fleet subscriber: {e}"
+        )))
+    })?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_parse() {
+        assert_eq!(
+            Announcement::parse("block {c:acme}:b edge-a"),
+            Some(Announcement {
+                block: true,
+                customer: "acme".into(),
+                app: "edge-a".into()
+            })
+        );
+        assert!(!Announcement::parse("unblock {c:a.b}:b x").unwrap().block);
+        for bad in [
+            "",
+            "block",
+            "block acme x",
+            "nope {c:a}:b x",
+            "block {c:a}:b",
+        ] {
+            assert_eq!(Announcement::parse(bad), None, "{bad}");
         }
     }
 }

@@ -27,7 +27,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use synwall_config::Fleet;
 
-use super::link::Link;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use super::link::{self, Announcement, Link};
 use super::node::CallError;
 use super::script::{Call, Op, Reply, SharedBlock, SharedWindow};
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
@@ -113,6 +117,18 @@ pub struct FleetLocal {
     retry_at: u64,
     /// The round in flight was tagged with ids from before a reload.
     discard: bool,
+    /// The threads are started.
+    started: bool,
+    /// Tells the subscriber to stop.
+    stop: Arc<AtomicBool>,
+    /// Announcements heard on the pub/sub channel.
+    heard: Option<Receiver<Announcement>>,
+    /// Floors only until then (local ms): Redis lost its state.
+    quarantine_until: u64,
+    /// The last tick's time.
+    last_now: u64,
+    /// What happened to the link, for the event log (taken by the plane).
+    pub notices: Vec<String>,
     /// Customers that wanted more than their floor this tick and could
     /// not ask Redis (it is down): on floors only.
     pub on_floors: usize,
@@ -125,11 +141,10 @@ impl FleetLocal {
     /// started at wall-clock `wall_ms` (sequence numbers start there, so
     /// they keep growing across restarts).
     pub fn new(config: &Fleet, lengths: &[Duration], tick: Duration, wall_ms: u64) -> FleetLocal {
-        let (link, error) = match Link::start(&config.redis[0], config.timeout) {
-            Ok(l) => (Some(l), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
         FleetLocal {
+            started: false,
+            stop: Arc::new(AtomicBool::new(false)),
+            heard: None,
             config: config.clone(),
             tick_ms: (tick.as_millis() as u64).max(1),
             lengths_ms: lengths.iter().map(|l| l.as_millis() as u64).collect(),
@@ -138,17 +153,69 @@ impl FleetLocal {
             pending: IdMap::default(),
             exhausted: IdMap::default(),
             outbox: Vec::new(),
-            link,
+            link: None,
             seq: wall_ms.saturating_mul(1000),
             retry_at: 0,
             discard: false,
+            quarantine_until: 0,
+            last_now: 0,
+            notices: Vec::new(),
             on_floors: 0,
-            stats: FleetStats {
-                last_error: error,
-                down: false,
-                ..FleetStats::default()
-            },
+            stats: FleetStats::default(),
         }
+    }
+
+    /// Starts the Redis threads on first use (a plane built and dropped by
+    /// a reload never starts any).
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let url = &self.config.redis[0];
+        let longest = self.lengths_ms.iter().copied().max().unwrap_or(0);
+        match Link::start(url, self.config.timeout, longest) {
+            Ok(l) => self.link = Some(l),
+            Err(e) => self.stats.last_error = Some(e.to_string()),
+        }
+        match link::subscribe(url, self.stop.clone()) {
+            Ok(rx) => self.heard = Some(rx),
+            Err(e) => self.stats.last_error = Some(e.to_string()),
+        }
+    }
+
+    /// Blocks and unblocks other appliances announced since the last tick.
+    pub fn announcements(&mut self) -> Vec<Announcement> {
+        let Some(rx) = &self.heard else {
+            return Vec::new();
+        };
+        let me = self.config.name.as_str();
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|a| a.app != me)
+            .collect()
+    }
+
+    /// Asks Redis for customer `c`'s block state at the next round (a
+    /// lease call that reports and wants nothing).
+    pub fn peek(&mut self, c: u32, name: &str, limits: &[u64]) {
+        if self.pending.contains_key(&c) {
+            return;
+        }
+        let lease = self.leases.get(&c).filter(|l| l.stopped.is_none()).copied();
+        let op = Op::Lease {
+            seq: self.next_seq(),
+            lease: lease.map_or(0, |l| l.id),
+            spent: lease.map_or(0, |l| l.spent),
+            want: 0,
+            release: false,
+        };
+        let call = self.call(name, limits, op);
+        self.outbox.push((c, call));
+        self.pending.insert(c, self.last_now);
+    }
+
+    /// An unblock forgives the floor windows too.
+    pub fn forgive(&mut self, c: u32) {
+        self.floors.remove(c);
     }
 
     /// This appliance's name.
@@ -185,13 +252,32 @@ impl FleetLocal {
     /// Start of a tick: takes the answers that came in and returns the
     /// fleet-wide blocks they carry.
     pub fn begin_tick(&mut self, now: u64) -> Vec<RemoteBlock> {
+        self.start();
         self.on_floors = 0;
+        self.last_now = now;
         self.floors.advance(now);
         let mut blocks = Vec::new();
         let Some(answers) = self.link.as_mut().and_then(Link::poll) else {
             return blocks;
         };
-        let (answers, rtt) = answers;
+        let (answers, rtt, health) = answers;
+        let was_down = self.stats.down;
+        if health.quarantine_ms > 0 {
+            let until = now.saturating_add(health.quarantine_ms);
+            if self.quarantine_until <= now {
+                self.notices.push(format!(
+                    "{}: {} Redis lost its state: floors only for {} s",
+                    self.config.redis[0],
+                    if health.lost_state {
+                        "detected:"
+                    } else {
+                        "quarantine in force:"
+                    },
+                    health.quarantine_ms / 1000
+                ));
+            }
+            self.quarantine_until = self.quarantine_until.max(until);
+        }
         if std::mem::take(&mut self.discard) {
             return blocks;
         }
@@ -231,6 +317,18 @@ impl FleetLocal {
             }
         }
         self.stats.down = failed;
+        if failed && !was_down {
+            self.notices.push(format!(
+                "{} unreachable: customers above their floor fall back to it ({})",
+                self.config.redis[0],
+                self.stats.last_error.as_deref().unwrap_or("")
+            ));
+        } else if was_down && !failed {
+            self.notices.push(format!(
+                "{} reachable again: leases resume",
+                self.config.redis[0]
+            ));
+        }
         if failed {
             // Probe again after a while, not every tick.
             self.retry_at = now + 500;
@@ -370,7 +468,9 @@ impl FleetLocal {
         });
         let wants = !blocked && dseen > 0 && (floor_free + left < target || renew);
         if wants && !self.pending.contains_key(&c) {
-            if self.link.as_ref().is_some_and(|l| !l.busy())
+            if now < self.quarantine_until {
+                self.on_floors += 1;
+            } else if self.link.as_ref().is_some_and(|l| !l.busy())
                 && (!self.stats.down || now >= self.retry_at)
             {
                 let lease = self.leases.get(&c).filter(|l| l.stopped.is_none()).copied();
@@ -400,6 +500,13 @@ impl FleetLocal {
     /// its count there (Redis's share; the floors come on top).
     pub fn exhausted(&self, c: u32) -> Option<(usize, u64)> {
         self.exhausted.get(&c).copied()
+    }
+
+    /// Customer `c` was blocked by the limit: what the last reply said is
+    /// spent, so that after the block the customer asks Redis again
+    /// before it can be blocked again (the windows may have drained).
+    pub fn limit_blocked(&mut self, c: u32) {
+        self.exhausted.remove(&c);
     }
 
     /// Blocks `customer` fleet-wide.
@@ -518,6 +625,7 @@ impl FleetLocal {
             "leases_held": self.leases.len(),
             "leased_outstanding": self.leases.values().map(|l| l.granted.saturating_sub(l.spent)).sum::<u64>(),
             "customers_on_floors_only": self.on_floors,
+            "quarantine_left_ms": self.quarantine_until.saturating_sub(self.last_now),
             "last_rtt_ms": s.last_rtt.map(|d| d.as_secs_f64() * 1e3),
             "rounds": s.rounds,
             "replies": s.replies,
@@ -525,5 +633,11 @@ impl FleetLocal {
             "leased_syns": s.leased,
             "overrun": s.overrun,
         })
+    }
+}
+
+impl Drop for FleetLocal {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -34,6 +34,15 @@ pub enum CallError {
         /// The `MOVED`/`ASK` target, if it was a redirection.
         moved: Option<String>,
     },
+    /// The node lost its state, or is quarantined since it did: its
+    /// answers are not trusted (floors only).
+    #[error("{url}: quarantined ({left_ms} ms left): the node lost its state")]
+    Quarantined {
+        /// The node.
+        url: String,
+        /// What is left of the quarantine.
+        left_ms: u64,
+    },
     /// The reply was not what the script returns.
     #[error("{url}: {source}")]
     Bad {
@@ -55,6 +64,41 @@ pub struct Node {
     pub script_loads: u64,
     /// The last round trip.
     pub last_rtt: Option<Duration>,
+    /// The epoch this node had when first seen (`synwall:epoch`): a
+    /// different one later means it lost its state.
+    epoch: Option<String>,
+    /// How long a node that lost its state is quarantined (the longest
+    /// window): set on the node as `synwall:quarantine`, so every
+    /// appliance honours it.
+    pub quarantine_ms: u64,
+}
+
+/// What a round learnt about the node itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The node answered.
+    pub up: bool,
+    /// Its epoch changed since this appliance first saw it: it lost its
+    /// state (restarted without persistence, or failed over to a replica
+    /// that missed writes).
+    pub lost_state: bool,
+    /// A quarantine is in force on the node: what is left of it (ms).
+    pub quarantine_ms: u64,
+}
+
+const EPOCH_KEY: &str = "synwall:epoch";
+const QUARANTINE_KEY: &str = "synwall:quarantine";
+
+fn new_epoch() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.{:09}.{}",
+        t.as_secs(),
+        t.subsec_nanos(),
+        std::process::id()
+    )
 }
 
 impl std::fmt::Debug for Node {
@@ -78,6 +122,8 @@ impl Node {
             script: script::script(),
             script_loads: 0,
             last_rtt: None,
+            epoch: None,
+            quarantine_ms: 0,
         })
     }
 
@@ -111,6 +157,56 @@ impl Node {
     pub fn command(&mut self, cmd: &redis::Cmd) -> Result<Value, CallError> {
         let r = self.connection().and_then(|c| cmd.query::<Value>(c));
         r.map_err(|e| self.unreachable(&e))
+    }
+
+    /// Checks the node's epoch and quarantine (one pipeline of three
+    /// commands; creates the epoch on a fresh node, and the quarantine on
+    /// one that lost its state).
+    pub fn health(&mut self) -> Health {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(EPOCH_KEY)
+            .arg(new_epoch())
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(EPOCH_KEY)
+            .cmd("PTTL")
+            .arg(QUARANTINE_KEY);
+        let r: Result<(Option<String>, i64), RedisError> =
+            self.connection().and_then(|c| pipe.query(c));
+        let (epoch, pttl) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.unreachable(&e);
+                return Health::default();
+            }
+        };
+        let mut h = Health {
+            up: true,
+            lost_state: false,
+            quarantine_ms: u64::try_from(pttl).unwrap_or(0),
+        };
+        match (&self.epoch, epoch) {
+            (None, Some(e)) => self.epoch = Some(e),
+            (Some(known), Some(e)) if *known != e => {
+                h.lost_state = true;
+                self.epoch = Some(e);
+            }
+            _ => {}
+        }
+        if h.lost_state && self.quarantine_ms > 0 {
+            let set = redis::cmd("SET")
+                .arg(QUARANTINE_KEY)
+                .arg("lost state")
+                .arg("PX")
+                .arg(self.quarantine_ms)
+                .arg("NX")
+                .to_owned();
+            let _ = self.command(&set);
+            h.quarantine_ms = h.quarantine_ms.max(self.quarantine_ms);
+        }
+        h
     }
 
     /// Sends `calls` as one pipeline and returns one result per call, in
