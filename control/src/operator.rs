@@ -268,6 +268,7 @@ impl Control {
             .unwrap_or(0);
         let syn_dropped = verdicts.dropped_blocked + verdicts.reset_sent;
         let snapshot = MetricsSnapshot {
+            fleet: self.plane.fleet_metrics(),
             ports: self
                 .ports
                 .iter()

@@ -522,6 +522,11 @@ impl ControlPlane {
             .then(|| &*self.limit_sets[d.limits as usize])
     }
 
+    /// The fleet's `/metrics` figures; `None` without `[fleet]`.
+    pub fn fleet_metrics(&self) -> Option<crate::metrics::FleetMetrics> {
+        self.fleet.as_ref().map(FleetLocal::metrics)
+    }
+
     /// The fleet view (`synwallctl fleet`); `null` without `[fleet]`.
     pub fn fleet_view(&self) -> serde_json::Value {
         self.fleet

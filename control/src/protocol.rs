@@ -38,6 +38,7 @@ pub const COMMANDS: &[&str] = &[
     "reload",
     "events",
     "metrics",
+    "fleet",
 ];
 
 /// One request. Customers are named by name or by any address inside

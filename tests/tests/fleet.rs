@@ -75,6 +75,7 @@ fn run_fleet_with(
             ))
             .sections(extra)
             .control("tick = \"50ms\"")
+            .control(&format!("metrics_listen = \"127.0.0.1:{}\"", free_port()))
             .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n");
         s.duration = RUN_SECS;
         let (config, summary) = s.prepare(&dir);
@@ -165,20 +166,47 @@ fn fleet_total(runs: &[(u64, Value)]) -> u64 {
 fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() {
     let dir = TestDir::new("fleet-exact");
     let redis = RedisServer::start(&dir.path);
-    let runs = run_fleet(
-        "fleet-exact",
-        &redis.url(),
-        &[
-            Appliance {
-                name: "edge-a",
-                appliances: 2,
+    let (runs, _) = run_fleet_with("fleet-exact", &redis.url(), &pair(), "", "", |dirs| {
+        // The operator's view while the fleet runs: `fleet` and /metrics.
+        wait_ready(dirs[0]);
+        wait_ready(dirs[1]);
+        let views = wait_until(
+            "both appliances talked to Redis",
+            Duration::from_secs(30),
+            || {
+                let v: Vec<Value> = dirs
+                    .iter()
+                    .map(|d| request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone())
+                    .collect();
+                v.iter()
+                    .all(|f| f["replies"].as_u64() > Some(0))
+                    .then_some(v)
             },
-            Appliance {
-                name: "edge-b",
-                appliances: 2,
-            },
-        ],
-    );
+        );
+        for v in &views {
+            assert_eq!(v["nodes"][0]["healthy"], true, "{v}");
+            assert_eq!(v["nodes"][0]["url"], redis.url().as_str(), "{v}");
+            assert!(v["last_rtt_ms"].as_f64().is_some(), "{v}");
+        }
+        let status = request(dirs[0], r#"{"cmd":"status"}"#);
+        assert_eq!(status["fleet"]["name"], "edge-a", "{status}");
+        // /metrics is refreshed once a second.
+        let m = wait_until("fleet series in /metrics", Duration::from_secs(10), || {
+            let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            m.contains("synwall_fleet_rounds_total").then_some(m)
+        });
+        for series in [
+            "synwall_fleet_rounds_total",
+            "synwall_fleet_leased_syns_total",
+            "synwall_fleet_round_trip_seconds{node=",
+            "synwall_fleet_redis_up 1",
+        ] {
+            assert!(m.contains(series), "no {series} in /metrics:\n{m}");
+        }
+    });
     let total = fleet_total(&runs);
     eprintln!(
         "fleet split: {:?}",
@@ -228,19 +256,26 @@ fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() 
 fn without_redis_every_appliance_spends_exactly_its_floor() {
     // A port nobody listens on: every call fails, floors only.
     let url = format!("redis://127.0.0.1:{}", free_port());
-    let runs = run_fleet(
-        "fleet-down",
-        &url,
-        &[
-            Appliance {
-                name: "edge-a",
-                appliances: 2,
-            },
-            Appliance {
-                name: "edge-b",
-                appliances: 2,
-            },
-        ],
+    let (runs, events) = run_fleet_with("fleet-down", &url, &pair(), "", "", |dirs| {
+        wait_ready(dirs[0]);
+        let v = wait_until("the failure is visible", Duration::from_secs(30), || {
+            let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+            (v["failures"].as_u64() > Some(0)).then_some(v)
+        });
+        assert_eq!(v["nodes"][0]["healthy"], false, "{v}");
+        wait_until("redis_up 0 in /metrics", Duration::from_secs(10), || {
+            let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            m.contains("synwall_fleet_redis_up 0").then_some(())
+        });
+    });
+    assert!(
+        fleet_reasons(&events)
+            .iter()
+            .any(|r| r.contains("unreachable")),
+        "{events:?}"
     );
     for (fwd, acme) in &runs {
         assert_eq!(*fwd, 100, "floor only: {acme}");

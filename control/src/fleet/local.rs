@@ -610,6 +610,28 @@ impl FleetLocal {
         self.leases.len()
     }
 
+    /// The `/metrics` figures.
+    pub fn metrics(&self) -> crate::metrics::FleetMetrics {
+        let s = &self.stats;
+        crate::metrics::FleetMetrics {
+            leases_held: self.leases.len() as u64,
+            leased_outstanding: self
+                .leases
+                .values()
+                .map(|l| l.granted.saturating_sub(l.spent))
+                .sum(),
+            leased_syns: s.leased,
+            rounds: s.rounds,
+            replies: s.replies,
+            failures: s.failures,
+            node: self.config.redis[0].clone(),
+            rtt_seconds: s.last_rtt.map_or(0.0, |d| d.as_secs_f64()),
+            redis_up: u64::from(self.link.is_some() && !s.down),
+            customers_on_floors: self.on_floors as u64,
+            quarantine_ms: self.quarantine_until.saturating_sub(self.last_now),
+        }
+    }
+
     /// `synwallctl fleet`.
     pub fn view(&self) -> Value {
         let s = &self.stats;
