@@ -58,7 +58,9 @@ impl RedisServer {
         if self.cluster {
             cmd.args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
-                .args(["--cluster-node-timeout", "2000"]);
+                .args(["--cluster-node-timeout", "2000"])
+                // A dead master then costs only its own slots.
+                .args(["--cluster-require-full-coverage", "no"]);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -149,5 +151,53 @@ impl Drop for RedisServer {
                 .status();
         }
         self.kill();
+    }
+}
+
+/// A Redis Cluster of `masters` masters (no replicas) on free loopback
+/// ports, created with `redis-cli --cluster create`; all killed on drop.
+pub struct RedisCluster {
+    pub servers: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(dir: &Path, masters: usize) -> RedisCluster {
+        let servers: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::start_on(dir, free_port(), true))
+            .collect();
+        let addrs: Vec<String> = servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = Instant::now();
+        while !servers.iter().all(|s| {
+            s.cli(&["CLUSTER", "INFO"])
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the cluster did not become ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster { servers }
+    }
+
+    /// The seed URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(RedisServer::url).collect()
     }
 }

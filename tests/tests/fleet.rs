@@ -37,7 +37,8 @@ struct Appliance {
     appliances: u32,
 }
 
-/// Runs the appliances at once against `redis` and returns each one's
+/// Runs the appliances at once against `redis` (the TOML list's
+/// contents: quoted URLs) and returns each one's
 /// forwarded SYNs of `acme` and its summary.
 fn run_fleet(test: &str, redis: &str, fleet: &[Appliance]) -> Vec<(u64, Value)> {
     run_fleet_with(test, redis, fleet, "", "", |_| {}).0
@@ -69,7 +70,7 @@ fn run_fleet_with(
                 windows.to_owned()
             })
             .sections(&format!(
-                "[fleet]\nname = \"{}\"\nredis = [\"{redis}\"]\nappliances = {}\nfloor = 0.2\n\
+                "[fleet]\nname = \"{}\"\nredis = [{redis}]\nappliances = {}\nfloor = 0.2\n\
                  lease_ttl = \"3s\"\nlease_margin = \"500ms\"\ntimeout = \"300ms\"\n",
                 a.name, a.appliances
             ))
@@ -166,47 +167,54 @@ fn fleet_total(runs: &[(u64, Value)]) -> u64 {
 fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() {
     let dir = TestDir::new("fleet-exact");
     let redis = RedisServer::start(&dir.path);
-    let (runs, _) = run_fleet_with("fleet-exact", &redis.url(), &pair(), "", "", |dirs| {
-        // The operator's view while the fleet runs: `fleet` and /metrics.
-        wait_ready(dirs[0]);
-        wait_ready(dirs[1]);
-        let views = wait_until(
-            "both appliances talked to Redis",
-            Duration::from_secs(30),
-            || {
-                let v: Vec<Value> = dirs
-                    .iter()
-                    .map(|d| request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone())
-                    .collect();
-                v.iter()
-                    .all(|f| f["replies"].as_u64() > Some(0))
-                    .then_some(v)
-            },
-        );
-        for v in &views {
-            assert_eq!(v["nodes"][0]["healthy"], true, "{v}");
-            assert_eq!(v["nodes"][0]["url"], redis.url().as_str(), "{v}");
-            assert!(v["last_rtt_ms"].as_f64().is_some(), "{v}");
-        }
-        let status = request(dirs[0], r#"{"cmd":"status"}"#);
-        assert_eq!(status["fleet"]["name"], "edge-a", "{status}");
-        // /metrics is refreshed once a second.
-        let m = wait_until("fleet series in /metrics", Duration::from_secs(10), || {
-            let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            m.contains("synwall_fleet_rounds_total").then_some(m)
-        });
-        for series in [
-            "synwall_fleet_rounds_total",
-            "synwall_fleet_leased_syns_total",
-            "synwall_fleet_round_trip_seconds{node=",
-            "synwall_fleet_redis_up 1",
-        ] {
-            assert!(m.contains(series), "no {series} in /metrics:\n{m}");
-        }
-    });
+    let (runs, _) = run_fleet_with(
+        "fleet-exact",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        "",
+        |dirs| {
+            // The operator's view while the fleet runs: `fleet` and /metrics.
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            let views = wait_until(
+                "both appliances talked to Redis",
+                Duration::from_secs(30),
+                || {
+                    let v: Vec<Value> = dirs
+                        .iter()
+                        .map(|d| request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone())
+                        .collect();
+                    v.iter()
+                        .all(|f| f["replies"].as_u64() > Some(0))
+                        .then_some(v)
+                },
+            );
+            for v in &views {
+                assert_eq!(v["nodes"][0]["healthy"], true, "{v}");
+                assert_eq!(v["nodes"][0]["url"], redis.url().as_str(), "{v}");
+                assert!(v["last_rtt_ms"].as_f64().is_some(), "{v}");
+            }
+            let status = request(dirs[0], r#"{"cmd":"status"}"#);
+            assert_eq!(status["fleet"]["name"], "edge-a", "{status}");
+            // /metrics is refreshed once a second.
+            let m = wait_until("fleet series in /metrics", Duration::from_secs(10), || {
+                let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                m.contains("synwall_fleet_rounds_total").then_some(m)
+            });
+            for series in [
+                "synwall_fleet_rounds_total",
+                "synwall_fleet_leased_syns_total",
+                "synwall_fleet_round_trip_seconds{node=",
+                "synwall_fleet_redis_up 1",
+            ] {
+                assert!(m.contains(series), "no {series} in /metrics:\n{m}");
+            }
+        },
+    );
     let total = fleet_total(&runs);
     eprintln!(
         "fleet split: {:?}",
@@ -229,7 +237,7 @@ fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() 
     let redis2 = RedisServer::start(&dir.path);
     let wrong = run_fleet(
         "fleet-wrong",
-        &redis2.url(),
+        &toml_str(&redis2.url()),
         &[
             Appliance {
                 name: "edge-c",
@@ -256,7 +264,7 @@ fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() 
 fn without_redis_every_appliance_spends_exactly_its_floor() {
     // A port nobody listens on: every call fails, floors only.
     let url = format!("redis://127.0.0.1:{}", free_port());
-    let (runs, events) = run_fleet_with("fleet-down", &url, &pair(), "", "", |dirs| {
+    let (runs, events) = run_fleet_with("fleet-down", &toml_str(&url), &pair(), "", "", |dirs| {
         wait_ready(dirs[0]);
         let v = wait_until("the failure is visible", Duration::from_secs(30), || {
             let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
@@ -313,7 +321,14 @@ fn fleet_reasons(events: &[Vec<Value>]) -> Vec<String> {
 fn a_limit_block_on_one_appliance_blocks_the_customer_on_the_other() {
     let dir = TestDir::new("fleet-limit-block");
     let redis = RedisServer::start(&dir.path);
-    let (runs, events) = run_fleet_with("fleet-limit-block", &redis.url(), &pair(), "", "", |_| {});
+    let (runs, events) = run_fleet_with(
+        "fleet-limit-block",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        "",
+        |_| {},
+    );
     assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
     let blocks: Vec<&Value> = events
         .iter()
@@ -345,7 +360,7 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
     let mut latency = None;
     let (_, events) = run_fleet_with(
         "fleet-operator",
-        &redis.url(),
+        &toml_str(&redis.url()),
         &pair(),
         huge,
         "",
@@ -394,7 +409,7 @@ fn redis_paused_and_resumed_keeps_the_fleet_within_the_limit() {
     let redis = RedisServer::start(&dir.path);
     let (runs, events) = run_fleet_with(
         "fleet-pause",
-        &redis.url(),
+        &toml_str(&redis.url()),
         &pair(),
         "",
         SHORT_BLOCKS,
@@ -423,7 +438,7 @@ fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
     let mut redis = RedisServer::start(&dir.path);
     let (runs, events) = run_fleet_with(
         "fleet-restart",
-        &redis.url(),
+        &toml_str(&redis.url()),
         &pair(),
         "",
         SHORT_BLOCKS,
@@ -448,4 +463,18 @@ fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
         reasons.iter().any(|r| r.contains("lost its state")),
         "no quarantine event: {reasons:?}"
     );
+}
+
+#[test]
+fn two_appliances_on_a_three_master_cluster_forward_exactly_the_limit() {
+    let dir = TestDir::new("fleet-cluster");
+    let cluster = synwall_tests::redis::RedisCluster::start(&dir.path, 3);
+    let seeds: Vec<String> = cluster.urls().iter().map(|u| toml_str(u)).collect();
+    let (runs, _) = run_fleet_with("fleet-cluster", &seeds.join(", "), &pair(), "", "", |_| {});
+    let total = fleet_total(&runs);
+    eprintln!(
+        "cluster split: {:?}",
+        runs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(total, LIMIT, "{runs:?}");
 }

@@ -274,3 +274,69 @@ fn malformed_replies_are_errors() {
         "no block: text unused"
     );
 }
+
+#[test]
+fn customers_spread_over_a_three_master_cluster_all_work() {
+    use synwall_control::fleet::cluster::Router;
+    use synwall_control::fleet::node::CallError;
+    use synwall_tests::redis::RedisCluster;
+
+    let dir = TestDir::new("script-cluster");
+    let mut cluster = RedisCluster::start(&dir.path, 3);
+    let mut router = Router::new(&cluster.urls(), Duration::from_secs(2), 60_000);
+    let names: Vec<String> = (0..30).map(|i| format!("cust{i}")).collect();
+    let calls: Vec<Call> = names.iter().map(|n| lease(n, "a", 1, 0, 0, 70)).collect();
+    let (replies, healths) = router.round(&calls);
+    assert_eq!(
+        healths.len(),
+        3,
+        "all three masters were asked: {healths:?}"
+    );
+    assert!(healths.iter().all(|(_, h)| h.up && !h.lost_state));
+    for (n, r) in names.iter().zip(&replies) {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("{n}: {e}"));
+        assert_eq!(r.granted, 70, "{n}");
+    }
+    // Each master holds its own customers' state: a second appliance gets
+    // only the rest, wherever the customer lives.
+    let calls: Vec<Call> = names.iter().map(|n| lease(n, "b", 1, 0, 0, 70)).collect();
+    let (replies, _) = router.round(&calls);
+    assert!(replies.iter().all(|r| r.as_ref().unwrap().granted == 30));
+    let homes: std::collections::BTreeSet<usize> =
+        names.iter().filter_map(|n| router.node_of(n)).collect();
+    assert_eq!(homes.len(), 3, "customers on every master");
+
+    // One master dies: only its customers' calls fail.
+    let victim = router.node_of(&names[0]).unwrap();
+    let victim_url = router.urls()[victim].clone();
+    let server = cluster
+        .servers
+        .iter_mut()
+        .find(|s| s.url() == victim_url)
+        .expect("the victim's server");
+    server.kill();
+    let calls: Vec<Call> = names.iter().map(|n| lease(n, "c", 1, 0, 0, 1)).collect();
+    let (replies, _) = router.round(&calls);
+    for (n, r) in names.iter().zip(&replies) {
+        let on_victim = router.node_of(n) == Some(victim);
+        match r {
+            Ok(r) => {
+                assert!(!on_victim, "{n} answered by a dead master");
+                assert_eq!(r.granted, 0, "{n}: nothing left");
+            }
+            Err(CallError::Unreachable { .. }) => assert!(on_victim, "{n} failed: {r:?}"),
+            Err(e) => panic!("{n}: {e}"),
+        }
+    }
+    // Still so once the cluster has noticed (node timeout 2 s) and the
+    // router has re-read the topology.
+    std::thread::sleep(Duration::from_secs(3));
+    let calls: Vec<Call> = names.iter().map(|n| lease(n, "d", 1, 0, 0, 1)).collect();
+    let (replies, _) = router.round(&calls);
+    for (n, r) in names.iter().zip(&replies) {
+        let on_victim = router
+            .node_of(n)
+            .is_none_or(|i| router.urls()[i] == victim_url);
+        assert_eq!(r.is_err(), on_victim, "{n}: {r:?}");
+    }
+}

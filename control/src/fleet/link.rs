@@ -5,7 +5,8 @@
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
-use super::node::{CallError, Health, Node};
+use super::cluster::Router;
+use super::node::{CallError, Health};
 use super::script::{Call, Reply};
 
 /// A round's calls, each with the caller's tag.
@@ -31,15 +32,14 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Starts the thread for the node at `url`. Fails only on a URL the
-    /// client cannot parse (the config validates the form).
+    /// Starts the thread for the nodes at `urls` (one: standalone; several:
+    /// Cluster seeds). Fails only if the thread cannot be started.
     pub fn start(
-        url: &str,
+        urls: &[String],
         timeout: Duration,
         quarantine_ms: u64,
     ) -> Result<Link, redis::RedisError> {
-        let mut node = Node::new(url, timeout)?;
-        node.quarantine_ms = quarantine_ms;
+        let mut router = Router::new(urls, timeout, quarantine_ms);
         let (to, rounds) = channel::<Round>();
         let (answers, from) = channel::<Answers>();
         std::thread::Builder::new()
@@ -48,19 +48,13 @@ impl Link {
                 for round in rounds {
                     let (tags, calls): (Vec<u32>, Vec<Call>) = round.into_iter().unzip();
                     let started = std::time::Instant::now();
-                    let mut replies = node.round(&calls);
-                    // After the calls: an epoch unchanged since first seen
-                    // means they ran on the state this appliance knows.
-                    let health = node.health();
-                    if health.up && (health.lost_state || health.quarantine_ms > 0) {
-                        for r in &mut replies {
-                            *r = Err(CallError::Quarantined {
-                                url: node.url().to_owned(),
-                                left_ms: health.quarantine_ms,
-                            });
-                        }
-                    }
+                    let (replies, healths) = router.round(&calls);
                     let rtt = started.elapsed();
+                    let health = healths.iter().fold(Health::default(), |a, (_, h)| Health {
+                        up: a.up || h.up,
+                        lost_state: a.lost_state || h.lost_state,
+                        quarantine_ms: a.quarantine_ms.max(h.quarantine_ms),
+                    });
                     let out = tags.into_iter().zip(replies).collect();
                     if answers.send((out, rtt, health)).is_err() {
                         return;
@@ -73,7 +67,7 @@ impl Link {
                 )))
             })?;
         Ok(Link {
-            url: url.to_owned(),
+            url: urls.join(","),
             to,
             from,
             in_flight: false,
@@ -150,19 +144,26 @@ impl Announcement {
     }
 }
 
-/// Listens on [`CHANNEL`] of the node at `url` on a thread of its own
-/// (reconnecting every half second while the node is down) until `stop`.
+/// Listens on [`CHANNEL`] on a thread of its own, on the first of `urls`
+/// that answers (a Cluster broadcasts every publish to all its nodes),
+/// trying the next every half second while none does, until `stop`.
 pub fn subscribe(
-    url: &str,
+    urls: &[String],
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Receiver<Announcement>, redis::RedisError> {
     use std::sync::atomic::Ordering::Relaxed;
-    let client = redis::Client::open(url)?;
+    let clients = urls
+        .iter()
+        .map(|u| redis::Client::open(u.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
     let (tx, rx) = channel();
     let spawned = std::thread::Builder::new()
         .name("synwall-fleet-sub".into())
         .spawn(move || {
+            let mut next = 0usize;
             while !stop.load(Relaxed) {
+                let client = &clients[next % clients.len()];
+                next += 1;
                 let con = client.get_connection_with_timeout(Duration::from_secs(1));
                 let Ok(mut con) = con else {
                     std::thread::sleep(Duration::from_millis(500));

@@ -54,6 +54,18 @@ struct Lease {
 }
 
 impl Lease {
+    /// A lease new to this appliance, as Redis answered it.
+    fn from_reply(reply: &Reply, deadline: u64) -> Lease {
+        Lease {
+            id: reply.lease,
+            granted: reply.granted,
+            spent: reply.spent,
+            deadline,
+            stopped: None,
+            idle: 0,
+        }
+    }
+
     fn left(&self) -> u64 {
         if self.stopped.is_some() {
             0
@@ -171,13 +183,13 @@ impl FleetLocal {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
-        let url = &self.config.redis[0];
+        let urls = &self.config.redis;
         let longest = self.lengths_ms.iter().copied().max().unwrap_or(0);
-        match Link::start(url, self.config.timeout, longest) {
+        match Link::start(urls, self.config.timeout, longest) {
             Ok(l) => self.link = Some(l),
             Err(e) => self.stats.last_error = Some(e.to_string()),
         }
-        match link::subscribe(url, self.stop.clone()) {
+        match link::subscribe(urls, self.stop.clone()) {
             Ok(rx) => self.heard = Some(rx),
             Err(e) => self.stats.last_error = Some(e.to_string()),
         }
@@ -282,7 +294,12 @@ impl FleetLocal {
             return blocks;
         }
         self.stats.last_rtt = Some(rtt);
-        let mut failed = false;
+        // Down: nothing in the round got through (in a Cluster, a dead
+        // master fails only its own customers' calls).
+        let failed = !answers.is_empty()
+            && answers
+                .iter()
+                .all(|(_, r)| matches!(r, Err(CallError::Unreachable { .. })));
         for (c, r) in answers {
             let sent = if c == NO_CUSTOMER {
                 None
@@ -311,7 +328,6 @@ impl FleetLocal {
                 }
                 Err(e) => {
                     self.stats.failures += 1;
-                    failed |= matches!(e, CallError::Unreachable { .. });
                     self.stats.last_error = Some(e.to_string());
                 }
             }
@@ -364,28 +380,11 @@ impl FleetLocal {
             // reported (clamped) as spent: more charged, never less.
             Some(l) => {
                 self.stats.leased += reply.granted;
-                *l = Lease {
-                    id: reply.lease,
-                    granted: reply.granted,
-                    spent: reply.spent,
-                    deadline,
-                    stopped: None,
-                    idle: 0,
-                };
+                *l = Lease::from_reply(reply, deadline);
             }
             None if reply.lease != 0 => {
                 self.stats.leased += reply.granted;
-                self.leases.insert(
-                    c,
-                    Lease {
-                        id: reply.lease,
-                        granted: reply.granted,
-                        spent: reply.spent,
-                        deadline,
-                        stopped: None,
-                        idle: 0,
-                    },
-                );
+                self.leases.insert(c, Lease::from_reply(reply, deadline));
             }
             None => {}
         }
@@ -468,7 +467,9 @@ impl FleetLocal {
         });
         let wants = !blocked && dseen > 0 && (floor_free + left < target || renew);
         if wants && !self.pending.contains_key(&c) {
-            if now < self.quarantine_until {
+            // (A Cluster quarantines node by node: its router answers the
+            // calls of a quarantined node's customers with errors.)
+            if now < self.quarantine_until && self.config.redis.len() == 1 {
                 self.on_floors += 1;
             } else if self.link.as_ref().is_some_and(|l| !l.busy())
                 && (!self.stats.down || now >= self.retry_at)

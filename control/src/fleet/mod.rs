@@ -9,6 +9,7 @@
 //! leases and block under one hash tag, [`node`] talks to one Redis node
 //! (pipelines, timeouts, NOSCRIPT), and [`link`] runs that I/O on threads
 //! of its own so that a slow Redis never stalls a tick.
+pub mod cluster;
 pub mod link;
 pub mod local;
 pub mod node;

@@ -71,6 +71,10 @@ pub struct Node {
     /// window): set on the node as `synwall:quarantine`, so every
     /// appliance honours it.
     pub quarantine_ms: u64,
+    /// The node's own epoch and quarantine keys (a Cluster node's carry a
+    /// hash tag of one of its slots).
+    epoch_key: String,
+    quarantine_key: String,
 }
 
 /// What a round learnt about the node itself.
@@ -124,7 +128,16 @@ impl Node {
             last_rtt: None,
             epoch: None,
             quarantine_ms: 0,
+            epoch_key: EPOCH_KEY.to_owned(),
+            quarantine_key: QUARANTINE_KEY.to_owned(),
         })
+    }
+
+    /// Gives the node's epoch and quarantine keys the hash tag `tag` (a
+    /// Cluster master: a tag of one of its own slots).
+    pub fn set_health_tag(&mut self, tag: &str) {
+        self.epoch_key = format!("{EPOCH_KEY}:{{{tag}}}");
+        self.quarantine_key = format!("{QUARANTINE_KEY}:{{{tag}}}");
     }
 
     /// Its URL.
@@ -165,14 +178,14 @@ impl Node {
     pub fn health(&mut self) -> Health {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
-            .arg(EPOCH_KEY)
+            .arg(&self.epoch_key)
             .arg(new_epoch())
             .arg("NX")
             .ignore()
             .cmd("GET")
-            .arg(EPOCH_KEY)
+            .arg(&self.epoch_key)
             .cmd("PTTL")
-            .arg(QUARANTINE_KEY);
+            .arg(&self.quarantine_key);
         let r: Result<(Option<String>, i64), RedisError> =
             self.connection().and_then(|c| pipe.query(c));
         let (epoch, pttl) = match r {
@@ -197,7 +210,7 @@ impl Node {
         }
         if h.lost_state && self.quarantine_ms > 0 {
             let set = redis::cmd("SET")
-                .arg(QUARANTINE_KEY)
+                .arg(&self.quarantine_key)
                 .arg("lost state")
                 .arg("PX")
                 .arg(self.quarantine_ms)
