@@ -41,7 +41,7 @@ struct Appliance {
 /// contents: quoted URLs) and returns each one's
 /// forwarded SYNs of `acme` and its summary.
 fn run_fleet(test: &str, redis: &str, fleet: &[Appliance]) -> Vec<(u64, Value)> {
-    run_fleet_with(test, redis, fleet, "", "", |_| {}).0
+    run_fleet_with(test, redis, fleet, "", "", |_, _| {}).0
 }
 
 /// [`run_fleet`] with its own `[windows]` (empty: a 5m limit of
@@ -53,7 +53,7 @@ fn run_fleet_with(
     fleet: &[Appliance],
     windows: &str,
     extra: &str,
-    during: impl FnOnce(&[&TestDir]),
+    during: impl FnOnce(&[&TestDir], &[u32]),
 ) -> (Vec<(u64, Value)>, Vec<Vec<Value>>) {
     synwall_bin();
     let mut running: Vec<(TestDir, Child)> = Vec::new();
@@ -97,7 +97,10 @@ fn run_fleet_with(
             .expect("spawning synwall");
         running.push((dir, child));
     }
-    during(&running.iter().map(|r| &r.0).collect::<Vec<_>>());
+    during(
+        &running.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        &running.iter().map(|r| r.1.id()).collect::<Vec<_>>(),
+    );
     let mut out = Vec::new();
     let mut events = Vec::new();
     for (dir, mut child) in running {
@@ -114,6 +117,12 @@ fn run_fleet_with(
             std::thread::sleep(Duration::from_millis(100));
         };
         let log = fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+            // Killed by the test: no summary.
+            out.push((0, Value::Null));
+            events.push(read_events(&dir.join("events.jsonl")));
+            continue;
+        }
         assert!(status.success(), "synwall: {status}\n{log}");
         let summary: Value =
             serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
@@ -173,7 +182,7 @@ fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() 
         &pair(),
         "",
         "",
-        |dirs| {
+        |dirs, _| {
             // The operator's view while the fleet runs: `fleet` and /metrics.
             wait_ready(dirs[0]);
             wait_ready(dirs[1]);
@@ -264,21 +273,22 @@ fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() 
 fn without_redis_every_appliance_spends_exactly_its_floor() {
     // A port nobody listens on: every call fails, floors only.
     let url = format!("redis://127.0.0.1:{}", free_port());
-    let (runs, events) = run_fleet_with("fleet-down", &toml_str(&url), &pair(), "", "", |dirs| {
-        wait_ready(dirs[0]);
-        let v = wait_until("the failure is visible", Duration::from_secs(30), || {
-            let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
-            (v["failures"].as_u64() > Some(0)).then_some(v)
+    let (runs, events) =
+        run_fleet_with("fleet-down", &toml_str(&url), &pair(), "", "", |dirs, _| {
+            wait_ready(dirs[0]);
+            let v = wait_until("the failure is visible", Duration::from_secs(30), || {
+                let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                (v["failures"].as_u64() > Some(0)).then_some(v)
+            });
+            assert_eq!(v["nodes"][0]["healthy"], false, "{v}");
+            wait_until("redis_up 0 in /metrics", Duration::from_secs(10), || {
+                let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                m.contains("synwall_fleet_redis_up 0").then_some(())
+            });
         });
-        assert_eq!(v["nodes"][0]["healthy"], false, "{v}");
-        wait_until("redis_up 0 in /metrics", Duration::from_secs(10), || {
-            let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            m.contains("synwall_fleet_redis_up 0").then_some(())
-        });
-    });
     assert!(
         fleet_reasons(&events)
             .iter()
@@ -327,7 +337,7 @@ fn a_limit_block_on_one_appliance_blocks_the_customer_on_the_other() {
         &pair(),
         "",
         "",
-        |_| {},
+        |_, _| {},
     );
     assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
     let blocks: Vec<&Value> = events
@@ -364,7 +374,7 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
         &pair(),
         huge,
         "",
-        |dirs: &[&TestDir]| {
+        |dirs: &[&TestDir], _: &[u32]| {
             wait_ready(dirs[0]);
             wait_ready(dirs[1]);
             let r = request(
@@ -413,7 +423,7 @@ fn redis_paused_and_resumed_keeps_the_fleet_within_the_limit() {
         &pair(),
         "",
         SHORT_BLOCKS,
-        |dirs| {
+        |dirs, _| {
             wait_ready(dirs[0]);
             std::thread::sleep(Duration::from_millis(500));
             redis.signal("STOP");
@@ -442,7 +452,7 @@ fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
         &pair(),
         "",
         SHORT_BLOCKS,
-        |dirs| {
+        |dirs, _| {
             wait_ready(dirs[0]);
             wait_ready(dirs[1]);
             // The limit is used up within the first rounds.
@@ -470,11 +480,86 @@ fn two_appliances_on_a_three_master_cluster_forward_exactly_the_limit() {
     let dir = TestDir::new("fleet-cluster");
     let cluster = synwall_tests::redis::RedisCluster::start(&dir.path, 3);
     let seeds: Vec<String> = cluster.urls().iter().map(|u| toml_str(u)).collect();
-    let (runs, _) = run_fleet_with("fleet-cluster", &seeds.join(", "), &pair(), "", "", |_| {});
+    let (runs, _) = run_fleet_with(
+        "fleet-cluster",
+        &seeds.join(", "),
+        &pair(),
+        "",
+        "",
+        |_, _| {},
+    );
     let total = fleet_total(&runs);
     eprintln!(
         "cluster split: {:?}",
         runs.iter().map(|r| r.0).collect::<Vec<_>>()
     );
     assert_eq!(total, LIMIT, "{runs:?}");
+}
+
+#[test]
+fn three_appliances_forward_exactly_the_limit() {
+    let dir = TestDir::new("fleet-three");
+    let redis = RedisServer::start(&dir.path);
+    let three = ["edge-a", "edge-b", "edge-c"].map(|name| Appliance {
+        name,
+        appliances: 3,
+    });
+    let (runs, _) = run_fleet_with(
+        "fleet-three",
+        &toml_str(&redis.url()),
+        &three,
+        "",
+        "",
+        |_, _| {},
+    );
+    eprintln!("three: {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
+    for (fwd, acme) in &runs {
+        // floor 0.2 × 1000 / 3 = 66 each.
+        assert!(*fwd >= 66, "{acme}");
+    }
+}
+
+#[test]
+fn an_appliance_killed_holding_a_lease_has_it_charged_not_refunded() {
+    let dir = TestDir::new("fleet-kill");
+    let redis = RedisServer::start(&dir.path);
+    let mut killed = None;
+    let (runs, _) = run_fleet_with(
+        "fleet-kill",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs, pids| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            // Whoever holds a lease now: read what it was granted, kill -9.
+            let (i, view) = wait_until("a lease held", Duration::from_secs(30), || {
+                dirs.iter().enumerate().find_map(|(i, d)| {
+                    let v = request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                    (v["leases_held"].as_u64() > Some(0)).then_some((i, v))
+                })
+            });
+            let ok = Command::new("kill")
+                .args(["-9", &pids[i].to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -9 {}", pids[i]);
+            killed = Some((i, view["leased_syns"].as_u64().unwrap_or(0)));
+        },
+    );
+    let (i, leased) = killed.expect("an appliance was killed");
+    assert!(runs[i].1.is_null(), "the killed one left no summary");
+    let survivor = runs[1 - i].0;
+    eprintln!("killed edge {i} holding {leased} leased; survivor forwarded {survivor}");
+    assert!(leased > 0);
+    // The dead appliance may have forwarded up to its floor (100) and its
+    // leases: Redis charges what it held when the lease expires, so the
+    // survivor, running on well past that, can never get it back.
+    assert!(
+        survivor + 100 + leased <= LIMIT,
+        "survivor {survivor} + dead floor 100 + dead leases {leased} > {LIMIT}"
+    );
+    assert!(survivor >= 100, "the survivor still had its floor");
 }
