@@ -522,6 +522,22 @@ impl ControlPlane {
             .then(|| &*self.limit_sets[d.limits as usize])
     }
 
+    /// After a restart: the fleet's floor windows were not saved, so every
+    /// SYN the restored windows count is taken as spent from the floor
+    /// (it may have been leased: then the floor is charged twice, which
+    /// only shrinks the budget). Without it a restarted appliance could
+    /// spend its floor a second time within a window.
+    pub fn restored_counts_are_floor_spend(&mut self, now: u64) {
+        let Some(f) = self.fleet.as_mut() else {
+            return;
+        };
+        for c in self.windows.customers() {
+            if let Some(rings) = self.windows.export(c, now) {
+                f.charge_floor(c, &rings, now);
+            }
+        }
+    }
+
     /// The fleet's `/metrics` figures; `None` without `[fleet]`.
     pub fn fleet_metrics(&self) -> Option<crate::metrics::FleetMetrics> {
         self.fleet.as_ref().map(FleetLocal::metrics)

@@ -80,7 +80,12 @@ fn run_fleet_with(
             .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n");
         s.duration = RUN_SECS;
         let (config, summary) = s.prepare(&dir);
-        let text = replay_forever(&s.config(&dir), &dir, 1);
+        let mut text = replay_forever(&s.config(&dir), &dir, 1);
+        if let Some(state) = STATE_DIR.with(|d| d.borrow().clone()) {
+            // The snapshot directory of an earlier run: a restart.
+            let own = toml_str(&format!("{}/state", dir.path.display()));
+            text = text.replace(&own, &toml_str(&state.display().to_string()));
+        }
         fs::write(&config, text).expect("config");
         let child = Command::new(synwall_bin())
             .arg("--config")
@@ -165,6 +170,12 @@ fn wait_ready(dir: &TestDir) {
     wait_until("appliance ready", Duration::from_secs(60), || {
         (request(dir, r#"{"cmd":"status"}"#)["dataplane"] == "ready").then_some(())
     });
+}
+
+thread_local! {
+    /// Tests that restart an appliance: the snapshot directory to use.
+    static STATE_DIR: std::cell::RefCell<Option<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// The checker: the fleet-wide forwarded total against the limit.
@@ -562,4 +573,33 @@ fn an_appliance_killed_holding_a_lease_has_it_charged_not_refunded() {
         "survivor {survivor} + dead floor 100 + dead leases {leased} > {LIMIT}"
     );
     assert!(survivor >= 100, "the survivor still had its floor");
+}
+
+#[test]
+fn a_restarted_appliance_does_not_spend_its_floor_twice() {
+    // No Redis: floors only, so each run can forward only the floor (100);
+    // the second run, restored from the first's snapshot within the same
+    // 5m window, must find it spent.
+    let dir = TestDir::new("fleet-restart-appliance");
+    let state = dir.join("state");
+    STATE_DIR.with(|d| *d.borrow_mut() = Some(state.clone()));
+    let url = toml_str(&format!("redis://127.0.0.1:{}", free_port()));
+    let one = [Appliance {
+        name: "edge-a",
+        appliances: 2,
+    }];
+    let first = run_fleet(&format!("{}-1", "fleet-restart-appliance"), &url, &one);
+    let second = run_fleet(&format!("{}-2", "fleet-restart-appliance"), &url, &one);
+    STATE_DIR.with(|d| *d.borrow_mut() = None);
+    assert_eq!(first[0].0, 100, "{first:?}");
+    assert_eq!(
+        second[0].0, 0,
+        "the floor was spent before the restart: {second:?}"
+    );
+    // The restored windows still count the first run's SYNs.
+    assert_eq!(
+        second[0].1["windows"]["5m"].as_u64(),
+        Some(100),
+        "{second:?}"
+    );
 }

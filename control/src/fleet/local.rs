@@ -225,6 +225,13 @@ impl FleetLocal {
         self.pending.insert(c, self.last_now);
     }
 
+    /// Counts `rings` (a customer's window buckets) as floor spend.
+    pub fn charge_floor(&mut self, c: u32, rings: &[crate::window::RingExport], now: u64) {
+        for (w, ring) in rings.iter().enumerate() {
+            self.floors.import(c, w, ring, now);
+        }
+    }
+
     /// An unblock forgives the floor windows too.
     pub fn forgive(&mut self, c: u32) {
         self.floors.remove(c);
