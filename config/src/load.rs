@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile};
+use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile, RawFleet};
 use crate::{
     parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Customer, Detect,
-    Dpdk, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
+    Dpdk, Fleet, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
     MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
 
@@ -55,6 +55,15 @@ pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// `control.hook.timeout` default.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `fleet.lease_ttl` default.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// `fleet.lease_margin` default.
+pub const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(1);
+/// `fleet.timeout` default.
+pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(500);
+/// `fleet.lease_demand` default.
+pub const DEFAULT_LEASE_DEMAND: Duration = Duration::from_secs(2);
+
 const MIN_WINDOW: Duration = Duration::from_secs(60);
 const MAX_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 const MIN_TICK: Duration = Duration::from_millis(10);
@@ -85,6 +94,10 @@ impl Config {
         let plans = file.plans(&raw, &windows)?;
         let block = file.block(&raw)?;
         let control = file.control(&raw, base)?;
+        let fleet = match &raw.fleet {
+            None => None,
+            Some(fleet) => Some(file.fleet(fleet, control.tick)?),
+        };
 
         let mut customers = Customers::new(&windows, &plans);
         customers.add(&file, raw.customers)?;
@@ -145,6 +158,7 @@ impl Config {
             block,
             control,
             customers,
+            fleet,
         })
     }
 }
@@ -727,6 +741,128 @@ impl File<'_> {
             stats_interval,
             metrics_listen,
             hook,
+        })
+    }
+}
+
+impl File<'_> {
+    fn fleet(&self, raw: &RawFleet, tick: Duration) -> Result<Fleet, ConfigError> {
+        let name =
+            match &raw.name {
+                None => return Err(self.invalid(
+                    "fleet.name",
+                    "is missing; name this appliance, unique in the fleet, e.g. name = \"edge-a\"",
+                )),
+                Some(n) if !valid_customer_name(n) => {
+                    return Err(self.invalid(
+                        "fleet.name",
+                        format!(
+                        "{n:?} is not a valid name; use 1 to {MAX_NAME} of A-Z a-z 0-9 . _ - @ : +"
+                    ),
+                    ))
+                }
+                Some(n) => n.clone(),
+            };
+        let redis = match &raw.redis {
+            None => return Err(self.invalid("fleet.redis", "is missing; list the Redis URL (standalone) or the Redis Cluster seed nodes, e.g. redis = [\"redis://127.0.0.1:6379\"]")),
+            Some(r) if r.is_empty() => return Err(self.invalid("fleet.redis", "is empty; list at least one Redis URL, e.g. \"redis://127.0.0.1:6379\"")),
+            Some(r) => r.clone(),
+        };
+        let mut seen = HashSet::new();
+        for (i, url) in redis.iter().enumerate() {
+            let key = format!("fleet.redis[{i}]");
+            let rest = url.strip_prefix("redis://").ok_or_else(|| {
+                self.invalid(
+                    &key,
+                    format!("{url:?} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\""),
+                )
+            })?;
+            let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            let hostport = hostport.split('/').next().unwrap_or("");
+            let port_ok = hostport.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !port_ok {
+                return Err(self.invalid(
+                    &key,
+                    format!("{url:?} needs a host and a port, e.g. \"redis://127.0.0.1:6379\""),
+                ));
+            }
+            if !seen.insert(url.as_str()) {
+                return Err(self.invalid(&key, format!("{url:?} is listed twice")));
+            }
+        }
+        let appliances =
+            match raw.appliances {
+                None => return Err(self.invalid(
+                    "fleet.appliances",
+                    "is missing; give how many appliances share the limits, e.g. appliances = 2",
+                )),
+                Some(n) if !(1..=1024).contains(&n) => {
+                    return Err(self.invalid(
+                        "fleet.appliances",
+                        format!("{n} is out of range; use 1 to 1024"),
+                    ))
+                }
+                Some(n) => n as u32,
+            };
+        let floor = match raw.floor {
+            None => return Err(self.invalid("fleet.floor", "is missing; give the share of every limit spent locally without Redis, in [0, 1), e.g. floor = 0.2")),
+            Some(f) if !(0.0..1.0).contains(&f) => {
+                return Err(self.invalid("fleet.floor", format!("{f} is out of range; use a share in [0, 1) (1 would leave nothing to lease: run without [fleet] instead)")))
+            }
+            Some(f) => f,
+        };
+        let timeout = self.duration(
+            "fleet.timeout",
+            raw.timeout.as_ref(),
+            DEFAULT_FLEET_TIMEOUT,
+            Duration::from_millis(10),
+            Some(Duration::from_secs(10)),
+        )?;
+        let lease_margin = self.duration(
+            "fleet.lease_margin",
+            raw.lease_margin.as_ref(),
+            DEFAULT_LEASE_MARGIN,
+            Duration::from_millis(10),
+            Some(Duration::from_secs(600)),
+        )?;
+        let lease_ttl = self.duration(
+            "fleet.lease_ttl",
+            raw.lease_ttl.as_ref(),
+            DEFAULT_LEASE_TTL,
+            Duration::from_millis(100),
+            Some(Duration::from_secs(3600)),
+        )?;
+        // The lease must outlive its margin, the tick that stops it and a
+        // round trip, or it could never be spent.
+        let least = lease_margin + 4 * tick + timeout;
+        if lease_ttl < least {
+            return Err(self.invalid(
+                "fleet.lease_ttl",
+                format!(
+                    "{} is too short: a lease must outlive fleet.lease_margin + fleet.timeout + 4 ticks ({}); raise it or lower those",
+                    crate::format_duration(lease_ttl),
+                    crate::format_duration(least)
+                ),
+            ));
+        }
+        let lease_demand = self.duration(
+            "fleet.lease_demand",
+            raw.lease_demand.as_ref(),
+            DEFAULT_LEASE_DEMAND,
+            tick,
+            Some(Duration::from_secs(3600)),
+        )?;
+        Ok(Fleet {
+            name,
+            redis,
+            appliances,
+            floor,
+            lease_ttl,
+            lease_margin,
+            timeout,
+            lease_demand,
         })
     }
 }

@@ -39,6 +39,52 @@ pub struct Config {
     /// All customers: the config file's first, then the customers file's.
     /// `customers[i].id == i`.
     pub customers: Vec<Customer>,
+    /// `[fleet]`: `None` = this appliance enforces alone.
+    pub fleet: Option<Fleet>,
+}
+
+/// `[fleet]`: several appliances enforce one limit per customer, through
+/// Redis (standalone or Cluster).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    /// This appliance, unique in the fleet (same rules as a customer name).
+    pub name: String,
+    /// Redis URLs (`redis://host:port[/db]`): one = standalone, several =
+    /// Redis Cluster seed nodes. Non-empty, distinct.
+    pub redis: Vec<String>,
+    /// Appliances that share the limits, >= 1.
+    pub appliances: u32,
+    /// Share of every limit, in [0, 1), spent locally without Redis, split
+    /// evenly over `appliances`.
+    pub floor: f64,
+    /// Lifetime of a lease on the server.
+    pub lease_ttl: Duration,
+    /// An appliance stops spending a lease this long (plus a tick) before
+    /// the server's expiry.
+    pub lease_margin: Duration,
+    /// Timeout of one round of Redis calls (connect, send, reply).
+    pub timeout: Duration,
+    /// How much of a customer's recent rate a lease asks for (e.g. 2 s of it).
+    pub lease_demand: Duration,
+}
+
+impl Fleet {
+    /// This appliance's floor of `limit`: `floor × limit / appliances`,
+    /// rounded down, so the floors of the fleet add up to at most
+    /// `floor × limit` and Redis leases at least the rest.
+    pub fn floor_of(&self, limit: u64) -> u64 {
+        let share = (limit as f64 * self.floor / f64::from(self.appliances.max(1))).floor();
+        (share.max(0.0) as u64).min(limit / u64::from(self.appliances.max(1)))
+    }
+
+    /// What Redis leases of `limit` to the whole fleet: the limit less every
+    /// appliance's floor.
+    pub fn leased_of(&self, limit: u64) -> u64 {
+        limit.saturating_sub(
+            self.floor_of(limit)
+                .saturating_mul(u64::from(self.appliances)),
+        )
+    }
 }
 
 /// The most windows a config may define.

@@ -36,9 +36,33 @@ pub struct RawConfig {
     pub block: Option<RawBlock>,
     /// `[control]`.
     pub control: Option<RawControl>,
+    /// `[fleet]`: several appliances share the limits through Redis.
+    pub fleet: Option<RawFleet>,
     /// `[[customer]]`.
     #[serde(default, rename = "customer")]
     pub customers: Vec<RawCustomer>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// This appliance's name, unique in the fleet.
+    pub name: Option<String>,
+    /// Redis URLs: one = standalone, several = Redis Cluster seed nodes.
+    pub redis: Option<Vec<String>>,
+    /// How many appliances share the limits.
+    pub appliances: Option<i64>,
+    /// Share of every limit spent locally without Redis, split over `appliances`.
+    pub floor: Option<f64>,
+    /// How long a lease lives on the server.
+    pub lease_ttl: Option<DurationText>,
+    /// How long before the server's expiry an appliance stops spending a lease.
+    pub lease_margin: Option<DurationText>,
+    /// Timeout of one round of Redis calls.
+    pub timeout: Option<DurationText>,
+    /// Seconds of the customer's recent rate a lease asks for.
+    pub lease_demand: Option<DurationText>,
 }
 
 /// The file named by `customers_file`: only `[[customer]]` entries.

@@ -1192,3 +1192,128 @@ fn a_standing_block_needs_enforce_mode() {
         );
     }
 }
+
+const FLEET: &str = r#"
+[fleet]
+name = "edge-a"
+redis = ["redis://127.0.0.1:6379"]
+appliances = 2
+floor = 0.2
+"#;
+
+#[test]
+fn no_fleet_table_is_no_fleet() {
+    assert_eq!(ok("").fleet, None);
+}
+
+#[test]
+fn fleet_loads_with_defaults() {
+    let f = ok(FLEET).fleet.expect("fleet");
+    assert_eq!(f.name, "edge-a");
+    assert_eq!(f.redis, ["redis://127.0.0.1:6379"]);
+    assert_eq!((f.appliances, f.floor), (2, 0.2));
+    assert_eq!(f.lease_ttl, DEFAULT_LEASE_TTL);
+    assert_eq!(f.lease_margin, DEFAULT_LEASE_MARGIN);
+    assert_eq!(f.timeout, DEFAULT_FLEET_TIMEOUT);
+    assert_eq!(f.lease_demand, DEFAULT_LEASE_DEMAND);
+    let cluster = ok(&FLEET.replace(
+        r#"redis = ["redis://127.0.0.1:6379"]"#,
+        "redis = [\"redis://127.0.0.1:7000\", \"redis://10.0.0.2:7001/0\"]\nlease_ttl = \"3s\"\ntimeout = \"200ms\"",
+    ))
+    .fleet
+    .unwrap();
+    assert_eq!(cluster.redis.len(), 2);
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(3));
+}
+
+#[test]
+fn fleet_floors_add_up_to_at_most_the_floor_share() {
+    let f = ok(FLEET).fleet.unwrap();
+    // 0.2 × 100 / 2 = 10 each; Redis leases the other 80.
+    assert_eq!((f.floor_of(100), f.leased_of(100)), (10, 80));
+    // Rounded down: 0.2 × 7 / 2 = 0.7 → 0; everything leased.
+    assert_eq!((f.floor_of(7), f.leased_of(7)), (0, 7));
+    for limit in [0u64, 1, 3, 99, 1000, u64::MAX / 4] {
+        for appliances in [1u32, 2, 3, 7] {
+            for floor in [0.0, 0.1, 0.5, 0.999] {
+                let g = Fleet {
+                    appliances,
+                    floor,
+                    ..f.clone()
+                };
+                let spent_locally = g.floor_of(limit) * u64::from(appliances);
+                assert!(spent_locally <= limit, "{limit} {appliances} {floor}");
+                assert_eq!(spent_locally + g.leased_of(limit), limit);
+            }
+        }
+    }
+}
+
+#[test]
+fn fleet_errors() {
+    let without = |key: &str| {
+        FLEET
+            .lines()
+            .filter(|l| !l.starts_with(key))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    invalid(&without("name"), "fleet.name", "is missing");
+    invalid(&without("redis"), "fleet.redis", "is missing");
+    invalid(&without("appliances"), "fleet.appliances", "is missing");
+    invalid(&without("floor"), "fleet.floor", "is missing");
+    invalid(
+        &FLEET.replace("edge-a", "edge a"),
+        "fleet.name",
+        "not a valid name",
+    );
+    invalid(
+        &FLEET.replace(r#"["redis://127.0.0.1:6379"]"#, "[]"),
+        "fleet.redis",
+        "is empty",
+    );
+    invalid(
+        &FLEET.replace("redis://127.0.0.1:6379", "http://127.0.0.1:6379"),
+        "fleet.redis[0]",
+        "not a redis:// URL",
+    );
+    invalid(
+        &FLEET.replace("redis://127.0.0.1:6379", "redis://127.0.0.1"),
+        "fleet.redis[0]",
+        "needs a host and a port",
+    );
+    invalid(
+        &FLEET.replace(
+            r#"["redis://127.0.0.1:6379"]"#,
+            r#"["redis://127.0.0.1:6379", "redis://127.0.0.1:6379"]"#,
+        ),
+        "fleet.redis[1]",
+        "listed twice",
+    );
+    invalid(
+        &FLEET.replace("appliances = 2", "appliances = 0"),
+        "fleet.appliances",
+        "out of range",
+    );
+    invalid(
+        &FLEET.replace("floor = 0.2", "floor = 1.0"),
+        "fleet.floor",
+        "out of range",
+    );
+    invalid(
+        &FLEET.replace("floor = 0.2", "floor = -0.1"),
+        "fleet.floor",
+        "out of range",
+    );
+    invalid(
+        &format!("{FLEET}lease_ttl = \"1s\"\n"),
+        "fleet.lease_ttl",
+        "too short",
+    );
+    invalid(
+        &format!("{FLEET}lease_ttl = \"banana\"\n"),
+        "fleet.lease_ttl",
+        "",
+    );
+    syntax_error(&format!("{BASE}{FLEET}colour = 1\n"), "colour");
+}

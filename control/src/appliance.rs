@@ -180,6 +180,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     match snapshot::load(&config.control.state_dir) {
         Ok(Some(snap)) => {
             let n = plane.restore(&snap, clock.now());
+            plane.restored_counts_are_floor_spend(clock.now());
             let msg = format!(
                 "restored state of {n} customers from {}",
                 config.control.state_dir.display()

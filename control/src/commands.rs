@@ -161,6 +161,7 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
             Err("'events' is a stream: the socket server follows it, not the control loop".into())
         }
         Command::Metrics => Ok(json!({ "metrics": ops.metrics_text() })),
+        Command::Fleet => Ok(json!({ "fleet": ops.plane().fleet_view() })),
     }
 }
 

@@ -96,6 +96,9 @@ pub enum EventKind {
     SetMode,
     /// State was restored from a snapshot.
     Restore,
+    /// The fleet's Redis went down, came back, or lost its state
+    /// (`reason`; `by` names this appliance).
+    Fleet,
 }
 
 /// One event: one JSON line in the event log.

@@ -213,6 +213,33 @@ pub struct MetricsSnapshot {
     /// important first: the caller bounds this list; the registry also
     /// truncates it (see [`MetricsRegistry::update`]).
     pub customers: Vec<CustomerMetrics>,
+    /// `[fleet]`: the Redis side.
+    pub fleet: Option<FleetMetrics>,
+}
+
+/// The fleet's figures (`[fleet]` only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetMetrics {
+    /// Leases held now, and their unspent SYNs.
+    pub leases_held: u64,
+    pub leased_outstanding: u64,
+    /// SYNs granted by leases since start.
+    pub leased_syns: u64,
+    /// Rounds sent, calls answered, calls failed since start.
+    pub rounds: u64,
+    pub replies: u64,
+    pub failures: u64,
+    /// The Redis node (the `node` label).
+    pub node: String,
+    /// The last round trip, seconds.
+    pub rtt_seconds: f64,
+    /// 1 while Redis answers, 0 while customers fall back to their floors.
+    pub redis_up: u64,
+    /// Customers that wanted a lease at the last tick and got none
+    /// (Redis down or quarantined): on their floors only.
+    pub customers_on_floors: u64,
+    /// Milliseconds left of a lost-state quarantine.
+    pub quarantine_ms: u64,
 }
 
 /// What the collector encodes on each scrape.
@@ -307,6 +334,7 @@ impl MetricsRegistry {
             block_events: snapshot.block_events,
             workers: snapshot.workers.clone(),
             customers: bounded_customers(&snapshot.customers, self.top_customers),
+            fleet: snapshot.fleet.clone(),
         };
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         current.customers_omitted = given - kept.customers.len();
@@ -463,6 +491,63 @@ impl Collector for SnapshotCollector {
                 .map(|w| ([("lcore", w.lcore)], w.busy_ratio)),
         )?;
 
+        if let Some(f) = &s.fleet {
+            gauge(
+                e,
+                "fleet_leases",
+                "Redis leases this appliance holds.",
+                f.leases_held,
+            )?;
+            gauge(
+                e,
+                "fleet_leased_outstanding",
+                "Unspent SYNs of the leases held.",
+                f.leased_outstanding,
+            )?;
+            counter(
+                e,
+                "fleet_leased_syns",
+                "SYNs granted by Redis leases.",
+                f.leased_syns,
+            )?;
+            counter(
+                e,
+                "fleet_rounds",
+                "Rounds of lease calls sent to Redis.",
+                f.rounds,
+            )?;
+            counter(e, "fleet_replies", "Lease calls Redis answered.", f.replies)?;
+            counter(
+                e,
+                "fleet_failures",
+                "Lease calls that got no usable answer (unreachable, refused, quarantined).",
+                f.failures,
+            )?;
+            gauge_family(
+                e,
+                "fleet_round_trip_seconds",
+                "The last round trip to Redis.",
+                std::iter::once(([("node", f.node.as_str())], f.rtt_seconds)),
+            )?;
+            gauge(
+                e,
+                "fleet_redis_up",
+                "1 while Redis answers; 0 while customers fall back to their floors.",
+                f.redis_up,
+            )?;
+            gauge(
+                e,
+                "fleet_customers_on_floors",
+                "Customers that wanted a lease at the last tick and could not get one.",
+                f.customers_on_floors,
+            )?;
+            gauge(
+                e,
+                "fleet_quarantine_milliseconds",
+                "What is left of the floors-only quarantine after Redis lost its state.",
+                f.quarantine_ms,
+            )?;
+        }
         let customers = &s.customers;
         gauge(
             e,

@@ -268,6 +268,7 @@ impl Control {
             .unwrap_or(0);
         let syn_dropped = verdicts.dropped_blocked + verdicts.reset_sent;
         let snapshot = MetricsSnapshot {
+            fleet: self.plane.fleet_metrics(),
             ports: self
                 .ports
                 .iter()
@@ -581,6 +582,7 @@ impl Control {
                 "in_use": self.gauges.mempool_in_use.load(Relaxed),
             },
             "ticks": self.gauges.ticks.load(Relaxed),
+            "fleet": self.plane.fleet_view(),
             "generation": self.generation.load().number,
         })
     }
@@ -650,6 +652,9 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         || old.control.events != new.control.events
     {
         Some("[control] state_dir/events")
+    } else if old.fleet != new.fleet {
+        // Floors and leases in hand were sized by the old split.
+        Some("[fleet]")
     } else {
         None
     }

@@ -60,6 +60,7 @@ use synwall_config::{Config, Mode};
 use synwall_dataplane::shard::{CellRead, WorkerShard};
 
 use crate::event::{Event, EventKind, Timestamp};
+use crate::fleet::local::FleetLocal;
 use crate::grant;
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
 
@@ -340,6 +341,8 @@ pub struct ControlPlane {
     reads: Vec<u64>,
     /// Events raised outside a tick (config blocks), returned by the next.
     pending: Vec<Event>,
+    /// `[fleet]`: floors, leases and the Redis link.
+    pub(crate) fleet: Option<FleetLocal>,
     /// Tests: runs between reading a customer's counters and writing its
     /// grants, to play the worker racing the tick.
     #[cfg(test)]
@@ -406,6 +409,10 @@ impl ControlPlane {
             cands: Vec::new(),
             reads: Vec::new(),
             pending: Vec::new(),
+            fleet: config
+                .fleet
+                .as_ref()
+                .map(|f| FleetLocal::new(f, &lengths, config.control.tick, clock.wall0)),
             #[cfg(test)]
             race: None,
         };
@@ -515,6 +522,34 @@ impl ControlPlane {
             .then(|| &*self.limit_sets[d.limits as usize])
     }
 
+    /// After a restart: the fleet's floor windows were not saved, so every
+    /// SYN the restored windows count is taken as spent from the floor
+    /// (it may have been leased: then the floor is charged twice, which
+    /// only shrinks the budget). Without it a restarted appliance could
+    /// spend its floor a second time within a window.
+    pub fn restored_counts_are_floor_spend(&mut self, now: u64) {
+        let Some(f) = self.fleet.as_mut() else {
+            return;
+        };
+        for c in self.windows.customers() {
+            if let Some(rings) = self.windows.export(c, now) {
+                f.charge_floor(c, &rings, now);
+            }
+        }
+    }
+
+    /// The fleet's `/metrics` figures; `None` without `[fleet]`.
+    pub fn fleet_metrics(&self) -> Option<crate::metrics::FleetMetrics> {
+        self.fleet.as_ref().map(FleetLocal::metrics)
+    }
+
+    /// The fleet view (`synwallctl fleet`); `null` without `[fleet]`.
+    pub fn fleet_view(&self) -> serde_json::Value {
+        self.fleet
+            .as_ref()
+            .map_or(serde_json::Value::Null, |f| f.view())
+    }
+
     /// Customers with window state.
     pub fn active(&self) -> usize {
         self.windows.active()
@@ -565,8 +600,13 @@ impl ControlPlane {
         by: &str,
         now: u64,
     ) -> Result<Event, PlaneError> {
-        self.check(customer)?;
+        let i = self.check(customer)?;
         let until = duration.map(|d| now.saturating_add(d.as_millis() as u64));
+        if let Some(f) = &mut self.fleet {
+            let limits = &self.limit_sets[self.dense[i].limits as usize];
+            let ms = duration.map(|d| d.as_millis() as u64);
+            f.block(&self.names[i], limits, ms, reason, by);
+        }
         let reason = Reason::Operator {
             by: by.to_owned(),
             reason: reason.to_owned(),
@@ -588,6 +628,12 @@ impl ControlPlane {
     ) -> Result<Event, PlaneError> {
         let event = self.lift(customer, reason, by, now)?;
         self.windows.remove(customer);
+        if let Some(f) = &mut self.fleet {
+            let i = customer as usize;
+            let limits = &self.limit_sets[self.dense[i].limits as usize];
+            f.unblock(&self.names[i], limits);
+            f.forgive(customer);
+        }
         if let Some(rec) = self.records.get_mut(&customer) {
             rec.near = 0;
             rec.over = 0;
@@ -700,6 +746,52 @@ impl ControlPlane {
         }
         self.attach(shards);
         self.windows.advance(now);
+        let remote = match self.fleet.as_mut() {
+            Some(f) => {
+                let remote = f.begin_tick(now);
+                for notice in std::mem::take(&mut f.notices) {
+                    let mut e = Event::new(EventKind::Fleet, self.clock.wall(now));
+                    e.by = Some(f.name().to_owned());
+                    e.reason = Some(notice);
+                    events.push(e);
+                }
+                remote
+            }
+            None => Vec::new(),
+        };
+        if let Some(f) = self.fleet.as_mut() {
+            for a in f.announcements() {
+                let Some(c) = self.names.iter().position(|n| **n == *a.customer) else {
+                    continue;
+                };
+                let c = c as u32;
+                if a.block {
+                    let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
+                    let f = self.fleet.as_mut().expect("fleet");
+                    f.peek(c, &a.customer, limits);
+                } else if self.blocked.contains(&c) && !self.dense[c as usize].config_blocked {
+                    let reason = Reason::Operator {
+                        by: format!("operator on {}", a.app),
+                        reason: "unblocked fleet-wide".into(),
+                    };
+                    events.push(self.end_block(c, now, EventKind::Unblock, reason));
+                    self.windows.remove(c);
+                    if let Some(f) = self.fleet.as_mut() {
+                        f.forgive(c);
+                    }
+                }
+            }
+        }
+        for rb in remote {
+            let c = rb.customer;
+            if (c as usize) < self.dense.len() && !self.blocked.contains(&c) {
+                let reason = Reason::Operator {
+                    by: format!("{} on {}", rb.block.by, rb.block.app),
+                    reason: rb.block.reason,
+                };
+                events.push(self.start_block(c, now, rb.until, reason));
+            }
+        }
         let n = shards
             .iter()
             .map(|s| s.customers())
@@ -724,6 +816,11 @@ impl ControlPlane {
             cands.extend(self.windows.customers());
             cands.extend(self.blocked.iter().copied());
             cands.extend(self.dirty.iter().copied());
+            if let Some(f) = &self.fleet {
+                // A lease must be stopped on time even if its customer
+                // went quiet.
+                cands.extend(f.lease_customers());
+            }
             cands.retain(|&c| (c as usize) < n);
             cands.sort_unstable();
             cands.dedup();
@@ -736,6 +833,9 @@ impl ControlPlane {
         self.cands = cands;
         self.all_dirty = false;
         self.dirty.clear();
+        if let Some(f) = &mut self.fleet {
+            f.end_tick();
+        }
         events
     }
 
@@ -835,10 +935,43 @@ impl ControlPlane {
             grant::unlimit(c, shards);
             return;
         }
-        let budget = (0..nw)
+        let mut budget = (0..nw)
             .map(|w| limits[w].saturating_sub(counts[w]))
             .min()
             .unwrap_or(0);
+        if let Some(f) = &mut self.fleet {
+            let name = &self.names[ci];
+            budget = budget.min(f.budget(c, name, now, dfwd, dseen, &limits[..nw], blocked));
+            // The fleet has used the window up (Redis's share, and this
+            // appliance's floor) and the customer still tries: block it
+            // here and, through Redis, everywhere.
+            if !blocked && budget == 0 && dropped > 0 {
+                if let Some((w, shared)) = f.exhausted(c) {
+                    let floor = f.floor_count(c, w, now);
+                    let offences = {
+                        let rec = self.records.entry(c).or_default();
+                        rec.offences += 1;
+                        rec.offences
+                    };
+                    let ms = self.policy.duration_ms(offences);
+                    let reason = Reason::Limit {
+                        window: self.windows_meta[w].name.clone(),
+                        count: shared + floor,
+                        limit: limits[w],
+                    };
+                    let f = self.fleet.as_mut().expect("fleet");
+                    f.limit_blocked(c);
+                    f.block(
+                        &self.names[ci],
+                        &limits[..nw],
+                        Some(ms),
+                        &reason.to_string(),
+                        "limit",
+                    );
+                    events.push(self.start_block(c, now, Some(now.saturating_add(ms)), reason));
+                }
+            }
+        }
         #[cfg(test)]
         if let Some(race) = &mut self.race {
             (race.0)(c);
@@ -1010,6 +1143,14 @@ impl ControlPlane {
         next.base_seen = carry(&self.base_seen);
         next.base_fwd = carry(&self.base_fwd);
         next.attached = std::mem::take(&mut self.attached);
+        // The fleet state carries over when the windows stay (a reload
+        // that changes them starts the floors afresh).
+        if let Some(mut f) = self.fleet.take() {
+            if next.fleet.is_some() && next.windows.lengths() == self.windows.lengths() {
+                f.remap(&id_map, now);
+                next.fleet = Some(f);
+            }
+        }
         next.restore(&snapshot, now);
         let removed = self.names.len() - kept;
         // The old plane (a million names and limit sets at scale) is freed

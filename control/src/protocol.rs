@@ -38,6 +38,7 @@ pub const COMMANDS: &[&str] = &[
     "reload",
     "events",
     "metrics",
+    "fleet",
 ];
 
 /// One request. Customers are named by name or by any address inside
@@ -112,6 +113,8 @@ pub enum Command {
     Events,
     /// The Prometheus metrics text.
     Metrics,
+    /// This appliance's view of the fleet (`[fleet]`).
+    Fleet,
 }
 
 fn default_top() -> usize {
@@ -137,6 +140,7 @@ impl Command {
             Command::Reload => "reload",
             Command::Events => "events",
             Command::Metrics => "metrics",
+            Command::Fleet => "fleet",
         }
     }
 

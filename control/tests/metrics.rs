@@ -90,7 +90,47 @@ fn known_snapshot() -> MetricsSnapshot {
             },
         ],
         customers: vec![customer("acme", true, 42), customer("globex", false, 3)],
+        fleet: None,
     }
+}
+
+#[test]
+fn fleet_series_appear_only_with_a_fleet() {
+    let mut registry = MetricsRegistry::new(10);
+    registry.update(&known_snapshot());
+    assert!(!registry.encode().contains("synwall_fleet_"));
+    registry.update(&MetricsSnapshot {
+        fleet: Some(synwall_control::metrics::FleetMetrics {
+            leases_held: 2,
+            leased_outstanding: 30,
+            leased_syns: 800,
+            rounds: 12,
+            replies: 20,
+            failures: 1,
+            node: "redis://127.0.0.1:6379".into(),
+            rtt_seconds: 0.001,
+            redis_up: 1,
+            customers_on_floors: 0,
+            quarantine_ms: 0,
+        }),
+        ..known_snapshot()
+    });
+    let text = registry.encode();
+    assert_lines(
+        &text,
+        &[
+            "synwall_fleet_leases 2",
+            "synwall_fleet_leased_outstanding 30",
+            "synwall_fleet_leased_syns_total 800",
+            "synwall_fleet_rounds_total 12",
+            "synwall_fleet_replies_total 20",
+            "synwall_fleet_failures_total 1",
+            "synwall_fleet_round_trip_seconds{node=\"redis://127.0.0.1:6379\"} 0.001",
+            "synwall_fleet_redis_up 1",
+            "synwall_fleet_customers_on_floors 0",
+            "synwall_fleet_quarantine_milliseconds 0",
+        ],
+    );
 }
 
 fn registry_with_known_snapshot() -> MetricsRegistry {

@@ -6,6 +6,8 @@
 //! kept and printed when it fails) and its own EAL `--file-prefix`, so tests
 //! can run in parallel.
 
+pub mod redis;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};

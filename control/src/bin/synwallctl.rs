@@ -109,6 +109,9 @@ enum Cmd {
     Events,
     /// The Prometheus metrics.
     Metrics,
+    /// This appliance's view of the fleet: Redis nodes and health, leases
+    /// held, customers on floors only, the last round trip.
+    Fleet,
 }
 
 /// Exit codes scripts can rely on.
@@ -211,6 +214,7 @@ fn request(cmd: Cmd) -> Result<Command, String> {
         Cmd::Reload => Command::Reload,
         Cmd::Events => Command::Events,
         Cmd::Metrics => Command::Metrics,
+        Cmd::Fleet => Command::Fleet,
     })
 }
 
@@ -457,7 +461,10 @@ fn human(command: &Command, r: &Value) -> String {
         },
         Command::Reload => format!("{}\n", text(&r["message"])),
         Command::Metrics => text(&r["metrics"]),
-        Command::Status | Command::Events => {
+        Command::Fleet if r["fleet"].is_null() => {
+            "no [fleet] in the config: this appliance enforces alone\n".to_owned()
+        }
+        Command::Status | Command::Events | Command::Fleet => {
             let mut out = String::new();
             nested(&mut out, r, 0);
             out

@@ -1,0 +1,673 @@
+//! This appliance's side of the fleet, driven by the plane's tick: which
+//! part of a customer's forwards was spent from the local floor and which
+//! from its Redis lease, what budget the workers may be granted, and which
+//! lease calls to make.
+//!
+//! # Exactness
+//!
+//! Per customer and window, the appliance's floor spend is counted in its
+//! own windows (`floors`) and never exceeds `floor_of(limit)`; everything
+//! else it forwards comes out of a lease, which Redis counts in the shared
+//! windows (reported spend, or the whole lease once it expires) against
+//! `leased_of(limit) = limit − appliances × floor_of(limit)`. So the fleet's
+//! forwards in any window are at most `appliances × floor + leased = limit`.
+//!
+//! A tick attributes the new forwards to the floor first (what the floor
+//! had free can only have grown since the last tick: counts only expire),
+//! the rest to the lease; the budget it hands to the plane's grants is the
+//! floor's free part plus the lease's unspent part, so (by the plane's grant
+//! argument) the next tick's lease part never exceeds what the lease had.
+//! A lease stops counting in the budget at its local deadline, `sent +
+//! ttl − margin − 2 ticks` (`sent`: when the call that last renewed it was
+//! queued, before Redis stamped its expiry), and is dropped a tick later,
+//! when the lowered grants have reached the workers: its spend ends before
+//! Redis can have charged and forgotten it.
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use synwall_config::Fleet;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use super::link::{self, Announcement, Link};
+use super::node::CallError;
+use super::script::{Call, Op, Reply, SharedBlock, SharedWindow};
+use crate::window::{IdMap, Windows, MAX_WINDOWS};
+
+/// Tag of calls that are not about one customer's lease.
+const NO_CUSTOMER: u32 = u32::MAX;
+
+/// A lease this appliance holds.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    id: u64,
+    granted: u64,
+    spent: u64,
+    /// Local monotonic ms after which it is not spent any more.
+    deadline: u64,
+    /// When it stopped counting in the budget.
+    stopped: Option<u64>,
+    /// Ticks in a row without demand.
+    idle: u32,
+}
+
+impl Lease {
+    /// A lease new to this appliance, as Redis answered it.
+    fn from_reply(reply: &Reply, deadline: u64) -> Lease {
+        Lease {
+            id: reply.lease,
+            granted: reply.granted,
+            spent: reply.spent,
+            deadline,
+            stopped: None,
+            idle: 0,
+        }
+    }
+
+    fn left(&self) -> u64 {
+        if self.stopped.is_some() {
+            0
+        } else {
+            self.granted.saturating_sub(self.spent)
+        }
+    }
+}
+
+/// A fleet-wide block to apply locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteBlock {
+    /// The customer.
+    pub customer: u32,
+    /// Local monotonic end; `None`: indefinite.
+    pub until: Option<u64>,
+    /// As Redis holds it.
+    pub block: SharedBlock,
+}
+
+/// Counters for `synwallctl fleet` and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct FleetStats {
+    /// Rounds sent.
+    pub rounds: u64,
+    /// Calls answered.
+    pub replies: u64,
+    /// Calls that got no usable answer (node unreachable, refused, bad).
+    pub failures: u64,
+    /// SYNs granted by leases.
+    pub leased: u64,
+    /// The last round trip.
+    pub last_rtt: Option<Duration>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Whether the last round failed (the node is treated as down).
+    pub down: bool,
+    /// Ticks at which some customer wanted a lease and could not ask.
+    pub fallback_ticks: u64,
+    /// Forwards attributed to a lease that had already been dropped
+    /// (charged in full by Redis): should stay 0.
+    pub overrun: u64,
+}
+
+/// The fleet state of one appliance.
+#[derive(Debug)]
+pub struct FleetLocal {
+    config: Fleet,
+    tick_ms: u64,
+    lengths_ms: Vec<u64>,
+    floors: Windows,
+    leases: IdMap<Lease>,
+    /// Customers with a lease call in flight: when it was queued.
+    pending: IdMap<u64>,
+    /// The last reply said a window is used up fleet-wide.
+    exhausted: IdMap<(usize, u64)>,
+    outbox: Vec<(u32, Call)>,
+    link: Option<Link>,
+    seq: u64,
+    /// While down: when to try again.
+    retry_at: u64,
+    /// The round in flight was tagged with ids from before a reload.
+    discard: bool,
+    /// The threads are started.
+    started: bool,
+    /// Tells the subscriber to stop.
+    stop: Arc<AtomicBool>,
+    /// Announcements heard on the pub/sub channel.
+    heard: Option<Receiver<Announcement>>,
+    /// Floors only until then (local ms): Redis lost its state.
+    quarantine_until: u64,
+    /// The last tick's time.
+    last_now: u64,
+    /// What happened to the link, for the event log (taken by the plane).
+    pub notices: Vec<String>,
+    /// Customers that wanted more than their floor this tick and could
+    /// not ask Redis (it is down): on floors only.
+    pub on_floors: usize,
+    /// The counters.
+    pub stats: FleetStats,
+}
+
+impl FleetLocal {
+    /// The fleet state for windows of `lengths`, ticking every `tick`,
+    /// started at wall-clock `wall_ms` (sequence numbers start there, so
+    /// they keep growing across restarts).
+    pub fn new(config: &Fleet, lengths: &[Duration], tick: Duration, wall_ms: u64) -> FleetLocal {
+        FleetLocal {
+            started: false,
+            stop: Arc::new(AtomicBool::new(false)),
+            heard: None,
+            config: config.clone(),
+            tick_ms: (tick.as_millis() as u64).max(1),
+            lengths_ms: lengths.iter().map(|l| l.as_millis() as u64).collect(),
+            floors: Windows::new(lengths),
+            leases: IdMap::default(),
+            pending: IdMap::default(),
+            exhausted: IdMap::default(),
+            outbox: Vec::new(),
+            link: None,
+            seq: wall_ms.saturating_mul(1000),
+            retry_at: 0,
+            discard: false,
+            quarantine_until: 0,
+            last_now: 0,
+            notices: Vec::new(),
+            on_floors: 0,
+            stats: FleetStats::default(),
+        }
+    }
+
+    /// Starts the Redis threads on first use (a plane built and dropped by
+    /// a reload never starts any).
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let urls = &self.config.redis;
+        let longest = self.lengths_ms.iter().copied().max().unwrap_or(0);
+        match Link::start(urls, self.config.timeout, longest) {
+            Ok(l) => self.link = Some(l),
+            Err(e) => self.stats.last_error = Some(e.to_string()),
+        }
+        match link::subscribe(urls, self.stop.clone()) {
+            Ok(rx) => self.heard = Some(rx),
+            Err(e) => self.stats.last_error = Some(e.to_string()),
+        }
+    }
+
+    /// Blocks and unblocks other appliances announced since the last tick.
+    pub fn announcements(&mut self) -> Vec<Announcement> {
+        let Some(rx) = &self.heard else {
+            return Vec::new();
+        };
+        let me = self.config.name.as_str();
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|a| a.app != me)
+            .collect()
+    }
+
+    /// Asks Redis for customer `c`'s block state at the next round (a
+    /// lease call that reports and wants nothing).
+    pub fn peek(&mut self, c: u32, name: &str, limits: &[u64]) {
+        if self.pending.contains_key(&c) {
+            return;
+        }
+        let lease = self.leases.get(&c).filter(|l| l.stopped.is_none()).copied();
+        let op = Op::Lease {
+            seq: self.next_seq(),
+            lease: lease.map_or(0, |l| l.id),
+            spent: lease.map_or(0, |l| l.spent),
+            want: 0,
+            release: false,
+        };
+        let call = self.call(name, limits, op);
+        self.outbox.push((c, call));
+        self.pending.insert(c, self.last_now);
+    }
+
+    /// Counts `rings` (a customer's window buckets) as floor spend.
+    pub fn charge_floor(&mut self, c: u32, rings: &[crate::window::RingExport], now: u64) {
+        for (w, ring) in rings.iter().enumerate() {
+            self.floors.import(c, w, ring, now);
+        }
+    }
+
+    /// An unblock forgives the floor windows too.
+    pub fn forgive(&mut self, c: u32) {
+        self.floors.remove(c);
+    }
+
+    /// This appliance's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn shared(&self, limits: &[u64]) -> Vec<SharedWindow> {
+        self.lengths_ms
+            .iter()
+            .zip(limits)
+            .map(|(&length_ms, &l)| SharedWindow {
+                length_ms,
+                leased: self.config.leased_of(l),
+            })
+            .collect()
+    }
+
+    fn call(&self, customer: &str, limits: &[u64], op: Op) -> Call {
+        Call {
+            customer: customer.to_owned(),
+            app: self.config.name.clone(),
+            ttl_ms: self.config.lease_ttl.as_millis() as u64,
+            windows: self.shared(limits),
+            op,
+        }
+    }
+
+    fn deadline(&self, sent: u64) -> u64 {
+        (sent + self.config.lease_ttl.as_millis() as u64)
+            .saturating_sub(self.config.lease_margin.as_millis() as u64 + 2 * self.tick_ms)
+    }
+
+    /// Start of a tick: takes the answers that came in and returns the
+    /// fleet-wide blocks they carry.
+    pub fn begin_tick(&mut self, now: u64) -> Vec<RemoteBlock> {
+        self.start();
+        self.on_floors = 0;
+        self.last_now = now;
+        self.floors.advance(now);
+        let mut blocks = Vec::new();
+        let Some(answers) = self.link.as_mut().and_then(Link::poll) else {
+            return blocks;
+        };
+        let (answers, rtt, health) = answers;
+        let was_down = self.stats.down;
+        if health.quarantine_ms > 0 {
+            let until = now.saturating_add(health.quarantine_ms);
+            if self.quarantine_until <= now {
+                self.notices.push(format!(
+                    "{}: {} Redis lost its state: floors only for {} s",
+                    self.config.redis[0],
+                    if health.lost_state {
+                        "detected:"
+                    } else {
+                        "quarantine in force:"
+                    },
+                    health.quarantine_ms / 1000
+                ));
+            }
+            self.quarantine_until = self.quarantine_until.max(until);
+        }
+        if std::mem::take(&mut self.discard) {
+            return blocks;
+        }
+        self.stats.last_rtt = Some(rtt);
+        // Down: nothing in the round got through (in a Cluster, a dead
+        // master fails only its own customers' calls).
+        let failed = !answers.is_empty()
+            && answers
+                .iter()
+                .all(|(_, r)| matches!(r, Err(CallError::Unreachable { .. })));
+        for (c, r) in answers {
+            let sent = if c == NO_CUSTOMER {
+                None
+            } else {
+                self.pending.remove(&c)
+            };
+            match r {
+                Ok(reply) => {
+                    self.stats.replies += 1;
+                    if c == NO_CUSTOMER {
+                        continue;
+                    }
+                    if let Some(b) = &reply.block {
+                        let until = b
+                            .until
+                            .map(|u| now.saturating_add(u.saturating_sub(reply.now)));
+                        blocks.push(RemoteBlock {
+                            customer: c,
+                            until,
+                            block: b.clone(),
+                        });
+                    }
+                    if let Some(sent) = sent {
+                        self.adopt(c, &reply, sent);
+                    }
+                }
+                Err(e) => {
+                    self.stats.failures += 1;
+                    self.stats.last_error = Some(e.to_string());
+                }
+            }
+        }
+        self.stats.down = failed;
+        if failed && !was_down {
+            self.notices.push(format!(
+                "{} unreachable: customers above their floor fall back to it ({})",
+                self.config.redis[0],
+                self.stats.last_error.as_deref().unwrap_or("")
+            ));
+        } else if was_down && !failed {
+            self.notices.push(format!(
+                "{} reachable again: leases resume",
+                self.config.redis[0]
+            ));
+        }
+        if failed {
+            // Probe again after a while, not every tick.
+            self.retry_at = now + 500;
+        }
+        blocks
+    }
+
+    /// Takes the server's view of customer `c`'s lease from `reply` to a
+    /// lease call queued at `sent`.
+    fn adopt(&mut self, c: u32, reply: &Reply, sent: u64) {
+        match reply.exhausted {
+            Some(e) => {
+                self.exhausted.insert(c, e);
+            }
+            None => {
+                self.exhausted.remove(&c);
+            }
+        }
+        let deadline = self.deadline(sent);
+        match self.leases.get_mut(&c) {
+            Some(l) if l.stopped.is_some() => {}
+            Some(l) if reply.lease == l.id => {
+                if reply.granted > l.granted {
+                    self.stats.leased += reply.granted - l.granted;
+                }
+                l.granted = l.granted.max(reply.granted);
+                l.deadline = deadline;
+            }
+            // Redis no longer has it (expired, charged in full): stop.
+            Some(l) if reply.lease == 0 => l.stopped = Some(0),
+            // A new lease: the old one is gone on the server (charged in
+            // full). Spend still attributed to it lands on the new one,
+            // reported (clamped) as spent: more charged, never less.
+            Some(l) => {
+                self.stats.leased += reply.granted;
+                *l = Lease::from_reply(reply, deadline);
+            }
+            None if reply.lease != 0 => {
+                self.stats.leased += reply.granted;
+                self.leases.insert(c, Lease::from_reply(reply, deadline));
+            }
+            None => {}
+        }
+    }
+
+    /// Customer `c` (`name`) at `now`: `dfwd` new forwards, `dseen` new
+    /// watched SYNs; returns the budget the workers may be granted beyond
+    /// what they hold (the plane takes the smaller of this and its local
+    /// windows' budget), and queues this customer's lease call if it needs
+    /// one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn budget(
+        &mut self,
+        c: u32,
+        name: &str,
+        now: u64,
+        dfwd: u64,
+        dseen: u64,
+        limits: &[u64],
+        blocked: bool,
+    ) -> u64 {
+        let nw = limits.len();
+        let mut floor = [0u64; MAX_WINDOWS];
+        for (w, &l) in limits.iter().enumerate() {
+            floor[w] = self.config.floor_of(l);
+        }
+        let free = |f: &Windows| {
+            let counts = f.counts(c, now);
+            (0..nw)
+                .map(|w| floor[w].saturating_sub(counts[w]))
+                .min()
+                .unwrap_or(0)
+        };
+        let floor_part = dfwd.min(free(&self.floors));
+        let lease_part = dfwd - floor_part;
+        self.floors.add(c, floor_part, now);
+        let floor_free = free(&self.floors);
+
+        let mut release = None;
+        if let Some(l) = self.leases.get_mut(&c) {
+            let room = l.granted.saturating_sub(l.spent);
+            if lease_part > room {
+                self.stats.overrun += lease_part - room;
+            }
+            l.spent = l.spent.saturating_add(lease_part).min(l.granted);
+            l.idle = if dseen == 0 { l.idle + 1 } else { 0 };
+            let idle_ticks = (1000 / self.tick_ms).max(2) as u32;
+            if l.stopped.is_none() && (now >= l.deadline || l.idle >= idle_ticks) {
+                l.stopped = Some(now);
+            } else if l.stopped.is_some_and(|t| t < now) {
+                // A tick since its grants were lowered: final. Give the
+                // rest back (if the call is lost, Redis charges it at
+                // expiry) and forget it.
+                release = Some(*l);
+            }
+        } else if lease_part > 0 {
+            self.stats.overrun += lease_part;
+        }
+        if let Some(l) = release {
+            self.leases.remove(&c);
+            let op = Op::Lease {
+                seq: self.next_seq(),
+                lease: l.id,
+                spent: l.spent,
+                want: 0,
+                release: true,
+            };
+            let call = self.call(name, limits, op);
+            self.outbox.push((NO_CUSTOMER, call));
+        }
+        let left = self.leases.get(&c).map_or(0, Lease::left);
+
+        // Demand: about `lease_demand` of this tick's rate.
+        let target =
+            dseen.saturating_mul(self.config.lease_demand.as_millis() as u64) / self.tick_ms;
+        let renew = self.leases.get(&c).is_some_and(|l| {
+            l.stopped.is_none()
+                && dseen > 0
+                && l.deadline < now + self.config.lease_ttl.as_millis() as u64 / 2
+        });
+        let wants = !blocked && dseen > 0 && (floor_free + left < target || renew);
+        if wants && !self.pending.contains_key(&c) {
+            // (A Cluster quarantines node by node: its router answers the
+            // calls of a quarantined node's customers with errors.)
+            if now < self.quarantine_until && self.config.redis.len() == 1 {
+                self.on_floors += 1;
+            } else if self.link.as_ref().is_some_and(|l| !l.busy())
+                && (!self.stats.down || now >= self.retry_at)
+            {
+                let lease = self.leases.get(&c).filter(|l| l.stopped.is_none()).copied();
+                let op = Op::Lease {
+                    seq: self.next_seq(),
+                    lease: lease.map_or(0, |l| l.id),
+                    spent: lease.map_or(0, |l| l.spent),
+                    want: target.saturating_sub(left),
+                    release: false,
+                };
+                let call = self.call(name, limits, op);
+                self.outbox.push((c, call));
+                self.pending.insert(c, now);
+            } else {
+                self.on_floors += 1;
+            }
+        }
+        floor_free.saturating_add(left)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// The window the fleet has used up for `c`, per the last reply, and
+    /// its count there (Redis's share; the floors come on top).
+    pub fn exhausted(&self, c: u32) -> Option<(usize, u64)> {
+        self.exhausted.get(&c).copied()
+    }
+
+    /// Customer `c` was blocked by the limit: what the last reply said is
+    /// spent, so that after the block the customer asks Redis again
+    /// before it can be blocked again (the windows may have drained).
+    pub fn limit_blocked(&mut self, c: u32) {
+        self.exhausted.remove(&c);
+    }
+
+    /// Blocks `customer` fleet-wide.
+    pub fn block(
+        &mut self,
+        customer: &str,
+        limits: &[u64],
+        ms: Option<u64>,
+        reason: &str,
+        by: &str,
+    ) {
+        let op = Op::Block {
+            ms,
+            reason: reason.to_owned(),
+            by: by.to_owned(),
+        };
+        let call = self.call(customer, limits, op);
+        self.outbox.push((NO_CUSTOMER, call));
+    }
+
+    /// Lifts `customer`'s block fleet-wide (and forgives its windows).
+    pub fn unblock(&mut self, customer: &str, limits: &[u64]) {
+        let call = self.call(customer, limits, Op::Unblock);
+        self.outbox.push((NO_CUSTOMER, call));
+    }
+
+    /// End of a tick: sends the calls queued, if no round is in flight
+    /// (else they wait for the next tick; lease calls are asked again by
+    /// then, so only releases and blocks are kept).
+    pub fn end_tick(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let Some(link) = self.link.as_mut() else {
+            self.outbox.clear();
+            return;
+        };
+        if link.busy() {
+            let pending = &mut self.pending;
+            self.outbox.retain(|(c, _)| {
+                if *c != NO_CUSTOMER {
+                    pending.remove(c);
+                }
+                *c == NO_CUSTOMER
+            });
+            return;
+        }
+        let round = std::mem::take(&mut self.outbox);
+        if link.send(round) {
+            self.stats.rounds += 1;
+        } else {
+            self.pending.clear();
+        }
+    }
+
+    /// Customers holding a lease.
+    pub fn lease_customers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.leases.keys().copied()
+    }
+
+    /// This appliance's floor spend of `c` in window `w`.
+    pub fn floor_count(&self, c: u32, w: usize, now: u64) -> u64 {
+        self.floors.count(c, w, now)
+    }
+
+    /// A reload renumbered the customers: old id `i` is now `id_map[i]`.
+    /// Floors and leases follow; a removed customer's lease is left to
+    /// expire (Redis charges it).
+    pub fn remap(&mut self, id_map: &[Option<u32>], now: u64) {
+        let mut floors = Windows::new(self.floors.lengths());
+        for old in self.floors.customers().collect::<Vec<_>>() {
+            if let (Some(Some(new)), Some(rings)) =
+                (id_map.get(old as usize), self.floors.export(old, now))
+            {
+                for (w, ring) in rings.iter().enumerate() {
+                    floors.import(*new, w, ring, now);
+                }
+            }
+        }
+        self.floors = floors;
+        let leases = std::mem::take(&mut self.leases);
+        for (k, v) in leases {
+            if let Some(Some(new)) = id_map.get(k as usize) {
+                self.leases.insert(*new, v);
+            }
+        }
+        // Answers in flight are tagged with old ids: dropped (a lost reply
+        // is safe: the next call adopts the server's view).
+        self.pending.clear();
+        self.discard = self.busy();
+        self.exhausted.clear();
+    }
+
+    /// Whether a round is in flight.
+    pub fn busy(&self) -> bool {
+        self.link.as_ref().is_some_and(Link::busy)
+    }
+
+    /// Leases held now.
+    pub fn leases_held(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// The `/metrics` figures.
+    pub fn metrics(&self) -> crate::metrics::FleetMetrics {
+        let s = &self.stats;
+        crate::metrics::FleetMetrics {
+            leases_held: self.leases.len() as u64,
+            leased_outstanding: self
+                .leases
+                .values()
+                .map(|l| l.granted.saturating_sub(l.spent))
+                .sum(),
+            leased_syns: s.leased,
+            rounds: s.rounds,
+            replies: s.replies,
+            failures: s.failures,
+            node: self.config.redis[0].clone(),
+            rtt_seconds: s.last_rtt.map_or(0.0, |d| d.as_secs_f64()),
+            redis_up: u64::from(self.link.is_some() && !s.down),
+            customers_on_floors: self.on_floors as u64,
+            quarantine_ms: self.quarantine_until.saturating_sub(self.last_now),
+        }
+    }
+
+    /// `synwallctl fleet`.
+    pub fn view(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "name": self.config.name,
+            "appliances": self.config.appliances,
+            "floor": self.config.floor,
+            "nodes": [{
+                "url": self.link.as_ref().map_or(self.config.redis[0].as_str(), Link::url),
+                "healthy": self.link.is_some() && !s.down,
+                "last_error": s.last_error,
+            }],
+            "leases_held": self.leases.len(),
+            "leased_outstanding": self.leases.values().map(|l| l.granted.saturating_sub(l.spent)).sum::<u64>(),
+            "customers_on_floors_only": self.on_floors,
+            "quarantine_left_ms": self.quarantine_until.saturating_sub(self.last_now),
+            "last_rtt_ms": s.last_rtt.map(|d| d.as_secs_f64() * 1e3),
+            "rounds": s.rounds,
+            "replies": s.replies,
+            "failures": s.failures,
+            "leased_syns": s.leased,
+            "overrun": s.overrun,
+        })
+    }
+}
+
+impl Drop for FleetLocal {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

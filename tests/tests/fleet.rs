@@ -1,0 +1,605 @@
+//! Several real synwall processes on virtual devices share one customer's
+//! limit through a real redis-server: one customer's SYNs replay forever
+//! (`infinite_rx`) into every appliance, and the fleet-wide forwarded
+//! total, from the appliances' own summaries, must equal the limit exactly.
+//! The same checker catches a deliberately wrong floor split, and with no
+//! Redis at all every appliance falls back to exactly its floor.
+use std::fs;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use synwall_dataplane::craft::FrameBuilder;
+use synwall_dataplane::parse::tcp_flags::SYN;
+use synwall_tests::redis::{free_port, RedisServer};
+use synwall_tests::*;
+
+const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
+const LIMIT: u64 = 1000;
+/// How long each appliance runs: long enough for a few lease rounds.
+const RUN_SECS: f64 = 8.0;
+
+fn frames() -> Vec<Vec<u8>> {
+    (0..64u32)
+        .map(|i| {
+            let src = Ipv4Addr::new(10, 1, 0, (i % 250) as u8 + 1);
+            FrameBuilder::tcp_v4(src, MX, 2000 + i as u16, 25, SYN)
+                .seq(i * 7919)
+                .build()
+        })
+        .collect()
+}
+
+/// One appliance of the fleet, as configured.
+struct Appliance {
+    name: &'static str,
+    /// `fleet.appliances` in its config (the negative control lies here).
+    appliances: u32,
+}
+
+/// Runs the appliances at once against `redis` (the TOML list's
+/// contents: quoted URLs) and returns each one's
+/// forwarded SYNs of `acme` and its summary.
+fn run_fleet(test: &str, redis: &str, fleet: &[Appliance]) -> Vec<(u64, Value)> {
+    run_fleet_with(test, redis, fleet, "", "", |_, _| {}).0
+}
+
+/// [`run_fleet`] with its own `[windows]` (empty: a 5m limit of
+/// [`LIMIT`]), extra config sections, and `during` called with the
+/// appliances' directories while they run; also returns each one's events.
+fn run_fleet_with(
+    test: &str,
+    redis: &str,
+    fleet: &[Appliance],
+    windows: &str,
+    extra: &str,
+    during: impl FnOnce(&[&TestDir], &[u32]),
+) -> (Vec<(u64, Value)>, Vec<Vec<Value>>) {
+    synwall_bin();
+    let mut running: Vec<(TestDir, Child)> = Vec::new();
+    for a in fleet {
+        let dir = TestDir::new(&format!("{test}-{}", a.name));
+        let mut s = Scenario::new(frames(), Vec::new())
+            .sections(&if windows.is_empty() {
+                format!(
+                    "[windows]\n\"5m\" = {LIMIT}\n\"1h\" = {}\n\"1d\" = {}\n",
+                    LIMIT * 10,
+                    LIMIT * 100
+                )
+            } else {
+                windows.to_owned()
+            })
+            .sections(&format!(
+                "[fleet]\nname = \"{}\"\nredis = [{redis}]\nappliances = {}\nfloor = 0.2\n\
+                 lease_ttl = \"3s\"\nlease_margin = \"500ms\"\ntimeout = \"300ms\"\n",
+                a.name, a.appliances
+            ))
+            .sections(extra)
+            .control("tick = \"50ms\"")
+            .control(&format!("metrics_listen = \"127.0.0.1:{}\"", free_port()))
+            .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n");
+        s.duration = RUN_SECS;
+        let (config, summary) = s.prepare(&dir);
+        let mut text = replay_forever(&s.config(&dir), &dir, 1);
+        if let Some(state) = STATE_DIR.with(|d| d.borrow().clone()) {
+            // The snapshot directory of an earlier run: a restart.
+            let own = toml_str(&format!("{}/state", dir.path.display()));
+            text = text.replace(&own, &toml_str(&state.display().to_string()));
+        }
+        fs::write(&config, text).expect("config");
+        let child = Command::new(synwall_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("--duration")
+            .arg(RUN_SECS.to_string())
+            .arg("--summary-json")
+            .arg(&summary)
+            .current_dir(&dir.path)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .expect("spawning synwall");
+        running.push((dir, child));
+    }
+    during(
+        &running.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        &running.iter().map(|r| r.1.id()).collect::<Vec<_>>(),
+    );
+    let mut out = Vec::new();
+    let mut events = Vec::new();
+    for (dir, mut child) in running {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("synwall in {} did not stop", dir.path.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let log = fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+            // Killed by the test: no summary.
+            out.push((0, Value::Null));
+            events.push(read_events(&dir.join("events.jsonl")));
+            continue;
+        }
+        assert!(status.success(), "synwall: {status}\n{log}");
+        let summary: Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        let acme = summary["customers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "acme"))
+            .cloned()
+            .unwrap_or_else(|| panic!("acme not in the summary: {summary:#}"));
+        let fwd = acme["syn_forwarded"].as_u64().unwrap();
+        let seen = acme["syn_seen"].as_u64().unwrap();
+        assert!(
+            seen > LIMIT,
+            "every appliance had demand beyond the limit: {acme}"
+        );
+        out.push((fwd, acme));
+        events.push(read_events(&dir.join("events.jsonl")));
+    }
+    (out, events)
+}
+
+/// Sends one control request to the appliance in `dir` and returns the reply.
+fn request(dir: &TestDir, line: &str) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = dir.join("control.sock");
+    let stream = wait_until("the control socket", Duration::from_secs(60), || {
+        std::os::unix::net::UnixStream::connect(&sock).ok()
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    writeln!(w, "{line}").unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply {reply:?}: {e}"))
+}
+
+/// Waits until `dir`'s appliance answers `status` with a ready dataplane.
+fn wait_ready(dir: &TestDir) {
+    wait_until("appliance ready", Duration::from_secs(60), || {
+        (request(dir, r#"{"cmd":"status"}"#)["dataplane"] == "ready").then_some(())
+    });
+}
+
+thread_local! {
+    /// Tests that restart an appliance: the snapshot directory to use.
+    static STATE_DIR: std::cell::RefCell<Option<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The checker: the fleet-wide forwarded total against the limit.
+fn fleet_total(runs: &[(u64, Value)]) -> u64 {
+    runs.iter().map(|r| r.0).sum()
+}
+
+#[test]
+fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() {
+    let dir = TestDir::new("fleet-exact");
+    let redis = RedisServer::start(&dir.path);
+    let (runs, _) = run_fleet_with(
+        "fleet-exact",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        "",
+        |dirs, _| {
+            // The operator's view while the fleet runs: `fleet` and /metrics.
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            let views = wait_until(
+                "both appliances talked to Redis",
+                Duration::from_secs(30),
+                || {
+                    let v: Vec<Value> = dirs
+                        .iter()
+                        .map(|d| request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone())
+                        .collect();
+                    v.iter()
+                        .all(|f| f["replies"].as_u64() > Some(0))
+                        .then_some(v)
+                },
+            );
+            for v in &views {
+                assert_eq!(v["nodes"][0]["healthy"], true, "{v}");
+                assert_eq!(v["nodes"][0]["url"], redis.url().as_str(), "{v}");
+                assert!(v["last_rtt_ms"].as_f64().is_some(), "{v}");
+            }
+            let status = request(dirs[0], r#"{"cmd":"status"}"#);
+            assert_eq!(status["fleet"]["name"], "edge-a", "{status}");
+            // /metrics is refreshed once a second.
+            let m = wait_until("fleet series in /metrics", Duration::from_secs(10), || {
+                let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                m.contains("synwall_fleet_rounds_total").then_some(m)
+            });
+            for series in [
+                "synwall_fleet_rounds_total",
+                "synwall_fleet_leased_syns_total",
+                "synwall_fleet_round_trip_seconds{node=",
+                "synwall_fleet_redis_up 1",
+            ] {
+                assert!(m.contains(series), "no {series} in /metrics:\n{m}");
+            }
+        },
+    );
+    let total = fleet_total(&runs);
+    eprintln!(
+        "fleet split: {:?}",
+        runs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        total, LIMIT,
+        "fleet total {total} != limit {LIMIT}: {runs:?}"
+    );
+    for (fwd, acme) in &runs {
+        // Each spent at least its own floor (0.2 × 1000 / 2).
+        assert!(*fwd >= 100, "{acme}");
+        // And the per-window counts say the same.
+        assert_eq!(acme["windows"]["5m"].as_u64(), Some(*fwd), "{acme}");
+    }
+
+    // Negative control: edge-c believes it is alone (floor 200, not 100),
+    // so the fleet's floors add up to more than the split Redis assumes.
+    // The same checker must see the limit exceeded.
+    let redis2 = RedisServer::start(&dir.path);
+    let wrong = run_fleet(
+        "fleet-wrong",
+        &toml_str(&redis2.url()),
+        &[
+            Appliance {
+                name: "edge-c",
+                appliances: 1,
+            },
+            Appliance {
+                name: "edge-d",
+                appliances: 2,
+            },
+        ],
+    );
+    let total = fleet_total(&wrong);
+    eprintln!(
+        "wrong split: {:?}",
+        wrong.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert!(
+        total > LIMIT,
+        "the checker missed a wrong split: {total} {wrong:?}"
+    );
+}
+
+#[test]
+fn without_redis_every_appliance_spends_exactly_its_floor() {
+    // A port nobody listens on: every call fails, floors only.
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let (runs, events) =
+        run_fleet_with("fleet-down", &toml_str(&url), &pair(), "", "", |dirs, _| {
+            wait_ready(dirs[0]);
+            let v = wait_until("the failure is visible", Duration::from_secs(30), || {
+                let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                (v["failures"].as_u64() > Some(0)).then_some(v)
+            });
+            assert_eq!(v["nodes"][0]["healthy"], false, "{v}");
+            wait_until("redis_up 0 in /metrics", Duration::from_secs(10), || {
+                let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                m.contains("synwall_fleet_redis_up 0").then_some(())
+            });
+        });
+    assert!(
+        fleet_reasons(&events)
+            .iter()
+            .any(|r| r.contains("unreachable")),
+        "{events:?}"
+    );
+    for (fwd, acme) in &runs {
+        assert_eq!(*fwd, 100, "floor only: {acme}");
+    }
+    assert!(fleet_total(&runs) <= LIMIT);
+}
+
+fn pair() -> [Appliance; 2] {
+    [
+        Appliance {
+            name: "edge-a",
+            appliances: 2,
+        },
+        Appliance {
+            name: "edge-b",
+            appliances: 2,
+        },
+    ]
+}
+
+/// Short blocks that do not grow: the customer keeps asking after each,
+/// so a fault that opened the budget would show as more forwards.
+const SHORT_BLOCKS: &str = "[block]\nduration = \"1s\"\nescalation = 1.0\n";
+
+fn fleet_reasons(events: &[Vec<Value>]) -> Vec<String> {
+    events
+        .iter()
+        .flatten()
+        .filter(|e| e["kind"] == "fleet")
+        .map(|e| format!("{} {}", e["by"], e["reason"]))
+        .collect()
+}
+
+#[test]
+fn a_limit_block_on_one_appliance_blocks_the_customer_on_the_other() {
+    let dir = TestDir::new("fleet-limit-block");
+    let redis = RedisServer::start(&dir.path);
+    let (runs, events) = run_fleet_with(
+        "fleet-limit-block",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        "",
+        |_, _| {},
+    );
+    assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
+    let blocks: Vec<&Value> = events
+        .iter()
+        .flatten()
+        .filter(|e| e["kind"] == "block")
+        .collect();
+    // One appliance blocked by the limit, the other by the fleet's word.
+    assert!(
+        blocks.iter().any(|e| e["window"] == "5m"),
+        "no limit block: {blocks:?}"
+    );
+    for (i, ev) in events.iter().enumerate() {
+        assert!(
+            ev.iter()
+                .any(|e| e["kind"] == "block" && e["customer"] == "acme"),
+            "appliance {i} never blocked acme: {ev:?}"
+        );
+        assert_eq!(runs[i].1["state"], "blocked", "{:?}", runs[i].1);
+    }
+}
+
+#[test]
+fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
+    let dir = TestDir::new("fleet-operator");
+    let redis = RedisServer::start(&dir.path);
+    // Limits no test reaches: only the operator blocks, and the customer
+    // stays under its floor (no lease calls): the block travels by pub/sub.
+    let huge = "[windows]\n\"5m\" = 1000000000\n\"1h\" = 1000000000\n\"1d\" = 1000000000\n";
+    let mut latency = None;
+    let (_, events) = run_fleet_with(
+        "fleet-operator",
+        &toml_str(&redis.url()),
+        &pair(),
+        huge,
+        "",
+        |dirs: &[&TestDir], _: &[u32]| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            let r = request(
+                dirs[0],
+                r#"{"cmd":"block","customer":"acme","duration":"1h","reason":"abuse #1"}"#,
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            let t0 = Instant::now();
+            wait_until("edge-b blocks acme", Duration::from_secs(10), || {
+                let c = request(dirs[1], r#"{"cmd":"customer","customer":"acme"}"#);
+                (c["customer"]["state"] == "blocked").then_some(())
+            });
+            latency = Some(t0.elapsed());
+            let r = request(
+                dirs[0],
+                r#"{"cmd":"unblock","customer":"acme","reason":"ok"}"#,
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            wait_until("edge-b unblocks acme", Duration::from_secs(10), || {
+                let c = request(dirs[1], r#"{"cmd":"customer","customer":"acme"}"#);
+                (c["customer"]["state"] == "open").then_some(())
+            });
+        },
+    );
+    eprintln!("block reached edge-b after {latency:?}");
+    let b = &events[1];
+    let block = b
+        .iter()
+        .find(|e| e["kind"] == "block")
+        .unwrap_or_else(|| panic!("edge-b logged no block: {b:?}"));
+    assert!(
+        block["by"].as_str().unwrap_or("").ends_with("on edge-a"),
+        "the event names the appliance: {block}"
+    );
+    assert_eq!(block["reason"], "abuse #1");
+    assert!(b.iter().any(|e| e["kind"] == "unblock"), "{b:?}");
+}
+
+#[test]
+fn redis_paused_and_resumed_keeps_the_fleet_within_the_limit() {
+    let dir = TestDir::new("fleet-pause");
+    let redis = RedisServer::start(&dir.path);
+    let (runs, events) = run_fleet_with(
+        "fleet-pause",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs, _| {
+            wait_ready(dirs[0]);
+            std::thread::sleep(Duration::from_millis(500));
+            redis.signal("STOP");
+            // Longer than a lease lives.
+            std::thread::sleep(Duration::from_secs(4));
+            redis.signal("CONT");
+        },
+    );
+    let total = fleet_total(&runs);
+    eprintln!("paused: {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
+    let reasons = fleet_reasons(&events);
+    assert!(
+        reasons.iter().any(|r| r.contains("unreachable")),
+        "no fallback event: {reasons:?}"
+    );
+}
+
+#[test]
+fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
+    let dir = TestDir::new("fleet-restart");
+    let mut redis = RedisServer::start(&dir.path);
+    let (runs, events) = run_fleet_with(
+        "fleet-restart",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs, _| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            // The limit is used up within the first rounds.
+            std::thread::sleep(Duration::from_secs(2));
+            redis.restart_empty();
+        },
+    );
+    let total = fleet_total(&runs);
+    eprintln!(
+        "restart: {:?}",
+        runs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    // An empty Redis would lease the whole 800 again: the quarantine
+    // keeps everyone on their (spent) floors.
+    assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
+    let reasons = fleet_reasons(&events);
+    assert!(
+        reasons.iter().any(|r| r.contains("lost its state")),
+        "no quarantine event: {reasons:?}"
+    );
+}
+
+#[test]
+fn two_appliances_on_a_three_master_cluster_forward_exactly_the_limit() {
+    let dir = TestDir::new("fleet-cluster");
+    let cluster = synwall_tests::redis::RedisCluster::start(&dir.path, 3);
+    let seeds: Vec<String> = cluster.urls().iter().map(|u| toml_str(u)).collect();
+    let (runs, _) = run_fleet_with(
+        "fleet-cluster",
+        &seeds.join(", "),
+        &pair(),
+        "",
+        "",
+        |_, _| {},
+    );
+    let total = fleet_total(&runs);
+    eprintln!(
+        "cluster split: {:?}",
+        runs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(total, LIMIT, "{runs:?}");
+}
+
+#[test]
+fn three_appliances_forward_exactly_the_limit() {
+    let dir = TestDir::new("fleet-three");
+    let redis = RedisServer::start(&dir.path);
+    let three = ["edge-a", "edge-b", "edge-c"].map(|name| Appliance {
+        name,
+        appliances: 3,
+    });
+    let (runs, _) = run_fleet_with(
+        "fleet-three",
+        &toml_str(&redis.url()),
+        &three,
+        "",
+        "",
+        |_, _| {},
+    );
+    eprintln!("three: {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
+    for (fwd, acme) in &runs {
+        // floor 0.2 × 1000 / 3 = 66 each.
+        assert!(*fwd >= 66, "{acme}");
+    }
+}
+
+#[test]
+fn an_appliance_killed_holding_a_lease_has_it_charged_not_refunded() {
+    let dir = TestDir::new("fleet-kill");
+    let redis = RedisServer::start(&dir.path);
+    let mut killed = None;
+    let (runs, _) = run_fleet_with(
+        "fleet-kill",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs, pids| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            // Whoever holds a lease now: read what it was granted, kill -9.
+            let (i, view) = wait_until("a lease held", Duration::from_secs(30), || {
+                dirs.iter().enumerate().find_map(|(i, d)| {
+                    let v = request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                    (v["leases_held"].as_u64() > Some(0)).then_some((i, v))
+                })
+            });
+            let ok = Command::new("kill")
+                .args(["-9", &pids[i].to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -9 {}", pids[i]);
+            killed = Some((i, view["leased_syns"].as_u64().unwrap_or(0)));
+        },
+    );
+    let (i, leased) = killed.expect("an appliance was killed");
+    assert!(runs[i].1.is_null(), "the killed one left no summary");
+    let survivor = runs[1 - i].0;
+    eprintln!("killed edge {i} holding {leased} leased; survivor forwarded {survivor}");
+    assert!(leased > 0);
+    // The dead appliance may have forwarded up to its floor (100) and its
+    // leases: Redis charges what it held when the lease expires, so the
+    // survivor, running on well past that, can never get it back.
+    assert!(
+        survivor + 100 + leased <= LIMIT,
+        "survivor {survivor} + dead floor 100 + dead leases {leased} > {LIMIT}"
+    );
+    assert!(survivor >= 100, "the survivor still had its floor");
+}
+
+#[test]
+fn a_restarted_appliance_does_not_spend_its_floor_twice() {
+    // No Redis: floors only, so each run can forward only the floor (100);
+    // the second run, restored from the first's snapshot within the same
+    // 5m window, must find it spent.
+    let dir = TestDir::new("fleet-restart-appliance");
+    let state = dir.join("state");
+    STATE_DIR.with(|d| *d.borrow_mut() = Some(state.clone()));
+    let url = toml_str(&format!("redis://127.0.0.1:{}", free_port()));
+    let one = [Appliance {
+        name: "edge-a",
+        appliances: 2,
+    }];
+    let first = run_fleet(&format!("{}-1", "fleet-restart-appliance"), &url, &one);
+    let second = run_fleet(&format!("{}-2", "fleet-restart-appliance"), &url, &one);
+    STATE_DIR.with(|d| *d.borrow_mut() = None);
+    assert_eq!(first[0].0, 100, "{first:?}");
+    assert_eq!(
+        second[0].0, 0,
+        "the floor was spent before the restart: {second:?}"
+    );
+    // The restored windows still count the first run's SYNs.
+    assert_eq!(
+        second[0].1["windows"]["5m"].as_u64(),
+        Some(100),
+        "{second:?}"
+    );
+}
