@@ -767,8 +767,9 @@ impl ControlPlane {
                 let c = c as u32;
                 if a.block {
                     let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
-                    let f = self.fleet.as_mut().expect("fleet");
-                    f.peek(c, &a.customer, limits);
+                    if let Some(f) = self.fleet.as_mut() {
+                        f.peek(c, &a.customer, limits);
+                    }
                 } else if self.blocked.contains(&c) && !self.dense[c as usize].config_blocked {
                     let reason = Reason::Operator {
                         by: format!("operator on {}", a.app),
@@ -959,15 +960,16 @@ impl ControlPlane {
                         count: shared + floor,
                         limit: limits[w],
                     };
-                    let f = self.fleet.as_mut().expect("fleet");
-                    f.limit_blocked(c);
-                    f.block(
-                        &self.names[ci],
-                        &limits[..nw],
-                        Some(ms),
-                        &reason.to_string(),
-                        "limit",
-                    );
+                    if let Some(f) = self.fleet.as_mut() {
+                        f.limit_blocked(c);
+                        f.block(
+                            &self.names[ci],
+                            &limits[..nw],
+                            Some(ms),
+                            &reason.to_string(),
+                            "limit",
+                        );
+                    }
                     events.push(self.start_block(c, now, Some(now.saturating_add(ms)), reason));
                 }
             }

@@ -146,13 +146,15 @@ impl Node {
     }
 
     fn connection(&mut self) -> Result<&mut Connection, RedisError> {
-        if self.con.is_none() {
-            let con = self.client.get_connection_with_timeout(self.timeout)?;
-            con.set_read_timeout(Some(self.timeout))?;
-            con.set_write_timeout(Some(self.timeout))?;
-            self.con = Some(con);
+        match &mut self.con {
+            Some(con) => Ok(con),
+            con @ None => {
+                let fresh = self.client.get_connection_with_timeout(self.timeout)?;
+                fresh.set_read_timeout(Some(self.timeout))?;
+                fresh.set_write_timeout(Some(self.timeout))?;
+                Ok(con.insert(fresh))
+            }
         }
-        Ok(self.con.as_mut().expect("just connected"))
     }
 
     fn unreachable(&mut self, e: &RedisError) -> CallError {
