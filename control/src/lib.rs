@@ -8,6 +8,7 @@ pub mod event;
 pub mod grant;
 pub mod hook;
 pub mod metrics;
+pub mod notify;
 pub mod operator;
 pub mod plane;
 pub mod protocol;

@@ -25,6 +25,7 @@ use crate::metrics::{
     BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
     PortMetrics, WorkerLoad,
 };
+use crate::notify::Notifier;
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::{Dataplane, EventBus, Request};
@@ -117,6 +118,12 @@ pub struct Control {
     pub reload: Option<PendingReload>,
     /// The EAL main lcore this thread runs on (once the EAL is up).
     pub main_lcore: Option<u32>,
+    /// systemd's notify socket and watchdog.
+    pub notifier: Notifier,
+    /// Workers (by index) whose poll counter stood still at the last
+    /// liveness check, and whether the tick did.
+    pub stalled_workers: Vec<usize>,
+    pub tick_stalled: bool,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -561,7 +568,13 @@ impl Control {
             // The control loop answers only once ports are started and the
             // workers launched; before and after, the socket thread answers
             // `starting` / `stopping` (crate::socket::Dataplane).
-            "dataplane": Dataplane::Ready.as_str(),
+            "state": Dataplane::Forwarding.state(),
+            "dataplane": Dataplane::Forwarding.as_str(),
+            "workers_polling": self.stalled_workers.is_empty(),
+            "stalled_workers": self.stalled_workers.iter()
+                .filter_map(|&w| self.config.dpdk.cores.get(w)).collect::<Vec<_>>(),
+            "tick_running": !self.tick_stalled,
+            "systemd": self.notifier.status_value(),
             "config": self.config.path.display().to_string(),
             "uptime_secs": self.started.elapsed().as_secs_f64(),
             "mode": self.config.control.mode.as_str(),

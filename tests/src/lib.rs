@@ -232,6 +232,9 @@ pub struct Scenario {
     /// Another device instead of the outside `net_pcap1`: its whole `--vdev`
     /// value (`net_memif0,role=server,...`); no `out{w}.pcap` then.
     pub outside_device: Option<String>,
+    /// Environment variables set for a spawned synwall
+    /// ([`Self::spawn`]), e.g. `NOTIFY_SOCKET`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -249,7 +252,14 @@ impl Scenario {
             dpdk: String::new(),
             preamble: String::new(),
             outside_device: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for [`Self::spawn`]'s synwall.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Adds keys to the `[dpdk]` table.
@@ -482,6 +492,7 @@ impl Scenario {
                 summary_path.to_str().expect("utf-8 path"),
             ])
             .args(extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&dir.path)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout_path).expect("stdout file"))

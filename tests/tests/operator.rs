@@ -347,7 +347,7 @@ impl Live {
         }
     }
 
-    /// Waits until `status` says the dataplane is ready (the socket
+    /// Waits until `status` says the appliance is forwarding (the socket
     /// answers from before the ports are started).
     #[track_caller]
     fn wait_ready(&mut self) {
@@ -356,7 +356,7 @@ impl Live {
             self.assert_running();
             if self.socket.exists() {
                 let r = ctl(&self.dir, &self.socket, &["--json", "status"]);
-                if r.code == Some(0) && r.json()["dataplane"] == "ready" {
+                if r.code == Some(0) && r.json()["state"] == "forwarding" {
                     return;
                 }
             }
