@@ -274,6 +274,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         notifier: Notifier::from_env(),
         stalled_workers: Vec::new(),
         tick_stalled: false,
+        snapshots_written: 0,
+        snapshot_failures: 0,
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);

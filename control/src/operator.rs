@@ -124,6 +124,9 @@ pub struct Control {
     /// liveness check, and whether the tick did.
     pub stalled_workers: Vec<usize>,
     pub tick_stalled: bool,
+    /// State snapshots written, and writes that failed, this run.
+    pub snapshots_written: u64,
+    pub snapshot_failures: u64,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -311,6 +314,14 @@ impl Control {
                 })
                 .collect(),
             customers,
+            tick_interval_seconds: self.config.control.tick.as_secs_f64(),
+            hooks: self.hooks.as_ref().map(|h| h.stats()).unwrap_or_default(),
+            snapshots_written: self.snapshots_written,
+            snapshot_failures: self.snapshot_failures,
+            workers_stalled: self.stalled_workers.len() as u64,
+            watchdog_pings: self.notifier.pings,
+            watchdog_withheld: self.notifier.withheld,
+            notify_failures: self.notifier.failures,
         };
         if let Ok(mut m) = registry.lock() {
             m.update(&snapshot);
@@ -320,12 +331,16 @@ impl Control {
     /// Writes a snapshot; a failure (full disk, read-only state dir) is
     /// reported and retried at the next interval.
     pub fn save(&mut self) {
-        if let Err(e) = snapshot::save(
+        match snapshot::save(
             &self.config.control.state_dir,
             &self.plane,
             self.clock.now(),
         ) {
-            eprintln!("synwall: {e}; will retry");
+            Ok(_) => self.snapshots_written += 1,
+            Err(e) => {
+                self.snapshot_failures += 1;
+                eprintln!("synwall: {e}; will retry");
+            }
         }
     }
 

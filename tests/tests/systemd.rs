@@ -15,16 +15,7 @@ use synwall_tests::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["10.1.0.0/16"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["10.2.0.0/16"]
-"#;
+const CUSTOMERS: &str = ACME_BLOCKED_BETA_OPEN;
 
 fn frames() -> Vec<Vec<u8>> {
     let mx = Ipv4Addr::new(93, 184, 216, 34);
