@@ -36,9 +36,23 @@ pub struct RawConfig {
     pub block: Option<RawBlock>,
     /// `[control]`.
     pub control: Option<RawControl>,
+    /// `[flowspec]`.
+    pub flowspec: Option<RawFlowspec>,
     /// `[[customer]]`.
     #[serde(default, rename = "customer")]
     pub customers: Vec<RawCustomer>,
+}
+
+/// `[flowspec]`: blocks announced as BGP FlowSpec through a local gobgpd.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlowspec {
+    /// `IP:PORT` of the gobgpd gRPC API.
+    pub gobgp: Option<String>,
+    /// The `gobgp` command (default: `gobgp` on `PATH`).
+    pub gobgp_command: Option<String>,
+    /// `ASN:VALUE`, the community that marks synwall's rules.
+    pub community: Option<String>,
 }
 
 /// The file named by `customers_file`: only `[[customer]]` entries.

@@ -56,6 +56,8 @@ pub enum ApplianceError {
     MainLcore { config: usize, eal: u32 },
     #[error("{TEST_STOP_WORKER}={value:?}: {why} (a test hook: INDEX:SECS, worker INDEX stops polling SECS seconds after forwarding starts)")]
     TestHook { value: String, why: String },
+    #[error("starting the FlowSpec speaker thread: {0}")]
+    Flowspec(std::io::Error),
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -276,6 +278,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         tick_stalled: false,
         snapshots_written: 0,
         snapshot_failures: 0,
+        flowspec: match &config.flowspec {
+            Some(f) => Some(
+                crate::flowspec::FlowspecSpeaker::start(f.clone())
+                    .map_err(ApplianceError::Flowspec)?,
+            ),
+            None => None,
+        },
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);

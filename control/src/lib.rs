@@ -5,6 +5,7 @@
 pub mod appliance;
 pub mod commands;
 pub mod event;
+pub mod flowspec;
 pub mod grant;
 pub mod hook;
 pub mod metrics;

@@ -229,6 +229,8 @@ pub struct MetricsSnapshot {
     pub watchdog_pings: u64,
     pub watchdog_withheld: u64,
     pub notify_failures: u64,
+    /// The FlowSpec speaker's figures (all 0 without `[flowspec]`).
+    pub flowspec: crate::flowspec::FlowspecStatus,
 }
 
 /// What the collector encodes on each scrape.
@@ -331,6 +333,7 @@ impl MetricsRegistry {
             watchdog_pings: snapshot.watchdog_pings,
             watchdog_withheld: snapshot.watchdog_withheld,
             notify_failures: snapshot.notify_failures,
+            flowspec: snapshot.flowspec.clone(),
         };
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         current.customers_omitted = given - kept.customers.len();
@@ -538,6 +541,25 @@ impl Collector for SnapshotCollector {
             "systemd_notify_failures",
             "Messages to systemd's NOTIFY_SOCKET that could not be sent.",
             s.notify_failures,
+        )?;
+
+        gauge(
+            e,
+            "flowspec_rules",
+            "FlowSpec rules synwall has announced through gobgpd (0 without [flowspec]).",
+            s.flowspec.announced,
+        )?;
+        counter(
+            e,
+            "flowspec_errors",
+            "FlowSpec reconciles with gobgpd that failed (gobgpd down, a rule refused); each is retried.",
+            s.flowspec.errors,
+        )?;
+        counter(
+            e,
+            "flowspec_updates",
+            "FlowSpec rules announced plus withdrawn.",
+            s.flowspec.announcements + s.flowspec.withdrawals,
         )?;
 
         let customers = &s.customers;

@@ -127,6 +127,8 @@ pub struct Control {
     /// State snapshots written, and writes that failed, this run.
     pub snapshots_written: u64,
     pub snapshot_failures: u64,
+    /// Announces blocks as FlowSpec through gobgpd (`[flowspec]`).
+    pub flowspec: Option<crate::flowspec::FlowspecSpeaker>,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -228,6 +230,10 @@ impl Control {
             }
         }
         self.emit(&events);
+        if let Some(f) = &self.flowspec {
+            let blocked = self.plane.blocks().into_iter().map(|b| b.id);
+            f.set(crate::flowspec::desired(&self.config, blocked));
+        }
     }
 
     /// Refreshes the Prometheus registry from the workers' counters, the
@@ -322,6 +328,11 @@ impl Control {
             watchdog_pings: self.notifier.pings,
             watchdog_withheld: self.notifier.withheld,
             notify_failures: self.notifier.failures,
+            flowspec: self
+                .flowspec
+                .as_ref()
+                .map(|f| f.status())
+                .unwrap_or_default(),
         };
         if let Ok(mut m) = registry.lock() {
             m.update(&snapshot);
@@ -590,6 +601,7 @@ impl Control {
                 .filter_map(|&w| self.config.dpdk.cores.get(w)).collect::<Vec<_>>(),
             "tick_running": !self.tick_stalled,
             "systemd": self.notifier.status_value(),
+            "flowspec": self.flowspec.as_ref().map(|f| f.status_value()),
             "config": self.config.path.display().to_string(),
             "uptime_secs": self.started.elapsed().as_secs_f64(),
             "mode": self.config.control.mode.as_str(),
@@ -674,6 +686,8 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("[detect] ports/malformed")
     } else if old.block.action != new.block.action || old.block.scope != new.block.scope {
         Some("[block] action/scope")
+    } else if old.flowspec != new.flowspec {
+        Some("[flowspec]")
     } else if old.control.state_dir != new.control.state_dir
         || old.control.events != new.control.events
     {

@@ -103,6 +103,13 @@ fn known_snapshot() -> MetricsSnapshot {
         watchdog_pings: 11,
         watchdog_withheld: 4,
         notify_failures: 2,
+        flowspec: synwall_control::flowspec::FlowspecStatus {
+            announced: 3,
+            errors: 6,
+            announcements: 4,
+            withdrawals: 1,
+            ..Default::default()
+        },
     }
 }
 
@@ -194,6 +201,9 @@ fn encodes_the_snapshot_exactly() {
             "synwall_watchdog_pings_total 11",
             "synwall_watchdog_withheld_total 4",
             "synwall_systemd_notify_failures_total 2",
+            "synwall_flowspec_rules 3",
+            "synwall_flowspec_errors_total 6",
+            "synwall_flowspec_updates_total 5",
             "synwall_customer_series_omitted 0",
             "# TYPE synwall_tick_duration_seconds histogram",
             r#"synwall_tick_duration_seconds_bucket{le="1e-05"} 0"#,

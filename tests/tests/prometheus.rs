@@ -107,7 +107,7 @@ fn promtool_passes_the_shipped_rule_tests_and_catches_a_broken_rule() {
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(said.contains("SUCCESS: 13 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 14 rules found"), "{said}");
     let out = promtool_test(&shipped);
     assert!(
         out.status.success(),
@@ -356,7 +356,7 @@ fn a_real_prometheus_scrapes_synwall_runs_the_rules_and_the_dashboard() {
         .iter()
         .flat_map(|g| g["rules"].as_array().expect("rules").iter())
         .collect();
-    assert_eq!(rules.len(), 13, "{rules:?}");
+    assert_eq!(rules.len(), 14, "{rules:?}");
     for r in &rules {
         assert_eq!(
             r["health"], "ok",
