@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile, RawFleet};
 use crate::{
     parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Customer, Detect,
-    Dpdk, Fleet, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
+    Dpdk, Fleet, Flowspec, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
     MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
 
@@ -32,6 +32,10 @@ pub const MAX_QUEUES: u16 = 64;
 pub const MAX_DESC: u16 = 32768;
 /// Upper bound of `dpdk.mbufs` (2^26, about 150 GB of 2 KiB mbufs: a typo guard).
 pub const MAX_MBUFS: u32 = 1 << 26;
+/// The community on synwall's FlowSpec rules unless `flowspec.community` says
+/// otherwise (64512: the first private ASN).
+pub const DEFAULT_FLOWSPEC_COMMUNITY: &str = "64512:2525";
+
 /// `block.duration` default.
 pub const DEFAULT_BLOCK_DURATION: Duration = Duration::from_secs(3600);
 /// `block.escalation` default.
@@ -98,6 +102,7 @@ impl Config {
             None => None,
             Some(fleet) => Some(file.fleet(fleet, control.tick)?),
         };
+        let flowspec = file.flowspec(&raw)?;
 
         let mut customers = Customers::new(&windows, &plans);
         customers.add(&file, raw.customers)?;
@@ -157,6 +162,7 @@ impl Config {
             plans,
             block,
             control,
+            flowspec,
             customers,
             fleet,
         })
@@ -586,6 +592,55 @@ impl File<'_> {
             plans.insert(name.clone(), limits);
         }
         Ok(plans)
+    }
+
+    fn flowspec(&self, raw: &RawConfig) -> Result<Option<Flowspec>, ConfigError> {
+        let Some(f) = &raw.flowspec else {
+            return Ok(None);
+        };
+        let Some(api) = &f.gobgp else {
+            return Err(self.invalid(
+                "flowspec.gobgp",
+                "is missing; give the local gobgpd's API address, e.g. gobgp = \"127.0.0.1:50051\", or remove [flowspec]",
+            ));
+        };
+        let gobgp: SocketAddr = api.trim().parse().map_err(|_| {
+            self.invalid(
+                "flowspec.gobgp",
+                format!("{api:?} is not IP:PORT (e.g. \"127.0.0.1:50051\", \"[::1]:50051\")"),
+            )
+        })?;
+        let gobgp_command = match &f.gobgp_command {
+            None => PathBuf::from("gobgp"),
+            Some(c) if c.trim().is_empty() => {
+                return Err(self.invalid(
+                    "flowspec.gobgp_command",
+                    "is empty; name the gobgp command or remove the key",
+                ))
+            }
+            Some(c) => PathBuf::from(c),
+        };
+        let text = f.community.as_deref().unwrap_or(DEFAULT_FLOWSPEC_COMMUNITY);
+        let community = text
+            .split_once(':')
+            .and_then(|(a, v)| Some((a.trim().parse().ok()?, v.trim().parse().ok()?)))
+            .ok_or_else(|| {
+                self.invalid(
+                    "flowspec.community",
+                    format!("{text:?} is not ASN:VALUE with both parts 0..=65535"),
+                )
+            })?;
+        if community == (65535, 666) || community.0 == 0 || community.0 == 65535 {
+            return Err(self.invalid(
+                "flowspec.community",
+                format!("{text:?} is reserved (65535:666 is BLACKHOLE, 0:x and 65535:x are well-known); use one of your own, e.g. \"{DEFAULT_FLOWSPEC_COMMUNITY}\""),
+            ));
+        }
+        Ok(Some(Flowspec {
+            gobgp,
+            gobgp_command,
+            community,
+        }))
     }
 
     fn block(&self, raw: &RawConfig) -> Result<Block, ConfigError> {

@@ -36,6 +36,8 @@ pub struct Config {
     pub block: Block,
     /// `[control]`.
     pub control: Control,
+    /// `[flowspec]`, when blocks are announced as BGP FlowSpec.
+    pub flowspec: Option<Flowspec>,
     /// All customers: the config file's first, then the customers file's.
     /// `customers[i].id == i`.
     pub customers: Vec<Customer>,
@@ -85,6 +87,19 @@ impl Fleet {
                 .saturating_mul(u64::from(self.appliances)),
         )
     }
+}
+
+/// `[flowspec]`: where the local gobgpd's API is and how synwall marks
+/// the FlowSpec rules it announces there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flowspec {
+    /// The gobgpd gRPC API (`gobgp -u IP -p PORT`).
+    pub gobgp: std::net::SocketAddr,
+    /// The `gobgp` command.
+    pub gobgp_command: PathBuf,
+    /// The standard community (`ASN:VALUE`) on every rule synwall
+    /// announces: the rules it may withdraw are exactly those carrying it.
+    pub community: (u16, u16),
 }
 
 /// The most windows a config may define.

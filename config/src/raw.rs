@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub control: Option<RawControl>,
     /// `[fleet]`: several appliances share the limits through Redis.
     pub fleet: Option<RawFleet>,
+    /// `[flowspec]`.
+    pub flowspec: Option<RawFlowspec>,
     /// `[[customer]]`.
     #[serde(default, rename = "customer")]
     pub customers: Vec<RawCustomer>,
@@ -63,6 +65,18 @@ pub struct RawFleet {
     pub timeout: Option<DurationText>,
     /// Seconds of the customer's recent rate a lease asks for.
     pub lease_demand: Option<DurationText>,
+}
+
+/// `[flowspec]`: blocks announced as BGP FlowSpec through a local gobgpd.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlowspec {
+    /// `IP:PORT` of the gobgpd gRPC API.
+    pub gobgp: Option<String>,
+    /// The `gobgp` command (default: `gobgp` on `PATH`).
+    pub gobgp_command: Option<String>,
+    /// `ASN:VALUE`, the community that marks synwall's rules.
+    pub community: Option<String>,
 }
 
 /// The file named by `customers_file`: only `[[customer]]` entries.

@@ -1317,3 +1317,37 @@ fn fleet_errors() {
     );
     syntax_error(&format!("{BASE}{FLEET}colour = 1\n"), "colour");
 }
+
+#[test]
+fn flowspec_names_the_gobgpd_api_and_refuses_bad_values() {
+    assert_eq!(ok("").flowspec, None);
+    let c = ok("[flowspec]\ngobgp = \"127.0.0.1:50051\"\n");
+    let f = c.flowspec.expect("flowspec");
+    assert_eq!(f.gobgp, "127.0.0.1:50051".parse().unwrap());
+    assert_eq!(f.gobgp_command, PathBuf::from("gobgp"));
+    assert_eq!(f.community, (64512, 2525));
+    let c = ok("[flowspec]\ngobgp = \"[::1]:50052\"\ncommunity = \"65010:25\"\ngobgp_command = \"/opt/gobgp\"\n");
+    let f = c.flowspec.expect("flowspec");
+    assert_eq!(f.community, (65010, 25));
+    assert_eq!(f.gobgp_command, PathBuf::from("/opt/gobgp"));
+    invalid("[flowspec]\n", "flowspec.gobgp", "is missing");
+    invalid(
+        "[flowspec]\ngobgp = \"localhost\"\n",
+        "flowspec.gobgp",
+        "is not IP:PORT",
+    );
+    invalid(
+        "[flowspec]\ngobgp = \"127.0.0.1:50051\"\ncommunity = \"65535:666\"\n",
+        "flowspec.community",
+        "BLACKHOLE",
+    );
+    invalid(
+        "[flowspec]\ngobgp = \"127.0.0.1:50051\"\ncommunity = \"64512:70000\"\n",
+        "flowspec.community",
+        "not ASN:VALUE",
+    );
+    syntax_error(
+        "[flowspec]\ngobgp = \"127.0.0.1:50051\"\nrouters = 1\n",
+        "routers",
+    );
+}

@@ -23,6 +23,7 @@ use crate::commands::execute;
 use crate::event::{wall_now_ms, Event, EventKind, EventLog};
 use crate::hook::HookRunner;
 use crate::metrics::{MetricsRegistry, MetricsServer};
+use crate::notify::{Liveness, Notifier};
 use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
 use crate::protocol::Command;
@@ -53,6 +54,10 @@ pub enum ApplianceError {
     ReplayPool { source: DpdkError, hint: String },
     #[error("the EAL chose lcore {eal} as its main lcore, where the config expected lcore {config} (dpdk.eal_args and dpdk.cores); name it with --main-lcore")]
     MainLcore { config: usize, eal: u32 },
+    #[error("{TEST_STOP_WORKER}={value:?}: {why} (a test hook: INDEX:SECS, worker INDEX stops polling SECS seconds after forwarding starts)")]
+    TestHook { value: String, why: String },
+    #[error("starting the FlowSpec speaker thread: {0}")]
+    Flowspec(std::io::Error),
     #[error("writing the summary to {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -148,6 +153,40 @@ pub fn eal_argv(config: &Config) -> Vec<String> {
     argv
 }
 
+/// The test hook that wedges a worker: `INDEX:SECS` makes worker INDEX
+/// (0-based, in `dpdk.cores` order) stop polling SECS seconds after the
+/// appliance reached `forwarding`, so a test can see the watchdog withheld.
+/// Never set it in production.
+pub const TEST_STOP_WORKER: &str = "SYNWALL_TEST_STOP_WORKER";
+
+/// Reads [`TEST_STOP_WORKER`]: which worker to stop, and when.
+fn test_stop_worker(workers: usize) -> Result<Option<(usize, Duration)>, ApplianceError> {
+    let Some(value) = std::env::var_os(TEST_STOP_WORKER) else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy().into_owned();
+    let fail = |why: &str| ApplianceError::TestHook {
+        value: value.clone(),
+        why: why.to_owned(),
+    };
+    let (index, secs) = value.split_once(':').ok_or_else(|| fail("no ':'"))?;
+    let index: usize = index
+        .trim()
+        .parse()
+        .map_err(|_| fail("INDEX is not a number"))?;
+    if index >= workers {
+        return Err(fail(&format!("there are {workers} workers")));
+    }
+    let secs: f64 = secs
+        .trim()
+        .parse()
+        .map_err(|_| fail("SECS is not a number"))?;
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(fail("SECS must be 0 or more"));
+    }
+    Ok(Some((index, Duration::from_secs_f64(secs))))
+}
+
 /// One port as opened, with where it sits.
 struct OpenPort {
     port: Port,
@@ -235,6 +274,18 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         removed: Default::default(),
         reload: None,
         main_lcore: None,
+        notifier: Notifier::from_env(),
+        stalled_workers: Vec::new(),
+        tick_stalled: false,
+        snapshots_written: 0,
+        snapshot_failures: 0,
+        flowspec: match &config.flowspec {
+            Some(f) => Some(
+                crate::flowspec::FlowspecSpeaker::start(f.clone())
+                    .map_err(ApplianceError::Flowspec)?,
+            ),
+            None => None,
+        },
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);
@@ -328,6 +379,7 @@ fn run_with_eal(
     }
     control.main_lcore = Some(main.0);
     let workers = config.dpdk.cores.len();
+    let stop_worker = test_stop_worker(workers)?;
     let customers = config.customers.len();
 
     let (mbufs, cache) = pool_size(config);
@@ -402,7 +454,15 @@ fn run_with_eal(
         .gauges
         .mempool_in_use
         .store(u64::from(in_use_at_start), Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
+    // One stop flag per worker: shutdown sets them all; the test hook one.
+    let stops: Vec<Arc<AtomicBool>> = (0..workers)
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let stop_all = |stops: &[Arc<AtomicBool>]| {
+        for s in stops {
+            s.store(true, Relaxed);
+        }
+    };
     let mut launched: Vec<Launched> = Vec::new();
     let started = Instant::now();
     for (w, ((paths, tx), stats)) in paths.into_iter().zip(txs).zip(&stats).enumerate() {
@@ -412,14 +472,14 @@ fn run_with_eal(
             generation: generation.clone(),
             index: w,
             stats: stats.clone(),
-            stop: stop.clone(),
+            stop: stops[w].clone(),
             judge: Default::default(),
         };
         let lcore = LcoreId(config.dpdk.cores[w] as u32);
         match dpdk::launch(lcore, move || worker.run()) {
             Ok(l) => launched.push(l),
             Err(e) => {
-                stop.store(true, Relaxed);
+                stop_all(&stops);
                 for l in launched {
                     let _ = l.wait();
                 }
@@ -428,8 +488,14 @@ fn run_with_eal(
         }
     }
 
-    // Ports started, workers launched: from here the loop answers requests.
-    socket.set_dataplane(Dataplane::Ready);
+    // Ports started, workers launched: the loop answers requests from
+    // here, and once every worker has polled, the appliance is forwarding
+    // (`status` says so, systemd hears READY=1).
+    let mut liveness = Liveness::new(&stats, control.gauges.ticks.load(Relaxed));
+    let mut forwarding_since: Option<Instant> = None;
+    let mut waiting_said = false;
+    let mut worker_stopped = false;
+    let mut last_status = Instant::now();
 
     // The main loop: report once per stats interval until told to stop.
     let mut last = StatsSnapshot::take(&ports, &stats);
@@ -479,6 +545,57 @@ fn run_with_eal(
                 .store(u64::from(pool.in_use()), Relaxed);
             control.update_metrics();
         }
+        match forwarding_since {
+            None if liveness.all_polled() => {
+                liveness.check(control.gauges.ticks.load(Relaxed), Duration::MAX);
+                socket.set_dataplane(Dataplane::Forwarding);
+                forwarding_since = Some(Instant::now());
+                let line = status_line(&control, "forwarding");
+                control.notifier.ready(&line);
+                last_status = Instant::now();
+                println!("synwall: forwarding (every port started, every worker polling)");
+            }
+            None => {
+                if !waiting_said && started.elapsed() >= Duration::from_secs(10) {
+                    waiting_said = true;
+                    eprintln!(
+                        "synwall: still starting: not every worker has polled its queues after 10 s"
+                    );
+                }
+            }
+            Some(since) => {
+                if let Some((w, after)) = stop_worker.filter(|_| !worker_stopped) {
+                    if since.elapsed() >= after {
+                        worker_stopped = true;
+                        eprintln!("synwall: {TEST_STOP_WORKER}: worker {w} stops polling now");
+                        stops[w].store(true, Relaxed);
+                    }
+                }
+                if liveness.checked.elapsed() >= control.notifier.check_period() {
+                    let was_ok = control.stalled_workers.is_empty() && !control.tick_stalled;
+                    let grace = 2 * control.config.control.tick;
+                    let ok = liveness.check(control.gauges.ticks.load(Relaxed), grace);
+                    control.stalled_workers = liveness.stalled.clone();
+                    control.tick_stalled = liveness.tick_stalled;
+                    if ok {
+                        control.notifier.ping();
+                    } else {
+                        control.notifier.withheld += 1;
+                    }
+                    if ok != was_ok {
+                        let line = status_line(&control, "forwarding");
+                        eprintln!("synwall: {line}");
+                        control.notifier.status(&line);
+                        last_status = Instant::now();
+                    }
+                }
+                if last_status.elapsed() >= STATUS_EVERY {
+                    let line = status_line(&control, "forwarding");
+                    control.notifier.status(&line);
+                    last_status = Instant::now();
+                }
+            }
+        }
         if let Some(every) = opts.stats_interval {
             if last_at.elapsed() >= every {
                 let now = StatsSnapshot::take(&ports, &stats);
@@ -490,7 +607,9 @@ fn run_with_eal(
     }
 
     socket.set_dataplane(Dataplane::Stopping);
-    stop.store(true, Relaxed);
+    let line = status_line(&control, "stopping");
+    control.notifier.stopping(&line);
+    stop_all(&stops);
     let mut panicked = None;
     for l in launched {
         if let Err(e) = l.wait() {
@@ -524,6 +643,46 @@ fn run_with_eal(
         return Err(e.into());
     }
     Ok(summary)
+}
+
+/// How often systemd's `STATUS=` line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// systemd's one-line status: the state, what the inside ports receive and
+/// the outside ports send, blocks, tick cost, and a wedged worker or tick.
+fn status_line(control: &Control, state: &str) -> String {
+    let side = |side: &str, rx: bool| -> f64 {
+        control
+            .ports
+            .iter()
+            .filter(|p| p.side == side)
+            .map(|p| if rx { p.rx_pps } else { p.tx_pps })
+            .sum()
+    };
+    let mut line = format!(
+        "{state}: inside rx {} pps, outside tx {} pps; blocked {} of {} customers; tick {} us",
+        side("inside", true).round(),
+        side("outside", false).round(),
+        control.gauges.blocked_customers.load(Relaxed),
+        control.plane.customers(),
+        control.gauges.last_tick_us.load(Relaxed),
+    );
+    if !control.stalled_workers.is_empty() {
+        let lcores: Vec<String> = control
+            .stalled_workers
+            .iter()
+            .filter_map(|&w| control.config.dpdk.cores.get(w))
+            .map(|c| c.to_string())
+            .collect();
+        line.push_str(&format!(
+            "; WORKER NOT POLLING on lcore {} (watchdog withheld)",
+            lcores.join(",")
+        ));
+    }
+    if control.tick_stalled {
+        line.push_str("; TICK NOT RUNNING (watchdog withheld)");
+    }
+    line
 }
 
 /// `e`, from opening port `name`, with a hint where the cause is known: an

@@ -339,6 +339,10 @@ fn command(hook: &Hook, event: &Event) -> Command {
     for key in ENV_KEYS {
         cmd.env_remove(key);
     }
+    // systemd's notify socket and watchdog are synwall's, not the hook's.
+    for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        cmd.env_remove(key);
+    }
     for (key, value) in environment(event) {
         cmd.env(key, value);
     }

@@ -47,6 +47,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use synwall_dataplane::shard::VerdictTotals;
 
+use crate::hook::HookStats;
 use crate::summary::PortSummary;
 
 /// Every metric name starts with this and an underscore.
@@ -213,6 +214,23 @@ pub struct MetricsSnapshot {
     /// important first: the caller bounds this list; the registry also
     /// truncates it (see [`MetricsRegistry::update`]).
     pub customers: Vec<CustomerMetrics>,
+    /// The configured `control.tick`, in seconds: a tick that takes longer
+    /// (`synwall_tick_duration_seconds`) makes every tick late.
+    pub tick_interval_seconds: f64,
+    /// What `control.hook` did, since start.
+    pub hooks: HookStats,
+    /// State snapshots written, and writes that failed, since start.
+    pub snapshots_written: u64,
+    pub snapshot_failures: u64,
+    /// Workers whose poll counter stood still at the last liveness check.
+    pub workers_stalled: u64,
+    /// systemd: watchdog pings sent, liveness checks that withheld one,
+    /// notify messages that could not be sent.
+    pub watchdog_pings: u64,
+    pub watchdog_withheld: u64,
+    pub notify_failures: u64,
+    /// The FlowSpec speaker's figures (all 0 without `[flowspec]`).
+    pub flowspec: crate::flowspec::FlowspecStatus,
     /// `[fleet]`: the Redis side.
     pub fleet: Option<FleetMetrics>,
 }
@@ -335,6 +353,15 @@ impl MetricsRegistry {
             workers: snapshot.workers.clone(),
             customers: bounded_customers(&snapshot.customers, self.top_customers),
             fleet: snapshot.fleet.clone(),
+            tick_interval_seconds: snapshot.tick_interval_seconds,
+            hooks: snapshot.hooks,
+            snapshots_written: snapshot.snapshots_written,
+            snapshot_failures: snapshot.snapshot_failures,
+            workers_stalled: snapshot.workers_stalled,
+            watchdog_pings: snapshot.watchdog_pings,
+            watchdog_withheld: snapshot.watchdog_withheld,
+            notify_failures: snapshot.notify_failures,
+            flowspec: snapshot.flowspec.clone(),
         };
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         current.customers_omitted = given - kept.customers.len();
@@ -548,6 +575,78 @@ impl Collector for SnapshotCollector {
                 f.quarantine_ms,
             )?;
         }
+        gauge_family(
+            e,
+            "tick_interval_seconds",
+            "The configured control-plane tick interval.",
+            std::iter::once((NoLabels, s.tick_interval_seconds)),
+        )?;
+        let h = s.hooks;
+        counter_family(
+            e,
+            "hook_runs",
+            "Event hook (control.hook) runs by result; dropped: events the full queue turned away.",
+            [
+                ("succeeded", h.succeeded),
+                ("failed", h.failed),
+                ("timed_out", h.timed_out),
+                ("dropped", h.dropped),
+            ]
+            .into_iter()
+            .map(|(r, n)| ([("result", r)], n)),
+        )?;
+        counter_family(
+            e,
+            "snapshot_writes",
+            "State snapshot writes by result.",
+            [("ok", s.snapshots_written), ("failed", s.snapshot_failures)]
+                .into_iter()
+                .map(|(r, n)| ([("result", r)], n)),
+        )?;
+        gauge(
+            e,
+            "workers_stalled",
+            "Workers whose poll counter stood still at the last liveness check.",
+            s.workers_stalled,
+        )?;
+        counter(
+            e,
+            "watchdog_pings",
+            "WATCHDOG=1 messages sent to systemd.",
+            s.watchdog_pings,
+        )?;
+        counter(
+            e,
+            "watchdog_withheld",
+            "Liveness checks that withheld the systemd watchdog ping (a worker or the tick stood still).",
+            s.watchdog_withheld,
+        )?;
+        counter(
+            e,
+            "systemd_notify_failures",
+            "Messages to systemd's NOTIFY_SOCKET that could not be sent.",
+            s.notify_failures,
+        )?;
+
+        gauge(
+            e,
+            "flowspec_rules",
+            "FlowSpec rules synwall has announced through gobgpd (0 without [flowspec]).",
+            s.flowspec.announced,
+        )?;
+        counter(
+            e,
+            "flowspec_errors",
+            "FlowSpec reconciles with gobgpd that failed (gobgpd down, a rule refused); each is retried.",
+            s.flowspec.errors,
+        )?;
+        counter(
+            e,
+            "flowspec_updates",
+            "FlowSpec rules announced plus withdrawn.",
+            s.flowspec.announcements + s.flowspec.withdrawals,
+        )?;
+
         let customers = &s.customers;
         gauge(
             e,
@@ -606,6 +705,16 @@ impl Collector for SnapshotCollector {
                 .iter()
                 .map(|c| ([("customer", c.name.as_str())], c.syn_forwarded)),
         )?;
+        Ok(())
+    }
+}
+
+/// The label set of an unlabelled sample in a family.
+#[derive(Debug, Clone, Copy)]
+struct NoLabels;
+
+impl EncodeLabelSet for NoLabels {
+    fn encode(&self, _encoder: &mut prometheus_client::encoding::LabelSetEncoder) -> fmt::Result {
         Ok(())
     }
 }

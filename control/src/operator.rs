@@ -25,6 +25,7 @@ use crate::metrics::{
     BlockEventCounts, CustomerMetrics, CustomerWindow, MetricsRegistry, MetricsSnapshot,
     PortMetrics, WorkerLoad,
 };
+use crate::notify::Notifier;
 use crate::plane::ControlPlane;
 use crate::snapshot;
 use crate::socket::{Dataplane, EventBus, Request};
@@ -117,6 +118,17 @@ pub struct Control {
     pub reload: Option<PendingReload>,
     /// The EAL main lcore this thread runs on (once the EAL is up).
     pub main_lcore: Option<u32>,
+    /// systemd's notify socket and watchdog.
+    pub notifier: Notifier,
+    /// Workers (by index) whose poll counter stood still at the last
+    /// liveness check, and whether the tick did.
+    pub stalled_workers: Vec<usize>,
+    pub tick_stalled: bool,
+    /// State snapshots written, and writes that failed, this run.
+    pub snapshots_written: u64,
+    pub snapshot_failures: u64,
+    /// Announces blocks as FlowSpec through gobgpd (`[flowspec]`).
+    pub flowspec: Option<crate::flowspec::FlowspecSpeaker>,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -218,6 +230,10 @@ impl Control {
             }
         }
         self.emit(&events);
+        if let Some(f) = &self.flowspec {
+            let blocked = self.plane.blocks().into_iter().map(|b| b.id);
+            f.set(crate::flowspec::desired(&self.config, blocked));
+        }
     }
 
     /// Refreshes the Prometheus registry from the workers' counters, the
@@ -305,6 +321,19 @@ impl Control {
                 })
                 .collect(),
             customers,
+            tick_interval_seconds: self.config.control.tick.as_secs_f64(),
+            hooks: self.hooks.as_ref().map(|h| h.stats()).unwrap_or_default(),
+            snapshots_written: self.snapshots_written,
+            snapshot_failures: self.snapshot_failures,
+            workers_stalled: self.stalled_workers.len() as u64,
+            watchdog_pings: self.notifier.pings,
+            watchdog_withheld: self.notifier.withheld,
+            notify_failures: self.notifier.failures,
+            flowspec: self
+                .flowspec
+                .as_ref()
+                .map(|f| f.status())
+                .unwrap_or_default(),
         };
         if let Ok(mut m) = registry.lock() {
             m.update(&snapshot);
@@ -314,12 +343,16 @@ impl Control {
     /// Writes a snapshot; a failure (full disk, read-only state dir) is
     /// reported and retried at the next interval.
     pub fn save(&mut self) {
-        if let Err(e) = snapshot::save(
+        match snapshot::save(
             &self.config.control.state_dir,
             &self.plane,
             self.clock.now(),
         ) {
-            eprintln!("synwall: {e}; will retry");
+            Ok(_) => self.snapshots_written += 1,
+            Err(e) => {
+                self.snapshot_failures += 1;
+                eprintln!("synwall: {e}; will retry");
+            }
         }
     }
 
@@ -562,7 +595,14 @@ impl Control {
             // The control loop answers only once ports are started and the
             // workers launched; before and after, the socket thread answers
             // `starting` / `stopping` (crate::socket::Dataplane).
-            "dataplane": Dataplane::Ready.as_str(),
+            "state": Dataplane::Forwarding.state(),
+            "dataplane": Dataplane::Forwarding.as_str(),
+            "workers_polling": self.stalled_workers.is_empty(),
+            "stalled_workers": self.stalled_workers.iter()
+                .filter_map(|&w| self.config.dpdk.cores.get(w)).collect::<Vec<_>>(),
+            "tick_running": !self.tick_stalled,
+            "systemd": self.notifier.status_value(),
+            "flowspec": self.flowspec.as_ref().map(|f| f.status_value()),
             "config": self.config.path.display().to_string(),
             "uptime_secs": self.started.elapsed().as_secs_f64(),
             "mode": self.config.control.mode.as_str(),
@@ -648,6 +688,8 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("[detect] ports/malformed")
     } else if old.block.action != new.block.action || old.block.scope != new.block.scope {
         Some("[block] action/scope")
+    } else if old.flowspec != new.flowspec {
+        Some("[flowspec]")
     } else if old.control.state_dir != new.control.state_dir
         || old.control.events != new.control.events
     {

@@ -115,26 +115,36 @@ pub enum Dataplane {
     /// EAL, ports or workers are still being set up: no frame is forwarded
     /// yet (a memif peer that connects now is turned away).
     Starting,
-    /// Ports started and workers launched: forwarding.
-    Ready,
+    /// Ports started and every worker polling: forwarding.
+    Forwarding,
     /// The workers are stopping or stopped.
     Stopping,
 }
 
 impl Dataplane {
-    /// The word `status` uses.
-    pub fn as_str(self) -> &'static str {
+    /// The word `status` reports as `state`: `starting`, `forwarding`,
+    /// `stopping`.
+    pub fn state(self) -> &'static str {
         match self {
             Dataplane::Starting => "starting",
-            Dataplane::Ready => "ready",
+            Dataplane::Forwarding => "forwarding",
             Dataplane::Stopping => "stopping",
+        }
+    }
+
+    /// The older word of `status`'s `dataplane` field (`ready` where
+    /// `state` says `forwarding`), kept for scripts written against it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Forwarding => "ready",
+            other => other.state(),
         }
     }
 
     fn from_u8(v: u8) -> Dataplane {
         match v {
             0 => Dataplane::Starting,
-            1 => Dataplane::Ready,
+            1 => Dataplane::Forwarding,
             _ => Dataplane::Stopping,
         }
     }
@@ -142,7 +152,7 @@ impl Dataplane {
     fn to_u8(self) -> u8 {
         match self {
             Dataplane::Starting => 0,
-            Dataplane::Ready => 1,
+            Dataplane::Forwarding => 1,
             Dataplane::Stopping => 2,
         }
     }
@@ -168,7 +178,7 @@ pub struct SocketOptions {
     /// Event lines an `events` follower may fall behind.
     pub event_backlog: usize,
     /// The dataplane's state when the socket opens. Until it is
-    /// [`Dataplane::Ready`] ([`ControlSocket::set_dataplane`]) the control
+    /// [`Dataplane::Forwarding`] ([`ControlSocket::set_dataplane`]) the control
     /// loop is not running, and the connection thread answers `status`
     /// itself (`"dataplane": "starting"`); other requests wait for the loop.
     pub dataplane: Dataplane,
@@ -185,7 +195,7 @@ impl Default for SocketOptions {
             write_timeout: Duration::from_secs(10),
             queue: 256,
             event_backlog: 1024,
-            dataplane: Dataplane::Ready,
+            dataplane: Dataplane::Forwarding,
         }
     }
 }
@@ -654,9 +664,10 @@ fn peer(stream: &UnixStream) -> nix::Result<Caller> {
 fn dispatch(cmd: Command, caller: Caller, shared: &Shared) -> Value {
     if cmd == Command::Status {
         let state = Dataplane::from_u8(shared.dataplane.load(Ordering::Acquire));
-        if state != Dataplane::Ready {
+        if state != Dataplane::Forwarding {
             return protocol::ok(serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
+                "state": state.state(),
                 "dataplane": state.as_str(),
             }));
         }

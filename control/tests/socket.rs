@@ -750,14 +750,19 @@ fn status_says_the_dataplane_is_starting_until_it_is_ready() {
     // Answered by the connection thread: the loop is not consulted.
     let r = h.ask(r#"{"cmd":"status"}"#);
     assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["state"], "starting", "{r}");
     assert_eq!(r["dataplane"], "starting", "{r}");
     assert!(r.get("links").is_none(), "{r}");
     let socket = h.socket.as_ref().expect("socket");
-    socket.set_dataplane(Dataplane::Ready);
-    assert_eq!(socket.dataplane(), Dataplane::Ready);
+    socket.set_dataplane(Dataplane::Forwarding);
+    assert_eq!(socket.dataplane(), Dataplane::Forwarding);
+    assert_eq!(Dataplane::Forwarding.state(), "forwarding");
+    assert_eq!(Dataplane::Forwarding.as_str(), "ready", "the older word");
     // Now the control loop answers.
     let r = h.ask(r#"{"cmd":"status"}"#);
     assert_eq!(r["version"], "test", "{r}");
     socket.set_dataplane(Dataplane::Stopping);
-    assert_eq!(h.ask(r#"{"cmd":"status"}"#)["dataplane"], "stopping");
+    let r = h.ask(r#"{"cmd":"status"}"#);
+    assert_eq!(r["state"], "stopping", "{r}");
+    assert_eq!(r["dataplane"], "stopping", "{r}");
 }

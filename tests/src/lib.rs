@@ -234,6 +234,9 @@ pub struct Scenario {
     /// Another device instead of the outside `net_pcap1`: its whole `--vdev`
     /// value (`net_memif0,role=server,...`); no `out{w}.pcap` then.
     pub outside_device: Option<String>,
+    /// Environment variables set for a spawned synwall
+    /// ([`Self::spawn`]), e.g. `NOTIFY_SOCKET`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -251,7 +254,14 @@ impl Scenario {
             dpdk: String::new(),
             preamble: String::new(),
             outside_device: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for [`Self::spawn`]'s synwall.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Adds keys to the `[dpdk]` table.
@@ -484,6 +494,7 @@ impl Scenario {
                 summary_path.to_str().expect("utf-8 path"),
             ])
             .args(extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&dir.path)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout_path).expect("stdout file"))
@@ -1102,6 +1113,56 @@ pub fn replay_forever(config: &str, dir: &TestDir, workers: usize) -> String {
         }
     }
     c
+}
+
+/// Two customers for tests of the outside of the box: `acme` (10.1.0.0/16)
+/// under a standing block, `beta` (10.2.0.0/16) open.
+pub const ACME_BLOCKED_BETA_OPEN: &str = r#"
+[[customer]]
+name = "acme"
+prefixes = ["10.1.0.0/16"]
+blocked = true
+
+[[customer]]
+name = "beta"
+prefixes = ["10.2.0.0/16"]
+"#;
+
+/// `GET path` from `127.0.0.1:port` over HTTP/1.0 (so the answer is never
+/// chunked); the status code and the body.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status code in {head:?}"))?;
+    Ok((code, body.to_owned()))
+}
+
+/// `s` percent-encoded for a URL query value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            write!(out, "%{b:02X}").unwrap();
+        }
+    }
+    out
 }
 
 pub fn cpus() -> usize {

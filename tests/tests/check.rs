@@ -162,7 +162,7 @@ fn operator_lcore_list_is_used_as_given() {
     let status = running.wait_for("the dataplane ready", Duration::from_secs(60), |_| {
         control_request(&socket, b"{\"cmd\":\"status\"}\n", Duration::from_secs(5))
             .ok()
-            .filter(|v| v["ok"] == true && v["dataplane"] == "ready")
+            .filter(|v| v["ok"] == true && v["state"] == "forwarding")
     });
     assert_eq!(status["main_lcore"], 1, "{status}");
     assert_eq!(status["workers"][0]["lcore"], 0, "{status}");

@@ -97,7 +97,7 @@ fn the_demo_shows_the_hammer_blocked_and_checks_it() {
     let all = format!("stdout:\n{}\nstderr:\n{}", d.stdout, d.stderr);
     assert_eq!(d.code, Some(0), "{all}");
     assert!(
-        d.stdout.contains("synwall is ready"),
+        d.stdout.contains("synwall is forwarding"),
         "waited for the dataplane: {all}"
     );
     assert!(

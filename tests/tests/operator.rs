@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -205,20 +205,10 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 
 /// `GET /metrics` over a plain TCP connection; the body.
 fn scrape(port: u16) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read: {e}"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(format!("not 200: {head}"));
+    match http_get(port, "/metrics", Duration::from_secs(20))? {
+        (200, body) => Ok(body),
+        (code, body) => Err(format!("not 200: {code} {body}")),
     }
-    Ok(body.to_owned())
 }
 
 /// Scrapes until it works (the listener is up before the EAL, the first
@@ -347,7 +337,7 @@ impl Live {
         }
     }
 
-    /// Waits until `status` says the dataplane is ready (the socket
+    /// Waits until `status` says the appliance is forwarding (the socket
     /// answers from before the ports are started).
     #[track_caller]
     fn wait_ready(&mut self) {
@@ -356,7 +346,7 @@ impl Live {
             self.assert_running();
             if self.socket.exists() {
                 let r = ctl(&self.dir, &self.socket, &["--json", "status"]);
-                if r.code == Some(0) && r.json()["dataplane"] == "ready" {
+                if r.code == Some(0) && r.json()["state"] == "forwarding" {
                     return;
                 }
             }
