@@ -151,6 +151,25 @@ fn fleet_series_appear_only_with_a_fleet() {
             "synwall_fleet_quarantine_milliseconds 0",
         ],
     );
+    // Every fleet series the shipped alert rules name is one of these (the
+    // live-Prometheus test runs without a fleet, so it checks the others).
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/prometheus/synwall-rules.yml"
+    ))
+    .expect("the shipped rules");
+    let named: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("synwall_fleet_"))
+        .collect();
+    assert!(named.len() >= 2, "{named:?}");
+    for name in named {
+        assert!(
+            text.lines()
+                .any(|l| l.split(['{', ' ']).next() == Some(name)),
+            "{name} is in the rules but not exported"
+        );
+    }
 }
 
 fn registry_with_known_snapshot() -> MetricsRegistry {
