@@ -50,6 +50,18 @@ fn dashboard_exprs(d: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// How many alerts the shipped rules file defines (at least the 14 the
+/// issue asked for: customer blocked, many blocks, rx missed, ...).
+fn shipped_rules() -> usize {
+    let n = fs::read_to_string(rules_file())
+        .expect("rules")
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- alert:"))
+        .count();
+    assert!(n >= 14, "{n} rules");
+    n
+}
+
 /// The `synwall_…` names in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -107,7 +119,11 @@ fn promtool_passes_the_shipped_rule_tests_and_catches_a_broken_rule() {
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(said.contains("SUCCESS: 14 rules found"), "{said}");
+    let count = shipped_rules();
+    assert!(
+        said.contains(&format!("SUCCESS: {count} rules found")),
+        "{said}"
+    );
     let out = promtool_test(&shipped);
     assert!(
         out.status.success(),
@@ -356,7 +372,7 @@ fn a_real_prometheus_scrapes_synwall_runs_the_rules_and_the_dashboard() {
         .iter()
         .flat_map(|g| g["rules"].as_array().expect("rules").iter())
         .collect();
-    assert_eq!(rules.len(), 14, "{rules:?}");
+    assert_eq!(rules.len(), shipped_rules(), "{rules:?}");
     for r in &rules {
         assert_eq!(
             r["health"], "ok",
