@@ -194,24 +194,10 @@ impl Classifier {
     /// are exactly [`Classifier::lookup`]'s.
     #[inline]
     pub fn lookup_burst(&self, srcs: &[SrcAddr], out: &mut [Option<CustomerId>]) {
-        self.lookup_burst_then(srcs, out, |_| {});
-    }
-
-    /// [`Classifier::lookup_burst`], calling `found` with each customer the
-    /// moment its lookup finishes: the caller starts the next dependent
-    /// load (the customer's counters) while the other lookups of the burst
-    /// are still in flight, so the misses never drain between two stages.
-    #[inline]
-    pub fn lookup_burst_then<S: Copy + Into<SrcAddr>>(
-        &self,
-        srcs: &[S],
-        out: &mut [Option<CustomerId>],
-        found: impl FnMut(CustomerId),
-    ) {
         for &src in srcs {
-            self.prefetch(src.into());
+            self.prefetch(src);
         }
-        self.lookup_prefetched_then(srcs, out, found);
+        self.lookup_prefetched_then(srcs, out, |_| {});
     }
 
     /// Starts loading the first-level entry of `src`'s lookup (the
@@ -227,8 +213,11 @@ impl Classifier {
         }
     }
 
-    /// The stages of [`Classifier::lookup_burst_then`] after the first
-    /// ([`Classifier::prefetch`], which the caller issued for every source).
+    /// The stages of [`Classifier::lookup_burst`] after the first
+    /// ([`Classifier::prefetch`], which the caller issued for every source),
+    /// calling `found` with each customer the moment its lookup finishes:
+    /// the caller starts the next dependent load (the customer's counters)
+    /// while the other lookups of the burst are still in flight.
     /// Answers exactly as [`Classifier::lookup`] whether or not it was.
     #[inline]
     pub fn lookup_prefetched_then<S: Copy + Into<SrcAddr>>(
