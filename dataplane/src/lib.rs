@@ -3,6 +3,7 @@
 //! over byte slices and ids, testable without EAL.
 #![deny(unsafe_code)]
 
+pub mod checksum;
 pub mod classify;
 pub mod craft;
 pub mod dpdk;
