@@ -16,7 +16,6 @@ use synwall_dataplane::generation::SharedGeneration;
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerShard, WorkerStats};
 
-use crate::appliance::placed_classifier;
 use crate::commands::Operate;
 use crate::event::{Event, EventKind, EventLog};
 use crate::grant::{self, Carried};
@@ -27,6 +26,7 @@ use crate::metrics::{
 };
 use crate::notify::Notifier;
 use crate::plane::ControlPlane;
+use crate::setup::placed_classifier;
 use crate::snapshot;
 use crate::socket::{Dataplane, EventBus, Request};
 use crate::summary::RemovedCustomers;
@@ -462,7 +462,7 @@ impl Control {
         }
         let old = self.generation.load_full();
         self.classifier = classifier.clone();
-        let next = old.next(classifier, Arc::new(crate::appliance::policy(&new)));
+        let next = old.next(classifier, Arc::new(crate::setup::policy(&new)));
         let now = self.clock.now();
         let old_ids: FxHashMap<&str, u32> = (0..self.plane.customers() as u32)
             .filter_map(|id| self.plane.name(id).map(|n| (n, id)))

@@ -11,18 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use bytemuck::Zeroable;
 
 use crate::classify::CustomerId;
-use crate::dpdk::{prefetch, HugeArray};
 use crate::parse::Outcome;
+use synwall_dpdk::{prefetch, HugeArray};
 
 /// Adds one to a counter this thread alone writes.
 #[inline(always)]
-pub(crate) fn bump(c: &AtomicU64) {
+pub fn bump(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
 /// Adds `n` to a counter this thread alone writes.
 #[inline(always)]
-pub(crate) fn add(c: &AtomicU64, n: u64) {
+pub fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 

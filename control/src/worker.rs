@@ -4,16 +4,21 @@
 //! nothing on its path is shared for writing: it receives a burst, decides
 //! every frame, and sends each verdict group in one burst. No allocation,
 //! no locks, no syscalls, no panics in the loop.
+//!
+//! It lives here, with the appliance that launches it, rather than in
+//! `synwall-dataplane` (which must build without DPDK) or in `synwall-dpdk`
+//! (the safe layer knows nothing of verdicts, and the packet path already
+//! depends on it for its table memory: the other way round would be a
+//! dependency cycle).
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
 use arc_swap::Cache;
-
-use crate::generation::{Generation, SharedGeneration};
-use crate::reset::syn_to_rst;
-use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{parse_frame, BurstJudge, Frame, Tally, Verdict};
+use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::reset::syn_to_rst;
+use synwall_dataplane::shard::{add, bump, WorkerStats};
+use synwall_dataplane::verdict::{parse_frame, BurstJudge, Frame, Tally, Verdict};
+use synwall_dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +59,7 @@ pub struct Worker {
 }
 
 // Every frame of an rx burst gets a verdict.
-const _: () = assert!(crate::dpdk::BURST <= crate::verdict::BURST);
+const _: () = assert!(synwall_dpdk::BURST <= synwall_dataplane::verdict::BURST);
 
 /// Rounds of the shutdown drain: after `stop`, the worker keeps polling until
 /// a round over all its queues receives nothing, at most this many rounds.

@@ -1,7 +1,7 @@
 //! Packet buffers and bursts of them, with ownership in the types: an
 //! [`Mbuf`] is never `Clone`, handing it to a NIC consumes it, and what a
 //! burst still holds is freed exactly once, in bulk.
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::mempool::Mempool;
@@ -103,10 +103,6 @@ impl Mbuf {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             _mm_prefetch::<_MM_HINT_T0>(m.buf_addr.cast::<i8>().add(m.data_off as usize));
         }
-    }
-
-    fn into_raw(self) -> *mut dpdk_sys::rte_mbuf {
-        ManuallyDrop::new(self).0.as_ptr()
     }
 }
 
@@ -357,13 +353,5 @@ impl Iterator for Drain<'_> {
 impl Drop for Drain<'_> {
     fn drop(&mut self) {
         for _ in self.by_ref() {}
-    }
-}
-
-impl Mbuf {
-    /// The raw pointer, consuming the handle (for handing to DPDK).
-    #[allow(dead_code)]
-    pub(crate) fn leak(self) -> *mut dpdk_sys::rte_mbuf {
-        self.into_raw()
     }
 }
