@@ -52,8 +52,6 @@ fn main() {
         "rte_pdump_.*",
         "rte_tel_.*",
         "rte_telemetry_.*",
-        "rte_lpm_.*",
-        "rte_lpm6_.*",
         "rte_dev_.*",
         "rte_devargs_.*",
         "rte_log_.*",

@@ -14,8 +14,6 @@
 #include <rte_bus.h>
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
-#include <rte_lpm.h>
-#include <rte_lpm6.h>
 
 /* rte_errno is a per-lcore (thread-local) macro: expose it as a function. */
 static inline int synwall_rte_errno(void) { return rte_errno; }

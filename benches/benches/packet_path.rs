@@ -18,7 +18,6 @@ use synwall_benches::mix::{generate, Kind, Mix, MixSpec, Sizes};
 use synwall_benches::rng::Rng;
 use synwall_dataplane::classify::Classifier;
 use synwall_dataplane::craft::FrameBuilder;
-use synwall_dataplane::dpdk::tsc_now;
 use synwall_dataplane::parse::tcp_flags::SYN;
 use synwall_dataplane::parse::{parse, SrcAddr, WatchedPorts};
 use synwall_dataplane::shard::WorkerShard;
@@ -26,6 +25,7 @@ use synwall_dataplane::verdict::{
     judge, BlockAction, BlockScope, BurstJudge, Frame, MalformedPolicy, Policy, Tally, Verdict,
     BURST,
 };
+use synwall_dpdk::tsc_now;
 
 struct Opts {
     rounds: usize,

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use synwall_dataplane::craft::FrameBuilder;
-use synwall_dataplane::dpdk::{
-    launch, tsc_hz, tsc_now, DpdkError, Eal, Launched, LcoreId, Mbuf, MbufBurst, Mempool, Port,
-    PortConfig, RxQueue, TxQueue, BURST,
-};
 use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
+use synwall_dpdk::{
+    tsc_now, DpdkError, Eal, Launched, Mbuf, MbufBurst, Mempool, Port, PortConfig, RxQueue,
+    TxQueue, BURST,
+};
 
 use crate::profile::{Lane, Prefix, Profile};
 
@@ -287,14 +287,24 @@ pub struct Generator {
     classes: Arc<Vec<(Prefix, usize)>>,
     watched: WatchedPorts,
     customers: usize,
-    // Last: the ports and the pool must be gone before rte_eal_cleanup.
-    _eal: Eal,
+    // The ports and the pool hold shares of the EAL: it is cleaned up
+    // after them, whatever order they drop in.
+    eal: Eal,
+}
+
+/// Runs `f` on lcore `lcore` of the EAL's core list.
+fn launch_on<F>(eal: &Eal, lcore: u32, f: F) -> Result<Launched, DpdkError>
+where
+    F: FnOnce() + Send + 'static,
+{
+    eal.lcore(lcore).and_then(|l| eal.launch(l, f))
 }
 
 /// How long a memif client port keeps trying to reach its server.
 const MEMIF_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 fn open_port(
+    eal: &Eal,
     name: &str,
     pool: &Arc<Mempool>,
     queues: u16,
@@ -308,7 +318,7 @@ fn open_port(
     let t0 = Instant::now();
     let mut said = false;
     let (port, rxqs, txqs) = loop {
-        match Port::open(name, &cfg, pool.clone()) {
+        match Port::open(eal, name, &cfg, pool.clone()) {
             Ok(opened) => break opened,
             // A memif client's start connects to the server's socket, which
             // exists only once the peer (synwall) has started its ports.
@@ -447,19 +457,20 @@ impl Generator {
         let queues = d.queues;
         let pool_size = 16383 + 4096 * (u32::from(queues) - 1) * if calibration { 2 } else { 1 };
         let pool = Arc::new(
-            Mempool::new("swgen_pool", pool_size, 256, -1).map_err(|e| format!("mempool: {e}"))?,
+            Mempool::new(&eal, "swgen_pool", pool_size, 256, -1)
+                .map_err(|e| format!("mempool: {e}"))?,
         );
-        let (tx_port, txqs, rxqs_same) = open_port(&tx_name, &pool, queues)?;
+        let (tx_port, txqs, rxqs_same) = open_port(&eal, &tx_name, &pool, queues)?;
         let (rx_port, rxqs) = if rx_name == tx_name {
             (None, rxqs_same)
         } else {
             drop(rxqs_same);
-            let (p, t, r) = open_port(&rx_name, &pool, queues)?;
+            let (p, t, r) = open_port(&eal, &rx_name, &pool, queues)?;
             drop(t);
             (Some(p), r)
         };
         let cal = if calibration {
-            let (p, t, r) = open_port(CALIBRATION_PORT, &pool, queues)?;
+            let (p, t, r) = open_port(&eal, CALIBRATION_PORT, &pool, queues)?;
             Some((p, Some(t.into_iter().zip(r).collect())))
         } else {
             None
@@ -489,7 +500,7 @@ impl Generator {
             classes: Arc::new(classes),
             watched: WatchedPorts::new(&profile.appliance.ports),
             customers: profile.customers.len(),
-            _eal: eal,
+            eal,
         })
     }
 
@@ -555,7 +566,7 @@ impl Generator {
             .collect();
         let stop_rx = Arc::new(AtomicBool::new(false));
         let tx_done = Arc::new(AtomicUsize::new(0));
-        let hz = tsc_hz();
+        let hz = self.eal.tsc_hz();
         let start = tsc_now() + hz / 100;
         let end = start + (spec.duration * hz as f64) as u64;
         let probe = Arc::new(templates.probe.clone());
@@ -599,7 +610,7 @@ impl Generator {
             };
             let (back_tx, back_rx) = (back_tx.clone(), back_rx.clone());
             let r = if lane.tx_lcore == lane.rx_lcore {
-                launch(LcoreId(lane.tx_lcore), move || {
+                launch_on(&self.eal, lane.tx_lcore, move || {
                     let mut rx = rx;
                     let q = tx.run(Some(&mut rx));
                     // Drain what is still in flight, then hand both back.
@@ -609,13 +620,13 @@ impl Generator {
                 })
                 .map(|a| launched.push(a))
             } else {
-                launch(LcoreId(lane.tx_lcore), move || {
+                launch_on(&self.eal, lane.tx_lcore, move || {
                     let q = tx.run(None);
                     let _ = back_tx.send((i, q));
                 })
                 .map(|a| launched.push(a))
                 .and_then(|()| {
-                    launch(LcoreId(lane.rx_lcore), move || {
+                    launch_on(&self.eal, lane.rx_lcore, move || {
                         let (r, h) = rx.run_alone();
                         let _ = back_rx.send((i, r, h));
                     })

@@ -453,7 +453,7 @@ pub fn build(profile: &Profile) -> Trace {
 mod tests {
     use super::*;
     use std::path::Path;
-    use synwall_dataplane::craft::checksum::internet_checksum;
+    use synwall_dataplane::checksum::internet_checksum;
     use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
 
     fn profile(extra: &str) -> Profile {
@@ -546,8 +546,7 @@ malformed_pct = 2
                     let seg = &f[14 + ihl..14 + total];
                     let src: [u8; 4] = f[26..30].try_into().unwrap();
                     let dst: [u8; 4] = f[30..34].try_into().unwrap();
-                    let sum =
-                        synwall_dataplane::craft::checksum::l4_checksum_v4(src, dst, proto, seg);
+                    let sum = synwall_dataplane::checksum::l4_checksum_v4(src, dst, proto, seg);
                     assert_eq!(sum, 0, "L4 checksum over a checksummed segment is 0: {l:?}");
                 }
                 checked += 1;

@@ -1,7 +1,7 @@
 //! `Mempool::alloc_bulk` and `MbufBurst::truncate` on a real EAL
 //! (`--no-huge`, no devices): ownership stays exact, whatever the outcome.
 //! One EAL per process, so everything is one test.
-use synwall_dataplane::dpdk::{Eal, Mbuf, MbufBurst, Mempool, BURST};
+use synwall_dpdk::{Eal, Mbuf, MbufBurst, Mempool, BURST};
 
 #[test]
 fn bulk_allocation_is_all_or_nothing_and_leaks_nothing() {
@@ -22,7 +22,7 @@ fn bulk_allocation_is_all_or_nothing_and_leaks_nothing() {
     .expect("EAL with --no-huge");
     {
         // No per-lcore cache: in_use/available are exact.
-        let pool = Mempool::new("bulk_test", 63, 0, -1).expect("mempool");
+        let pool = Mempool::new(&eal, "bulk_test", 63, 0, -1).expect("mempool");
         assert_eq!(pool.in_use(), 0);
 
         let mut a = MbufBurst::new();

@@ -1,21 +1,16 @@
 //! The running appliance: EAL, ports, workers, and the main loop on the
 //! main lcore that reads the workers' counters.
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use synwall_config::{Config, Customer, LcoreChoice};
-use synwall_dataplane::classify::{Classifier, ClassifierError};
-use synwall_dataplane::dpdk::{
-    self, DpdkError, Eal, Launched, LcoreId, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST,
-};
+use synwall_config::{Config, LcoreChoice};
+use synwall_dataplane::classify::ClassifierError;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
-use synwall_dataplane::parse::{Outcome, WatchedPorts};
+use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerStats};
-use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
-use synwall_dataplane::worker::{Direction, Path, Worker};
+use synwall_dpdk::{DpdkError, Eal, Launched, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST};
 
 use crossbeam::channel::Receiver;
 
@@ -27,9 +22,11 @@ use crate::notify::{Liveness, Notifier};
 use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
 use crate::protocol::Command;
+use crate::setup::{placed_classifier, policy, worker_nodes};
 use crate::snapshot;
 use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
-use crate::summary::{PortSummary, Summary};
+use crate::summary::{MempoolSummary, PortSummary, Summary};
+use crate::worker::{Direction, Path, Worker};
 
 /// Why the appliance could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -58,83 +55,6 @@ pub enum ApplianceError {
     TestHook { value: String, why: String },
     #[error("starting the FlowSpec speaker thread: {0}")]
     Flowspec(std::io::Error),
-    #[error("writing the summary to {path}: {source}")]
-    Summary {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// The dataplane policy the config describes.
-pub fn policy(config: &Config) -> Policy {
-    Policy {
-        watched: WatchedPorts::new(&config.detect.ports).exempting(
-            config
-                .detect
-                .exempt_destinations
-                .iter()
-                .map(|p| (p.addr, p.len)),
-        ),
-        action: match config.block.action {
-            synwall_config::BlockAction::Drop => BlockAction::Drop,
-            synwall_config::BlockAction::Reset => BlockAction::Reset,
-        },
-        scope: match config.block.scope {
-            synwall_config::BlockScope::Syn => BlockScope::Syn,
-            synwall_config::BlockScope::Smtp => BlockScope::Smtp,
-        },
-        malformed: match config.detect.malformed {
-            synwall_config::MalformedPolicy::Forward => MalformedPolicy::Forward,
-            synwall_config::MalformedPolicy::Drop => MalformedPolicy::Drop,
-        },
-    }
-}
-
-/// The classifier over every customer's prefixes.
-pub fn classifier(customers: &[Customer]) -> Result<Classifier, ClassifierError> {
-    classifier_on(None, customers)
-}
-
-/// The classifier of `config`'s customers, its tables on the NUMA node of
-/// the workers that read them.
-pub fn placed_classifier(config: &Config) -> Result<Classifier, ClassifierError> {
-    classifier_on(shared_node(&worker_nodes(config)), &config.customers)
-}
-
-fn classifier_on(node: Option<u32>, customers: &[Customer]) -> Result<Classifier, ClassifierError> {
-    Classifier::build_on(
-        node,
-        customers.len(),
-        customers
-            .iter()
-            .flat_map(|c| c.prefixes.iter().map(move |p| (p.addr, p.len, c.id))),
-    )
-}
-
-/// The NUMA node of each worker core, where its shard is placed: worker
-/// lcore N runs on CPU N unless the EAL arguments map lcores to CPUs
-/// themselves (`--lcores=`), and then the kernel places the memory.
-pub fn worker_nodes(config: &Config) -> Vec<Option<u32>> {
-    let mapped = config.dpdk.lcores == LcoreChoice::Mapped;
-    config
-        .dpdk
-        .cores
-        .iter()
-        .map(|&c| {
-            if mapped {
-                None
-            } else {
-                dpdk::cpu_node(c as u32)
-            }
-        })
-        .collect()
-}
-
-/// The node every worker is on, if they share one: where the classifier
-/// they all read is placed.
-pub fn shared_node(nodes: &[Option<u32>]) -> Option<u32> {
-    let first = *nodes.first()?;
-    nodes.iter().all(|&n| n == first).then_some(first)?
 }
 
 /// The EAL argument vector: program name, the config's arguments, and,
@@ -286,6 +206,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             ),
             None => None,
         },
+        tsc_hz: 0,
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);
@@ -308,18 +229,23 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             ..SocketOptions::default()
         },
     )?;
+    // What the EAL serves (pool, ports, lcores) holds a share of it: the
+    // EAL is cleaned up after the last of them, whatever order they go in.
     let eal = Eal::init(&eal_argv(config))?;
-    let result = run_with_eal(control, opts, &socket, &requests);
-    drop(socket);
+    let result = run_with_eal(&eal, control, config, opts, &socket, &requests);
     drop(metrics_server);
-    drop(eal);
     result
 }
 
 /// Registers synwall's DPDK telemetry commands and, when the EAL runs with
 /// multi-process support, packet capture for `dpdk-dumpcap`. Failures are
 /// reported, never fatal.
-fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<Gauges>) {
+fn register_ecosystem(
+    eal: &Eal,
+    config: &Config,
+    stats: &[Arc<WorkerStats>],
+    gauges: &Arc<Gauges>,
+) {
     let workers = stats.to_vec();
     let gauges = gauges.clone();
     let source = Box::new(move || {
@@ -341,7 +267,7 @@ fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<
         out.push(("mempool_in_use".into(), gauges.mempool_in_use.load(Relaxed)));
         out
     });
-    if let Err(e) = dpdk::register_telemetry(
+    if let Err(e) = eal.register_telemetry(
         "/synwall/stats",
         "synwall frame outcomes, verdicts and control-plane gauges",
         source,
@@ -354,36 +280,38 @@ fn register_ecosystem(config: &Config, stats: &[Arc<WorkerStats>], gauges: &Arc<
         .iter()
         .any(|a| a == "--no-shconf" || a == "--in-memory");
     if !single_process {
-        if let Err(e) = dpdk::enable_capture() {
+        if let Err(e) = eal.enable_capture() {
             eprintln!("synwall: packet capture (dpdk-dumpcap) unavailable: {e}");
         }
     }
 }
 
 fn run_with_eal(
+    eal: &Eal,
     mut control: Control,
+    config: &Config,
     opts: RunOptions,
     socket: &ControlSocket,
     requests: &Receiver<Request>,
 ) -> Result<Summary, ApplianceError> {
     control.bus = Some(socket.events().clone());
-    let config = &control.config.clone();
+    control.tsc_hz = eal.tsc_hz();
     // The control plane runs here, on the main lcore; the config chose it
     // by DPDK's rule, so a worker can never be launched onto it.
-    let main = dpdk::main_lcore();
-    if main.0 as usize != config.dpdk.main_lcore {
+    let main = eal.main_lcore().get();
+    if main as usize != config.dpdk.main_lcore {
         return Err(ApplianceError::MainLcore {
             config: config.dpdk.main_lcore,
-            eal: main.0,
+            eal: main,
         });
     }
-    control.main_lcore = Some(main.0);
+    control.main_lcore = Some(main);
     let workers = config.dpdk.cores.len();
     let stop_worker = test_stop_worker(workers)?;
     let customers = config.customers.len();
 
     let (mbufs, cache) = pool_size(config);
-    let pool = Arc::new(Mempool::new("synwall_mbufs", mbufs, cache, -1)?);
+    let pool = Arc::new(Mempool::new(eal, "synwall_mbufs", mbufs, cache, -1)?);
 
     // Ports, and for each worker its paths and tx queues.
     let mut ports: Vec<OpenPort> = Vec::new();
@@ -397,7 +325,7 @@ fn run_with_eal(
             tx_desc: link.tx_desc,
         };
         let open = |name: &str| {
-            Port::open(name, &cfg, pool.clone())
+            Port::open(eal, name, &cfg, pool.clone())
                 .map_err(|e| explain_port_error(config, name, &pool, e))
         };
         let (inside, in_rx, in_tx) = open(&link.inside)?;
@@ -442,7 +370,7 @@ fn run_with_eal(
     // Grants and block bits are in place before the first frame.
     control.tick_current();
 
-    register_ecosystem(config, &stats, &control.gauges);
+    register_ecosystem(eal, config, &stats, &control.gauges);
 
     // What the rx rings hold before any frame: a leak shows as more at the end.
     let in_use_at_start = pool.in_use();
@@ -475,8 +403,8 @@ fn run_with_eal(
             stop: stops[w].clone(),
             judge: Default::default(),
         };
-        let lcore = LcoreId(config.dpdk.cores[w] as u32);
-        match dpdk::launch(lcore, move || worker.run()) {
+        let lcore = eal.lcore(config.dpdk.cores[w] as u32);
+        match lcore.and_then(|lcore| eal.launch(lcore, move || worker.run())) {
             Ok(l) => launched.push(l),
             Err(e) => {
                 stop_all(&stops);
@@ -622,7 +550,7 @@ fn run_with_eal(
     control.save();
     let port_summaries = ports
         .iter()
-        .map(|p| PortSummary::new(&p.port, &p.link, p.side))
+        .map(port_summary)
         .collect::<Result<Vec<_>, _>>()?;
     let summary = Summary::collect(
         &control.config,
@@ -632,17 +560,37 @@ fn run_with_eal(
         elapsed,
         port_summaries,
         &stats,
-        &pool,
-        in_use_at_start,
+        MempoolSummary {
+            size: pool.size(),
+            in_use: pool.in_use(),
+            in_use_at_start,
+        },
         &control.removed,
     );
-    // Close the ports (net_pcap flushes its capture files here), then the pool.
-    drop(ports);
-    drop(pool);
+    // The ports close when they go out of scope (net_pcap flushes its
+    // capture files then), the pool after the last port that holds it.
     if let Some(e) = panicked {
         return Err(e.into());
     }
     Ok(summary)
+}
+
+/// A port's final counters.
+fn port_summary(p: &OpenPort) -> Result<PortSummary, DpdkError> {
+    let s = p.port.stats()?;
+    Ok(PortSummary {
+        name: p.port.name().to_owned(),
+        link: p.link.clone(),
+        side: p.side.to_owned(),
+        rx_packets: s.rx_packets,
+        tx_packets: s.tx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_bytes: s.tx_bytes,
+        rx_missed: s.rx_missed,
+        rx_errors: s.rx_errors,
+        tx_errors: s.tx_errors,
+        rx_nombuf: s.rx_nombuf,
+    })
 }
 
 /// How often systemd's `STATUS=` line is refreshed.

@@ -541,7 +541,7 @@ limits = { "5m" = 7 }
         fn new(text: &str, path: &Path) -> Fake {
             let config = Config::from_str(text, path).unwrap();
             let plane = ControlPlane::new(&config, 0, 1_700_000_000_000);
-            let classifier = crate::appliance::classifier(&config.customers).unwrap();
+            let classifier = crate::setup::classifier(&config.customers).unwrap();
             let shards = (0..2)
                 .map(|_| Arc::new(WorkerShard::new(config.customers.len())))
                 .collect();

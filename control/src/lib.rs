@@ -1,7 +1,12 @@
 //! synwall's control plane: it builds the dataplane from the config, starts
 //! the workers, reads their per-core counters, and reports.
+//!
+//! The running appliance (`appliance`: EAL, ports, lcores; `worker`: the
+//! poll loop over mbufs) is the `eal` feature, on by default. Without it the
+//! rest builds with no DPDK on the machine (the fuzz targets use that).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "eal")]
 pub mod appliance;
 pub mod commands;
 pub mod event;
@@ -14,7 +19,10 @@ pub mod notify;
 pub mod operator;
 pub mod plane;
 pub mod protocol;
+pub mod setup;
 pub mod snapshot;
 pub mod socket;
 pub mod summary;
 pub mod window;
+#[cfg(feature = "eal")]
+pub mod worker;

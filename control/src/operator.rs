@@ -16,7 +16,6 @@ use synwall_dataplane::generation::SharedGeneration;
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerShard, WorkerStats};
 
-use crate::appliance::placed_classifier;
 use crate::commands::Operate;
 use crate::event::{Event, EventKind, EventLog};
 use crate::grant::{self, Carried};
@@ -27,6 +26,7 @@ use crate::metrics::{
 };
 use crate::notify::Notifier;
 use crate::plane::ControlPlane;
+use crate::setup::placed_classifier;
 use crate::snapshot;
 use crate::socket::{Dataplane, EventBus, Request};
 use crate::summary::RemovedCustomers;
@@ -129,6 +129,9 @@ pub struct Control {
     pub snapshot_failures: u64,
     /// Announces blocks as FlowSpec through gobgpd (`[flowspec]`).
     pub flowspec: Option<crate::flowspec::FlowspecSpeaker>,
+    /// The TSC frequency (once the EAL is up; 0 before): the fleet's grant
+    /// stamps are TSC values.
+    pub tsc_hz: u64,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -217,10 +220,10 @@ impl Control {
         let started = Instant::now();
         // Read before the tick's clock: a pause between the two only makes
         // the stamp earlier.
-        let tsc0 = synwall_dataplane::dpdk::tsc_now();
+        let tsc0 = synwall_dpdk::tsc_now();
         let events = self.plane.tick(self.clock.now(), shards);
         if let Some(valid) = self.plane.grant_validity() {
-            let hz = u128::from(synwall_dataplane::dpdk::tsc_hz());
+            let hz = u128::from(self.tsc_hz);
             let ticks = (valid.as_nanos() * hz / 1_000_000_000).min(u128::from(u64::MAX));
             grant::stamp(shards, tsc0.saturating_add(ticks as u64));
         }
@@ -470,7 +473,7 @@ impl Control {
         }
         let old = self.generation.load_full();
         self.classifier = classifier.clone();
-        let next = old.next(classifier, Arc::new(crate::appliance::policy(&new)));
+        let next = old.next(classifier, Arc::new(crate::setup::policy(&new)));
         let now = self.clock.now();
         let old_ids: FxHashMap<&str, u32> = (0..self.plane.customers() as u32)
             .filter_map(|id| self.plane.name(id).map(|n| (n, id)))

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use synwall_config::Config;
-use synwall_dataplane::dpdk::{DpdkError, Mempool, Port};
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, VerdictTotals, WorkerStats};
 
@@ -26,25 +25,6 @@ pub struct PortSummary {
     pub rx_errors: u64,
     pub tx_errors: u64,
     pub rx_nombuf: u64,
-}
-
-impl PortSummary {
-    pub fn new(port: &Port, link: &str, side: &str) -> Result<Self, DpdkError> {
-        let s = port.stats()?;
-        Ok(PortSummary {
-            name: port.name().to_owned(),
-            link: link.to_owned(),
-            side: side.to_owned(),
-            rx_packets: s.rx_packets,
-            tx_packets: s.tx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_bytes: s.tx_bytes,
-            rx_missed: s.rx_missed,
-            rx_errors: s.rx_errors,
-            tx_errors: s.tx_errors,
-            rx_nombuf: s.rx_nombuf,
-        })
-    }
 }
 
 /// What each frame's fate was (the summary's `verdicts` objects).
@@ -134,8 +114,7 @@ impl Summary {
         elapsed: Duration,
         ports: Vec<PortSummary>,
         stats: &[Arc<WorkerStats>],
-        pool: &Mempool,
-        in_use_at_start: u32,
+        mempool: MempoolSummary,
         removed: &RemovedCustomers,
     ) -> Summary {
         let totals = FrameTotals::sum(stats.iter().map(|s| &**s));
@@ -179,11 +158,7 @@ impl Summary {
             verdicts,
             workers,
             customers,
-            mempool: MempoolSummary {
-                size: pool.size(),
-                in_use: pool.in_use(),
-                in_use_at_start,
-            },
+            mempool,
             removed_customers: removed.clone(),
         }
     }

@@ -61,7 +61,7 @@ impl Fake {
     fn new(log: Arc<Mutex<Vec<Event>>>) -> Fake {
         let config = Config::from_str(CONFIG, Path::new("/nonexistent/synwall.toml")).unwrap();
         let plane = ControlPlane::new(&config, 0, synwall_control::event::wall_now_ms());
-        let classifier = synwall_control::appliance::classifier(&config.customers).unwrap();
+        let classifier = synwall_control::setup::classifier(&config.customers).unwrap();
         let shards = (0..2)
             .map(|_| Arc::new(WorkerShard::new(config.customers.len())))
             .collect();

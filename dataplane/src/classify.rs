@@ -24,8 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use bytemuck::Zeroable;
 use rustc_hash::FxBuildHasher;
 
-use crate::dpdk::{prefetch, HugeArray};
 use crate::parse::SrcAddr;
+use synwall_dpdk::{prefetch, HugeArray};
 
 /// A dense customer id: the customer's index in the configuration.
 pub type CustomerId = u32;

@@ -415,14 +415,16 @@ impl Parsed {
     }
 }
 
+/// The big-endian `u16` at `at`, if `b` holds it.
 #[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
     let bytes: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
     Some(u16::from_be_bytes(bytes))
 }
 
+/// The big-endian `u32` at `at`, if `b` holds it.
 #[inline]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
     let bytes: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_be_bytes(bytes))
 }
@@ -885,7 +887,7 @@ mod tests {
         let ihl = usize::from(f[l3] & 0x0f) * 4;
         f[l3 + 10..l3 + 12].fill(0);
         let end = (l3 + ihl).min(f.len());
-        let c = crate::craft::checksum::internet_checksum(&f[l3..end]);
+        let c = crate::checksum::internet_checksum(&f[l3..end]);
         f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
     }
 

@@ -3,26 +3,16 @@
 //! "connection refused" instead of retrying a silently dropped SYN for
 //! minutes. Runs on the worker's fast path: no allocation, no panics.
 
-use crate::craft::checksum;
-use crate::parse::{tcp_flags, Outcome, Parsed, SrcAddr, IPPROTO_TCP, IPV6_HLEN, TCP_MIN_HLEN};
+use crate::checksum;
+use crate::parse::{
+    be16, be32, tcp_flags, Outcome, Parsed, SrcAddr, IPPROTO_TCP, IPV6_HLEN, TCP_MIN_HLEN,
+};
 
 /// Minimum Ethernet frame length without FCS; shorter frames are padded.
 const ETH_MIN_FRAME: usize = 60;
 /// TTL / hop limit of generated resets.
 const RESET_TTL: u8 = 64;
 const IPV4_HLEN: usize = 20;
-
-#[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let bytes: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
-    Some(u16::from_be_bytes(bytes))
-}
-
-#[inline]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let bytes: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_be_bytes(bytes))
-}
 
 #[inline]
 fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
@@ -207,7 +197,7 @@ pub fn syn_to_rst(frame: &mut [u8], parsed: &Parsed) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::craft::checksum::{internet_checksum, l4_checksum_v4, l4_checksum_v6};
+    use crate::checksum::{internet_checksum, l4_checksum_v4, l4_checksum_v6};
     use crate::craft::{FrameBuilder, Ipv6Ext};
     use crate::parse::tcp_flags::*;
     use crate::parse::{parse, WatchedPorts, TPID_8021AD, TPID_8021Q};

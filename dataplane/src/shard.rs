@@ -14,18 +14,18 @@ use std::sync::atomic::{
 use bytemuck::Zeroable;
 
 use crate::classify::CustomerId;
-use crate::dpdk::{prefetch, HugeArray};
 use crate::parse::Outcome;
+use synwall_dpdk::{prefetch, HugeArray};
 
 /// Adds one to a counter this thread alone writes.
 #[inline(always)]
-pub(crate) fn bump(c: &AtomicU64) {
+pub fn bump(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
 /// Adds `n` to a counter this thread alone writes.
 #[inline(always)]
-pub(crate) fn add(c: &AtomicU64, n: u64) {
+pub fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
@@ -322,7 +322,7 @@ impl WorkerShard {
     #[cold]
     #[inline(never)]
     fn stale(&self) -> bool {
-        crate::dpdk::tsc_now() >= self.grants_until.0.load(Acquire)
+        synwall_dpdk::tsc_now() >= self.grants_until.0.load(Acquire)
     }
 
     /// Whether `id`'s watched traffic is dropped (false for ids out of
@@ -452,7 +452,7 @@ mod tests {
         s.set_expires(1, true);
         // Stamped in the past (a pause outlasted it): the marked grant is
         // refused, the unmarked one is still spent.
-        s.set_grants_until(crate::dpdk::tsc_now().saturating_sub(1));
+        s.set_grants_until(synwall_dpdk::tsc_now().saturating_sub(1));
         assert!(!s.try_forward(1), "stale marked grant spent");
         assert!(s.try_forward(2), "an unmarked grant never expires");
         assert_eq!(

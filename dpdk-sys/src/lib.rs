@@ -2,7 +2,7 @@
 //! time. Static-inline functions (`rte_eth_rx_burst`, `rte_pktmbuf_*`, …) are
 //! exported through bindgen's `wrap_static_fns` and a small C file compiled by
 //! `cc`. Nothing here is safe to call directly: the safe layer is
-//! `synwall_dataplane::dpdk`.
+//! `synwall-dpdk` (`dataplane/dpdk/`).
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(dead_code, clippy::all, rustdoc::all, improper_ctypes)]
 

@@ -12,7 +12,7 @@ pub mod config {
     use std::path::Path;
 
     use synwall_config::Config;
-    use synwall_control::appliance;
+    use synwall_control::setup;
     use synwall_control::plane::ControlPlane;
 
     /// A directory that does not exist: a `customers_file` fails to read
@@ -33,7 +33,7 @@ pub mod config {
             );
             let _ = config.effective_mode(customer);
         }
-        let _ = appliance::classifier(&config.customers);
+        let _ = setup::classifier(&config.customers);
         let plane = ControlPlane::new(&config, 0, 0);
         assert_eq!(plane.customers(), config.customers.len());
     }

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use synwall_dataplane::craft::checksum::{internet_checksum, l4_checksum_v4, l4_checksum_v6};
+use synwall_dataplane::checksum::{internet_checksum, l4_checksum_v4, l4_checksum_v6};
 use synwall_dataplane::craft::{FrameBuilder, Ipv6Ext};
 use synwall_dataplane::parse::tcp_flags::{ACK, FIN, RST, SYN};
 use synwall_dataplane::parse::{parse, Outcome, SrcAddr, WatchedPorts, TPID_8021Q};

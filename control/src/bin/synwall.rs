@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     if args.check {
         // The classifier build is part of validation: it is what the
         // dataplane would reject.
-        if let Err(e) = appliance::classifier(&config.customers) {
+        if let Err(e) = synwall_control::setup::classifier(&config.customers) {
             eprintln!("synwall: {}: {e}", config.path.display());
             return ExitCode::from(2);
         }

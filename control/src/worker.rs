@@ -4,16 +4,21 @@
 //! nothing on its path is shared for writing: it receives a burst, decides
 //! every frame, and sends each verdict group in one burst. No allocation,
 //! no locks, no syscalls, no panics in the loop.
+//!
+//! It lives here, with the appliance that launches it, rather than in
+//! `synwall-dataplane` (which must build without DPDK) or in `synwall-dpdk`
+//! (the safe layer knows nothing of verdicts, and the packet path already
+//! depends on it for its table memory: the other way round would be a
+//! dependency cycle).
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
 use arc_swap::Cache;
-
-use crate::generation::{Generation, SharedGeneration};
-use crate::reset::syn_to_rst;
-use crate::shard::{add, bump, WorkerStats};
-use crate::verdict::{parse_frame, BurstJudge, Frame, Tally, Verdict};
+use synwall_dataplane::generation::{Generation, SharedGeneration};
+use synwall_dataplane::reset::syn_to_rst;
+use synwall_dataplane::shard::{add, bump, WorkerStats};
+use synwall_dataplane::verdict::{parse_frame, BurstJudge, Frame, Tally, Verdict};
+use synwall_dpdk::{Mbuf, MbufBurst, RxQueue, TxQueue};
 
 /// Which way frames on a path travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +59,7 @@ pub struct Worker {
 }
 
 // Every frame of an rx burst gets a verdict.
-const _: () = assert!(crate::dpdk::BURST <= crate::verdict::BURST);
+const _: () = assert!(synwall_dpdk::BURST <= synwall_dataplane::verdict::BURST);
 
 /// Rounds of the shutdown drain: after `stop`, the worker keeps polling until
 /// a round over all its queues receives nothing, at most this many rounds.
@@ -64,7 +69,6 @@ impl Worker {
     /// Polls until `stop` is set, then drains what is still queued.
     pub fn run(mut self) {
         let mut rx = MbufBurst::new();
-        let mut onward = MbufBurst::new();
         let mut back = MbufBurst::new();
         let mut dropped = MbufBurst::new();
         // A cached handle: a poll round checks one pointer for a newer
@@ -73,7 +77,7 @@ impl Worker {
         let mut seen_generation = 0;
         while !self.stop.load(Relaxed) {
             let gen = current.load();
-            self.round(gen, &mut rx, &mut onward, &mut back, &mut dropped);
+            self.round(gen, &mut rx, &mut back, &mut dropped);
             if gen.number != seen_generation {
                 seen_generation = gen.number;
                 self.stats.generation.store(seen_generation, Relaxed);
@@ -81,7 +85,7 @@ impl Worker {
         }
         for _ in 0..DRAIN_ROUNDS {
             let gen = current.load();
-            if self.round(gen, &mut rx, &mut onward, &mut back, &mut dropped) == 0 {
+            if self.round(gen, &mut rx, &mut back, &mut dropped) == 0 {
                 break;
             }
         }
@@ -93,7 +97,6 @@ impl Worker {
         &mut self,
         gen: &Generation,
         rx: &mut MbufBurst,
-        onward: &mut MbufBurst,
         back: &mut MbufBurst,
         dropped: &mut MbufBurst,
     ) -> usize {
@@ -113,7 +116,6 @@ impl Worker {
             match path.direction {
                 Direction::Inbound => {
                     add(&stats.verdicts.reverse_forwarded, n as u64);
-                    std::mem::swap(rx, onward);
                 }
                 Direction::Outbound => {
                     for m in rx.as_slice() {
@@ -125,38 +127,43 @@ impl Worker {
                     let verdicts =
                         self.judge
                             .judge(frames, &gen.policy, classifier, shard, &mut tally);
-                    for (m, verdict) in rx.drain().zip(verdicts) {
-                        match *verdict {
-                            Verdict::Forward => keep(onward, m, stats),
-                            Verdict::DropBlocked => {
-                                tally.dropped_blocked += 1;
-                                keep(dropped, m, stats);
-                            }
-                            Verdict::DropMalformed => {
-                                tally.dropped_malformed += 1;
-                                keep(dropped, m, stats);
-                            }
-                            Verdict::Reset => {
-                                let parsed = parse_frame(frame(&m), &gen.policy);
-                                let mut m = m;
-                                match syn_to_rst(m.data_mut(), &parsed) {
-                                    Some(len) if m.set_len(len) => {
-                                        tally.reset_sent += 1;
-                                        keep(back, m, stats);
-                                    }
-                                    _ => {
-                                        tally.dropped_blocked += 1;
-                                        keep(dropped, m, stats);
-                                    }
+                    // What is forwarded stays in `rx`, in order; the rest
+                    // moves out (the rare case: out of the loop's way).
+                    let away = |i| match verdicts.get(i) {
+                        Some(Verdict::DropBlocked) => Some(Away::Blocked),
+                        Some(Verdict::DropMalformed) => Some(Away::Malformed),
+                        Some(Verdict::Reset) => Some(Away::Reset),
+                        Some(Verdict::Forward) | None => None,
+                    };
+                    rx.retain_or(away, |what, m| match what {
+                        Away::Blocked => {
+                            tally.dropped_blocked += 1;
+                            keep(dropped, m, stats);
+                        }
+                        Away::Malformed => {
+                            tally.dropped_malformed += 1;
+                            keep(dropped, m, stats);
+                        }
+                        Away::Reset => {
+                            let parsed = parse_frame(frame(&m), &gen.policy);
+                            let mut m = m;
+                            match syn_to_rst(m.data_mut(), &parsed) {
+                                Some(len) if m.set_len(len) => {
+                                    tally.reset_sent += 1;
+                                    keep(back, m, stats);
+                                }
+                                _ => {
+                                    tally.dropped_blocked += 1;
+                                    keep(dropped, m, stats);
                                 }
                             }
                         }
-                    }
-                    tally.forwarded = onward.len() as u64;
+                    });
+                    tally.forwarded = rx.len() as u64;
                     tally.publish(stats);
                 }
             }
-            send(&mut self.tx, path.tx_onward, onward, stats);
+            send(&mut self.tx, path.tx_onward, rx, stats);
             send(&mut self.tx, path.tx_back, back, stats);
             dropped.free_all();
         }
@@ -166,6 +173,14 @@ impl Worker {
         }
         total
     }
+}
+
+/// Where a frame that is not forwarded goes.
+#[derive(Clone, Copy)]
+enum Away {
+    Blocked,
+    Malformed,
+    Reset,
 }
 
 /// What the judges read of an mbuf.

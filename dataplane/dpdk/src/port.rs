@@ -1,16 +1,29 @@
 //! Ethernet ports (ethdevs): configuration with N rx/tx queues and RSS,
 //! start/stop, statistics, and the queue handles workers poll.
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fmt;
 use std::sync::Arc;
 
+use super::eal::Eal;
 use super::error::{DpdkError, IntoResult, Result};
 use super::mbuf::MbufBurst;
 use super::mempool::Mempool;
 
-/// A DPDK port id.
+/// A DPDK port id: one the EAL found by name ([`Eal::port_by_name`]);
+/// never made from a bare number:
+///
+/// ```compile_fail
+/// let port = synwall_dpdk::PortId(0);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortId(pub u16);
+pub struct PortId(u16);
+
+impl PortId {
+    /// The ethdev's port number.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
 
 impl fmt::Debug for PortId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,16 +144,19 @@ pub struct TxQueue {
     queue: u16,
 }
 
-/// Looks a port up by its device name (vdev name or PCI address).
-pub fn port_by_name(name: &str) -> Result<PortId> {
-    let c = CString::new(name).map_err(|_| DpdkError::PortNotFound(name.to_owned()))?;
-    let mut id: u16 = 0;
-    // SAFETY: c is a valid C string; id is a valid out-pointer.
-    let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
-    if rc != 0 {
-        return Err(DpdkError::PortNotFound(name.to_owned()));
+impl Eal {
+    /// Looks a port up by its device name (vdev name or PCI address).
+    pub fn port_by_name(&self, name: &str) -> Result<PortId> {
+        let c = CString::new(name).map_err(|_| DpdkError::PortNotFound(name.to_owned()))?;
+        let mut id: u16 = 0;
+        // SAFETY: the EAL is up (self); c is a valid C string; id is a
+        // valid out-pointer.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+        if rc != 0 {
+            return Err(DpdkError::PortNotFound(name.to_owned()));
+        }
+        Ok(PortId(id))
     }
-    Ok(PortId(id))
 }
 
 impl Port {
@@ -152,11 +168,12 @@ impl Port {
     ///
     /// Returns the port and the queue handles, to be moved to workers.
     pub fn open(
+        eal: &Eal,
         name: &str,
         cfg: &PortConfig,
         pool: Arc<Mempool>,
     ) -> Result<(Port, Vec<RxQueue>, Vec<TxQueue>)> {
-        let id = port_by_name(name)?;
+        let id = eal.port_by_name(name)?;
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: id is a valid port; info is a valid out-pointer.
         unsafe { dpdk_sys::rte_eth_dev_info_get(id.0, &mut info) }
@@ -365,18 +382,4 @@ impl TxQueue {
         unsafe { burst.commit_tx(sent as usize) };
         sent as usize
     }
-}
-
-/// The device name of a port id.
-pub fn port_name(id: PortId) -> String {
-    let mut buf = [0 as std::ffi::c_char; 64];
-    // SAFETY: buf is writable for its length, which DPDK's name limit fits.
-    let rc = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(id.0, buf.as_mut_ptr()) };
-    if rc != 0 {
-        return format!("{id}");
-    }
-    // SAFETY: DPDK wrote a NUL-terminated name into buf.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }

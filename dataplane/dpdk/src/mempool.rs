@@ -2,6 +2,7 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 
+use super::eal::{Eal, EalShare};
 use super::error::{from_rte_errno, DpdkError, Result};
 use super::mbuf::MbufBurst;
 
@@ -13,6 +14,9 @@ pub struct Mempool {
     raw: NonNull<dpdk_sys::rte_mempool>,
     name: String,
     size: u32,
+    // Dropped after the pool is freed (Drop runs first): the EAL outlives
+    // the pool, and through it every port that receives into it.
+    _eal: EalShare,
 }
 
 // SAFETY: a DPDK mempool is designed for concurrent use from many lcores
@@ -24,10 +28,11 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// Creates a pool of `size` mbufs with a per-lcore cache of `cache`
     /// and the default data room (2 KiB + headroom) on `socket` (-1: any).
-    pub fn new(name: &str, size: u32, cache: u32, socket: i32) -> Result<Mempool> {
+    pub fn new(eal: &Eal, name: &str, size: u32, cache: u32, socket: i32) -> Result<Mempool> {
         let cname = CString::new(name)
             .map_err(|_| DpdkError::Invalid(format!("mempool name {name:?} has a NUL")))?;
-        // SAFETY: cname is a valid C string; sizes are plain integers.
+        // SAFETY: the EAL is up (eal); cname is a valid C string; sizes are
+        // plain integers.
         let raw = unsafe {
             dpdk_sys::rte_pktmbuf_pool_create(
                 cname.as_ptr(),
@@ -45,6 +50,7 @@ impl Mempool {
             raw,
             name: name.to_owned(),
             size,
+            _eal: eal.share(),
         })
     }
 

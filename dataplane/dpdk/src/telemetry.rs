@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::{Mutex, OnceLock};
 
+use super::eal::Eal;
 use super::error::{IntoResult, Result};
 
 /// Produces a command's answer: named counters.
@@ -52,29 +53,34 @@ unsafe extern "C" fn answer(
     .unwrap_or(-1)
 }
 
-/// Registers `cmd` (e.g. `/synwall/stats`) with DPDK telemetry; `source` is
-/// called on DPDK's telemetry thread for each request. At most 256 values
-/// are shown. Call after the EAL is initialised.
-pub fn register_telemetry(cmd: &str, help: &str, source: TelemetrySource) -> Result<()> {
-    let c_cmd = CString::new(cmd)
-        .map_err(|_| super::DpdkError::Invalid(format!("telemetry command {cmd:?}")))?;
-    let c_help = CString::new(help)
-        .map_err(|_| super::DpdkError::Invalid(format!("telemetry help {help:?}")))?;
-    if let Ok(mut map) = sources().lock() {
-        map.insert(cmd.to_owned(), source);
-    }
-    // SAFETY: DPDK copies the command and help strings; `answer` is a valid
-    // callback for the life of the process.
-    unsafe { dpdk_sys::rte_telemetry_register_cmd(c_cmd.as_ptr(), Some(answer), c_help.as_ptr()) }
+impl Eal {
+    /// Registers `cmd` (e.g. `/synwall/stats`) with DPDK telemetry; `source` is
+    /// called on DPDK's telemetry thread for each request. At most 256 values
+    /// are shown.
+    pub fn register_telemetry(&self, cmd: &str, help: &str, source: TelemetrySource) -> Result<()> {
+        let c_cmd = CString::new(cmd)
+            .map_err(|_| super::DpdkError::Invalid(format!("telemetry command {cmd:?}")))?;
+        let c_help = CString::new(help)
+            .map_err(|_| super::DpdkError::Invalid(format!("telemetry help {help:?}")))?;
+        if let Ok(mut map) = sources().lock() {
+            map.insert(cmd.to_owned(), source);
+        }
+        // SAFETY: DPDK copies the command and help strings; `answer` is a valid
+        // callback for the life of the process.
+        unsafe {
+            dpdk_sys::rte_telemetry_register_cmd(c_cmd.as_ptr(), Some(answer), c_help.as_ptr())
+        }
         .check(|| format!("rte_telemetry_register_cmd({cmd})"))?;
-    Ok(())
-}
+        Ok(())
+    }
 
-/// Lets `dpdk-dumpcap` (a secondary process) capture on this process's
-/// ports. Needs the EAL's multi-process support (no `--no-shconf` or
-/// `--in-memory`).
-pub fn enable_capture() -> Result<()> {
-    // SAFETY: called once after EAL init on the main thread.
-    unsafe { dpdk_sys::rte_pdump_init() }.check(|| "rte_pdump_init".to_owned())?;
-    Ok(())
+    /// Lets `dpdk-dumpcap` (a secondary process) capture on this process's
+    /// ports. Needs the EAL's multi-process support (no `--no-shconf` or
+    /// `--in-memory`).
+    pub fn enable_capture(&self) -> Result<()> {
+        // SAFETY: the EAL is up (self), and this is its main thread (Eal is
+        // neither Send nor Sync).
+        unsafe { dpdk_sys::rte_pdump_init() }.check(|| "rte_pdump_init".to_owned())?;
+        Ok(())
+    }
 }
