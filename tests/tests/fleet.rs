@@ -383,6 +383,9 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
     // Limits no test reaches: only the operator blocks, and the customer
     // stays under its floor (no lease calls): the block travels by pub/sub.
     let huge = "[windows]\n\"5m\" = 1000000000\n\"1h\" = 1000000000\n\"1d\" = 1000000000\n";
+    // Built before the appliances start: a build inside their run could
+    // outlast it.
+    let ctl_bin = ctl_bin();
     let mut latency = None;
     let (_, events) = run_fleet_with(
         "fleet-operator",
@@ -433,7 +436,7 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
             // `synwallctl fleet`: per-node health, as text and as JSON.
             let sock = dirs[0].join("control.sock");
             let ctl = |json: bool| {
-                let mut cmd = Command::new(ctl_bin());
+                let mut cmd = Command::new(&ctl_bin);
                 cmd.arg("--socket").arg(&sock);
                 if json {
                     cmd.arg("--json");
