@@ -206,6 +206,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             ),
             None => None,
         },
+        tsc_hz: 0,
     };
     if let Some(ev) = restored {
         control.emit(&[ev]);
@@ -294,6 +295,7 @@ fn run_with_eal(
     requests: &Receiver<Request>,
 ) -> Result<Summary, ApplianceError> {
     control.bus = Some(socket.events().clone());
+    control.tsc_hz = eal.tsc_hz();
     // The control plane runs here, on the main lcore; the config chose it
     // by DPDK's rule, so a worker can never be launched onto it.
     let main = eal.main_lcore().get();

@@ -9,6 +9,16 @@
 //! shards get their first grants ([`seed`]) and each core's unspent
 //! allowance moves over as the core picks the generation up ([`carry`]).
 //! All of them split a budget over cores with [`core_share`].
+//!
+//! With `[fleet]`, a grant may hold part of a Redis lease, which must not
+//! be spent past the lease's deadline even if the whole process was paused
+//! and the workers wake before the control thread: such customers are
+//! marked ([`mark`]) before their grants first hold a lease, and every tick
+//! ends by stamping the shards with the TSC until which marked grants may
+//! be spent ([`stamp`]), two ticks from the tick's start. A lease counts in
+//! a tick's budget only while `now < sent + ttl − margin − 2 ticks`
+//! ([`crate::fleet::local`]), so no SYN is forwarded out of it after
+//! `sent + ttl − margin`, whichever thread runs first after a pause.
 use std::sync::Arc;
 
 use synwall_dataplane::classify::CustomerId;
@@ -48,6 +58,27 @@ pub fn regrant(c: CustomerId, budget: u64, reads: &[u64], shards: &[Arc<WorkerSh
         if new != old {
             shard.set_grant(c, new);
         }
+    }
+}
+
+/// Marks (or unmarks) customer `c`'s grants on every core as holding a
+/// fleet lease: spent only before the shards' stamp. Set at the tick that
+/// asks for a lease (its grant is raised with it a tick later at the
+/// earliest), cleared once the grants hold no lease.
+pub fn mark(c: CustomerId, marked: bool, shards: &[Arc<WorkerShard>]) {
+    for shard in shards {
+        if shard.expires(c) != marked {
+            shard.set_expires(c, marked);
+        }
+    }
+}
+
+/// Stamps every shard, after a tick's grant writes: marked grants may be
+/// spent until TSC `until`, computed from a TSC read before the tick read
+/// its clock (a pause in between only makes the stamp earlier).
+pub fn stamp(shards: &[Arc<WorkerShard>], until: u64) {
+    for shard in shards {
+        shard.set_grants_until(until);
     }
 }
 
@@ -91,6 +122,8 @@ pub fn carry(from: &WorkerShard, to: &WorkerShard, carried: &[Carried], cores: u
         }
         let cap = core_share(c.budget, cores, core);
         let left = from.grant(c.old).saturating_sub(from.read(c.old).forwarded);
+        // A lease moves with its mark (set before the grant, as a tick does).
+        to.set_expires(c.new, from.expires(c.old));
         to.set_grant(c.new, left.min(cap));
     }
 }

@@ -129,6 +129,9 @@ pub struct Control {
     pub snapshot_failures: u64,
     /// Announces blocks as FlowSpec through gobgpd (`[flowspec]`).
     pub flowspec: Option<crate::flowspec::FlowspecSpeaker>,
+    /// The TSC frequency (once the EAL is up; 0 before): the fleet's grant
+    /// stamps are TSC values.
+    pub tsc_hz: u64,
 }
 
 /// A reload whose slow half runs on its own thread.
@@ -215,7 +218,15 @@ impl Control {
 
     fn tick(&mut self, shards: &[Arc<WorkerShard>]) {
         let started = Instant::now();
+        // Read before the tick's clock: a pause between the two only makes
+        // the stamp earlier.
+        let tsc0 = synwall_dpdk::tsc_now();
         let events = self.plane.tick(self.clock.now(), shards);
+        if let Some(valid) = self.plane.grant_validity() {
+            let hz = u128::from(self.tsc_hz);
+            let ticks = (valid.as_nanos() * hz / 1_000_000_000).min(u128::from(u64::MAX));
+            grant::stamp(shards, tsc0.saturating_add(ticks as u64));
+        }
         let g = &self.gauges;
         g.last_tick_us
             .store(started.elapsed().as_micros() as u64, Relaxed);
@@ -505,6 +516,11 @@ impl Control {
             }
         }
         drop(old_ids);
+        // The new shards hold carried grants from the old: the old stamp
+        // bounds them until the next tick stamps them.
+        for (from, to) in old.shards.iter().zip(&next.shards) {
+            to.set_grants_until(from.grants_until());
+        }
         let number = next.number;
         let next = Arc::new(next);
         self.generation.store(next.clone());

@@ -59,7 +59,8 @@ use serde::{Deserialize, Serialize};
 use synwall_config::{Config, Mode};
 use synwall_dataplane::shard::{CellRead, WorkerShard};
 
-use crate::event::{Event, EventKind, Timestamp};
+use crate::event::{Event, EventKind, Setting, Timestamp};
+use crate::fleet::link::Said;
 use crate::fleet::local::FleetLocal;
 use crate::grant;
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
@@ -538,6 +539,13 @@ impl ControlPlane {
         }
     }
 
+    /// How long after a tick's start the grants it wrote may be spent
+    /// where they hold a fleet lease (see [`crate::grant::stamp`]); `None`
+    /// without `[fleet]` (grants never expire).
+    pub fn grant_validity(&self) -> Option<Duration> {
+        self.fleet.as_ref().map(FleetLocal::grant_validity)
+    }
+
     /// The fleet's `/metrics` figures; `None` without `[fleet]`.
     pub fn fleet_metrics(&self) -> Option<crate::metrics::FleetMetrics> {
         self.fleet.as_ref().map(FleetLocal::metrics)
@@ -561,13 +569,25 @@ impl ControlPlane {
     }
 
     /// Sets `customer`'s limit in `window` until the next reload; takes
-    /// effect at the next tick.
+    /// effect at the next tick. With `[fleet]`, every appliance of the
+    /// fleet applies it too (announced through Redis).
     pub fn set_limit(
         &mut self,
         customer: u32,
         window: usize,
         value: u64,
     ) -> Result<(), PlaneError> {
+        self.apply_limit(customer, window, value)?;
+        if let Some(f) = &mut self.fleet {
+            let i = customer as usize;
+            let limits = &self.limit_sets[self.dense[i].limits as usize];
+            f.set_limit(&self.names[i], limits, window, value);
+        }
+        Ok(())
+    }
+
+    /// [`ControlPlane::set_limit`] on this appliance only.
+    fn apply_limit(&mut self, customer: u32, window: usize, value: u64) -> Result<(), PlaneError> {
         let i = self.check(customer)?;
         if window >= self.windows_meta.len() {
             return Err(PlaneError::UnknownWindow(window));
@@ -765,20 +785,42 @@ impl ControlPlane {
                     continue;
                 };
                 let c = c as u32;
-                if a.block {
-                    let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
-                    if let Some(f) = self.fleet.as_mut() {
-                        f.peek(c, &a.customer, limits);
+                match a.said {
+                    Said::Block => {
+                        let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
+                        if let Some(f) = self.fleet.as_mut() {
+                            f.peek(c, &a.customer, limits);
+                        }
                     }
-                } else if self.blocked.contains(&c) && !self.dense[c as usize].config_blocked {
-                    let reason = Reason::Operator {
-                        by: format!("operator on {}", a.app),
-                        reason: "unblocked fleet-wide".into(),
-                    };
-                    events.push(self.end_block(c, now, EventKind::Unblock, reason));
-                    self.windows.remove(c);
-                    if let Some(f) = self.fleet.as_mut() {
-                        f.forgive(c);
+                    Said::Unblock
+                        if self.blocked.contains(&c) && !self.dense[c as usize].config_blocked =>
+                    {
+                        let reason = Reason::Operator {
+                            by: format!("operator on {}", a.app),
+                            reason: "unblocked fleet-wide".into(),
+                        };
+                        events.push(self.end_block(c, now, EventKind::Unblock, reason));
+                        self.windows.remove(c);
+                        if let Some(f) = self.fleet.as_mut() {
+                            f.forgive(c);
+                        }
+                    }
+                    Said::Unblock => {}
+                    Said::Limit { window_ms, value } => {
+                        let w = self.fleet.as_ref().and_then(|f| f.window_of(window_ms));
+                        let old = w.and_then(|w| self.limits(c).and_then(|l| l.get(w).copied()));
+                        if let (Some(w), Some(old)) = (w, old) {
+                            if old != value && self.apply_limit(c, w, value).is_ok() {
+                                let mut e = Event::new(EventKind::SetLimit, self.clock.wall(now));
+                                e.customer = Some(a.customer.clone());
+                                e.by = Some(format!("operator on {}", a.app));
+                                e.window = Some(self.windows_meta[w].name.clone());
+                                e.old = Some(Setting::Limit(old));
+                                e.new = Some(Setting::Limit(value));
+                                e.reason = Some("set fleet-wide".into());
+                                events.push(e);
+                            }
+                        }
                     }
                 }
             }
@@ -973,6 +1015,9 @@ impl ControlPlane {
                     events.push(self.start_block(c, now, Some(now.saturating_add(ms)), reason));
                 }
             }
+        }
+        if let Some(f) = &self.fleet {
+            grant::mark(c, f.holds_lease(c), shards);
         }
         #[cfg(test)]
         if let Some(race) = &mut self.race {

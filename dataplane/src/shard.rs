@@ -6,7 +6,10 @@
 //! control plane reads them and takes deltas. The block flags and the SYN
 //! grants are written by the control plane only and read by the worker.
 //! What a worker touches for one customer is one [`CustomerCell`].
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 use bytemuck::Zeroable;
 
@@ -188,7 +191,7 @@ impl Default for WorkerStats {
 /// Who writes what (each field has one writer):
 /// - `seen`, `forwarded`: the worker (relaxed load + store); the control
 ///   plane reads them and takes deltas.
-/// - `grant`, `blocked`: the control plane (once a tick, on a change); the
+/// - `grant`, `flags`: the control plane (once a tick, on a change); the
 ///   worker reads them.
 #[derive(Debug, Zeroable)]
 #[repr(C, align(32))]
@@ -200,9 +203,16 @@ pub struct CustomerCell {
     /// Cumulative SYNs this core may forward: the worker forwards while
     /// `forwarded < grant`. `u64::MAX` is unlimited.
     grant: AtomicU64,
-    /// 1: the customer's watched traffic is dropped.
-    blocked: AtomicU64,
+    /// [`BLOCKED`]: the customer's watched traffic is dropped;
+    /// [`EXPIRES`]: the grant holds a fleet lease, spent only while the
+    /// shard's grants are fresh ([`WorkerShard::set_grants_until`]).
+    flags: AtomicU64,
 }
+
+/// [`CustomerCell`] flag: blocked.
+const BLOCKED: u64 = 1;
+/// [`CustomerCell`] flag: the grant expires with the shard's stamp.
+const EXPIRES: u64 = 2;
 
 /// A customer's counters as the control plane read them: `forwarded` was
 /// loaded before `seen`, so `seen` covers every forward in `forwarded`.
@@ -217,10 +227,32 @@ pub struct CellRead {
 /// new generation of shards. The worker's side is [`WorkerShard::try_forward`]
 /// and [`WorkerShard::is_blocked`]; the grant protocol on the control side
 /// lives in `synwall_control::grant`.
+///
+/// # Grants that expire (the fleet)
+///
+/// A grant is a count, not a time: a worker spends it whenever it runs. A
+/// grant that holds part of a fleet lease must not be spent after the
+/// lease's deadline, and after a whole-process pause (`SIGSTOP`, a VM
+/// freeze) the workers may run before the control thread has lowered it.
+/// So the control plane marks the customers whose grants hold a lease
+/// ([`WorkerShard::set_expires`]) and stamps the shard, after each tick's
+/// grant writes, with the TSC until which those grants may be spent
+/// ([`WorkerShard::set_grants_until`]); the worker reads the TSC for a
+/// marked customer's SYN and refuses it past the stamp. Unmarked grants
+/// never expire and cost no TSC read.
 #[derive(Debug)]
 pub struct WorkerShard {
     cells: HugeArray<CustomerCell>,
+    /// TSC until which marked grants may be spent (control plane writes,
+    /// worker reads); `u64::MAX`: no expiry.
+    grants_until: StampLine,
 }
+
+/// The shard's stamp on a cache line of its own: the control plane's
+/// store once a tick does not evict the worker's copy of `cells`.
+#[derive(Debug)]
+#[repr(align(64))]
+struct StampLine(AtomicU64);
 
 impl WorkerShard {
     /// A shard for `customers` customer ids, all counters zero, nothing
@@ -236,7 +268,10 @@ impl WorkerShard {
         for c in cells.iter() {
             c.grant.store(u64::MAX, Relaxed);
         }
-        WorkerShard { cells }
+        WorkerShard {
+            cells,
+            grants_until: StampLine(AtomicU64::new(u64::MAX)),
+        }
     }
 
     /// Customer ids this shard has room for.
@@ -260,6 +295,11 @@ impl WorkerShard {
     /// core has spent its grant. An id beyond the shard (a classifier newer
     /// than the shard) is forwarded uncounted: never drop on our own
     /// inconsistency.
+    ///
+    /// A grant marked as holding a lease is spent only before the shard's
+    /// stamp (see the type's docs): checked here, per SYN, just before the
+    /// forward is counted, so a pause anywhere else in the loop cannot
+    /// carry a stale decision across it.
     #[inline(always)]
     pub fn try_forward(&self, id: CustomerId) -> bool {
         let Some(c) = self.cells.get(id as usize) else {
@@ -267,11 +307,22 @@ impl WorkerShard {
         };
         bump(&c.seen);
         let forwarded = c.forwarded.load(Relaxed);
-        if c.blocked.load(Relaxed) != 0 || forwarded >= c.grant.load(Relaxed) {
+        let flags = c.flags.load(Acquire);
+        if flags & BLOCKED != 0 || forwarded >= c.grant.load(Relaxed) {
+            return false;
+        }
+        if flags & EXPIRES != 0 && self.stale() {
             return false;
         }
         c.forwarded.store(forwarded + 1, Relaxed);
         true
+    }
+
+    /// Whether marked grants are past the shard's stamp.
+    #[cold]
+    #[inline(never)]
+    fn stale(&self) -> bool {
+        synwall_dpdk::tsc_now() >= self.grants_until.0.load(Acquire)
     }
 
     /// Whether `id`'s watched traffic is dropped (false for ids out of
@@ -280,16 +331,51 @@ impl WorkerShard {
     pub fn is_blocked(&self, id: CustomerId) -> bool {
         self.cells
             .get(id as usize)
-            .is_some_and(|c| c.blocked.load(Relaxed) != 0)
+            .is_some_and(|c| c.flags.load(Relaxed) & BLOCKED != 0)
     }
 
     // --- the control plane's side ------------------------------------
 
     /// Blocks or unblocks `id` on this core (control plane only).
     pub fn set_blocked(&self, id: CustomerId, blocked: bool) {
+        self.set_flag(id, BLOCKED, blocked);
+    }
+
+    /// Marks `id`'s grant as holding a fleet lease (control plane only):
+    /// set before the tick that raises the grant with a lease, cleared only
+    /// once the grant holds none.
+    pub fn set_expires(&self, id: CustomerId, expires: bool) {
+        self.set_flag(id, EXPIRES, expires);
+    }
+
+    /// Whether `id`'s grant is marked as holding a lease.
+    pub fn expires(&self, id: CustomerId) -> bool {
+        self.cells
+            .get(id as usize)
+            .is_some_and(|c| c.flags.load(Relaxed) & EXPIRES != 0)
+    }
+
+    fn set_flag(&self, id: CustomerId, flag: u64, on: bool) {
         if let Some(c) = self.cells.get(id as usize) {
-            c.blocked.store(u64::from(blocked), Relaxed);
+            // One writer: a plain load and store.
+            let old = c.flags.load(Relaxed);
+            let new = if on { old | flag } else { old & !flag };
+            if new != old {
+                c.flags.store(new, Release);
+            }
         }
+    }
+
+    /// Stamps the shard: marked grants may be spent until TSC `until`
+    /// (control plane only, after a tick's grant writes; `u64::MAX`: no
+    /// expiry).
+    pub fn set_grants_until(&self, until: u64) {
+        self.grants_until.0.store(until, Release);
+    }
+
+    /// The shard's stamp.
+    pub fn grants_until(&self) -> u64 {
+        self.grants_until.0.load(Relaxed)
     }
 
     /// `id`'s counters (zero for ids out of range).
@@ -356,6 +442,36 @@ mod tests {
     fn a_cell_is_one_aligned_half_line() {
         assert_eq!(size_of::<CustomerCell>(), 32);
         assert_eq!(align_of::<CustomerCell>(), 32);
+    }
+
+    #[test]
+    fn a_marked_grant_is_spent_only_before_the_stamp() {
+        let s = WorkerShard::new(3);
+        s.set_grant(1, 10);
+        s.set_grant(2, 10);
+        s.set_expires(1, true);
+        // Stamped in the past (a pause outlasted it): the marked grant is
+        // refused, the unmarked one is still spent.
+        s.set_grants_until(synwall_dpdk::tsc_now().saturating_sub(1));
+        assert!(!s.try_forward(1), "stale marked grant spent");
+        assert!(s.try_forward(2), "an unmarked grant never expires");
+        assert_eq!(
+            s.read(1),
+            CellRead {
+                seen: 1,
+                forwarded: 0
+            }
+        );
+        // A fresh stamp: spent again, up to the grant.
+        s.set_grants_until(u64::MAX);
+        assert_eq!((0..20).filter(|_| s.try_forward(1)).count(), 10);
+        // Blocking keeps the mark, unmarking keeps the block.
+        s.set_blocked(1, true);
+        assert!(s.expires(1) && s.is_blocked(1));
+        s.set_expires(1, false);
+        assert!(!s.expires(1) && s.is_blocked(1));
+        s.set_expires(9, true); // out of range: ignored
+        assert!(!s.expires(9));
     }
 
     #[test]

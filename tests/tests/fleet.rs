@@ -148,6 +148,11 @@ fn run_fleet_with(
     (out, events)
 }
 
+/// The `synwallctl` binary next to `synwall`.
+fn ctl_bin() -> std::path::PathBuf {
+    build_bins(&[("synwall-control", "synwallctl")]).join("synwallctl")
+}
+
 /// Sends one control request to the appliance in `dir` and returns the reply.
 fn request(dir: &TestDir, line: &str) -> Value {
     use std::io::{BufRead, BufReader, Write};
@@ -378,6 +383,9 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
     // Limits no test reaches: only the operator blocks, and the customer
     // stays under its floor (no lease calls): the block travels by pub/sub.
     let huge = "[windows]\n\"5m\" = 1000000000\n\"1h\" = 1000000000\n\"1d\" = 1000000000\n";
+    // Built before the appliances start: a build inside their run could
+    // outlast it.
+    let ctl_bin = ctl_bin();
     let mut latency = None;
     let (_, events) = run_fleet_with(
         "fleet-operator",
@@ -408,8 +416,57 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
                 let c = request(dirs[1], r#"{"cmd":"customer","customer":"acme"}"#);
                 (c["customer"]["state"] == "open").then_some(())
             });
+            // set-limit on edge-b: edge-a enforces the new limit too.
+            let r = request(
+                dirs[1],
+                r#"{"cmd":"set-limit","customer":"acme","window":"1h","value":123456}"#,
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            wait_until(
+                "edge-a takes edge-b's limit",
+                Duration::from_secs(10),
+                || {
+                    let c = request(dirs[0], r#"{"cmd":"customer","customer":"acme"}"#);
+                    let w = c["customer"]["windows"].as_array()?.clone();
+                    w.iter()
+                        .any(|w| w["name"] == "1h" && w["limit"] == 123456)
+                        .then_some(())
+                },
+            );
+            // `synwallctl fleet`: per-node health, as text and as JSON.
+            let sock = dirs[0].join("control.sock");
+            let ctl = |json: bool| {
+                let mut cmd = Command::new(&ctl_bin);
+                cmd.arg("--socket").arg(&sock);
+                if json {
+                    cmd.arg("--json");
+                }
+                let out = cmd.arg("fleet").output().expect("synwallctl");
+                assert!(out.status.success(), "{out:?}");
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let v: Value = serde_json::from_str(ctl(true).trim()).expect("json");
+            let nodes = v["fleet"]["nodes"].as_array().expect("nodes").clone();
+            assert_eq!(nodes.len(), 1, "{v}");
+            assert_eq!(nodes[0]["url"], redis.url().as_str(), "{v}");
+            assert_eq!(nodes[0]["healthy"], true, "{v}");
+            assert!(nodes[0]["last_rtt_ms"].as_f64().is_some(), "{v}");
+            let page = ctl(false);
+            let line = page
+                .lines()
+                .find(|l| l.starts_with(redis.url().as_str()))
+                .unwrap_or_else(|| panic!("no line for the node:\n{page}"));
+            assert!(line.contains(" up "), "{page}");
         },
     );
+    let a = &events[0];
+    let set = a
+        .iter()
+        .find(|e| e["kind"] == "set_limit")
+        .unwrap_or_else(|| panic!("edge-a logged no set-limit: {a:?}"));
+    assert_eq!(set["by"], "operator on edge-b", "{set}");
+    assert_eq!(set["window"], "1h", "{set}");
+    assert_eq!(set["customer"], "acme", "{set}");
     eprintln!("block reached edge-b after {latency:?}");
     let b = &events[1];
     let block = b
@@ -491,13 +548,29 @@ fn two_appliances_on_a_three_master_cluster_forward_exactly_the_limit() {
     let dir = TestDir::new("fleet-cluster");
     let cluster = synwall_tests::redis::RedisCluster::start(&dir.path, 3);
     let seeds: Vec<String> = cluster.urls().iter().map(|u| toml_str(u)).collect();
+    let urls = cluster.urls();
     let (runs, _) = run_fleet_with(
         "fleet-cluster",
         &seeds.join(", "),
         &pair(),
         "",
         "",
-        |_, _| {},
+        |dirs, _| {
+            // The fleet view names every master, each with its health;
+            // acme's master has answered.
+            wait_ready(dirs[0]);
+            let v = wait_until("every master in the view", Duration::from_secs(30), || {
+                let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                (v["nodes"].as_array()?.len() == 3
+                    && v["nodes"].as_array()?.iter().any(|n| n["healthy"] == true))
+                .then_some(v)
+            });
+            for n in v["nodes"].as_array().into_iter().flatten() {
+                let url = n["url"].as_str().unwrap_or_default();
+                assert!(urls.iter().any(|u| u == url), "{url} is no master: {v}");
+                assert_ne!(n["healthy"], false, "{v}");
+            }
+        },
     );
     let total = fleet_total(&runs);
     eprintln!(
@@ -531,6 +604,28 @@ fn three_appliances_forward_exactly_the_limit() {
     }
 }
 
+/// Once both appliances of `dirs` are ready: the index of one that holds
+/// a lease now, and its fleet view.
+fn a_lease_holder(dirs: &[&TestDir]) -> (usize, Value) {
+    wait_ready(dirs[0]);
+    wait_ready(dirs[1]);
+    wait_until("a lease held", Duration::from_secs(30), || {
+        dirs.iter().enumerate().find_map(|(i, d)| {
+            let v = request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone();
+            (v["leases_held"].as_u64() > Some(0)).then_some((i, v))
+        })
+    })
+}
+
+/// `kill SIG PID`.
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
 #[test]
 fn an_appliance_killed_holding_a_lease_has_it_charged_not_refunded() {
     let dir = TestDir::new("fleet-kill");
@@ -543,20 +638,9 @@ fn an_appliance_killed_holding_a_lease_has_it_charged_not_refunded() {
         "",
         SHORT_BLOCKS,
         |dirs, pids| {
-            wait_ready(dirs[0]);
-            wait_ready(dirs[1]);
             // Whoever holds a lease now: read what it was granted, kill -9.
-            let (i, view) = wait_until("a lease held", Duration::from_secs(30), || {
-                dirs.iter().enumerate().find_map(|(i, d)| {
-                    let v = request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone();
-                    (v["leases_held"].as_u64() > Some(0)).then_some((i, v))
-                })
-            });
-            let ok = Command::new("kill")
-                .args(["-9", &pids[i].to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "kill -9 {}", pids[i]);
+            let (i, view) = a_lease_holder(dirs);
+            signal(pids[i], "-9");
             killed = Some((i, view["leased_syns"].as_u64().unwrap_or(0)));
         },
     );
@@ -602,4 +686,45 @@ fn a_restarted_appliance_does_not_spend_its_floor_twice() {
         Some(100),
         "{second:?}"
     );
+}
+
+#[test]
+fn an_appliance_paused_past_its_lease_deadline_does_not_spend_it_after() {
+    // SIGSTOP of the whole process (workers and control thread alike)
+    // while it holds a lease, for longer than the lease lives, then
+    // SIGCONT: the workers may run before the control thread, and must not
+    // spend what the last tick before the pause granted out of the lease.
+    let dir = TestDir::new("fleet-appliance-pause");
+    let redis = RedisServer::start(&dir.path);
+    let mut paused = None;
+    let (runs, _) = run_fleet_with(
+        "fleet-appliance-pause",
+        &toml_str(&redis.url()),
+        &pair(),
+        "",
+        SHORT_BLOCKS,
+        |dirs, pids| {
+            let (i, _) = a_lease_holder(dirs);
+            signal(pids[i], "-STOP");
+            // lease_ttl is 3 s: Redis expires (and charges) the lease.
+            std::thread::sleep(Duration::from_secs(4));
+            signal(pids[i], "-CONT");
+            // Awake and answering again.
+            let v = request(dirs[i], r#"{"cmd":"fleet"}"#);
+            assert_eq!(v["ok"], true, "{v}");
+            paused = Some(i);
+        },
+    );
+    let i = paused.expect("an appliance was paused");
+    let total = fleet_total(&runs);
+    eprintln!(
+        "paused edge {i}: {:?}",
+        runs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    // Both ran to the end (run_fleet_with asserts a clean exit and a
+    // summary) and the fleet stayed within the limit.
+    assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
+    for (fwd, acme) in &runs {
+        assert_eq!(acme["windows"]["5m"].as_u64(), Some(*fwd), "{acme}");
+    }
 }

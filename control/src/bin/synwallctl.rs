@@ -464,12 +464,73 @@ fn human(command: &Command, r: &Value) -> String {
         Command::Fleet if r["fleet"].is_null() => {
             "no [fleet] in the config: this appliance enforces alone\n".to_owned()
         }
-        Command::Status | Command::Events | Command::Fleet => {
+        Command::Fleet => fleet_page(&r["fleet"]),
+        Command::Status | Command::Events => {
             let mut out = String::new();
             nested(&mut out, r, 0);
             out
         }
     }
+}
+
+/// `fleet`'s reply, as a page: this appliance, then one line per Redis
+/// node (per master of a Cluster) with its own health.
+fn fleet_page(f: &Value) -> String {
+    let health = |h: &Value| match h.as_bool() {
+        Some(true) => "up",
+        Some(false) => "DOWN",
+        None => "not asked yet",
+    };
+    let ms = |v: &Value| v.as_f64().map_or("-".to_owned(), |m| format!("{m:.2} ms"));
+    let mut out = format!(
+        "fleet     {} (one of {} appliances, floor {})
+redis     {}
+",
+        text(&f["name"]),
+        f["appliances"],
+        f["floor"],
+        health(&f["healthy"]),
+    );
+    out.push_str(&format!(
+        "{:<34} {:<14} {:>10} {:>12}  {}
+",
+        "node", "health", "rtt", "quarantine", "last error"
+    ));
+    for n in f["nodes"].as_array().into_iter().flatten() {
+        let mut h = health(&n["healthy"]).to_owned();
+        if n["healthy"] == false && n["up"] == true {
+            h = "QUARANTINED".into();
+        }
+        let q = n["quarantine_left_ms"]
+            .as_u64()
+            .filter(|&q| q > 0)
+            .map_or("-".to_owned(), |q| format!("{} s", q / 1000));
+        out.push_str(&format!(
+            "{:<34} {:<14} {:>10} {:>12}  {}
+",
+            text(&n["url"]),
+            h,
+            ms(&n["last_rtt_ms"]),
+            q,
+            text(&n["last_error"])
+        ));
+    }
+    out.push_str(&format!(
+        "leases    {} held, {} SYNs outstanding, {} leased in all
+         floors    {} customers on floors only, quarantine {} ms left
+         rounds    {} (replies {}, failures {}), last round trip {}
+",
+        f["leases_held"],
+        f["leased_outstanding"],
+        f["leased_syns"],
+        f["customers_on_floors_only"],
+        f["quarantine_left_ms"],
+        f["rounds"],
+        f["replies"],
+        f["failures"],
+        ms(&f["last_rtt_ms"]),
+    ));
+    out
 }
 
 /// ` (was OLD)` from a change's event, or nothing.

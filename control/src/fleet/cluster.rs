@@ -46,7 +46,23 @@ pub fn slot(key: &str) -> u16 {
 type Master = (String, Vec<(u16, u16)>);
 
 /// A round's answers, in call order, and the health of each node asked.
-pub type RoundResult = (Vec<Result<Reply, CallError>>, Vec<(String, Health)>);
+pub type RoundResult = (Vec<Result<Reply, CallError>>, Vec<NodeReport>);
+
+/// How one node did in a round.
+#[derive(Debug, Clone, Default)]
+pub struct NodeReport {
+    /// The node.
+    pub url: String,
+    /// Its health after the round.
+    pub health: Health,
+    /// Its pipeline's round trip.
+    pub rtt: Duration,
+    /// The first error one of its calls got.
+    pub error: Option<String>,
+    /// Whether the round asked it (a master none of the round's customers
+    /// live on is only named, so the fleet view lists every master).
+    pub asked: bool,
+}
 
 /// One node and the slot ranges it serves.
 struct Routed {
@@ -172,8 +188,8 @@ impl Router {
     /// One round: one pipeline per node, then each node's health. Calls
     /// on a node that lost its state (or is quarantined) are answered
     /// [`CallError::Quarantined`]; calls whose slot has no node, or whose
-    /// node is down, fail alone. Returns the answers in order and the
-    /// health of each node that was asked.
+    /// node is down, fail alone. Returns the answers in order and a
+    /// report on each known node (its health if it was asked).
     pub fn round(&mut self, calls: &[Call]) -> RoundResult {
         if self.stale {
             self.refresh();
@@ -198,11 +214,17 @@ impl Router {
         let mut healths = Vec::new();
         for (n, idx) in by_node.into_iter().enumerate() {
             if idx.is_empty() {
+                healths.push(NodeReport {
+                    url: self.nodes[n].node.url().to_owned(),
+                    ..NodeReport::default()
+                });
                 continue;
             }
             let these: Vec<Call> = idx.iter().map(|&i| calls[i].clone()).collect();
             let node = &mut self.nodes[n].node;
+            let started = std::time::Instant::now();
             let mut replies = node.round(&these);
+            let rtt = started.elapsed();
             let health = node.health();
             if health.up && (health.lost_state || health.quarantine_ms > 0) {
                 for r in &mut replies {
@@ -219,7 +241,15 @@ impl Router {
                     _ => {}
                 }
             }
-            healths.push((node.url().to_owned(), health));
+            healths.push(NodeReport {
+                url: node.url().to_owned(),
+                health,
+                rtt,
+                error: replies
+                    .iter()
+                    .find_map(|r| r.as_ref().err().map(|e| e.to_string())),
+                asked: true,
+            });
             for (i, r) in idx.into_iter().zip(replies) {
                 out[i] = Some(r);
             }

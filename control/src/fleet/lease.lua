@@ -6,7 +6,7 @@
 --   3 seqs     hash "APP" -> last seq, "APP|r" -> that call's lease id
 --   4 block    hash until (server ms, -1 = indefinite), reason, by, app
 -- ARGV:
---   1 op: lease | block | unblock
+--   1 op: lease | block | unblock | limit
 --   2 app   3 seq   4 lease id (0 none)   5 spent on it (cumulative)
 --   6 want  7 ttl ms   8 release (1/0)   9 block ms (-1 = indefinite)
 --   10 block reason   11 block by   12 n windows, then n pairs LEN, LIMIT
@@ -75,6 +75,13 @@ if op == 'unblock' then
   -- As locally: lifting a block forgives the windows.
   redis.call('DEL', KEYS[4], KEYS[1])
   redis.call('PUBLISH', 'synwall:blocks', 'unblock ' .. KEYS[4] .. ' ' .. app)
+  return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
+end
+if op == 'limit' then
+  -- An operator's set-limit: every appliance applies it (ARGV 3: the
+  -- window's length in ms, ARGV 6: the new limit).
+  redis.call('PUBLISH', 'synwall:blocks',
+    'limit ' .. KEYS[4] .. ' ' .. app .. ' ' .. int(seq) .. ' ' .. int(want))
   return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
 end
 if op == 'block' then

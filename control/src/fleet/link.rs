@@ -5,14 +5,21 @@
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
-use super::cluster::Router;
+use super::cluster::{NodeReport, Router};
 use super::node::{CallError, Health};
 use super::script::{Call, Reply};
 
 /// A round's calls, each with the caller's tag.
 pub type Round = Vec<(u32, Call)>;
-/// A round's answers, same tags, plus the round trip and the node's health.
-pub type Answers = (Vec<(u32, Result<Reply, CallError>)>, Duration, Health);
+/// A round's answers, same tags, plus the round trip, the nodes' health
+/// folded into one (any up, any lost state, the longest quarantine), and
+/// each node's own report.
+pub type Answers = (
+    Vec<(u32, Result<Reply, CallError>)>,
+    Duration,
+    Health,
+    Vec<NodeReport>,
+);
 
 /// The control thread's end of the Redis thread.
 pub struct Link {
@@ -50,13 +57,17 @@ impl Link {
                     let started = std::time::Instant::now();
                     let (replies, healths) = router.round(&calls);
                     let rtt = started.elapsed();
-                    let health = healths.iter().fold(Health::default(), |a, (_, h)| Health {
-                        up: a.up || h.up,
-                        lost_state: a.lost_state || h.lost_state,
-                        quarantine_ms: a.quarantine_ms.max(h.quarantine_ms),
-                    });
+                    let health =
+                        healths
+                            .iter()
+                            .filter(|r| r.asked)
+                            .fold(Health::default(), |a, r| Health {
+                                up: a.up || r.health.up,
+                                lost_state: a.lost_state || r.health.lost_state,
+                                quarantine_ms: a.quarantine_ms.max(r.health.quarantine_ms),
+                            });
                     let out = tags.into_iter().zip(replies).collect();
-                    if answers.send((out, rtt, health)).is_err() {
+                    if answers.send((out, rtt, health, healths)).is_err() {
                         return;
                     }
                 }
@@ -113,11 +124,27 @@ impl Link {
 /// The pub/sub channel the script announces blocks and unblocks on.
 pub const CHANNEL: &str = "synwall:blocks";
 
-/// A block or unblock announced by an appliance.
+/// What an appliance announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// A block.
+    Block,
+    /// An unblock (the windows are forgiven).
+    Unblock,
+    /// An operator's new limit for the window of this length.
+    Limit {
+        /// The window's length.
+        window_ms: u64,
+        /// The new limit.
+        value: u64,
+    },
+}
+
+/// A block, unblock or new limit announced by an appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
-    /// `true`: block; `false`: unblock.
-    pub block: bool,
+    /// What.
+    pub said: Said,
     /// The customer.
     pub customer: String,
     /// The appliance that made it.
@@ -125,19 +152,25 @@ pub struct Announcement {
 }
 
 impl Announcement {
-    /// Parses `block {c:NAME}:b APP`; `None` for anything else.
+    /// Parses `block {c:NAME}:b APP`, `unblock {c:NAME}:b APP` and
+    /// `limit {c:NAME}:b APP WINDOW_MS VALUE`; `None` for anything else.
     pub fn parse(text: &str) -> Option<Announcement> {
         let mut it = text.split(' ');
-        let block = match it.next()? {
-            "block" => true,
-            "unblock" => false,
-            _ => return None,
-        };
+        let verb = it.next()?;
         let key = it.next()?;
         let customer = key.strip_prefix("{c:")?.strip_suffix("}:b")?.to_owned();
         let app = it.next()?.to_owned();
+        let said = match verb {
+            "block" => Said::Block,
+            "unblock" => Said::Unblock,
+            "limit" => Said::Limit {
+                window_ms: it.next()?.parse().ok()?,
+                value: it.next()?.parse().ok()?,
+            },
+            _ => return None,
+        };
         Some(Announcement {
-            block,
+            said,
             customer,
             app,
         })
@@ -211,18 +244,32 @@ mod tests {
         assert_eq!(
             Announcement::parse("block {c:acme}:b edge-a"),
             Some(Announcement {
-                block: true,
+                said: Said::Block,
                 customer: "acme".into(),
                 app: "edge-a".into()
             })
         );
-        assert!(!Announcement::parse("unblock {c:a.b}:b x").unwrap().block);
+        assert_eq!(
+            Announcement::parse("unblock {c:a.b}:b x").unwrap().said,
+            Said::Unblock
+        );
+        assert_eq!(
+            Announcement::parse("limit {c:a}:b x 300000 50")
+                .unwrap()
+                .said,
+            Said::Limit {
+                window_ms: 300_000,
+                value: 50
+            }
+        );
         for bad in [
             "",
             "block",
             "block acme x",
             "nope {c:a}:b x",
             "block {c:a}:b",
+            "limit {c:a}:b x 300000",
+            "limit {c:a}:b x 5m 50",
         ] {
             assert_eq!(Announcement::parse(bad), None, "{bad}");
         }

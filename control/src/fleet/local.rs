@@ -21,7 +21,12 @@
 //! ttl − margin − 2 ticks` (`sent`: when the call that last renewed it was
 //! queued, before Redis stamped its expiry), and is dropped a tick later,
 //! when the lowered grants have reached the workers: its spend ends before
-//! Redis can have charged and forgotten it.
+//! Redis can have charged and forgotten it. The workers enforce the same
+//! deadline on their own (a whole-process pause may wake them before the
+//! control thread): a lease customer's grants are spent only until two
+//! ticks after the start of the tick that wrote them ([`crate::grant`]'s
+//! mark and stamp), so even a grant written just before the pause is not
+//! spent after `sent + ttl − margin`.
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -110,6 +115,21 @@ pub struct FleetStats {
     pub overrun: u64,
 }
 
+/// What this appliance last heard of one Redis node (a standalone Redis,
+/// or one master of a Cluster).
+#[derive(Debug, Clone)]
+struct NodeState {
+    url: String,
+    /// `None`: not asked yet.
+    up: Option<bool>,
+    lost_state: bool,
+    quarantine_ms: u64,
+    rtt: Duration,
+    error: Option<String>,
+    /// Local ms of its last round.
+    at: u64,
+}
+
 /// The fleet state of one appliance.
 #[derive(Debug)]
 pub struct FleetLocal {
@@ -146,6 +166,8 @@ pub struct FleetLocal {
     pub on_floors: usize,
     /// The counters.
     pub stats: FleetStats,
+    /// Each node as last heard (seeds until a round names the nodes).
+    nodes: Vec<NodeState>,
 }
 
 impl FleetLocal {
@@ -174,6 +196,7 @@ impl FleetLocal {
             notices: Vec::new(),
             on_floors: 0,
             stats: FleetStats::default(),
+            nodes: Vec::new(),
         }
     }
 
@@ -193,6 +216,18 @@ impl FleetLocal {
             Ok(rx) => self.heard = Some(rx),
             Err(e) => self.stats.last_error = Some(e.to_string()),
         }
+    }
+
+    /// Whether customer `c`'s grants may hold a lease: one is held (live
+    /// or stopped) or asked for.
+    pub fn holds_lease(&self, c: u32) -> bool {
+        self.leases.contains_key(&c) || self.pending.contains_key(&c)
+    }
+
+    /// How long the grants a tick writes may be spent where they hold a
+    /// lease: two ticks from the tick's start (see [`crate::grant`]).
+    pub fn grant_validity(&self) -> Duration {
+        Duration::from_millis(2 * self.tick_ms)
     }
 
     /// Blocks and unblocks other appliances announced since the last tick.
@@ -279,7 +314,34 @@ impl FleetLocal {
         let Some(answers) = self.link.as_mut().and_then(Link::poll) else {
             return blocks;
         };
-        let (answers, rtt, health) = answers;
+        let (answers, rtt, health, reports) = answers;
+        for r in reports {
+            let i = match self.nodes.iter().position(|n| n.url == r.url) {
+                Some(i) => i,
+                None => {
+                    self.nodes.push(NodeState {
+                        url: r.url.clone(),
+                        up: None,
+                        lost_state: false,
+                        quarantine_ms: 0,
+                        rtt: Duration::ZERO,
+                        error: None,
+                        at: now,
+                    });
+                    self.nodes.len() - 1
+                }
+            };
+            let n = &mut self.nodes[i];
+            if !r.asked {
+                continue;
+            }
+            n.up = Some(r.health.up);
+            n.lost_state = r.health.lost_state;
+            n.quarantine_ms = r.health.quarantine_ms;
+            n.rtt = r.rtt;
+            n.error = r.error;
+            n.at = now;
+        }
         let was_down = self.stats.down;
         if health.quarantine_ms > 0 {
             let until = now.saturating_add(health.quarantine_ms);
@@ -535,6 +597,21 @@ impl FleetLocal {
         self.outbox.push((NO_CUSTOMER, call));
     }
 
+    /// Announces an operator's new `value` for window `w` of `customer`
+    /// to the fleet (each appliance applies it to its own limits).
+    pub fn set_limit(&mut self, customer: &str, limits: &[u64], w: usize, value: u64) {
+        let Some(&window_ms) = self.lengths_ms.get(w) else {
+            return;
+        };
+        let call = self.call(customer, limits, Op::Limit { window_ms, value });
+        self.outbox.push((NO_CUSTOMER, call));
+    }
+
+    /// The index of the window `window_ms` long.
+    pub fn window_of(&self, window_ms: u64) -> Option<usize> {
+        self.lengths_ms.iter().position(|&l| l == window_ms)
+    }
+
     /// Lifts `customer`'s block fleet-wide (and forgives its windows).
     pub fn unblock(&mut self, customer: &str, limits: &[u64]) {
         let call = self.call(customer, limits, Op::Unblock);
@@ -640,6 +717,41 @@ impl FleetLocal {
         }
     }
 
+    /// Each node's health for `synwallctl fleet`: the nodes the rounds
+    /// went to (every master of a Cluster that served a call), else the
+    /// configured seeds, not asked yet.
+    fn node_views(&self) -> Vec<Value> {
+        if self.nodes.is_empty() {
+            return self
+                .config
+                .redis
+                .iter()
+                .map(|url| {
+                    json!({
+                        "url": url,
+                        "healthy": Value::Null,
+                        "last_error": self.stats.last_error,
+                    })
+                })
+                .collect();
+        }
+        self.nodes
+            .iter()
+            .map(|n| {
+                let quarantined = n.lost_state || n.quarantine_ms > 0;
+                json!({
+                    "url": n.url,
+                    "healthy": n.up.map(|up| up && !quarantined),
+                    "up": n.up,
+                    "quarantine_left_ms": n.quarantine_ms,
+                    "last_rtt_ms": n.rtt.as_secs_f64() * 1e3,
+                    "last_error": n.error,
+                    "last_round_ms_ago": self.last_now.saturating_sub(n.at),
+                })
+            })
+            .collect()
+    }
+
     /// `synwallctl fleet`.
     pub fn view(&self) -> Value {
         let s = &self.stats;
@@ -647,11 +759,8 @@ impl FleetLocal {
             "name": self.config.name,
             "appliances": self.config.appliances,
             "floor": self.config.floor,
-            "nodes": [{
-                "url": self.link.as_ref().map_or(self.config.redis[0].as_str(), Link::url),
-                "healthy": self.link.is_some() && !s.down,
-                "last_error": s.last_error,
-            }],
+            "healthy": self.link.is_some() && !s.down,
+            "nodes": self.node_views(),
             "leases_held": self.leases.len(),
             "leased_outstanding": self.leases.values().map(|l| l.granted.saturating_sub(l.spent)).sum::<u64>(),
             "customers_on_floors_only": self.on_floors,

@@ -57,6 +57,13 @@ pub enum Op {
     },
     /// Lift a block fleet-wide and forgive the shared windows.
     Unblock,
+    /// Announce an operator's new limit for one window to the fleet.
+    Limit {
+        /// The window's length.
+        window_ms: u64,
+        /// The new limit.
+        value: u64,
+    },
 }
 
 /// One script call.
@@ -103,6 +110,9 @@ impl Call {
                 by.as_str(),
             ),
             Op::Unblock => ("unblock", 0, 0, 0, 0, false, -1, "", ""),
+            Op::Limit { window_ms, value } => {
+                ("limit", *window_ms, 0, 0, *value, false, -1, "", "")
+            }
         };
         inv.arg(name)
             .arg(&self.app)

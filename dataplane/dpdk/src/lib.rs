@@ -33,6 +33,11 @@ mod memory;
 
 pub use memory::{cpu_node, prefetch, Backing, HugeArray, HUGE_PAGE};
 
+#[cfg(not(feature = "eal"))]
+mod tsc;
+#[cfg(not(feature = "eal"))]
+pub use tsc::tsc_now;
+
 #[cfg(feature = "eal")]
 mod eal;
 #[cfg(feature = "eal")]
