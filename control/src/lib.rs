@@ -17,4 +17,6 @@ pub mod protocol;
 pub mod snapshot;
 pub mod socket;
 pub mod summary;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod window;
