@@ -76,7 +76,7 @@ pub(crate) fn exit(status: ExitStatus, stdout_path: &PathBuf, stderr_path: &Path
 
 /// Waits up to `timeout` for `child` to exit; kills and reaps it and
 /// returns `None` when it does not.
-pub(crate) fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("waiting for synwall") {

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,7 @@ fn ctl_as(prefix: &[&str], dir: &TestDir, socket: &Path, args: &[&str]) -> Ctl {
         .spawn()
         .unwrap_or_else(|e| panic!("spawning synwallctl {args:?}: {e}"));
     let pid = child.id();
-    let status = wait_child(&mut child, WAIT)
+    let status = wait_timeout(&mut child, WAIT)
         .unwrap_or_else(|| panic!("synwallctl {args:?} did not exit within {WAIT:?}"));
     Ctl {
         code: status.code(),
@@ -144,23 +144,6 @@ fn ctl_json(dir: &TestDir, socket: &Path, args: &[&str]) -> Value {
     let v = r.json();
     assert_eq!(v["ok"], true, "{v}");
     v
-}
-
-/// Waits for `child` up to `timeout`; kills it and returns None if it is
-/// still running then.
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `GET /metrics` over a plain TCP connection; the body.
@@ -329,7 +312,7 @@ impl Live {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM failed");
-        let status = wait_child(&mut child, WAIT)
+        let status = wait_timeout(&mut child, WAIT)
             .unwrap_or_else(|| panic!("synwall ignored SIGTERM\n{}", self.output()));
         assert!(status.success(), "synwall: {status}\n{}", self.output());
         let text = fs::read_to_string(&self.summary)
