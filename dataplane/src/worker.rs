@@ -64,7 +64,6 @@ impl Worker {
     /// Polls until `stop` is set, then drains what is still queued.
     pub fn run(mut self) {
         let mut rx = MbufBurst::new();
-        let mut onward = MbufBurst::new();
         let mut back = MbufBurst::new();
         let mut dropped = MbufBurst::new();
         // A cached handle: a poll round checks one pointer for a newer
@@ -73,7 +72,7 @@ impl Worker {
         let mut seen_generation = 0;
         while !self.stop.load(Relaxed) {
             let gen = current.load();
-            self.round(gen, &mut rx, &mut onward, &mut back, &mut dropped);
+            self.round(gen, &mut rx, &mut back, &mut dropped);
             if gen.number != seen_generation {
                 seen_generation = gen.number;
                 self.stats.generation.store(seen_generation, Relaxed);
@@ -81,7 +80,7 @@ impl Worker {
         }
         for _ in 0..DRAIN_ROUNDS {
             let gen = current.load();
-            if self.round(gen, &mut rx, &mut onward, &mut back, &mut dropped) == 0 {
+            if self.round(gen, &mut rx, &mut back, &mut dropped) == 0 {
                 break;
             }
         }
@@ -93,7 +92,6 @@ impl Worker {
         &mut self,
         gen: &Generation,
         rx: &mut MbufBurst,
-        onward: &mut MbufBurst,
         back: &mut MbufBurst,
         dropped: &mut MbufBurst,
     ) -> usize {
@@ -113,7 +111,6 @@ impl Worker {
             match path.direction {
                 Direction::Inbound => {
                     add(&stats.verdicts.reverse_forwarded, n as u64);
-                    std::mem::swap(rx, onward);
                 }
                 Direction::Outbound => {
                     for m in rx.as_slice() {
@@ -125,38 +122,43 @@ impl Worker {
                     let verdicts =
                         self.judge
                             .judge(frames, &gen.policy, classifier, shard, &mut tally);
-                    for (m, verdict) in rx.drain().zip(verdicts) {
-                        match *verdict {
-                            Verdict::Forward => keep(onward, m, stats),
-                            Verdict::DropBlocked => {
-                                tally.dropped_blocked += 1;
-                                keep(dropped, m, stats);
-                            }
-                            Verdict::DropMalformed => {
-                                tally.dropped_malformed += 1;
-                                keep(dropped, m, stats);
-                            }
-                            Verdict::Reset => {
-                                let parsed = parse_frame(frame(&m), &gen.policy);
-                                let mut m = m;
-                                match syn_to_rst(m.data_mut(), &parsed) {
-                                    Some(len) if m.set_len(len) => {
-                                        tally.reset_sent += 1;
-                                        keep(back, m, stats);
-                                    }
-                                    _ => {
-                                        tally.dropped_blocked += 1;
-                                        keep(dropped, m, stats);
-                                    }
+                    // What is forwarded stays in `rx`, in order; the rest
+                    // moves out (the rare case: out of the loop's way).
+                    let away = |i| match verdicts.get(i) {
+                        Some(Verdict::DropBlocked) => Some(Away::Blocked),
+                        Some(Verdict::DropMalformed) => Some(Away::Malformed),
+                        Some(Verdict::Reset) => Some(Away::Reset),
+                        Some(Verdict::Forward) | None => None,
+                    };
+                    rx.retain_or(away, |what, m| match what {
+                        Away::Blocked => {
+                            tally.dropped_blocked += 1;
+                            keep(dropped, m, stats);
+                        }
+                        Away::Malformed => {
+                            tally.dropped_malformed += 1;
+                            keep(dropped, m, stats);
+                        }
+                        Away::Reset => {
+                            let parsed = parse_frame(frame(&m), &gen.policy);
+                            let mut m = m;
+                            match syn_to_rst(m.data_mut(), &parsed) {
+                                Some(len) if m.set_len(len) => {
+                                    tally.reset_sent += 1;
+                                    keep(back, m, stats);
+                                }
+                                _ => {
+                                    tally.dropped_blocked += 1;
+                                    keep(dropped, m, stats);
                                 }
                             }
                         }
-                    }
-                    tally.forwarded = onward.len() as u64;
+                    });
+                    tally.forwarded = rx.len() as u64;
                     tally.publish(stats);
                 }
             }
-            send(&mut self.tx, path.tx_onward, onward, stats);
+            send(&mut self.tx, path.tx_onward, rx, stats);
             send(&mut self.tx, path.tx_back, back, stats);
             dropped.free_all();
         }
@@ -166,6 +168,14 @@ impl Worker {
         }
         total
     }
+}
+
+/// Where a frame that is not forwarded goes.
+#[derive(Clone, Copy)]
+enum Away {
+    Blocked,
+    Malformed,
+    Reset,
 }
 
 /// What the judges read of an mbuf.
