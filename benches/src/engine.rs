@@ -22,6 +22,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
+use synwall_dataplane::shard::add;
 use synwall_dpdk::{
     tsc_now, DpdkError, Eal, Launched, Mbuf, MbufBurst, Mempool, Port, PortConfig, RxQueue,
     TxQueue, BURST,
@@ -110,13 +111,6 @@ impl LaneCounters {
             },
         }
     }
-}
-
-/// Adds to a counter that has one writer: a plain load and store, no
-/// read-modify-write.
-#[inline(always)]
-fn add(c: &AtomicU64, n: u64) {
-    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
 /// What to send in a trial.
@@ -521,13 +515,40 @@ impl Generator {
         &self.plan
     }
 
-    /// Runs one trial.
+    /// Runs one trial: launches every lane, reports each second until the
+    /// tx loops end, then takes the queues back and sums the counters.
     pub fn trial(
         &mut self,
         spec: &TrialSpec,
         templates: &Arc<Templates>,
     ) -> Result<TrialResult, String> {
-        // Every template must fit one mbuf: the tx loop has no other check.
+        self.check_fits(templates)?;
+        // Built before any lcore starts: an error here loses no queue.
+        let mut hists = Vec::with_capacity(self.plan.len());
+        for _ in 0..self.plan.len() {
+            hists.push(
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                    .map_err(|e| format!("histogram: {e}"))?,
+            );
+        }
+        let queues = self.take_queues(spec.calibration)?;
+        let mut run = self.launch_lanes(spec, templates, queues, hists)?;
+        let names = if spec.calibration {
+            (CALIBRATION_PORT.to_owned(), CALIBRATION_PORT.to_owned())
+        } else {
+            self.port_names()
+        };
+        let seconds = run.watch(spec.print, &names);
+        // Frames in flight through the device under test get a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        let (back, hist) = run.join()?;
+        self.give_back(spec.calibration, back);
+        let port_stats = self.port_stats(spec.calibration);
+        Ok(run.result(spec, &self.plan, self.customers, seconds, hist, port_stats))
+    }
+
+    /// Every template must fit one mbuf: the tx loop has no other check.
+    fn check_fits(&self, templates: &Templates) -> Result<(), String> {
         if let Some(m) = Mbuf::alloc(&self.pool) {
             let room = m.capacity();
             let longest = templates
@@ -543,38 +564,63 @@ impl Generator {
                 ));
             }
         }
-        // Built before any lcore starts: an error here loses no queue.
-        let mut hists = Vec::with_capacity(self.plan.len());
-        for _ in 0..self.plan.len() {
-            hists.push(
-                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-                    .map_err(|e| format!("histogram: {e}"))?,
-            );
-        }
-        let queues = if spec.calibration {
+        Ok(())
+    }
+
+    /// The queue pairs of the profile's ports or of the calibration loop,
+    /// until [`Self::give_back`].
+    fn take_queues(&mut self, calibration: bool) -> Result<Vec<LaneQueues>, String> {
+        let queues = if calibration {
             let cal = self.cal.as_mut().ok_or("no calibration port")?;
             cal.1.take()
         } else {
             self.lanes.take()
         };
-        let queues = queues.ok_or("queues in use")?;
+        Ok(queues.ok_or("queues in use")?)
+    }
+
+    /// Returns what [`Self::take_queues`] took.
+    fn give_back(&mut self, calibration: bool, queues: Vec<LaneQueues>) {
+        if calibration {
+            if let Some(cal) = self.cal.as_mut() {
+                cal.1 = Some(queues);
+            }
+        } else {
+            self.lanes = Some(queues);
+        }
+    }
+
+    /// Starts a tx and an rx loop per lane, on one lcore or two. When a
+    /// launch fails, the lanes already running are stopped and waited for.
+    fn launch_lanes(
+        &self,
+        spec: &TrialSpec,
+        templates: &Templates,
+        queues: Vec<LaneQueues>,
+        hists: Vec<Histogram<u64>>,
+    ) -> Result<TrialRun, String> {
         let n_lanes = queues.len();
         let shares = spread(templates, n_lanes);
         let total_frames = templates.frames.len().max(1) as f64;
-        let counters: Vec<Arc<LaneCounters>> = (0..n_lanes)
-            .map(|_| Arc::new(LaneCounters::new(self.customers)))
-            .collect();
-        let stop_rx = Arc::new(AtomicBool::new(false));
-        let tx_done = Arc::new(AtomicUsize::new(0));
         let hz = self.eal.tsc_hz();
         let start = tsc_now() + hz / 100;
-        let end = start + (spec.duration * hz as f64) as u64;
-        let probe = Arc::new(templates.probe.clone());
         let (back_tx, got_tx) = mpsc::channel::<(usize, TxQueue)>();
         let (back_rx, got_rx) = mpsc::channel::<(usize, RxQueue, Histogram<u64>)>();
-        let mut launched: Vec<Launched> = Vec::new();
-        let mut rates = Vec::with_capacity(n_lanes);
-        let mut launch_err = None;
+        let mut run = TrialRun {
+            counters: (0..n_lanes)
+                .map(|_| Arc::new(LaneCounters::new(self.customers)))
+                .collect(),
+            stop_rx: Arc::new(AtomicBool::new(false)),
+            tx_done: Arc::new(AtomicUsize::new(0)),
+            hz,
+            start,
+            end: start + (spec.duration * hz as f64) as u64,
+            launched: Vec::new(),
+            rates: Vec::with_capacity(n_lanes),
+            got_tx,
+            got_rx,
+        };
+        let probe = Arc::new(templates.probe.clone());
         for (i, (((txq, rxq), share), hist)) in
             queues.into_iter().zip(shares).zip(hists).enumerate()
         {
@@ -584,166 +630,224 @@ impl Generator {
             } else {
                 0.0
             };
-            rates.push((share.frames.len(), rate));
+            run.rates.push((share.frames.len(), rate));
             let tx = TxLoop {
                 txq,
                 pool: self.pool.clone(),
                 frames: share,
                 probe: probe.clone(),
                 rate,
-                start,
-                end,
+                start: run.start,
+                end: run.end,
                 hz,
                 probe_every: spec.probe_every,
-                counters: counters[i].clone(),
-                done: tx_done.clone(),
+                counters: run.counters[i].clone(),
+                done: run.tx_done.clone(),
             };
             let rx = RxLoop {
                 rxq,
-                counters: counters[i].clone(),
+                counters: run.counters[i].clone(),
                 classes: self.classes.clone(),
                 watched: self.watched.clone(),
                 classify: spec.classify,
                 hz,
-                stop: stop_rx.clone(),
+                stop: run.stop_rx.clone(),
                 hist,
             };
-            let (back_tx, back_rx) = (back_tx.clone(), back_rx.clone());
-            let r = if lane.tx_lcore == lane.rx_lcore {
-                launch_on(&self.eal, lane.tx_lcore, move || {
-                    let mut rx = rx;
-                    let q = tx.run(Some(&mut rx));
-                    // Drain what is still in flight, then hand both back.
-                    let (r, h) = rx.run_alone();
-                    let _ = back_tx.send((i, q));
-                    let _ = back_rx.send((i, r, h));
-                })
-                .map(|a| launched.push(a))
-            } else {
-                launch_on(&self.eal, lane.tx_lcore, move || {
-                    let q = tx.run(None);
-                    let _ = back_tx.send((i, q));
-                })
-                .map(|a| launched.push(a))
-                .and_then(|()| {
-                    launch_on(&self.eal, lane.rx_lcore, move || {
-                        let (r, h) = rx.run_alone();
-                        let _ = back_rx.send((i, r, h));
-                    })
-                    .map(|a| launched.push(a))
-                })
-            };
-            if let Err(e) = r {
-                launch_err = Some(format!("launching lane {i}: {e}"));
-                break;
+            let launched = launch_lane(
+                &self.eal,
+                i,
+                lane,
+                tx,
+                rx,
+                &back_tx,
+                &back_rx,
+                &mut run.launched,
+            );
+            if let Err(e) = launched {
+                // The lanes already running stop by themselves at `end`.
+                run.stop_rx.store(true, Relaxed);
+                for l in run.launched {
+                    let _ = l.wait();
+                }
+                return Err(format!("launching lane {i}: {e}"));
             }
         }
-        drop((back_tx, back_rx));
-        if let Some(e) = launch_err {
-            // The lanes already running stop by themselves at `end`.
-            stop_rx.store(true, Relaxed);
-            for l in launched {
-                let _ = l.wait();
-            }
-            return Err(e);
-        }
-        let t0 = Instant::now();
-        let mut seconds = Vec::new();
-        let sum = |f: &dyn Fn(&LaneCounters) -> &AtomicU64| -> u64 {
-            counters.iter().map(|c| f(c).load(Relaxed)).sum()
-        };
-        let lane_pkts = || -> Vec<(u64, u64)> {
-            counters
-                .iter()
-                .map(|c| (c.tx.packets.load(Relaxed), c.rx.packets.load(Relaxed)))
+        Ok(run)
+    }
+
+    /// The ports' own counters: (name, tx packets, rx packets, rx missed).
+    fn port_stats(&self, calibration: bool) -> Vec<(String, u64, u64, u64)> {
+        let ports: Vec<&Port> = if calibration {
+            self.cal.iter().map(|c| &c.0).collect()
+        } else {
+            std::iter::once(&self.tx_port)
+                .chain(self.rx_port.as_ref())
                 .collect()
         };
-        let mut last = (0u64, 0u64, 0u64, 0u64, Instant::now());
-        let mut last_lanes = lane_pkts();
-        let (tx_name, rx_name) = if spec.calibration {
-            (CALIBRATION_PORT.to_owned(), CALIBRATION_PORT.to_owned())
-        } else {
-            self.port_names()
+        ports
+            .into_iter()
+            .filter_map(|p| {
+                let s = p.stats().ok()?;
+                Some((p.name().to_owned(), s.tx_packets, s.rx_packets, s.rx_missed))
+            })
+            .collect()
+    }
+}
+
+/// Launches lane `i`'s loops: both on the tx lcore when the plan gives the
+/// lane one lcore (rx polled between tx bursts), else one each. The loops
+/// hand their queues (and the rx loop its latency histogram) back on
+/// `back_tx` and `back_rx` when they end.
+#[allow(clippy::too_many_arguments)]
+fn launch_lane(
+    eal: &Eal,
+    i: usize,
+    lane: Lane,
+    tx: TxLoop,
+    rx: RxLoop,
+    back_tx: &mpsc::Sender<(usize, TxQueue)>,
+    back_rx: &mpsc::Sender<(usize, RxQueue, Histogram<u64>)>,
+    launched: &mut Vec<Launched>,
+) -> Result<(), DpdkError> {
+    let (back_tx, back_rx) = (back_tx.clone(), back_rx.clone());
+    if lane.tx_lcore == lane.rx_lcore {
+        launched.push(launch_on(eal, lane.tx_lcore, move || {
+            let mut rx = rx;
+            let q = tx.run(Some(&mut rx));
+            // Drain what is still in flight, then hand both back.
+            let (r, h) = rx.run_alone();
+            let _ = back_tx.send((i, q));
+            let _ = back_rx.send((i, r, h));
+        })?);
+    } else {
+        launched.push(launch_on(eal, lane.tx_lcore, move || {
+            let q = tx.run(None);
+            let _ = back_tx.send((i, q));
+        })?);
+        launched.push(launch_on(eal, lane.rx_lcore, move || {
+            let (r, h) = rx.run_alone();
+            let _ = back_rx.send((i, r, h));
+        })?);
+    }
+    Ok(())
+}
+
+/// The summed counters of all lanes at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    tx_packets: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    rx_bytes: u64,
+    at: Instant,
+}
+
+/// A trial whose lanes are running: their counters, the flags they watch
+/// and the channels they hand their queues back on.
+struct TrialRun {
+    counters: Vec<Arc<LaneCounters>>,
+    stop_rx: Arc<AtomicBool>,
+    tx_done: Arc<AtomicUsize>,
+    hz: u64,
+    start: u64,
+    end: u64,
+    launched: Vec<Launched>,
+    /// Per lane: (frames of the trace it loops over, its rate).
+    rates: Vec<(usize, f64)>,
+    got_tx: mpsc::Receiver<(usize, TxQueue)>,
+    got_rx: mpsc::Receiver<(usize, RxQueue, Histogram<u64>)>,
+}
+
+impl TrialRun {
+    /// One counter summed over the lanes.
+    fn sum(&self, f: impl Fn(&LaneCounters) -> &AtomicU64) -> u64 {
+        self.counters.iter().map(|c| f(c).load(Relaxed)).sum()
+    }
+
+    /// One counter per customer, summed over the lanes.
+    fn per_customer(
+        &self,
+        customers: usize,
+        f: impl Fn(&LaneCounters) -> &Vec<AtomicU64>,
+    ) -> Vec<u64> {
+        (0..customers)
+            .map(|i| {
+                self.counters
+                    .iter()
+                    .map(|c| f(c).get(i).map_or(0, |a| a.load(Relaxed)))
+                    .sum()
+            })
+            .collect()
+    }
+
+    fn totals(&self) -> Totals {
+        Totals {
+            tx_packets: self.sum(|l| &l.tx.packets),
+            tx_bytes: self.sum(|l| &l.tx.bytes),
+            rx_packets: self.sum(|l| &l.rx.packets),
+            rx_bytes: self.sum(|l| &l.rx.bytes),
+            at: Instant::now(),
+        }
+    }
+
+    /// Per lane: (tx packets, rx packets).
+    fn lane_packets(&self) -> Vec<(u64, u64)> {
+        self.counters
+            .iter()
+            .map(|c| (c.tx.packets.load(Relaxed), c.rx.packets.load(Relaxed)))
+            .collect()
+    }
+
+    /// Until every tx loop has ended: a [`Second`] each second (printed
+    /// when `print`, naming the (tx, rx) ports `names`).
+    fn watch(&self, print: bool, names: &(String, String)) -> Vec<Second> {
+        let t0 = Instant::now();
+        let mut seconds = Vec::new();
+        let mut last = Totals {
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            rx_bytes: 0,
+            at: Instant::now(),
         };
-        while tx_done.load(Relaxed) < n_lanes {
+        let mut last_lanes = self.lane_packets();
+        while self.tx_done.load(Relaxed) < self.counters.len() {
             std::thread::sleep(Duration::from_millis(50));
-            if last.4.elapsed() >= Duration::from_secs(1) {
-                let now = Instant::now();
-                let dt = now.duration_since(last.4).as_secs_f64();
-                let c = (
-                    sum(&|l| &l.tx.packets),
-                    sum(&|l| &l.tx.bytes),
-                    sum(&|l| &l.rx.packets),
-                    sum(&|l| &l.rx.bytes),
-                );
-                let per_lane = lane_pkts();
-                let lanes = if n_lanes > 1 {
-                    per_lane
-                        .iter()
-                        .zip(&last_lanes)
-                        .map(|(a, b)| {
-                            ((a.0 - b.0) as f64 / dt / 1e6, (a.1 - b.1) as f64 / dt / 1e6)
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                // Gbps on the wire: + 4 B FCS + 20 B preamble and gap per frame.
-                let s = Second {
-                    t: t0.elapsed().as_secs_f64(),
-                    tx_mpps: (c.0 - last.0) as f64 / dt / 1e6,
-                    rx_mpps: (c.2 - last.2) as f64 / dt / 1e6,
-                    tx_gbps: ((c.1 - last.1) + 24 * (c.0 - last.0)) as f64 * 8.0 / dt / 1e9,
-                    rx_gbps: ((c.3 - last.3) + 24 * (c.2 - last.2)) as f64 * 8.0 / dt / 1e9,
-                    lanes,
-                };
-                if spec.print {
-                    let lost = c.0.saturating_sub(c.2);
-                    println!(
-                        "  {:>5.1}s  {tx_name} tx {:>8.4} Mpps {:>7.3} Gbps | {rx_name} rx {:>8.4} Mpps {:>7.3} Gbps | tx {} rx {} missing {} ({:.4} %)",
-                        s.t,
-                        s.tx_mpps,
-                        s.tx_gbps,
-                        s.rx_mpps,
-                        s.rx_gbps,
-                        c.0,
-                        c.2,
-                        lost,
-                        if c.0 > 0 { lost as f64 * 100.0 / c.0 as f64 } else { 0.0 }
-                    );
-                    if !s.lanes.is_empty() {
-                        let parts: Vec<String> = s
-                            .lanes
-                            .iter()
-                            .enumerate()
-                            .map(|(q, (t, r))| format!("q{q} tx {t:.4} rx {r:.4}"))
-                            .collect();
-                        println!("          per queue (Mpps): {}", parts.join(" | "));
-                    }
+            if last.at.elapsed() >= Duration::from_secs(1) {
+                let now = self.totals();
+                let per_lane = self.lane_packets();
+                let s = second(t0, &last, &now, &last_lanes, &per_lane);
+                if print {
+                    print_second(&s, &now, names);
                 }
                 seconds.push(s);
-                last = (c.0, c.1, c.2, c.3, now);
+                last = now;
                 last_lanes = per_lane;
             }
         }
-        // Frames in flight through the device under test get a moment.
-        std::thread::sleep(Duration::from_millis(200));
-        stop_rx.store(true, Relaxed);
+        seconds
+    }
+
+    /// Stops the rx loops, waits for every lcore, and takes the queues and
+    /// the merged latency histogram back.
+    fn join(&mut self) -> Result<(Vec<LaneQueues>, Option<Histogram<u64>>), String> {
+        self.stop_rx.store(true, Relaxed);
         let mut joined = Ok(());
-        for l in launched {
+        for l in self.launched.drain(..) {
             if let Err(e) = l.wait() {
                 joined = Err(format!("generator lcore: {e}"));
             }
         }
         joined?;
-        let elapsed = (end - start) as f64 / hz as f64;
+        let n_lanes = self.counters.len();
         let mut txqs: Vec<Option<TxQueue>> = (0..n_lanes).map(|_| None).collect();
         let mut rxqs: Vec<Option<RxQueue>> = (0..n_lanes).map(|_| None).collect();
         let mut hist: Option<Histogram<u64>> = None;
-        for (i, q) in got_tx.try_iter() {
+        for (i, q) in self.got_tx.try_iter() {
             txqs[i] = Some(q);
         }
-        for (i, q, h) in got_rx.try_iter() {
+        for (i, q, h) in self.got_rx.try_iter() {
             rxqs[i] = Some(q);
             match hist.as_mut() {
                 None => hist = Some(h),
@@ -753,31 +857,25 @@ impl Generator {
         let back: Option<Vec<LaneQueues>> =
             txqs.into_iter().zip(rxqs).map(|(t, r)| t.zip(r)).collect();
         let back = back.ok_or("a generator lcore lost its queues")?;
-        if spec.calibration {
-            if let Some(cal) = self.cal.as_mut() {
-                cal.1 = Some(back);
-            }
-        } else {
-            self.lanes = Some(back);
-        }
-        let mut port_stats = Vec::new();
-        let ports: Vec<&Port> = if spec.calibration {
-            self.cal.iter().map(|c| &c.0).collect()
-        } else {
-            std::iter::once(&self.tx_port)
-                .chain(self.rx_port.as_ref())
-                .collect()
-        };
-        for p in ports {
-            if let Ok(s) = p.stats() {
-                port_stats.push((p.name().to_owned(), s.tx_packets, s.rx_packets, s.rx_missed));
-            }
-        }
-        let g = |c: &AtomicU64| c.load(Relaxed);
-        let tx_packets = sum(&|l| &l.tx.packets);
-        let tx_unsent = sum(&|l| &l.tx.unsent);
+        Ok((back, hist))
+    }
+
+    /// The trial's result from the final counters.
+    fn result(
+        &self,
+        spec: &TrialSpec,
+        plan: &[Lane],
+        customers: usize,
+        seconds: Vec<Second>,
+        hist: Option<Histogram<u64>>,
+        port_stats: Vec<(String, u64, u64, u64)>,
+    ) -> TrialResult {
+        let n_lanes = self.counters.len();
+        let elapsed = (self.end - self.start) as f64 / self.hz as f64;
+        let tx_packets = self.sum(|l| &l.tx.packets);
+        let tx_unsent = self.sum(|l| &l.tx.unsent);
         let offered = tx_packets + tx_unsent;
-        let rx_packets = sum(&|l| &l.rx.packets);
+        let rx_packets = self.sum(|l| &l.rx.packets);
         let offered_pps = offered as f64 / elapsed;
         let loss_ratio = if offered == 0 {
             0.0
@@ -798,15 +896,12 @@ impl Generator {
             max_ns: hist.max(),
             mean_ns: hist.mean(),
         });
-        let per_customer = |f: &dyn Fn(&LaneCounters) -> &Vec<AtomicU64>| -> Vec<u64> {
-            (0..self.customers)
-                .map(|i| counters.iter().map(|c| f(c).get(i).map_or(0, g)).sum())
-                .collect()
-        };
-        let lanes = counters
+        let g = |c: &AtomicU64| c.load(Relaxed);
+        let lanes = self
+            .counters
             .iter()
-            .zip(&self.plan)
-            .zip(&rates)
+            .zip(plan)
+            .zip(&self.rates)
             .map(|((c, lane), &(frames, rate))| LaneResult {
                 queue: lane.queue,
                 tx_lcore: lane.tx_lcore,
@@ -822,27 +917,89 @@ impl Generator {
                 probes_rx: g(&c.rx.probes),
             })
             .collect();
-        Ok(TrialResult {
+        TrialResult {
             spec: spec.clone(),
             elapsed,
             offered,
             tx_packets,
-            tx_bytes: sum(&|l| &l.tx.bytes),
+            tx_bytes: self.sum(|l| &l.tx.bytes),
             tx_unsent,
-            alloc_fail: sum(&|l| &l.tx.alloc_fail),
-            behind: sum(&|l| &l.tx.behind),
+            alloc_fail: self.sum(|l| &l.tx.alloc_fail),
+            behind: self.sum(|l| &l.tx.behind),
             rx_packets,
-            rx_bytes: sum(&|l| &l.rx.bytes),
+            rx_bytes: self.sum(|l| &l.rx.bytes),
             offered_pps,
             loss_ratio,
             valid,
             seconds,
             latency,
-            syns: per_customer(&|l| &l.rx.syns),
-            syns_tx: per_customer(&|l| &l.tx.syns),
+            syns: self.per_customer(customers, |l| &l.rx.syns),
+            syns_tx: self.per_customer(customers, |l| &l.tx.syns),
             lanes,
             port_stats,
-        })
+        }
+    }
+}
+
+/// The second from `last` to `now` (lanes: from `last_lanes` to
+/// `per_lane`, listed only when there is more than one).
+fn second(
+    t0: Instant,
+    last: &Totals,
+    now: &Totals,
+    last_lanes: &[(u64, u64)],
+    per_lane: &[(u64, u64)],
+) -> Second {
+    let dt = now.at.duration_since(last.at).as_secs_f64();
+    let lanes = if per_lane.len() > 1 {
+        per_lane
+            .iter()
+            .zip(last_lanes)
+            .map(|(a, b)| ((a.0 - b.0) as f64 / dt / 1e6, (a.1 - b.1) as f64 / dt / 1e6))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tx = now.tx_packets - last.tx_packets;
+    let rx = now.rx_packets - last.rx_packets;
+    // Gbps on the wire: + 4 B FCS + 20 B preamble and gap per frame.
+    Second {
+        t: t0.elapsed().as_secs_f64(),
+        tx_mpps: tx as f64 / dt / 1e6,
+        rx_mpps: rx as f64 / dt / 1e6,
+        tx_gbps: ((now.tx_bytes - last.tx_bytes) + 24 * tx) as f64 * 8.0 / dt / 1e9,
+        rx_gbps: ((now.rx_bytes - last.rx_bytes) + 24 * rx) as f64 * 8.0 / dt / 1e9,
+        lanes,
+    }
+}
+
+/// The stats line of a second (and its per-queue line).
+fn print_second(s: &Second, now: &Totals, (tx_name, rx_name): &(String, String)) {
+    let lost = now.tx_packets.saturating_sub(now.rx_packets);
+    println!(
+        "  {:>5.1}s  {tx_name} tx {:>8.4} Mpps {:>7.3} Gbps | {rx_name} rx {:>8.4} Mpps {:>7.3} Gbps | tx {} rx {} missing {} ({:.4} %)",
+        s.t,
+        s.tx_mpps,
+        s.tx_gbps,
+        s.rx_mpps,
+        s.rx_gbps,
+        now.tx_packets,
+        now.rx_packets,
+        lost,
+        if now.tx_packets > 0 {
+            lost as f64 * 100.0 / now.tx_packets as f64
+        } else {
+            0.0
+        }
+    );
+    if !s.lanes.is_empty() {
+        let parts: Vec<String> = s
+            .lanes
+            .iter()
+            .enumerate()
+            .map(|(q, (t, r))| format!("q{q} tx {t:.4} rx {r:.4}"))
+            .collect();
+        println!("          per queue (Mpps): {}", parts.join(" | "));
     }
 }
 

@@ -50,6 +50,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+pub use synwall_config::Prefix;
+use synwall_config::PrefixError;
 
 /// An error in a profile: the file, the key and the reason.
 #[derive(Debug)]
@@ -183,64 +185,30 @@ impl Pattern {
     }
 }
 
-/// An IP prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Prefix {
-    pub addr: IpAddr,
-    pub len: u8,
+/// A customer's source prefix: synwall's own [`Prefix`] (so a profile
+/// accepts exactly the prefixes a synwall config does, but /0), and the
+/// host addresses the generator sends from.
+pub fn parse_prefix(text: &str) -> Result<Prefix, String> {
+    let p: Prefix = text.parse().map_err(|e: PrefixError| e.to_string())?;
+    if p.len == 0 {
+        return Err(format!(
+            "{text:?}: a source prefix needs a length of at least 1"
+        ));
+    }
+    Ok(p)
 }
 
-impl Prefix {
-    /// Parses `a.b.c.d/len` or `v6::/len` (host bits must be zero).
-    pub fn parse(text: &str) -> Result<Prefix, String> {
-        let (a, l) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not ADDRESS/LENGTH"))?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|e| format!("{text:?}: address {a:?}: {e}"))?;
-        let len: u8 = l
-            .parse()
-            .map_err(|e| format!("{text:?}: length {l:?}: {e}"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if len > max || len == 0 {
-            return Err(format!("{text:?}: length must be within 1..={max}"));
-        }
-        let p = Prefix { addr, len };
-        if p.host_bits(p.bits()) != 0 {
-            return Err(format!("{text:?}: host bits are set"));
-        }
-        Ok(p)
-    }
-
-    fn width(&self) -> u32 {
-        if self.addr.is_ipv4() {
-            32
-        } else {
-            128
-        }
-    }
-
-    fn bits(&self) -> u128 {
-        match self.addr {
-            IpAddr::V4(a) => u128::from(u32::from(a)),
-            IpAddr::V6(a) => u128::from(a),
-        }
-    }
-
-    fn host_bits(&self, v: u128) -> u128 {
-        let host = self.width() - u32::from(self.len);
-        if host >= 128 {
-            v
-        } else {
-            v & ((1u128 << host) - 1)
-        }
-    }
-
+/// The source addresses of a [`Prefix`].
+pub trait Sources {
     /// Number of host addresses usable as sources (capped at 2^20).
-    pub fn hosts(&self) -> u64 {
-        let host = self.width() - u32::from(self.len);
-        match host {
+    fn sources(&self) -> u64;
+    /// The `i`-th source address (`i` modulo [`Self::sources`]).
+    fn source(&self, i: u64) -> IpAddr;
+}
+
+impl Sources for Prefix {
+    fn sources(&self) -> u64 {
+        match host_bits(self) {
             0 => 1,
             1 => 2,
             h if h >= 20 => 1 << 20,
@@ -248,36 +216,26 @@ impl Prefix {
         }
     }
 
-    /// The `i`-th source address (`i` modulo [`Self::hosts`]).
-    pub fn host(&self, i: u64) -> IpAddr {
-        let n = self.hosts();
-        let off = u128::from(if self.len as u32 >= self.width() - 1 {
+    fn source(&self, i: u64) -> IpAddr {
+        let n = self.sources();
+        // /31, /32 (and /127, /128): every address; else skip the network
+        // address.
+        let off = u128::from(if host_bits(self) <= 1 {
             i % n
         } else {
             1 + i % n
         });
-        let v = self.bits() + off;
         match self.addr {
-            IpAddr::V4(_) => IpAddr::V4((v as u32).into()),
-            IpAddr::V6(_) => IpAddr::V6(v.into()),
+            IpAddr::V4(a) => IpAddr::V4(((u128::from(u32::from(a)) + off) as u32).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) + off).into()),
         }
-    }
-
-    /// Whether `ip` is inside.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let v = match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(a)) => u128::from(u32::from(a)),
-            (IpAddr::V6(_), IpAddr::V6(a)) => u128::from(a),
-            _ => return false,
-        };
-        v - self.host_bits(v) == self.bits()
     }
 }
 
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
+/// How many bits of `p`'s addresses are host bits.
+fn host_bits(p: &Prefix) -> u32 {
+    let width = if p.is_ipv4() { 32 } else { 128 };
+    width - u32::from(p.len)
 }
 
 /// One customer of the profile.
@@ -592,7 +550,7 @@ impl Profile {
             let prefixes = c
                 .prefixes
                 .iter()
-                .map(|p| Prefix::parse(p))
+                .map(|p| parse_prefix(p))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err(&key("prefixes"), e))?;
             let pattern = match c.pattern.as_str() {
@@ -792,7 +750,7 @@ frames = 50
             "{e}"
         );
         let e = parse(&GOOD.replace("/24", "/33")).unwrap_err().to_string();
-        assert!(e.contains("prefixes") && e.contains("1..=32"), "{e}");
+        assert!(e.contains("prefixes") && e.contains("at most /32"), "{e}");
         let e = parse(&GOOD.replace("198.51.100.0/24", "198.51.100.1/24"))
             .unwrap_err()
             .to_string();
@@ -873,13 +831,15 @@ frames = 50
 
     #[test]
     fn prefix_hosts() {
-        let p = Prefix::parse("10.0.0.0/30").unwrap();
-        assert_eq!(p.hosts(), 2);
-        assert_eq!(p.host(0).to_string(), "10.0.0.1");
-        assert_eq!(p.host(3).to_string(), "10.0.0.2");
-        let p = Prefix::parse("10.0.0.5/32").unwrap();
-        assert_eq!(p.host(7).to_string(), "10.0.0.5");
-        let p = Prefix::parse("2001:db8::/64").unwrap();
-        assert_eq!(p.host(0).to_string(), "2001:db8::1");
+        let p = parse_prefix("10.0.0.0/30").unwrap();
+        assert_eq!(p.sources(), 2);
+        assert_eq!(p.source(0).to_string(), "10.0.0.1");
+        assert_eq!(p.source(3).to_string(), "10.0.0.2");
+        let p = parse_prefix("10.0.0.5/32").unwrap();
+        assert_eq!(p.source(7).to_string(), "10.0.0.5");
+        let p = parse_prefix("2001:db8::/64").unwrap();
+        assert_eq!(p.source(0).to_string(), "2001:db8::1");
+        assert!(parse_prefix("0.0.0.0/0").is_err(), "a /0 is no customer");
+        assert!(parse_prefix("10.0.0.1/24").is_err(), "host bits");
     }
 }

@@ -8,7 +8,7 @@ use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::{tcp_flags, TPID_8021AD, TPID_8021Q};
 
 use crate::customers::{v4_host, v6_host};
-use crate::profile::{FrameSize, Pattern, Profile};
+use crate::profile::{FrameSize, Pattern, Profile, Sources};
 use crate::rng::Rng;
 
 /// Background kinds.
@@ -212,7 +212,7 @@ impl Builder<'_> {
             // A handful of mail servers, one per prefix in turn.
             Pattern::Steady => (cust.prefixes[(k % n_pref) as usize], (k / n_pref) % 8),
         };
-        let s = prefix.host(host);
+        let s = prefix.source(host);
         let d = self.dst(s.is_ipv6());
         let sport = 1024 + ((k * 7919 + c as u64 * 31) % 64000) as u16;
         let port = self.profile.appliance.ports[(k as usize) % self.profile.appliance.ports.len()];

@@ -11,7 +11,7 @@ use std::str::FromStr;
 /// prefixes are equal exactly when they cover the same addresses. The fields are
 /// public for cheap reading by the classifier; [`Prefix::contains`] masks anyway,
 /// so a hand-built value with host bits still answers correctly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Prefix {
     /// The network address (host bits clear).
     pub addr: IpAddr,

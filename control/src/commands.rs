@@ -489,91 +489,10 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use synwall_dataplane::shard::WorkerShard;
-
-    const CONFIG: &str = r#"
-[dpdk]
-eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
-cores = [1]
-
-[[link]]
-inside = "net_null0"
-outside = "net_null1"
-
-[windows]
-"5m" = 10
-"1h" = 100
-
-[plans.mailserver]
-"5m" = 1000
-
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-
-[[customer]]
-name = "mx"
-prefixes = ["203.0.113.10"]
-plan = "mailserver"
-
-[[customer]]
-name = "mx2"
-prefixes = ["203.0.113.11"]
-plan = "mailserver"
-limits = { "5m" = 7 }
-"#;
-
-    /// A control thread without DPDK: a real plane over real shards.
-    struct Fake {
-        config: Config,
-        plane: ControlPlane,
-        classifier: Classifier,
-        shards: Vec<Arc<WorkerShard>>,
-        now: u64,
-        emitted: Vec<Event>,
-        global: Option<Mode>,
-        reload_ok: bool,
-    }
+    use crate::testing::{config_text, Fake};
 
     impl Fake {
-        fn new(text: &str, path: &Path) -> Fake {
-            let config = Config::from_str(text, path).unwrap();
-            let plane = ControlPlane::new(&config, 0, 1_700_000_000_000);
-            let classifier = crate::setup::classifier(&config.customers).unwrap();
-            let shards = (0..2)
-                .map(|_| Arc::new(WorkerShard::new(config.customers.len())))
-                .collect();
-            let mut f = Fake {
-                config,
-                plane,
-                classifier,
-                shards,
-                now: 0,
-                emitted: Vec::new(),
-                global: None,
-                reload_ok: true,
-            };
-            f.tick();
-            f
-        }
-
-        fn tick(&mut self) {
-            self.now += 100;
-            let ev = self.plane.tick(self.now, &self.shards);
-            self.emitted.extend(ev);
-        }
-
-        /// `n` watched SYNs from customer `c` on core 0, all forwarded.
-        fn syns(&mut self, c: usize, n: u64) {
-            let s = &self.shards[0];
-            let id = c as u32;
-            let now = s.read(id);
-            s.seed_counts(id, now.seen + n, now.forwarded + n);
-            self.tick();
-        }
-
         fn run(&mut self, line: &str) -> Value {
             let cmd = crate::protocol::parse_line(line.as_bytes()).unwrap();
             execute(cmd, &CALLER, self)
@@ -598,47 +517,8 @@ limits = { "5m" = 7 }
         pid: 4242,
     };
 
-    impl Operate for Fake {
-        fn plane(&mut self) -> &mut ControlPlane {
-            &mut self.plane
-        }
-        fn classifier(&self) -> &Classifier {
-            &self.classifier
-        }
-        fn config(&self) -> &Config {
-            &self.config
-        }
-        fn now(&self) -> u64 {
-            self.now
-        }
-        fn status(&self) -> Value {
-            json!({"version": "test", "customers": self.config.customers.len()})
-        }
-        fn reload(&mut self, by: &str) -> Result<String, String> {
-            self.emitted.push(Event {
-                by: Some(by.to_owned()),
-                ..Event::reload(self.plane.wall(self.now), "fake")
-            });
-            if self.reload_ok {
-                Ok("reloaded 3 customers".into())
-            } else {
-                Err("bad config: line 3".into())
-            }
-        }
-        fn emit(&mut self, events: &[Event]) {
-            self.emitted.extend_from_slice(events);
-        }
-        fn metrics_text(&self) -> String {
-            "synwall_up 1\n".into()
-        }
-        fn set_global_mode(&mut self, mode: Mode) -> Result<(), String> {
-            self.global = Some(mode);
-            Ok(())
-        }
-    }
-
     fn fake() -> Fake {
-        Fake::new(CONFIG, Path::new("/nonexistent/synwall.toml"))
+        Fake::new()
     }
 
     #[test]
@@ -647,7 +527,7 @@ limits = { "5m" = 7 }
         let r = f.succeeds(r#"{"cmd":"status"}"#);
         assert_eq!(r["version"], "test");
         let r = f.succeeds(r#"{"cmd":"metrics"}"#);
-        assert_eq!(r["metrics"], "synwall_up 1\n");
+        assert_eq!(r["metrics"], "# TYPE synwall_up gauge\nsynwall_up 1\n");
     }
 
     #[test]
@@ -864,9 +744,9 @@ limits = { "5m" = 7 }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("synwall.toml");
-        let text = format!("# keep me\n{CONFIG}");
+        let text = format!("# keep me\n{}", config_text());
         std::fs::write(&path, &text).unwrap();
-        let mut f = Fake::new(&text, &path);
+        let mut f = Fake::with_config(&text, &path);
         f.succeeds(
             r#"{"cmd":"set-limit","customer":"acme","window":"1h","value":42,"persist":true}"#,
         );
@@ -913,7 +793,7 @@ limits = { "5m" = 7 }
     fn reload_and_events() {
         let mut f = fake();
         let r = f.succeeds(r#"{"cmd":"reload"}"#);
-        assert_eq!(r["message"], "reloaded 3 customers");
+        assert_eq!(r["message"], "reloaded: 3 customers");
         f.reload_ok = false;
         assert_eq!(f.fails(r#"{"cmd":"reload"}"#), "bad config: line 3");
         let e = f.fails(r#"{"cmd":"events"}"#);

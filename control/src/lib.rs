@@ -23,6 +23,8 @@ pub mod setup;
 pub mod snapshot;
 pub mod socket;
 pub mod summary;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod window;
 #[cfg(feature = "eal")]
 pub mod worker;

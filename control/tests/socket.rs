@@ -12,104 +12,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use synwall_config::{Config, Mode};
-use synwall_control::commands::{execute, Operate};
+use synwall_control::commands::execute;
 use synwall_control::event::Event;
-use synwall_control::plane::ControlPlane;
 use synwall_control::socket::{ControlSocket, Dataplane, SocketError, SocketOptions};
-use synwall_dataplane::classify::Classifier;
-use synwall_dataplane::shard::WorkerShard;
-
-const CONFIG: &str = r#"
-[dpdk]
-eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
-cores = [1]
-
-[[link]]
-inside = "net_null0"
-outside = "net_null1"
-
-[windows]
-"5m" = 10
-"1h" = 100
-
-[plans.mailserver]
-"5m" = 1000
-
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-
-[[customer]]
-name = "mx"
-prefixes = ["203.0.113.10"]
-plan = "mailserver"
-"#;
-
-/// The appliance's control thread, minus DPDK.
-struct Fake {
-    config: Config,
-    plane: ControlPlane,
-    classifier: Classifier,
-    shards: Vec<Arc<WorkerShard>>,
-    start: Instant,
-    emitted: Vec<Event>,
-    log: Arc<Mutex<Vec<Event>>>,
-}
-
-impl Fake {
-    fn new(log: Arc<Mutex<Vec<Event>>>) -> Fake {
-        let config = Config::from_str(CONFIG, Path::new("/nonexistent/synwall.toml")).unwrap();
-        let plane = ControlPlane::new(&config, 0, synwall_control::event::wall_now_ms());
-        let classifier = synwall_control::setup::classifier(&config.customers).unwrap();
-        let shards = (0..2)
-            .map(|_| Arc::new(WorkerShard::new(config.customers.len())))
-            .collect();
-        Fake {
-            config,
-            plane,
-            classifier,
-            shards,
-            start: Instant::now(),
-            emitted: Vec::new(),
-            log,
-        }
-    }
-}
-
-impl Operate for Fake {
-    fn plane(&mut self) -> &mut ControlPlane {
-        &mut self.plane
-    }
-    fn classifier(&self) -> &Classifier {
-        &self.classifier
-    }
-    fn config(&self) -> &Config {
-        &self.config
-    }
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
-    }
-    fn status(&self) -> Value {
-        json!({"version": "test", "links": [{"name": "l0", "rx_pps": 0}]})
-    }
-    fn reload(&mut self, by: &str) -> Result<String, String> {
-        let mut ev = Event::reload(self.plane.wall(self.now()), "reloaded: 2 customers");
-        ev.by = Some(by.to_owned());
-        self.emit(&[ev]);
-        Ok("reloaded: 2 customers".into())
-    }
-    fn emit(&mut self, events: &[Event]) {
-        self.emitted.extend_from_slice(events);
-        self.log.lock().unwrap().extend_from_slice(events);
-    }
-    fn metrics_text(&self) -> String {
-        "# TYPE synwall_up gauge\nsynwall_up 1\n".into()
-    }
-    fn set_global_mode(&mut self, _mode: Mode) -> Result<(), String> {
-        Ok(())
-    }
-}
+use synwall_control::testing::Fake;
 
 /// A socket in a fresh directory and a control loop thread serving it.
 struct Harness {
@@ -147,7 +53,8 @@ impl Harness {
         let control = {
             let (stop, log) = (stop.clone(), log.clone());
             std::thread::spawn(move || {
-                let mut fake = Fake::new(log);
+                let mut fake = Fake::real_time();
+                fake.log = log;
                 while !stop.load(Ordering::Relaxed) {
                     if serve {
                         if let Ok(req) = requests.recv_timeout(Duration::from_millis(20)) {
@@ -157,9 +64,7 @@ impl Harness {
                     } else {
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    let now = fake.now();
-                    let events = fake.plane.tick(now, &fake.shards);
-                    fake.emitted.extend(events);
+                    fake.tick();
                     bus.publish(&std::mem::take(&mut fake.emitted));
                 }
                 drop(requests);
@@ -257,7 +162,7 @@ fn every_command_round_trips() {
     let r = c.ask(r#"{"cmd":"customers","window":"1h","top":5}"#);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["window"], "1h");
-    assert_eq!(r["total"], 2);
+    assert_eq!(r["total"], 3);
 
     let r = c.ask(r#"{"cmd":"customer","customer":"2001:db8:1::9"}"#);
     assert_eq!(r["customer"]["name"], "acme", "{r}");
@@ -289,7 +194,7 @@ fn every_command_round_trips() {
     assert_eq!(r["customer"]["mode"], "monitor");
     assert_eq!(r["customer"]["windows"][0]["limit"], 5);
     let r = c.ask(r#"{"cmd":"reload"}"#);
-    assert_eq!(r["message"], "reloaded: 2 customers", "{r}");
+    assert_eq!(r["message"], "reloaded: 3 customers", "{r}");
     let r = c.ask(r#"{"cmd":"metrics"}"#);
     assert!(
         r["metrics"].as_str().unwrap().contains("synwall_up 1"),

@@ -23,7 +23,8 @@ pub fn bump(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
-/// Adds `n` to a counter this thread alone writes.
+/// Adds `n` to a counter this thread alone writes: a plain load and store,
+/// no read-modify-write (the generator's lcores count this way too).
 #[inline(always)]
 pub fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);

@@ -11,43 +11,19 @@
 //! corpus exactly. Then nothing that left the outside port may be a watched
 //! SYN, or a fragment that could hide one, from the blocked customer.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use synwall_dataplane::craft::{FrameBuilder, Ipv6Ext};
 use synwall_dataplane::parse::tcp_flags::{ACK, FIN, RST, SYN};
 use synwall_dataplane::parse::{
     parse, Outcome, SrcAddr, WatchedPorts, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY,
 };
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
-
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
-
-fn acme6() -> Ipv6Addr {
-    "2001:db8:1:2::7".parse().unwrap()
-}
-fn mx6() -> Ipv6Addr {
-    "2001:db8:ff::25".parse().unwrap()
-}
-
-/// acme is blocked (a standing block); beta is open.
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24", "2001:db8:2::/48"]
-"#;
 
 /// Whether `src` is inside acme's prefixes.
 fn is_acme(src: SrcAddr) -> bool {
     match src {
         SrcAddr::V4(a) => a >> 8 == u32::from(ACME) >> 8,
-        SrcAddr::V6(a) => a >> 80 == u128::from(acme6()) >> 80,
+        SrcAddr::V6(a) => a >> 80 == u128::from(ACME6) >> 80,
     }
 }
 
@@ -55,7 +31,7 @@ fn syn4() -> FrameBuilder {
     FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN)
 }
 fn syn6() -> FrameBuilder {
-    FrameBuilder::tcp_v6(acme6(), mx6(), 40000, 25, SYN)
+    FrameBuilder::tcp_v6(ACME6, MX6, 40000, 25, SYN)
 }
 
 /// A frame of the corpus and the outcome the README gives it.
@@ -547,7 +523,7 @@ fn adversarial_corpus_default_policy() {
         .cloned()
         .collect();
     let run = Scenario::new(inside.clone(), Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("adversarial-fwd");
     run.assert_outcomes(&outcome_totals(&cases));
     run.assert_verdicts(&Verdicts {
@@ -593,7 +569,7 @@ fn adversarial_corpus_drop_malformed_and_reset() {
         .collect();
     let run = Scenario::new(inside.clone(), Vec::new())
         .sections("[detect]\nmalformed = \"drop\"\n\n[block]\naction = \"reset\"")
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("adversarial-drop");
     run.assert_outcomes(&outcome_totals(&cases));
     run.assert_verdicts(&Verdicts {
@@ -644,7 +620,7 @@ fn blocked_syn_shapes_a_host_accepts_are_not_forwarded() {
     let cases = accepted_elsewhere();
     let inside: Vec<Vec<u8>> = cases.iter().map(|(_, f)| f.clone()).collect();
     let run = Scenario::new(inside, Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("adversarial-accepted");
     let out = run.out_frames();
     let leaked: Vec<&str> = cases
@@ -680,7 +656,7 @@ fn jumbo_frames_are_judged_whole() {
     let inside = jumbo_frames();
     assert!(inside.iter().all(|f| f.len() == 9014));
     let run = Scenario::new(inside.clone(), Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("adversarial-jumbo");
     run.assert_consistent();
     assert_eq!(run.verdict("rx"), 2, "net_pcap delivers both jumbo frames");

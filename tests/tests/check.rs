@@ -2,19 +2,13 @@
 //! exits non-zero naming the offending key; a config naming a port that does
 //! not exist fails to start with a clear message instead of hanging.
 
+use synwall_tests::fixtures::acme;
 use synwall_tests::*;
-
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-"#;
 
 /// Writes the scenario's config (and empty captures) and runs synwall on it.
 fn run_with(name: &str, config: impl FnOnce(String) -> String, args: &[&str]) -> Exit {
     let dir = TestDir::new(name);
-    let scenario = Scenario::new(Vec::new(), Vec::new()).customers(CUSTOMERS);
+    let scenario = Scenario::new(Vec::new(), Vec::new()).customers(&acme("blocked = true"));
     for f in ["in0.pcap", "rev0.pcap"] {
         synwall_dataplane::pcap::write_pcap(dir.join(f), &[]).unwrap();
     }
@@ -89,7 +83,7 @@ fn check_does_not_start_the_dataplane() {
     // --check must not touch the devices: the capture files it would write
     // are not created.
     let dir = TestDir::new("check-no-run");
-    let scenario = Scenario::new(Vec::new(), Vec::new()).customers(CUSTOMERS);
+    let scenario = Scenario::new(Vec::new(), Vec::new()).customers(&acme("blocked = true"));
     let path = write_config(&dir, "synwall.toml", &scenario.config(&dir));
     let exit = run_synwall(&dir, &["--config", path.to_str().unwrap(), "--check"]);
     assert_eq!(exit.code(), Some(0), "stderr: {}", exit.stderr);
@@ -151,7 +145,7 @@ fn operator_lcore_list_is_used_as_given() {
         .map(|i| syn(Ipv4Addr::new(192, 0, 2, 1), 1000 + i))
         .collect();
     frames.extend((0..2).map(|i| syn(Ipv4Addr::new(198, 51, 100, 7), 2000 + i)));
-    let mut scenario = Scenario::new(frames, Vec::new()).customers(CUSTOMERS);
+    let mut scenario = Scenario::new(frames, Vec::new()).customers(&acme("blocked = true"));
     scenario.cores = vec![0];
     scenario.extra_eal = ["-l", "0-1", "--main-lcore", "1"]
         .map(String::from)

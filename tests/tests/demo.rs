@@ -45,9 +45,7 @@ struct Demo {
 /// outlives [`DEMO_TIMEOUT`].
 fn demo(dir: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Demo {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
+    let workspace = workspace_root();
     let out_path = dir.join("demo.stdout");
     let err_path = dir.join("demo.stderr");
     let mut child = Command::new(workspace.join("scripts/demo"))

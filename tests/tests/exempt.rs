@@ -9,33 +9,19 @@ use std::time::Duration;
 
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::{ACK, PSH, SYN};
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
 
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
 const RELAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 25);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// acme is blocked; beta may open 3 connections per 5 minutes.
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-limits = { "5m" = 3 }
-"#;
+fn customers() -> String {
+    acme("blocked = true") + &beta("limits = { \"5m\" = 3 }")
+}
 
 const EXEMPT: &str = "[detect]\nexempt_destinations = [\"203.0.113.0/24\", \"2001:db8:25::/48\"]";
-
-fn acme6() -> Ipv6Addr {
-    "2001:db8:1::7".parse().unwrap()
-}
 
 fn relay6() -> Ipv6Addr {
     "2001:db8:25::25".parse().unwrap()
@@ -51,20 +37,20 @@ fn syn(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Vec<u8> {
 fn a_blocked_customer_reaches_the_relay_and_nothing_else() {
     let to_relay = vec![
         syn(ACME, RELAY, 40000),
-        FrameBuilder::tcp_v6(acme6(), relay6(), 40001, 25, SYN).build(),
+        FrameBuilder::tcp_v6(ACME6, relay6(), 40001, 25, SYN).build(),
         FrameBuilder::tcp_v4(ACME, RELAY, 40002, 25, ACK | PSH)
             .payload(b"MAIL FROM:<a@acme.example>\r\n")
             .build(),
     ];
     let elsewhere = vec![
         syn(ACME, MX, 40003),
-        FrameBuilder::tcp_v6(acme6(), "2001:db8:ff::25".parse().unwrap(), 40004, 25, SYN).build(),
+        FrameBuilder::tcp_v6(ACME6, "2001:db8:ff::25".parse().unwrap(), 40004, 25, SYN).build(),
     ];
     let inside = [to_relay.clone(), elsewhere].concat();
     for scope in ["syn", "smtp"] {
         let run = Scenario::new(inside.clone(), Vec::new())
             .sections(&format!("{EXEMPT}\n\n[block]\nscope = \"{scope}\""))
-            .customers(CUSTOMERS)
+            .customers(&customers())
             .run(&format!("exempt-blocked-{scope}"));
         assert_frames_eq(&run.out_frames(), &to_relay, "outside tx");
         run.assert_verdicts(&Verdicts {
@@ -85,7 +71,7 @@ fn syns_to_the_relay_do_not_count_against_the_limit() {
     inside.extend((0..2).map(|i| syn(BETA, MX, 42000 + i)));
     let run = Scenario::new(inside.clone(), Vec::new())
         .sections(EXEMPT)
-        .customers(CUSTOMERS)
+        .customers(&customers())
         .run("exempt-limit");
     assert_frames_eq(&run.out_frames(), &inside, "outside tx: all forwarded");
     run.assert_outcomes(&[("exempt_destination", 10), ("syn_watched", 2)]);
@@ -97,7 +83,7 @@ fn syns_to_the_relay_do_not_count_against_the_limit() {
 
     // The same traffic without the exemption: beta crosses its limit.
     let run = Scenario::new(inside, Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&customers())
         .run("exempt-none");
     assert_eq!(run.verdict("forwarded"), 3, "three SYNs, then the limit");
     run.assert_consistent();
@@ -107,7 +93,7 @@ fn syns_to_the_relay_do_not_count_against_the_limit() {
 fn a_reload_adds_an_exempt_destination() {
     // acme (blocked) sends SYNs to the relay forever.
     let frames: Vec<Vec<u8>> = (0..64).map(|i| syn(ACME, RELAY, 43000 + i)).collect();
-    let mut s = Scenario::new(frames, Vec::new()).customers(CUSTOMERS);
+    let mut s = Scenario::new(frames, Vec::new()).customers(&customers());
     s.duration = 120.0;
     let dir = TestDir::new("exempt-reload");
     let (config, _) = s.prepare(&dir);

@@ -8,28 +8,13 @@ use std::net::Ipv4Addr;
 
 use synwall_dataplane::craft::{arp_request, FrameBuilder};
 use synwall_dataplane::parse::tcp_flags::{ACK, PSH, SYN};
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
 
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
-const UNKNOWN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
-
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-
-[[customer]]
-name = "gamma"
-prefixes = ["10.20.0.0/16"]
-blocked = true
-"#;
+/// acme blocked, beta open, gamma (10.20.0.0/16) blocked.
+fn customers() -> String {
+    acme_blocked_beta_open() + &customer("gamma", &["10.20.0.0/16"], "blocked = true")
+}
 
 #[test]
 fn blocked_customer_dropped_everything_else_forwarded() {
@@ -88,7 +73,7 @@ fn blocked_customer_dropped_everything_else_forwarded() {
         arp_request(MX, BETA),
     ];
     let run = Scenario::new(inside.clone(), outside.clone())
-        .customers(CUSTOMERS)
+        .customers(&customers())
         .run("forwarding");
 
     assert_frames_eq(
@@ -163,7 +148,7 @@ fn watched_ports_are_configurable() {
     ];
     let run = Scenario::new(inside.clone(), Vec::new())
         .sections("[detect]\nports = [25, 587]")
-        .customers(CUSTOMERS)
+        .customers(&customers())
         .run("ports");
     assert_frames_eq(&run.out_frames(), &pick(&inside, &[2, 3]), "outside tx");
     assert!(run.back_frames().is_empty());

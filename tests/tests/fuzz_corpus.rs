@@ -13,7 +13,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,19 +23,14 @@ use synwall_tests::*;
 #[path = "../../fuzz/src/frame.rs"]
 mod frame;
 
-/// The workspace root.
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-}
-
 /// Every input of `target`: (path, bytes), seeds first, sorted by name.
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
     for dir in [
-        root().join("fuzz/corpus").join(target),
-        root().join("tests/data/fuzz-regressions").join(target),
+        workspace_root().join("fuzz/corpus").join(target),
+        workspace_root()
+            .join("tests/data/fuzz-regressions")
+            .join(target),
     ] {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;

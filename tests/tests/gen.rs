@@ -4,21 +4,9 @@
 //! summary and against its control socket. It passes on a correct synwall,
 //! and fails (exit 1, with the customer's row showing the difference) when
 //! the profile's expectation is wrong.
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
-use synwall_tests::{build_bins, synwall_bin, write_config, TestDir, Value};
-
-/// The `synwall-gen` binary of the same profile as this test binary, built
-/// once per test process.
-fn gen_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // Built the harness's way, beside synwall.
-        build_bins(&[("synwall-benches", "synwall-gen")]).join("synwall-gen")
-    })
-}
+use synwall_tests::{gen_bin, synwall_bin, write_config, TestDir, Value};
 
 /// synwall's config: a 5m limit of 100 by default, one customer with an
 /// override of 400.

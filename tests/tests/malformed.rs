@@ -4,36 +4,18 @@
 //! host accepts); with `[detect] malformed = "drop"` they are all dropped
 //! and counted.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use synwall_dataplane::craft::{FrameBuilder, Ipv6Ext};
 use synwall_dataplane::parse::tcp_flags::SYN;
 use synwall_dataplane::parse::TPID_8021Q;
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
-
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
-
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-"#;
 
 fn syn4() -> Vec<u8> {
     FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN).build()
 }
 
 fn syn6() -> FrameBuilder {
-    let src: Ipv6Addr = "2001:db8:1::7".parse().unwrap();
-    let dst: Ipv6Addr = "2001:db8:ff::25".parse().unwrap();
-    FrameBuilder::tcp_v6(src, dst, 40000, 25, SYN)
+    FrameBuilder::tcp_v6(ACME6, MX6, 40000, 25, SYN)
 }
 
 /// (outcome name, frame): one malformed frame per reason, all of them
@@ -105,7 +87,7 @@ fn malformed_forwarded_and_counted_by_default() {
     let (inside, outcomes) = inputs();
     assert_eq!(inside.len(), 12);
     let run = Scenario::new(inside.clone(), Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("malformed-fwd");
     // Only the malformed frames with no readable source pass (two cut in
     // the Ethernet header, a bad IPv4 and a bad IPv6 header), and beta's
@@ -135,7 +117,7 @@ fn malformed_dropped_with_drop_policy() {
     let (inside, outcomes) = inputs();
     let run = Scenario::new(inside.clone(), Vec::new())
         .sections("[detect]\nmalformed = \"drop\"")
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("malformed-drop");
     assert_frames_eq(&run.out_frames(), &[inside[10].clone()], "outside tx");
     assert!(run.back_frames().is_empty());
@@ -157,7 +139,7 @@ fn reverse_direction_malformed_not_dropped() {
     let bad: Vec<Vec<u8>> = malformed().into_iter().map(|(_, f)| f).collect();
     let run = Scenario::new(Vec::new(), bad.clone())
         .sections("[detect]\nmalformed = \"drop\"")
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("malformed-reverse");
     assert!(run.out_frames().is_empty());
     assert_frames_eq(&run.back_frames(), &bad, "inside tx");

@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use synwall_tests::*;
@@ -28,13 +28,6 @@ const GAMMA4: &str = "203.0.113.1";
 
 /// The tests share one test bed (fixed namespace names): one at a time.
 static BED_LOCK: Mutex<()> = Mutex::new(());
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 /// Why this machine cannot run the test bed, if it cannot.
 fn skip_reason() -> Option<String> {
@@ -74,41 +67,12 @@ macro_rules! skip_unless_possible {
 }
 
 /// `synwall` and `synwallctl` of this test binary's profile.
-fn bins() -> &'static (PathBuf, PathBuf) {
-    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let synwall = synwall_bin().to_path_buf();
-        let dir = synwall.parent().expect("profile dir").to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace()).args([
-            "build",
-            "-p",
-            "synwall-control",
-            "--bin",
-            "synwallctl",
-        ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target) = dir.parent() {
-            if target.join("CACHEDIR.TAG").exists() {
-                cmd.env("CARGO_TARGET_DIR", target);
-            }
-        }
-        let out = cmd.output().expect("running cargo");
-        assert!(
-            out.status.success(),
-            "building synwallctl failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ctl = dir.join("synwallctl");
-        assert!(ctl.exists(), "{} missing after cargo build", ctl.display());
-        (synwall, ctl)
-    })
+fn bins() -> (&'static Path, &'static Path) {
+    (synwall_bin(), synwallctl_bin())
 }
 
 fn testbed(action: &str) -> Output {
-    Command::new(workspace().join("scripts/testbed"))
+    Command::new(workspace_root().join("scripts/testbed"))
         .arg(action)
         .env("SYNWALL_TESTBED_DIR", BED_DIR)
         // The servers stop by themselves even if nothing tears them down.

@@ -11,20 +11,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::{ACK, SYN};
+use synwall_tests::fixtures::{self, acme_beta_10, MX};
 use synwall_tests::*;
-
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 
 /// Generous: the machine may be loaded (2 CPUs, tests in parallel).
 const WAIT: Duration = Duration::from_secs(60);
@@ -33,8 +31,9 @@ const WAIT: Duration = Duration::from_secs(60);
 const WINDOWS: &str =
     "[windows]\n\"5m\" = 1000000000000\n\"1h\" = 1000000000000\n\"1d\" = 1000000000000";
 
-const CUSTOMERS: &str = "[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n\n\
-     [[customer]]\nname = \"beta\"\nprefixes = [\"10.2.0.0/16\"]\n";
+fn customers() -> String {
+    acme_beta_10("")
+}
 
 fn syn_from(net: u8, i: u32) -> Vec<u8> {
     let src = Ipv4Addr::new(10, net, (i / 250) as u8, (i % 250) as u8 + 1);
@@ -68,50 +67,11 @@ fn replies(n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A TCP port nobody listens on now (bound, read, released).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-/// The `synwallctl` binary of the same profile as this test binary, built
-/// once per test process (as the harness builds `synwall`).
-fn ctl_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let synwall = synwall_bin();
-        let profile_dir = synwall.parent().expect("profile dir").to_path_buf();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace)
-            .args(["build", "-p", "synwall-control", "--bin", "synwallctl"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target_dir) = profile_dir.parent() {
-            if target_dir.join("CACHEDIR.TAG").exists() {
-                cmd.env("CARGO_TARGET_DIR", target_dir);
-            }
-        }
-        let out = cmd.output().expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "building synwallctl failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir.join("synwallctl");
-        assert!(bin.exists(), "{} missing after cargo build", bin.display());
-        bin
-    })
-}
-
 /// Builds `synwall` and `synwallctl` before anything is timed (a build
 /// may wait for another cargo's lock for minutes).
 fn build_binaries() {
     synwall_bin();
-    ctl_bin();
+    synwallctl_bin();
 }
 
 /// What one `synwallctl` run did.
@@ -140,7 +100,7 @@ fn ctl_as(prefix: &[&str], dir: &TestDir, socket: &Path, args: &[&str]) -> Ctl {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let out_path = dir.join(&format!("ctl.{n}.stdout"));
     let err_path = dir.join(&format!("ctl.{n}.stderr"));
-    let bin = ctl_bin();
+    let bin = synwallctl_bin();
     let mut cmd = match prefix.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
@@ -160,7 +120,7 @@ fn ctl_as(prefix: &[&str], dir: &TestDir, socket: &Path, args: &[&str]) -> Ctl {
         .spawn()
         .unwrap_or_else(|e| panic!("spawning synwallctl {args:?}: {e}"));
     let pid = child.id();
-    let status = wait_child(&mut child, WAIT)
+    let status = wait_timeout(&mut child, WAIT)
         .unwrap_or_else(|| panic!("synwallctl {args:?} did not exit within {WAIT:?}"));
     Ctl {
         code: status.code(),
@@ -184,23 +144,6 @@ fn ctl_json(dir: &TestDir, socket: &Path, args: &[&str]) -> Value {
     let v = r.json();
     assert_eq!(v["ok"], true, "{v}");
     v
-}
-
-/// Waits for `child` up to `timeout`; kills it and returns None if it is
-/// still running then.
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `GET /metrics` over a plain TCP connection; the body.
@@ -369,7 +312,7 @@ impl Live {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM failed");
-        let status = wait_child(&mut child, WAIT)
+        let status = wait_timeout(&mut child, WAIT)
             .unwrap_or_else(|| panic!("synwall ignored SIGTERM\n{}", self.output()));
         assert!(status.success(), "synwall: {status}\n{}", self.output());
         let text = fs::read_to_string(&self.summary)
@@ -422,7 +365,7 @@ fn block_and_unblock_through_synwallctl_while_traffic_flows() {
         .sections(WINDOWS)
         .control(&format!("metrics_listen = \"127.0.0.1:{port}\""))
         .control(&hook_line)
-        .customers(CUSTOMERS);
+        .customers(&customers());
     s.duration = 600.0;
     let mut live = Live::start(&s, dir, |c, d| replay_forever(&c, d, 1));
     live.wait_ready();
@@ -586,11 +529,7 @@ fn metrics_equal_the_summary_once_the_input_is_consumed() {
     let frames = traffic(200);
     let back = replies(30);
     let total = (frames.len() + back.len()) as u64;
-    let customers = CUSTOMERS.replace(
-        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n",
-        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\nblocked = true\n",
-    );
-    assert!(customers.contains("blocked = true"));
+    let customers = acme_beta_10("blocked = true");
     let mut s = Scenario::new(frames, back)
         .sections(WINDOWS)
         .control(&format!("metrics_listen = \"127.0.0.1:{port}\""))
@@ -678,7 +617,7 @@ fn socket_has_the_configured_mode_and_group_and_records_the_caller() {
     let mut s = Scenario::new(traffic(5), Vec::new())
         .sections(WINDOWS)
         .control("socket_mode = 0o660")
-        .customers(CUSTOMERS);
+        .customers(&customers());
     if group.is_some() {
         s = s.control("socket_group = \"nogroup\"");
     }
@@ -729,7 +668,7 @@ fn socket_has_the_configured_mode_and_group_and_records_the_caller() {
     if status.code == Some(127) || status.stderr.contains("failed to execute") {
         eprintln!(
             "note: user nobody cannot run {}: {status:?}",
-            ctl_bin().display()
+            synwallctl_bin().display()
         );
         running.signal("TERM");
         assert!(running.wait(WAIT).exit.status.success());
@@ -798,10 +737,7 @@ fn control_socket_abuse_leaves_the_appliance_unaffected() {
     use std::os::unix::net::UnixStream;
     build_binaries();
     let frames = traffic(200);
-    let customers = CUSTOMERS.replace(
-        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n",
-        "name = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\nblocked = true\n",
-    );
+    let customers = acme_beta_10("blocked = true");
     let mut s = Scenario::new(frames, Vec::new())
         .sections(WINDOWS)
         .customers(&customers);
@@ -930,9 +866,9 @@ fn limit_and_mode_changes_are_logged_with_the_caller() {
     let mut s = Scenario::new(Vec::new(), Vec::new())
         .sections(&format!("{WINDOWS}\n\n[plans.mailserver]\n\"5m\" = 5000\n"))
         .control(&hook_line)
-        .customers(&format!(
-            "{CUSTOMERS}\n[[customer]]\nname = \"mx\"\nprefixes = [\"10.3.0.0/16\"]\nplan = \"mailserver\"\n"
-        ));
+        .customers(
+            &(customers() + &fixtures::customer("mx", &["10.3.0.0/16"], "plan = \"mailserver\"")),
+        );
     s.duration = 600.0;
     let mut live = Live::start(&s, dir, |c, _| c);
     live.wait_ready();

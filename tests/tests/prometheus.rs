@@ -7,7 +7,7 @@
 //! and every metric the rules and the dashboard name exists in `/metrics`.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,23 +15,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::{ACK, SYN};
+use synwall_tests::fixtures::acme_beta_10;
 use synwall_tests::*;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 fn rules_file() -> PathBuf {
-    repo().join("config/prometheus/synwall-rules.yml")
+    workspace_root().join("config/prometheus/synwall-rules.yml")
 }
 
 fn dashboard() -> Value {
-    let path = repo().join("config/grafana/synwall.json");
+    let path = workspace_root().join("config/grafana/synwall.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -91,11 +85,6 @@ fn missing_from(names: &BTreeSet<String>, text: &str) -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
 fn promtool_test(dir: &Path) -> std::process::Output {
     Command::new("promtool")
         .args(["test", "rules", "synwall-rules.test.yml"])
@@ -106,7 +95,7 @@ fn promtool_test(dir: &Path) -> std::process::Output {
 
 #[test]
 fn promtool_passes_the_shipped_rule_tests_and_catches_a_broken_rule() {
-    let shipped = repo().join("config/prometheus");
+    let shipped = workspace_root().join("config/prometheus");
     let out = Command::new("promtool")
         .arg("check")
         .arg("rules")
@@ -271,7 +260,9 @@ impl Drop for Prometheus {
     }
 }
 
-const CUSTOMERS: &str = ACME_BLOCKED_BETA_OPEN;
+fn customers() -> String {
+    acme_beta_10("blocked = true")
+}
 
 fn traffic() -> Vec<Vec<u8>> {
     let mx = Ipv4Addr::new(93, 184, 216, 34);
@@ -293,7 +284,7 @@ fn a_real_prometheus_scrapes_synwall_runs_the_rules_and_the_dashboard() {
     let mut s = Scenario::new(frames, Vec::new())
         .sections("[windows]\n\"5m\" = 1000\n\"1h\" = 5000\n")
         .control(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\""))
-        .customers(CUSTOMERS);
+        .customers(&customers());
     s.duration = 600.0;
     let dir = TestDir::new("prometheus-live");
     let prom_dir = TestDir::new("prometheus-server");

@@ -3,39 +3,19 @@
 //! and MACs swapped, VLAN tags kept, seq 0, ack = seq + 1 (+1 for FIN, +
 //! payload), valid checksums); a SYN in a fragment is dropped instead.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use synwall_dataplane::checksum::{internet_checksum, l4_checksum_v4, l4_checksum_v6};
 use synwall_dataplane::craft::{FrameBuilder, Ipv6Ext};
 use synwall_dataplane::parse::tcp_flags::{ACK, FIN, RST, SYN};
 use synwall_dataplane::parse::{parse, Outcome, SrcAddr, WatchedPorts, TPID_8021Q};
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
 
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x07];
 const ROUTER_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 0x01];
 
-fn acme6() -> Ipv6Addr {
-    "2001:db8:1::7".parse().unwrap()
-}
-fn mx6() -> Ipv6Addr {
-    "2001:db8:ff::25".parse().unwrap()
-}
-
 const CONFIG: &str = "[block]\naction = \"reset\"";
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-"#;
-
 /// Checks `rst` on its own terms: it parses, it is a RST+ACK from `server`
 /// port 25 to `client` port `cport` with ack `ack`, and its checksums verify.
 fn check_rst(rst: &[u8], client: IpAddr, server: IpAddr, cport: u16, ack: u32) {
@@ -107,7 +87,7 @@ fn blocked_syn_answered_with_rst_on_the_inside_port() {
         .payload(b"0123456789")
         .seq(0xffff_fffa)
         .build();
-    let v6 = FrameBuilder::tcp_v6(acme6(), mx6(), 40002, 25, SYN)
+    let v6 = FrameBuilder::tcp_v6(ACME6, MX6, 40002, 25, SYN)
         .macs(CLIENT_MAC, ROUTER_MAC)
         .ipv6_ext_headers([Ipv6Ext::hop_by_hop(), Ipv6Ext::destination_options()])
         .seq(7)
@@ -135,7 +115,7 @@ fn blocked_syn_answered_with_rst_on_the_inside_port() {
     ];
     let run = Scenario::new(inside, Vec::new())
         .sections(CONFIG)
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("reset");
 
     assert_frames_eq(&run.out_frames(), &[beta], "outside tx");
@@ -156,7 +136,7 @@ fn blocked_syn_answered_with_rst_on_the_inside_port() {
             .vlan(TPID_8021Q, 0x2000 | 42)
             .pad_to(60)
             .build(),
-        FrameBuilder::tcp_v6(mx6(), acme6(), 25, 40002, RST | ACK)
+        FrameBuilder::tcp_v6(MX6, ACME6, 25, 40002, RST | ACK)
             .macs(ROUTER_MAC, CLIENT_MAC)
             .seq(0)
             .ack(8)
@@ -169,7 +149,7 @@ fn blocked_syn_answered_with_rst_on_the_inside_port() {
     assert_frames_eq(&back, &want, "inside tx (resets)");
     check_rst(&back[0], ACME.into(), MX.into(), 40000, 0x1122_3345);
     check_rst(&back[1], ACME.into(), MX.into(), 40001, 5);
-    check_rst(&back[2], acme6().into(), mx6().into(), 40002, 8);
+    check_rst(&back[2], ACME6.into(), MX6.into(), 40002, 8);
     check_rst(&back[3], ACME.into(), MX.into(), 40003, 1002);
     for (rst, syn) in back.iter().zip([&plain, &tagged, &v6, &syn_fin]) {
         assert_eq!(&rst[..6], &syn[6..12], "dst MAC = SYN's src MAC");
@@ -209,7 +189,7 @@ fn reset_mode_leaves_other_traffic_alone() {
     let outside = vec![FrameBuilder::tcp_v4(MX, ACME, 25, 40000, ACK).build()];
     let run = Scenario::new(inside.clone(), outside.clone())
         .sections(CONFIG)
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("reset-other");
     assert_frames_eq(&run.out_frames(), &inside, "outside tx");
     assert_frames_eq(&run.back_frames(), &outside, "inside tx");

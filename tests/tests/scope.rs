@@ -2,32 +2,13 @@
 //! watched ports is dropped too; with "syn" (the default) only new
 //! connections are.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
-
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
-const UNKNOWN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
-
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-"#;
 
 /// (frame, is the blocked customer's TCP to port 25 but not a SYN)
 fn inside() -> Vec<(Vec<u8>, bool)> {
-    let acme6: Ipv6Addr = "2001:db8:1::7".parse().unwrap();
-    let mx6: Ipv6Addr = "2001:db8:ff::25".parse().unwrap();
     vec![
         (
             FrameBuilder::tcp_v4(ACME, MX, 40000, 25, SYN).build(),
@@ -51,7 +32,7 @@ fn inside() -> Vec<(Vec<u8>, bool)> {
         ),
         (FrameBuilder::tcp_v4(ACME, MX, 40004, 25, RST).build(), true),
         (
-            FrameBuilder::tcp_v6(acme6, mx6, 40005, 25, ACK).build(),
+            FrameBuilder::tcp_v6(ACME6, MX6, 40005, 25, ACK).build(),
             true,
         ),
         (
@@ -88,7 +69,7 @@ fn scope_smtp_drops_established_sessions() {
     let all: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
     let run = Scenario::new(all, outside())
         .sections("[block]\nscope = \"smtp\"")
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("scope-smtp");
     let want: Vec<Vec<u8>> = frames
         .iter()
@@ -117,7 +98,7 @@ fn scope_syn_lets_established_sessions_through() {
     let all: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
     let run = Scenario::new(all.clone(), outside())
         .sections("[block]\nscope = \"syn\"")
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("scope-syn");
     assert_frames_eq(&run.out_frames(), &all[1..], "outside tx");
     assert_frames_eq(&run.back_frames(), &outside(), "inside tx");

@@ -3,37 +3,11 @@
 //! dropped whatever they hide behind; fragments that could hide a SYN are
 //! dropped for the blocked customer only; later fragments pass.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use synwall_dataplane::craft::{FrameBuilder, Ipv6Ext};
 use synwall_dataplane::parse::tcp_flags::SYN;
 use synwall_dataplane::parse::{TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY};
+use synwall_tests::fixtures::*;
 use synwall_tests::*;
-
-const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
-const BETA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
-const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
-
-fn acme6() -> Ipv6Addr {
-    "2001:db8:1:2::7".parse().unwrap()
-}
-fn beta6() -> Ipv6Addr {
-    "2001:db8:2::33".parse().unwrap()
-}
-fn mx6() -> Ipv6Addr {
-    "2001:db8:ff::25".parse().unwrap()
-}
-
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-blocked = true
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24", "2001:db8:2::/48"]
-"#;
 
 fn hbh_dst() -> [Ipv6Ext; 2] {
     [Ipv6Ext::hop_by_hop(), Ipv6Ext::destination_options()]
@@ -83,19 +57,19 @@ fn vlan_qinq_ipv6_ext_headers_and_fragments() {
         ),
         (
             "acme IPv6 SYN",
-            FrameBuilder::tcp_v6(acme6(), mx6(), 40005, 25, SYN).build(),
+            FrameBuilder::tcp_v6(ACME6, MX6, 40005, 25, SYN).build(),
             false,
         ),
         (
             "acme IPv6 HBH+dstopts SYN",
-            FrameBuilder::tcp_v6(acme6(), mx6(), 40006, 25, SYN)
+            FrameBuilder::tcp_v6(ACME6, MX6, 40006, 25, SYN)
                 .ipv6_ext_headers(hbh_dst())
                 .build(),
             false,
         ),
         (
             "acme IPv6 HBH+dstopts SYN in QinQ",
-            FrameBuilder::tcp_v6(acme6(), mx6(), 40007, 25, SYN)
+            FrameBuilder::tcp_v6(ACME6, MX6, 40007, 25, SYN)
                 .ipv6_ext_headers(hbh_dst())
                 .vlan(TPID_8021AD, 10)
                 .vlan(TPID_8021Q, 300)
@@ -104,14 +78,14 @@ fn vlan_qinq_ipv6_ext_headers_and_fragments() {
         ),
         (
             "beta IPv6 HBH+dstopts SYN",
-            FrameBuilder::tcp_v6(beta6(), mx6(), 40008, 25, SYN)
+            FrameBuilder::tcp_v6(BETA6, MX6, 40008, 25, SYN)
                 .ipv6_ext_headers(hbh_dst())
                 .build(),
             true,
         ),
         (
             "acme IPv6 HBH+dstopts to 443",
-            FrameBuilder::tcp_v6(acme6(), mx6(), 40009, 443, SYN)
+            FrameBuilder::tcp_v6(ACME6, MX6, 40009, 443, SYN)
                 .ipv6_ext_headers(hbh_dst())
                 .build(),
             true,
@@ -159,7 +133,7 @@ fn vlan_qinq_ipv6_ext_headers_and_fragments() {
         ),
         (
             "acme IPv6 later fragment",
-            FrameBuilder::tcp_v6(acme6(), mx6(), 40015, 25, SYN)
+            FrameBuilder::tcp_v6(ACME6, MX6, 40015, 25, SYN)
                 .payload(&[0x55; 64])
                 .ipv6_fragment(4, false)
                 .build(),
@@ -167,7 +141,7 @@ fn vlan_qinq_ipv6_ext_headers_and_fragments() {
         ),
         (
             "acme IPv6 tiny first fragment behind HBH",
-            FrameBuilder::tcp_v6(acme6(), mx6(), 40016, 25, SYN)
+            FrameBuilder::tcp_v6(ACME6, MX6, 40016, 25, SYN)
                 .ipv6_ext_headers([Ipv6Ext::hop_by_hop(), Ipv6Ext::fragment(0, true, 7)])
                 .truncate_l4(8)
                 .build(),
@@ -181,7 +155,7 @@ fn vlan_qinq_ipv6_ext_headers_and_fragments() {
         .map(|(_, f, _)| f.clone())
         .collect();
     let run = Scenario::new(inside, Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&acme_blocked_beta_open())
         .run("shapes");
 
     let out = run.out_frames();

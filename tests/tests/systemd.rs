@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::SYN;
+use synwall_tests::fixtures::acme_beta_10;
 use synwall_tests::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-const CUSTOMERS: &str = ACME_BLOCKED_BETA_OPEN;
+fn customers() -> String {
+    acme_beta_10("blocked = true")
+}
 
 fn frames() -> Vec<Vec<u8>> {
     let mx = Ipv4Addr::new(93, 184, 216, 34);
@@ -115,7 +118,7 @@ fn ready_status_watchdog_and_stopping_arrive_in_order_and_a_stalled_worker_stops
     // 300 ms watchdog: synwall checks and pings every 150 ms. Worker 1 (of
     // two, on lcores 1 and 2) stops polling 3 s into forwarding.
     let mut s = Scenario::new(Vec::new(), Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&customers())
         .env("NOTIFY_SOCKET", notify.to_str().expect("utf-8"))
         .env("WATCHDOG_USEC", "300000")
         .env("SYNWALL_TEST_STOP_WORKER", "1:3");
@@ -217,7 +220,7 @@ fn a_notify_socket_nobody_reads_is_counted_and_forwarding_goes_on() {
     let notify = dir.join("nobody.sock");
     let socket = dir.join("control.sock");
     let mut s = Scenario::new(frames(), Vec::new())
-        .customers(CUSTOMERS)
+        .customers(&customers())
         .env("NOTIFY_SOCKET", notify.to_str().expect("utf-8"))
         .env("WATCHDOG_USEC", "200000");
     s.duration = 600.0;
