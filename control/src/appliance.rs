@@ -19,14 +19,14 @@ use crate::event::{wall_now_ms, Event, EventKind, EventLog};
 use crate::hook::HookRunner;
 use crate::metrics::{MetricsRegistry, MetricsServer};
 use crate::notify::{Liveness, Notifier};
-use crate::operator::{Clock, Control, Gauges, PortStatus, TOP_CUSTOMERS};
+use crate::operator::{Control, Gauges, MonoClock, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
 use crate::protocol::Command;
 use crate::setup::{placed_classifier, policy, worker_nodes};
 use crate::snapshot;
 use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
 use crate::summary::{MempoolSummary, PortSummary, Summary};
-use crate::worker::{Direction, Path, Worker};
+use crate::worker::{Direction, RxPath, Worker};
 
 /// Why the appliance could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     // Everything that can be refused is checked before the EAL starts.
     let classifier = Arc::new(placed_classifier(config)?);
     let policy = Arc::new(policy(config));
-    let clock = Clock::start();
+    let clock = MonoClock::start();
     let mut plane = ControlPlane::new(config, clock.now(), wall_now_ms());
     let mut restored = None;
     match snapshot::load(&config.control.state_dir) {
@@ -315,7 +315,7 @@ fn run_with_eal(
 
     // Ports, and for each worker its paths and tx queues.
     let mut ports: Vec<OpenPort> = Vec::new();
-    let mut paths: Vec<Vec<Path>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut paths: Vec<Vec<RxPath>> = (0..workers).map(|_| Vec::new()).collect();
     let mut txs: Vec<Vec<TxQueue>> = (0..workers).map(|_| Vec::new()).collect();
     for link in &config.links {
         let cfg = PortConfig {
@@ -336,9 +336,9 @@ fn run_with_eal(
             txs[w].push(ti);
             txs[w].push(to);
         }
-        let assign = |paths: &mut Vec<Vec<Path>>, rxqs: Vec<RxQueue>, onward, back, direction| {
+        let assign = |paths: &mut Vec<Vec<RxPath>>, rxqs: Vec<RxQueue>, onward, back, direction| {
             for (q, rx) in rxqs.into_iter().enumerate() {
-                paths[q % workers].push(Path {
+                paths[q % workers].push(RxPath {
                     rx,
                     tx_onward: onward,
                     tx_back: back,

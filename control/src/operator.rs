@@ -36,12 +36,12 @@ pub const TOP_CUSTOMERS: usize = 20;
 
 /// Monotonic milliseconds since start, the control plane's clock.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
+pub struct MonoClock(Instant);
 
-impl Clock {
+impl MonoClock {
     /// The clock, reading 0 now.
-    pub fn start() -> Clock {
-        Clock(Instant::now())
+    pub fn start() -> MonoClock {
+        MonoClock(Instant::now())
     }
 
     /// Milliseconds since start.
@@ -89,7 +89,7 @@ pub struct Control {
     pub config: Config,
     pub plane: ControlPlane,
     pub events: EventLog,
-    pub clock: Clock,
+    pub clock: MonoClock,
     pub gauges: Arc<Gauges>,
     /// Per customer name, SYNs seen and forwarded before this run (restored
     /// from the snapshot): the summary reports this run's counts.

@@ -196,12 +196,12 @@ impl BlockPolicy {
 /// The mapping between the plane's monotonic milliseconds and wall-clock
 /// Unix milliseconds, fixed when the plane is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Clock {
+pub(crate) struct WallMapping {
     mono0: u64,
     wall0: u64,
 }
 
-impl Clock {
+impl WallMapping {
     pub(crate) fn wall(&self, mono: u64) -> Timestamp {
         Timestamp((self.wall0 as i64 + mono as i64 - self.mono0 as i64).max(0) as u64)
     }
@@ -318,7 +318,7 @@ pub struct ControlPlane {
     pub(crate) windows_meta: Vec<WindowMeta>,
     pub(crate) policy: BlockPolicy,
     near_limit: f64,
-    pub(crate) clock: Clock,
+    pub(crate) clock: WallMapping,
     pub(crate) names: Vec<Box<str>>,
     pub(crate) dense: Vec<Dense>,
     limit_sets: Vec<Box<[u64]>>,
@@ -368,7 +368,7 @@ impl ControlPlane {
     pub fn new(config: &Config, now: u64, wall_ms: u64) -> ControlPlane {
         ControlPlane::with_clock(
             config,
-            Clock {
+            WallMapping {
                 mono0: now,
                 wall0: wall_ms,
             },
@@ -376,7 +376,7 @@ impl ControlPlane {
         )
     }
 
-    fn with_clock(config: &Config, clock: Clock, now: u64) -> ControlPlane {
+    fn with_clock(config: &Config, clock: WallMapping, now: u64) -> ControlPlane {
         let windows_meta: Vec<WindowMeta> = config
             .windows
             .iter()

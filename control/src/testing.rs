@@ -69,7 +69,7 @@ pub fn config_text() -> String {
 pub const CONFIG_PATH: &str = "/nonexistent/synwall.toml";
 
 /// How a [`Fake`] tells the time.
-enum Clock {
+enum FakeClock {
     /// Moved by [`Fake::tick`], 100 ms a tick.
     Stepped(u64),
     /// Milliseconds since the fake was made.
@@ -92,7 +92,7 @@ pub struct Fake {
     pub global: Option<Mode>,
     /// Whether `reload` succeeds.
     pub reload_ok: bool,
-    clock: Clock,
+    clock: FakeClock,
 }
 
 impl Fake {
@@ -104,7 +104,7 @@ impl Fake {
     /// `text` (read as if from `path`) on a stepped clock, ticked once.
     pub fn with_config(text: &str, path: &Path) -> Fake {
         let config = Config::from_str(text, path).unwrap_or_else(|e| panic!("{e}"));
-        let mut f = Fake::build(config, 1_700_000_000_000, Clock::Stepped(0));
+        let mut f = Fake::build(config, 1_700_000_000_000, FakeClock::Stepped(0));
         f.tick();
         f
     }
@@ -116,11 +116,11 @@ impl Fake {
         Fake::build(
             config,
             crate::event::wall_now_ms(),
-            Clock::Real(Instant::now()),
+            FakeClock::Real(Instant::now()),
         )
     }
 
-    fn build(config: Config, wall: u64, clock: Clock) -> Fake {
+    fn build(config: Config, wall: u64, clock: FakeClock) -> Fake {
         let plane = ControlPlane::new(&config, 0, wall);
         let classifier = crate::setup::classifier(&config.customers).unwrap();
         let shards = (0..2)
@@ -142,7 +142,7 @@ impl Fake {
     /// One control tick (a stepped clock moves 100 ms first); its events
     /// go to `emitted` (not to `log`).
     pub fn tick(&mut self) {
-        if let Clock::Stepped(now) = &mut self.clock {
+        if let FakeClock::Stepped(now) = &mut self.clock {
             *now += 100;
         }
         let now = self.now();
@@ -179,8 +179,8 @@ impl Operate for Fake {
     }
     fn now(&self) -> u64 {
         match &self.clock {
-            Clock::Stepped(now) => *now,
-            Clock::Real(start) => start.elapsed().as_millis() as u64,
+            FakeClock::Stepped(now) => *now,
+            FakeClock::Real(start) => start.elapsed().as_millis() as u64,
         }
     }
     fn status(&self) -> Value {

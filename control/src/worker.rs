@@ -31,7 +31,7 @@ pub enum Direction {
 
 /// One rx queue a worker polls and where its frames go.
 #[derive(Debug)]
-pub struct Path {
+pub struct RxPath {
     /// The queue polled.
     pub rx: RxQueue,
     /// Index into [`Worker::tx`] of the paired port's tx queue.
@@ -44,7 +44,7 @@ pub struct Path {
 /// Everything one worker lcore owns.
 pub struct Worker {
     /// The paths it polls, in order.
-    pub paths: Vec<Path>,
+    pub paths: Vec<RxPath>,
     /// One tx queue per port it sends on.
     pub tx: Vec<TxQueue>,
     /// The customer set (classifier, policy and shards), swapped on reload.
