@@ -1025,3 +1025,95 @@ impl Drop for FleetLocal {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(name: &str) -> FleetLocal {
+        let config = Fleet {
+            name: name.into(),
+            redis: vec!["redis://127.0.0.1:1".into()],
+            appliances: 2,
+            floor: 0.2,
+            lease_ttl: Duration::from_secs(3),
+            lease_margin: Duration::from_millis(500),
+            timeout: Duration::from_millis(300),
+            lease_demand: Duration::from_secs(2),
+        };
+        let lengths = [Duration::from_secs(300), Duration::from_secs(3600)];
+        // Started at local ms 10 000; the server's clock is 1 000 000 ms
+        // ahead of the local one.
+        let mut f = FleetLocal::new(&config, &lengths, Duration::from_millis(50), 0, 10_000);
+        f.offset = Some(1_000_000);
+        f
+    }
+
+    fn said(said: Said, app: &str, server_ms: u64, noted: bool) -> Announcement {
+        Announcement {
+            said,
+            customer: "acme".into(),
+            app: app.into(),
+            version: server_ms * 1000 + 7,
+            noted,
+        }
+    }
+
+    #[test]
+    fn notes_apply_only_when_newer_than_what_was_applied_and_the_start() {
+        let mut f = fleet("edge-b");
+        let limit = Said::Limit {
+            window_ms: 3_600_000,
+            value: 5,
+        };
+        // Started at server ms 1 010 000.
+        assert!(
+            !f.fresh(0, &said(limit, "edge-a", 1_009_000, true)),
+            "before the start"
+        );
+        assert!(f.fresh(0, &said(limit, "edge-a", 1_011_000, true)));
+        assert!(
+            !f.fresh(0, &said(limit, "edge-a", 1_011_000, true)),
+            "applied"
+        );
+        assert!(
+            !f.fresh(0, &said(limit, "edge-b", 1_012_000, true)),
+            "its own"
+        );
+        // Heard live, the start does not matter (it is news by definition).
+        assert!(f.fresh(1, &said(limit, "edge-a", 1_009_000, false)));
+        let unknown = Said::Limit {
+            window_ms: 60_000,
+            value: 5,
+        };
+        assert!(!f.fresh(0, &said(unknown, "edge-a", 1_020_000, true)));
+        // Blocks and unblocks share one order; windows have their own.
+        assert!(f.fresh(0, &said(Said::Block, "edge-a", 1_012_000, false)));
+        assert!(
+            !f.fresh(0, &said(Said::Unblock, "edge-a", 1_011_500, true)),
+            "older"
+        );
+        assert!(f.fresh(0, &said(Said::Unblock, "edge-a", 1_013_000, true)));
+        // A reload is the operator's newer word on limits.
+        f.remap(&[Some(0), Some(1)], 30_000);
+        let later = Said::Limit {
+            window_ms: 300_000,
+            value: 9,
+        };
+        assert!(!f.fresh(0, &said(later, "edge-a", 1_020_000, true)));
+        assert!(f.fresh(0, &said(later, "edge-a", 1_031_000, true)));
+        assert!(
+            !f.fresh(0, &said(Said::Unblock, "edge-a", 1_013_000, true)),
+            "kept"
+        );
+    }
+
+    #[test]
+    fn said_after_uses_the_servers_clock() {
+        let mut f = fleet("edge-b");
+        assert!(f.said_after(1_000_501_000, 500));
+        assert!(!f.said_after(1_000_500_000, 500));
+        f.offset = None;
+        assert!(!f.said_after(u64::MAX, 0), "no reply yet: nothing is known");
+    }
+}
