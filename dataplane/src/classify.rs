@@ -434,11 +434,11 @@ impl V4Table {
     /// Stage 3: the customer, from the `/24` entry `e` of `a`.
     #[inline(always)]
     fn finish(&self, mut e: u32, a: u32) -> Option<CustomerId> {
-        if is_regular(e) {
-            let shift = (e >> REGULAR_SHIFT_BITS) & 7;
-            return Some((e & REGULAR_BASE) + (u32::from(a as u8) >> shift));
-        }
         if e & EXT != 0 {
+            if is_regular(e) {
+                let shift = (e >> REGULAR_SHIFT_BITS) & 7;
+                return Some((e & REGULAR_BASE) + (u32::from(a as u8) >> shift));
+            }
             e = self.group_entry(e, a).copied().unwrap_or(0);
         }
         e.checked_sub(1).or(self.default)
