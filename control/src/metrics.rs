@@ -258,6 +258,12 @@ pub struct FleetMetrics {
     pub customers_on_floors: u64,
     /// Milliseconds left of a lost-state quarantine.
     pub quarantine_ms: u64,
+    /// Subscriptions to the fleet's announcements since start.
+    pub subscriptions: u64,
+    /// Missed announcements applied from the notes since start.
+    pub notes_applied: u64,
+    /// 1 while every customer's notes are being re-read.
+    pub reread_in_progress: u64,
 }
 
 /// What the collector encodes on each scrape.
@@ -573,6 +579,24 @@ impl Collector for SnapshotCollector {
                 "fleet_quarantine_milliseconds",
                 "What is left of the floors-only quarantine after Redis lost its state.",
                 f.quarantine_ms,
+            )?;
+            counter(
+                e,
+                "fleet_subscriptions",
+                "Subscriptions to the fleet's announcements (the first and every resubscription).",
+                f.subscriptions,
+            )?;
+            counter(
+                e,
+                "fleet_notes_applied",
+                "Announcements missed while unsubscribed, applied from Redis's notes.",
+                f.notes_applied,
+            )?;
+            gauge(
+                e,
+                "fleet_reread_in_progress",
+                "1 while every customer's notes are being re-read after a subscription.",
+                f.reread_in_progress,
             )?;
         }
         gauge_family(

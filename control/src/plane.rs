@@ -60,7 +60,7 @@ use synwall_config::{Config, Mode};
 use synwall_dataplane::shard::{CellRead, WorkerShard};
 
 use crate::event::{Event, EventKind, Setting, Timestamp};
-use crate::fleet::link::Said;
+use crate::fleet::link::{Announcement, Said};
 use crate::fleet::local::FleetLocal;
 use crate::grant;
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
@@ -413,7 +413,7 @@ impl ControlPlane {
             fleet: config
                 .fleet
                 .as_ref()
-                .map(|f| FleetLocal::new(f, &lengths, config.control.tick, clock.wall0)),
+                .map(|f| FleetLocal::new(f, &lengths, config.control.tick, clock.wall0, now)),
             #[cfg(test)]
             race: None,
         };
@@ -681,6 +681,68 @@ impl ControlPlane {
         Ok(self.end_block(customer, now, EventKind::Unblock, reason))
     }
 
+    /// Applies what another appliance announced about customer `c` (heard
+    /// on the channel, or read from the notes after a resubscription) and
+    /// returns the event, if it changed anything here.
+    fn announced(&mut self, c: u32, a: &Announcement, now: u64) -> Option<Event> {
+        let f = self.fleet.as_mut()?;
+        if !f.fresh(c, a) {
+            return None;
+        }
+        let event = match a.said {
+            Said::Block => {
+                // The block itself is read from Redis (it may have ended).
+                let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
+                f.peek(c, &self.names[c as usize], limits);
+                None
+            }
+            Said::Unblock => {
+                let config_blocked = self.dense[c as usize].config_blocked;
+                let since = self
+                    .records
+                    .get(&c)
+                    .and_then(|r| r.block.as_ref())
+                    .map(|b| {
+                        // The block's start on the monotonic clock.
+                        let age = self.clock.wall(now).0.saturating_sub(b.since.0);
+                        now.saturating_sub(age)
+                    });
+                // A note may be older than a block made here since.
+                let lifts = since.is_some_and(|t| !a.noted || f.said_after(a.version, t));
+                if !(self.blocked.contains(&c) && !config_blocked && lifts) {
+                    return None;
+                }
+                f.forgive(c);
+                let reason = Reason::Operator {
+                    by: format!("operator on {}", a.app),
+                    reason: "unblocked fleet-wide".into(),
+                };
+                let e = self.end_block(c, now, EventKind::Unblock, reason);
+                self.windows.remove(c);
+                Some(e)
+            }
+            Said::Limit { window_ms, value } => {
+                let w = f.window_of(window_ms)?;
+                let old = self.limits(c).and_then(|l| l.get(w).copied())?;
+                if old == value || self.apply_limit(c, w, value).is_err() {
+                    return None;
+                }
+                let mut e = Event::new(EventKind::SetLimit, self.clock.wall(now));
+                e.customer = Some(self.names[c as usize].to_string());
+                e.by = Some(format!("operator on {}", a.app));
+                e.window = Some(self.windows_meta[w].name.clone());
+                e.old = Some(Setting::Limit(old));
+                e.new = Some(Setting::Limit(value));
+                e.reason = Some("set fleet-wide".into());
+                Some(e)
+            }
+        };
+        if let (true, Some(_), Some(f)) = (a.noted, &event, self.fleet.as_mut()) {
+            f.stats.notes_applied += 1;
+        }
+        event
+    }
+
     fn start_block(&mut self, c: u32, now: u64, until: Option<u64>, reason: Reason) -> Event {
         let at = self.clock.wall(now);
         let until_wall = until.map(|u| self.clock.wall(u));
@@ -780,48 +842,16 @@ impl ControlPlane {
             None => Vec::new(),
         };
         if let Some(f) = self.fleet.as_mut() {
-            for a in f.announcements() {
-                let Some(c) = self.names.iter().position(|n| **n == *a.customer) else {
-                    continue;
-                };
-                let c = c as u32;
-                match a.said {
-                    Said::Block => {
-                        let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
-                        if let Some(f) = self.fleet.as_mut() {
-                            f.peek(c, &a.customer, limits);
-                        }
-                    }
-                    Said::Unblock
-                        if self.blocked.contains(&c) && !self.dense[c as usize].config_blocked =>
-                    {
-                        let reason = Reason::Operator {
-                            by: format!("operator on {}", a.app),
-                            reason: "unblocked fleet-wide".into(),
-                        };
-                        events.push(self.end_block(c, now, EventKind::Unblock, reason));
-                        self.windows.remove(c);
-                        if let Some(f) = self.fleet.as_mut() {
-                            f.forgive(c);
-                        }
-                    }
-                    Said::Unblock => {}
-                    Said::Limit { window_ms, value } => {
-                        let w = self.fleet.as_ref().and_then(|f| f.window_of(window_ms));
-                        let old = w.and_then(|w| self.limits(c).and_then(|l| l.get(w).copied()));
-                        if let (Some(w), Some(old)) = (w, old) {
-                            if old != value && self.apply_limit(c, w, value).is_ok() {
-                                let mut e = Event::new(EventKind::SetLimit, self.clock.wall(now));
-                                e.customer = Some(a.customer.clone());
-                                e.by = Some(format!("operator on {}", a.app));
-                                e.window = Some(self.windows_meta[w].name.clone());
-                                e.old = Some(Setting::Limit(old));
-                                e.new = Some(Setting::Limit(value));
-                                e.reason = Some("set fleet-wide".into());
-                                events.push(e);
-                            }
-                        }
-                    }
+            let heard = f.announcements();
+            let noted = f.noted();
+            for a in heard {
+                if let Some(c) = self.names.iter().position(|n| **n == *a.customer) {
+                    events.extend(self.announced(c as u32, &a, now));
+                }
+            }
+            for (c, a) in noted {
+                if (c as usize) < self.dense.len() {
+                    events.extend(self.announced(c, &a, now));
                 }
             }
         }
@@ -833,7 +863,13 @@ impl ControlPlane {
                     reason: rb.block.reason,
                 };
                 events.push(self.start_block(c, now, rb.until, reason));
+                if let (true, Some(f)) = (rb.from_notes, self.fleet.as_mut()) {
+                    f.stats.notes_applied += 1;
+                }
             }
+        }
+        if let Some(f) = self.fleet.as_mut() {
+            f.reread(&self.names, now);
         }
         let n = shards
             .iter()

@@ -132,6 +132,9 @@ fn fleet_series_appear_only_with_a_fleet() {
             redis_up: 1,
             customers_on_floors: 0,
             quarantine_ms: 0,
+            subscriptions: 3,
+            notes_applied: 4,
+            reread_in_progress: 1,
         }),
         ..known_snapshot()
     });
@@ -149,6 +152,9 @@ fn fleet_series_appear_only_with_a_fleet() {
             "synwall_fleet_redis_up 1",
             "synwall_fleet_customers_on_floors 0",
             "synwall_fleet_quarantine_milliseconds 0",
+            "synwall_fleet_subscriptions_total 3",
+            "synwall_fleet_notes_applied_total 4",
+            "synwall_fleet_reread_in_progress 1",
         ],
     );
     // Every fleet series the shipped alert rules name is one of these (the

@@ -376,13 +376,17 @@ fn a_limit_block_on_one_appliance_blocks_the_customer_on_the_other() {
     }
 }
 
+/// Limits no test reaches: the customer stays under its floor (no lease
+/// calls).
+const HUGE_LIMITS: &str =
+    "[windows]\n\"5m\" = 1000000000\n\"1h\" = 1000000000\n\"1d\" = 1000000000\n";
+
 #[test]
 fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
     let dir = TestDir::new("fleet-operator");
     let redis = RedisServer::start(&dir.path);
-    // Limits no test reaches: only the operator blocks, and the customer
-    // stays under its floor (no lease calls): the block travels by pub/sub.
-    let huge = "[windows]\n\"5m\" = 1000000000\n\"1h\" = 1000000000\n\"1d\" = 1000000000\n";
+    // Only the operator blocks, and the customer stays under its floor
+    // (no lease calls): the block travels by pub/sub.
     // Built before the appliances start: a build inside their run could
     // outlast it.
     let ctl_bin = ctl_bin();
@@ -391,7 +395,7 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
         "fleet-operator",
         &toml_str(&redis.url()),
         &pair(),
-        huge,
+        HUGE_LIMITS,
         "",
         |dirs: &[&TestDir], _: &[u32]| {
             wait_ready(dirs[0]);
@@ -479,6 +483,99 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
     );
     assert_eq!(block["reason"], "abuse #1");
     assert!(b.iter().any(|e| e["kind"] == "unblock"), "{b:?}");
+}
+
+/// `customer acme`'s state and its 1h limit on the appliance in `dir`.
+fn acme_on(dir: &TestDir) -> (String, u64) {
+    let c = request(dir, r#"{"cmd":"customer","customer":"acme"}"#)["customer"].clone();
+    let limit = c["windows"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == "1h"))
+        .and_then(|w| w["limit"].as_u64())
+        .unwrap_or(0);
+    (c["state"].as_str().unwrap_or("").to_owned(), limit)
+}
+
+/// Cuts every pub/sub connection to `redis` while the appliance `pid` is
+/// stopped, runs `say` (announcements it cannot hear), waits until Redis
+/// holds `notes` notes for acme, and lets the appliance run again: it
+/// finds its subscription gone and subscribes afresh.
+fn while_cut_off(redis: &RedisServer, pid: u32, notes: usize, say: impl FnOnce()) {
+    signal(pid, "-STOP");
+    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(killed.is_some_and(|n| n != "0"), "no subscription to cut");
+    say();
+    wait_until("the notes in Redis", Duration::from_secs(10), || {
+        let n = redis.cli(&["HLEN", "{c:acme}:a"])?;
+        (n.parse::<usize>().ok()? >= notes).then_some(())
+    });
+    signal(pid, "-CONT");
+}
+
+#[test]
+fn announcements_missed_while_cut_off_are_read_after_resubscribing() {
+    let dir = TestDir::new("fleet-missed");
+    let redis = RedisServer::start(&dir.path);
+    let mut view = Value::Null;
+    let (_, events) = run_fleet_with(
+        "fleet-missed",
+        &toml_str(&redis.url()),
+        &pair(),
+        HUGE_LIMITS,
+        "",
+        |dirs, pids| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            wait_until("edge-b subscribed", Duration::from_secs(10), || {
+                let v = request(dirs[1], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                (v["subscriptions"].as_u64() >= Some(1) && v["reread_in_progress"] == false)
+                    .then_some(())
+            });
+            // acme stays under its floor on edge-b: no lease reply tells it
+            // anything, only the pub/sub message it misses, and the notes.
+            while_cut_off(&redis, pids[1], 2, || {
+                for line in [
+                    r#"{"cmd":"block","customer":"acme","duration":"1h","reason":"abuse #2"}"#,
+                    r#"{"cmd":"set-limit","customer":"acme","window":"1h","value":123456}"#,
+                ] {
+                    let r = request(dirs[0], line);
+                    assert_eq!(r["ok"], true, "{r}");
+                }
+            });
+            wait_until(
+                "edge-b applies what it missed",
+                Duration::from_secs(10),
+                || (acme_on(dirs[1]) == ("blocked".into(), 123456)).then_some(()),
+            );
+            // An unblock missed the same way lifts the block edge-b made
+            // before it.
+            while_cut_off(&redis, pids[1], 3, || {
+                let r = request(
+                    dirs[0],
+                    r#"{"cmd":"unblock","customer":"acme","reason":"ok"}"#,
+                );
+                assert_eq!(r["ok"], true, "{r}");
+            });
+            wait_until("edge-b unblocks acme", Duration::from_secs(10), || {
+                (acme_on(dirs[1]).0 == "open").then_some(())
+            });
+            view = request(dirs[1], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+        },
+    );
+    assert!(view["subscriptions"].as_u64() >= Some(3), "{view}");
+    assert_eq!(view["notes_applied"], 3, "block, limit, unblock: {view}");
+    let b = &events[1];
+    let by = |kind: &str| {
+        b.iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("edge-b logged no {kind}: {b:?}"))["by"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(by("block").ends_with("on edge-a"), "{b:?}");
+    assert_eq!(by("set_limit"), "operator on edge-a", "{b:?}");
+    assert_eq!(by("unblock"), "operator on edge-a", "{b:?}");
 }
 
 #[test]

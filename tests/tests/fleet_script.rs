@@ -264,15 +264,125 @@ fn malformed_replies_are_errors() {
     use redis::Value;
     assert!(Reply::parse(&Value::Int(1)).is_err());
     assert!(Reply::parse(&Value::Array(vec![Value::Int(0); 3])).is_err());
-    let mut v = vec![Value::Int(0); 14];
+    let mut v = vec![Value::Int(0); 15];
+    v[14] = Value::Array(Vec::new());
     v[2] = Value::Int(-5);
     assert!(Reply::parse(&Value::Array(v.clone())).is_err());
     v[2] = Value::Int(5);
     v[7] = Value::Int(1);
     assert!(
-        Reply::parse(&Value::Array(v)).is_ok(),
+        Reply::parse(&Value::Array(v.clone())).is_ok(),
         "no block: text unused"
     );
+    // Notes this version cannot read are skipped and counted, never fatal.
+    let text = |t: &str| Value::BulkString(t.as_bytes().to_vec());
+    v[14] = Value::Array(vec![
+        text("block"),
+        text("12 edge-a"),
+        text("limit:x"),
+        text("13 5 edge-a"),
+        text("unblock"),
+    ]);
+    let r = Reply::parse(&Value::Array(v.clone())).expect("bad notes are skipped");
+    assert_eq!((r.notes.len(), r.bad_notes), (1, 2), "{r:?}");
+    v[14] = Value::Int(3);
+    assert!(
+        Reply::parse(&Value::Array(v)).is_err(),
+        "notes not an array"
+    );
+}
+
+#[test]
+fn announcements_are_noted_with_the_servers_clock_and_read_back() {
+    use synwall_control::fleet::link::Said;
+    let (_dir, redis, mut node) = setup("script-notes");
+    let notes = |node: &mut Node| {
+        let mut n = one(node, call("acme", "c", Op::Notes)).notes;
+        n.sort_by_key(|n| n.version);
+        n
+    };
+    assert!(notes(&mut node).is_empty(), "nothing said yet");
+    let before = one(&mut node, call("acme", "c", Op::Notes)).now;
+    let block = Op::Block {
+        ms: Some(60_000),
+        reason: "abuse".into(),
+        by: "ops".into(),
+    };
+    one(&mut node, call("acme", "a", block));
+    one(
+        &mut node,
+        call(
+            "acme",
+            "b",
+            Op::Limit {
+                window_ms: 60_000,
+                value: 7,
+            },
+        ),
+    );
+    let n = notes(&mut node);
+    assert_eq!(n.len(), 2, "{n:?}");
+    assert_eq!((n[0].said, n[0].app.as_str()), (Said::Block, "a"));
+    assert_eq!(
+        (n[1].said, n[1].app.as_str()),
+        (
+            Said::Limit {
+                window_ms: 60_000,
+                value: 7
+            },
+            "b"
+        )
+    );
+    // Versions are the server's µs, in the order said.
+    assert!(n[0].version / 1000 >= before, "{n:?} vs {before}");
+    assert!(n[1].version > n[0].version, "{n:?}");
+    // An unblock is noted beside the block (the block key is gone), and
+    // every reply, a lease's too, carries the notes.
+    one(&mut node, call("acme", "b", Op::Unblock));
+    let r = one(&mut node, lease("acme", "a", 1, 0, 0, 1));
+    assert!(r.block.is_none());
+    let kinds: Vec<Said> = r.notes.iter().map(|n| n.said).collect();
+    assert!(kinds.contains(&Said::Unblock), "{kinds:?}");
+    assert!(kinds.contains(&Said::Block), "{kinds:?}");
+    let unblock = r.notes.iter().find(|n| n.said == Said::Unblock).unwrap();
+    assert!(unblock.version > n[1].version);
+    // A later set-limit of the same window replaces the earlier note.
+    one(
+        &mut node,
+        call(
+            "acme",
+            "a",
+            Op::Limit {
+                window_ms: 60_000,
+                value: 9,
+            },
+        ),
+    );
+    let limits: Vec<_> = notes(&mut node)
+        .into_iter()
+        .filter(|n| matches!(n.said, Said::Limit { .. }))
+        .collect();
+    assert_eq!(limits.len(), 1, "{limits:?}");
+    assert_eq!(
+        limits[0].said,
+        Said::Limit {
+            window_ms: 60_000,
+            value: 9
+        }
+    );
+    // The notes live on the customer's slot and expire (7 days).
+    let ttl = redis.cli(&["PTTL", "{c:acme}:a"]).unwrap();
+    let ttl: i64 = ttl.trim().parse().unwrap();
+    assert!(
+        ttl > 6 * 86_400_000 && ttl <= 7 * 86_400_000,
+        "notes ttl {ttl}"
+    );
+    // A read changes nothing.
+    let again = notes(&mut node);
+    assert_eq!(again.len(), 3);
+    assert!(one(&mut node, call("other", "a", Op::Notes))
+        .notes
+        .is_empty());
 }
 
 #[test]

@@ -516,10 +516,10 @@ redis     {}
         ));
     }
     out.push_str(&format!(
-        "leases    {} held, {} SYNs outstanding, {} leased in all
-         floors    {} customers on floors only, quarantine {} ms left
-         rounds    {} (replies {}, failures {}), last round trip {}
-",
+        "leases    {} held, {} SYNs outstanding, {} leased in all\n\
+         floors    {} customers on floors only, quarantine {} ms left\n\
+         rounds    {} (replies {}, failures {}), last round trip {}\n\
+         notes     {} subscriptions, {} missed announcements applied, {}\n",
         f["leases_held"],
         f["leased_outstanding"],
         f["leased_syns"],
@@ -529,6 +529,13 @@ redis     {}
         f["replies"],
         f["failures"],
         ms(&f["last_rtt_ms"]),
+        f["subscriptions"],
+        f["notes_applied"],
+        if f["reread_in_progress"] == true {
+            format!("re-read in progress ({} customers left)", f["reread_left"])
+        } else {
+            "re-read done".to_owned()
+        },
     ));
     out
 }

@@ -5,15 +5,19 @@
 --   2 leases   hash "APP|ID"  -> "GRANTED:SPENT:EXP"   (EXP: server ms)
 --   3 seqs     hash "APP" -> last seq, "APP|r" -> that call's lease id
 --   4 block    hash until (server ms, -1 = indefinite), reason, by, app
+--   5 notes    hash "block" / "unblock" -> "VER APP",
+--              "limit:LEN" -> "VER VALUE APP": the last announcement of
+--              each kind, VER the server's clock in µs, so that an
+--              appliance that missed the pub/sub message reads it later
 -- ARGV:
---   1 op: lease | block | unblock | limit
+--   1 op: lease | block | unblock | limit | notes (read only)
 --   2 app   3 seq   4 lease id (0 none)   5 spent on it (cumulative)
 --   6 want  7 ttl ms   8 release (1/0)   9 block ms (-1 = indefinite)
 --   10 block reason   11 block by   12 n windows, then n pairs LEN, LIMIT
 --      (LIMIT: what Redis may lease of the window, the fleet's floors taken out)
 -- Reply: {dup, lease id, granted, spent, exp, now, block until, reason, by,
 --         app, exhausted window (1-based, 0 none), its count, free,
---         overspent}
+--         overspent, notes (HGETALL of KEYS[5])}
 -- Expired leases are charged in full (at the time they are found expired,
 -- which keeps the charge in the windows at least as long as any SYN spent
 -- from them); a release charges what was spent and frees the rest.
@@ -22,6 +26,8 @@ local SLOTS = 31
 local function int(x) return string.format('%d', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- The announcement's version: µs (below 2^53, exact in a Lua number).
+local ver = int(tonumber(t[1]) * 1000000 + tonumber(t[2]))
 local op, app, seq = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local lid, spent, want = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl, release = tonumber(ARGV[7]), ARGV[8] == '1'
@@ -56,7 +62,17 @@ end
 
 local function reply(dup, id, g, s, e, ex_w, ex_count, free, over)
   local bu, br, bb, ba = block_state()
-  return {dup, id, g, s, e, now, bu, br, bb, ba, ex_w, ex_count, free, over}
+  return {dup, id, g, s, e, now, bu, br, bb, ba, ex_w, ex_count, free, over,
+          redis.call('HGETALL', KEYS[5])}
+end
+
+-- Records an announcement in the notes and publishes it. Notes outlive
+-- any window (an unblock or a set-limit has no natural end): 7 days, or
+-- the longest window and a lease if that is longer.
+local function announce(field, note, text)
+  redis.call('HSET', KEYS[5], field, ver .. ' ' .. note)
+  redis.call('PEXPIRE', KEYS[5], math.max(604800000, longest + ttl + 60000))
+  redis.call('PUBLISH', 'synwall:blocks', text .. ' ' .. ver)
 end
 
 -- A retry of a call already done: change nothing, answer with the
@@ -74,13 +90,13 @@ end
 if op == 'unblock' then
   -- As locally: lifting a block forgives the windows.
   redis.call('DEL', KEYS[4], KEYS[1])
-  redis.call('PUBLISH', 'synwall:blocks', 'unblock ' .. KEYS[4] .. ' ' .. app)
+  announce('unblock', app, 'unblock ' .. KEYS[4] .. ' ' .. app)
   return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
 end
 if op == 'limit' then
   -- An operator's set-limit: every appliance applies it (ARGV 3: the
   -- window's length in ms, ARGV 6: the new limit).
-  redis.call('PUBLISH', 'synwall:blocks',
+  announce('limit:' .. int(seq), int(want) .. ' ' .. app,
     'limit ' .. KEYS[4] .. ' ' .. app .. ' ' .. int(seq) .. ' ' .. int(want))
   return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
 end
@@ -94,7 +110,10 @@ if op == 'block' then
   else
     redis.call('PEXPIREAT', KEYS[4], u + 1000)
   end
-  redis.call('PUBLISH', 'synwall:blocks', 'block ' .. KEYS[4] .. ' ' .. app)
+  announce('block', app, 'block ' .. KEYS[4] .. ' ' .. app)
+  return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
+end
+if op == 'notes' then
   return reply(0, 0, 0, 0, 0, 0, 0, 0, 0)
 end
 if op ~= 'lease' then

@@ -9,13 +9,24 @@ use super::cluster::{NodeReport, Router};
 use super::node::{CallError, Health};
 use super::script::{Call, Reply};
 
+/// What a call in a round is about, so that its answer finds its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// A lease call (or a peek) for this customer.
+    Lease(u32),
+    /// A read of this customer's notes (after a resubscription).
+    Notes(u32),
+    /// A release, block, unblock or set-limit: the answer is not needed.
+    Other,
+}
+
 /// A round's calls, each with the caller's tag.
-pub type Round = Vec<(u32, Call)>;
+pub type Round = Vec<(Tag, Call)>;
 /// A round's answers, same tags, plus the round trip, the nodes' health
 /// folded into one (any up, any lost state, the longest quarantine), and
 /// each node's own report.
 pub type Answers = (
-    Vec<(u32, Result<Reply, CallError>)>,
+    Vec<(Tag, Result<Reply, CallError>)>,
     Duration,
     Health,
     Vec<NodeReport>,
@@ -53,7 +64,7 @@ impl Link {
             .name("synwall-fleet".into())
             .spawn(move || {
                 for round in rounds {
-                    let (tags, calls): (Vec<u32>, Vec<Call>) = round.into_iter().unzip();
+                    let (tags, calls): (Vec<Tag>, Vec<Call>) = round.into_iter().unzip();
                     let started = std::time::Instant::now();
                     let (replies, healths) = router.round(&calls);
                     let rtt = started.elapsed();
@@ -149,11 +160,17 @@ pub struct Announcement {
     pub customer: String,
     /// The appliance that made it.
     pub app: String,
+    /// The server's clock when it was made, µs (0: not said).
+    pub version: u64,
+    /// Read from the customer's notes after a resubscription, not heard:
+    /// it may be one this appliance missed, or one long applied.
+    pub noted: bool,
 }
 
 impl Announcement {
     /// Parses `block {c:NAME}:b APP`, `unblock {c:NAME}:b APP` and
-    /// `limit {c:NAME}:b APP WINDOW_MS VALUE`; `None` for anything else.
+    /// `limit {c:NAME}:b APP WINDOW_MS VALUE`, each optionally followed by
+    /// its version; `None` for anything else.
     pub fn parse(text: &str) -> Option<Announcement> {
         let mut it = text.split(' ');
         let verb = it.next()?;
@@ -169,21 +186,47 @@ impl Announcement {
             },
             _ => return None,
         };
+        let version = match it.next() {
+            Some(v) => v.parse().ok()?,
+            None => 0,
+        };
+        if it.next().is_some() {
+            return None;
+        }
         Some(Announcement {
             said,
             customer,
             app,
+            version,
+            noted: false,
         })
     }
 }
 
+/// What the subscriber thread tells the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A (re)subscription: whatever was said while unsubscribed was
+    /// missed, and is to be read from the notes.
+    Subscribed,
+    /// An announcement.
+    Said(Announcement),
+}
+
+/// How often the subscriber pings: a connection that stops answering
+/// (a stalled or unreachable Redis) is dropped and subscribed afresh.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
 /// Listens on [`CHANNEL`] on a thread of its own, on the first of `urls`
 /// that answers (a Cluster broadcasts every publish to all its nodes),
 /// trying the next every half second while none does, until `stop`.
+/// Every subscription is reported ([`Heard::Subscribed`]); a connection
+/// that breaks, or does not answer a PING within half a second, is
+/// dropped and subscribed afresh.
 pub fn subscribe(
     urls: &[String],
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Result<Receiver<Announcement>, redis::RedisError> {
+) -> Result<Receiver<Heard>, redis::RedisError> {
     use std::sync::atomic::Ordering::Relaxed;
     let clients = urls
         .iter()
@@ -211,12 +254,22 @@ pub fn subscribe(
                     std::thread::sleep(Duration::from_millis(500));
                     continue;
                 }
+                if tx.send(Heard::Subscribed).is_err() {
+                    return;
+                }
+                let mut pinged = std::time::Instant::now();
                 while !stop.load(Relaxed) {
+                    if pinged.elapsed() >= PING_EVERY {
+                        pinged = std::time::Instant::now();
+                        if ps.ping::<redis::Value>().is_err() {
+                            break;
+                        }
+                    }
                     match ps.get_message() {
                         Ok(msg) => {
                             let text: String = msg.get_payload().unwrap_or_default();
                             if let Some(a) = Announcement::parse(&text) {
-                                if tx.send(a).is_err() {
+                                if tx.send(Heard::Said(a)).is_err() {
                                     return;
                                 }
                             }
@@ -246,8 +299,16 @@ mod tests {
             Some(Announcement {
                 said: Said::Block,
                 customer: "acme".into(),
-                app: "edge-a".into()
+                app: "edge-a".into(),
+                version: 0,
+                noted: false,
             })
+        );
+        assert_eq!(
+            Announcement::parse("limit {c:a}:b x 300000 50 1764670000123456")
+                .unwrap()
+                .version,
+            1_764_670_000_123_456
         );
         assert_eq!(
             Announcement::parse("unblock {c:a.b}:b x").unwrap().said,
@@ -270,6 +331,8 @@ mod tests {
             "block {c:a}:b",
             "limit {c:a}:b x 300000",
             "limit {c:a}:b x 5m 50",
+            "block {c:a}:b x v1",
+            "block {c:a}:b x 1 2",
         ] {
             assert_eq!(Announcement::parse(bad), None, "{bad}");
         }

@@ -36,13 +36,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use super::link::{self, Announcement, Link};
+use super::link::{self, Announcement, Heard, Link, Said, Tag};
 use super::node::CallError;
 use super::script::{Call, Op, Reply, SharedBlock, SharedWindow};
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
 
-/// Tag of calls that are not about one customer's lease.
-const NO_CUSTOMER: u32 = u32::MAX;
+/// Customers whose notes one round reads, at most, during a re-read.
+const REREAD_ROUND: usize = 1024;
+/// How long a re-read waits before asking a failed node again.
+const REREAD_RETRY_MS: u64 = 1000;
 
 /// A lease this appliance holds.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +91,32 @@ pub struct RemoteBlock {
     pub until: Option<u64>,
     /// As Redis holds it.
     pub block: SharedBlock,
+    /// Read from the notes after a resubscription: a block this
+    /// appliance may have missed.
+    pub from_notes: bool,
+}
+
+/// Reading every customer's notes after a (re)subscription, a bounded
+/// part per round, until every node has answered.
+#[derive(Debug, Default)]
+struct Reread {
+    /// A subscription was made: start (again) at the next tick.
+    requested: bool,
+    /// Customers not asked yet (popped from the end).
+    queue: Vec<u32>,
+    /// Customers whose node failed: asked again after `retry_at`.
+    failed: Vec<u32>,
+    retry_at: u64,
+    /// Notes calls in the round in flight.
+    in_flight: usize,
+    /// A re-read is under way.
+    active: bool,
+}
+
+impl Reread {
+    fn in_progress(&self) -> bool {
+        self.requested || self.active
+    }
 }
 
 /// Counters for `synwallctl fleet` and `/metrics`.
@@ -113,6 +141,15 @@ pub struct FleetStats {
     /// Forwards attributed to a lease that had already been dropped
     /// (charged in full by Redis): should stay 0.
     pub overrun: u64,
+    /// Subscriptions to the announcements (the first, and every
+    /// resubscription after a broken or silent connection).
+    pub subscriptions: u64,
+    /// Re-reads of every customer's notes completed.
+    pub rereads: u64,
+    /// Announcements this appliance had missed, applied from the notes.
+    pub notes_applied: u64,
+    /// Notes that could not be read (skipped).
+    pub bad_notes: u64,
 }
 
 /// What this appliance last heard of one Redis node (a standalone Redis,
@@ -142,7 +179,7 @@ pub struct FleetLocal {
     pending: IdMap<u64>,
     /// The last reply said a window is used up fleet-wide.
     exhausted: IdMap<(usize, u64)>,
-    outbox: Vec<(u32, Call)>,
+    outbox: Vec<(Tag, Call)>,
     link: Option<Link>,
     seq: u64,
     /// While down: when to try again.
@@ -154,7 +191,18 @@ pub struct FleetLocal {
     /// Tells the subscriber to stop.
     stop: Arc<AtomicBool>,
     /// Announcements heard on the pub/sub channel.
-    heard: Option<Receiver<Announcement>>,
+    heard: Option<Receiver<Heard>>,
+    /// Unblocks and set-limits read from notes, for the plane to weigh.
+    noted: Vec<(u32, Announcement)>,
+    /// The version (server µs) of the newest announcement applied, per
+    /// customer and kind (0: block or unblock, 1 + w: window w's limit).
+    applied: std::collections::HashMap<(u32, usize), u64>,
+    /// Local ms of the start or last reload: a set-limit older than that
+    /// is overruled by the operator's config.
+    since: u64,
+    /// The server's clock less the local one (ms), from the last reply.
+    offset: Option<i64>,
+    reread: Reread,
     /// Floors only until then (local ms): Redis lost its state.
     quarantine_until: u64,
     /// The last tick's time.
@@ -174,11 +222,24 @@ impl FleetLocal {
     /// The fleet state for windows of `lengths`, ticking every `tick`,
     /// started at wall-clock `wall_ms` (sequence numbers start there, so
     /// they keep growing across restarts).
-    pub fn new(config: &Fleet, lengths: &[Duration], tick: Duration, wall_ms: u64) -> FleetLocal {
+    /// `now` (local ms) is the start: set-limits announced before it are
+    /// not taken from the notes.
+    pub fn new(
+        config: &Fleet,
+        lengths: &[Duration],
+        tick: Duration,
+        wall_ms: u64,
+        now: u64,
+    ) -> FleetLocal {
         FleetLocal {
             started: false,
             stop: Arc::new(AtomicBool::new(false)),
             heard: None,
+            noted: Vec::new(),
+            applied: Default::default(),
+            since: now,
+            offset: None,
+            reread: Reread::default(),
             config: config.clone(),
             tick_ms: (tick.as_millis() as u64).max(1),
             lengths_ms: lengths.iter().map(|l| l.as_millis() as u64).collect(),
@@ -230,15 +291,152 @@ impl FleetLocal {
         Duration::from_millis(2 * self.tick_ms)
     }
 
-    /// Blocks and unblocks other appliances announced since the last tick.
+    /// Blocks and unblocks other appliances announced since the last tick
+    /// (a resubscription starts a re-read of the notes).
     pub fn announcements(&mut self) -> Vec<Announcement> {
         let Some(rx) = &self.heard else {
             return Vec::new();
         };
         let me = self.config.name.as_str();
-        std::iter::from_fn(|| rx.try_recv().ok())
-            .filter(|a| a.app != me)
-            .collect()
+        let mut out = Vec::new();
+        for h in std::iter::from_fn(|| rx.try_recv().ok()) {
+            match h {
+                Heard::Subscribed => {
+                    self.stats.subscriptions += 1;
+                    self.reread.requested = true;
+                }
+                Heard::Said(a) if a.app != me => out.push(a),
+                Heard::Said(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Unblocks and set-limits read from notes since the last tick, by
+    /// customer id: each to be weighed with [`FleetLocal::fresh`].
+    pub fn noted(&mut self) -> Vec<(u32, Announcement)> {
+        std::mem::take(&mut self.noted)
+    }
+
+    /// Whether announcement `a` about customer `c` is news: another
+    /// appliance's, newer than what this one applied of its kind, and for
+    /// a set-limit read from notes, newer than this appliance's start or
+    /// last reload (the config is the operator's later word). Records it
+    /// as applied if so.
+    pub fn fresh(&mut self, c: u32, a: &Announcement) -> bool {
+        if a.app == self.config.name {
+            return false;
+        }
+        let kind = match a.said {
+            Said::Block | Said::Unblock => 0,
+            Said::Limit { window_ms, .. } => match self.window_of(window_ms) {
+                Some(w) => 1 + w,
+                None => return false,
+            },
+        };
+        if a.noted && kind > 0 && !self.said_after(a.version, self.since) {
+            return false;
+        }
+        let seen = self.applied.entry((c, kind)).or_default();
+        if a.version != 0 && a.version <= *seen {
+            return false;
+        }
+        *seen = (*seen).max(a.version);
+        true
+    }
+
+    /// Whether an announcement of `version` (server µs) was made after
+    /// local time `local_ms`, by the server's clock as the last reply
+    /// showed it (to within a round trip and a tick); `false` before any
+    /// reply.
+    pub fn said_after(&self, version: u64, local_ms: u64) -> bool {
+        self.offset.is_some_and(|off| {
+            let server_ms = i128::from(local_ms) + i128::from(off);
+            i128::from(version / 1000) > server_ms
+        })
+    }
+
+    /// Whether every customer's notes are being re-read.
+    pub fn rereading(&self) -> bool {
+        self.reread.in_progress()
+    }
+
+    /// After a (re)subscription: queues the next part of the re-read of
+    /// every customer's notes (`names`, by id), if no round is in flight.
+    pub fn reread(&mut self, names: &[Box<str>], now: u64) {
+        let r = &mut self.reread;
+        if std::mem::take(&mut r.requested) {
+            r.queue = (0..names.len() as u32).rev().collect();
+            r.failed.clear();
+            r.active = true;
+        }
+        if !r.active || self.link.as_ref().is_none_or(Link::busy) {
+            return;
+        }
+        if r.queue.is_empty() && now >= r.retry_at {
+            r.queue = std::mem::take(&mut r.failed);
+        }
+        if r.queue.is_empty() {
+            if r.failed.is_empty() && r.in_flight == 0 {
+                r.active = false;
+                self.stats.rereads += 1;
+            }
+            return;
+        }
+        let start = r.queue.len().saturating_sub(REREAD_ROUND);
+        let these: Vec<u32> = r.queue.drain(start..).collect();
+        for c in these {
+            let Some(name) = names.get(c as usize) else {
+                continue;
+            };
+            let call = self.call(name, &[], Op::Notes);
+            self.outbox.push((Tag::Notes(c), call));
+            self.reread.in_flight += 1;
+        }
+    }
+
+    /// The unblocks and set-limits in `reply`'s notes for customer `c`,
+    /// oldest first, for the plane; and the block note's version and
+    /// whether this appliance made it, if there is one.
+    fn take_notes(&mut self, c: u32, reply: &Reply) -> Option<(u64, bool)> {
+        self.stats.bad_notes += reply.bad_notes;
+        let mut notes: Vec<_> = reply.notes.iter().collect();
+        notes.sort_by_key(|n| n.version);
+        let mut block = None;
+        for n in notes {
+            if n.said == Said::Block {
+                block = Some(n);
+                continue;
+            }
+            self.noted.push((
+                c,
+                Announcement {
+                    said: n.said,
+                    customer: String::new(),
+                    app: n.app.clone(),
+                    version: n.version,
+                    noted: true,
+                },
+            ));
+        }
+        block.map(|n| (n.version, n.app == self.config.name))
+    }
+
+    /// A block Redis holds for `c`, read from its notes: to apply unless
+    /// this appliance made it, or already applied that block (or a newer
+    /// word). A block with no note (notes expired) is applied as a lease
+    /// reply's would be.
+    fn noted_block(&mut self, c: u32, note: Option<(u64, bool)>) -> bool {
+        match note {
+            None => true,
+            Some((_, true)) => false,
+            Some((version, false)) => {
+                let seen = self.applied.entry((c, 0)).or_default();
+                let news = version > *seen;
+                *seen = (*seen).max(version);
+                news
+            }
+        }
     }
 
     /// Asks Redis for customer `c`'s block state at the next round (a
@@ -256,7 +454,7 @@ impl FleetLocal {
             release: false,
         };
         let call = self.call(name, limits, op);
-        self.outbox.push((c, call));
+        self.outbox.push((Tag::Lease(c), call));
         self.pending.insert(c, self.last_now);
     }
 
@@ -369,33 +567,46 @@ impl FleetLocal {
             && answers
                 .iter()
                 .all(|(_, r)| matches!(r, Err(CallError::Unreachable { .. })));
-        for (c, r) in answers {
-            let sent = if c == NO_CUSTOMER {
-                None
-            } else {
-                self.pending.remove(&c)
+        for (tag, r) in answers {
+            let sent = match tag {
+                Tag::Lease(c) => self.pending.remove(&c),
+                Tag::Notes(_) => {
+                    self.reread.in_flight = self.reread.in_flight.saturating_sub(1);
+                    None
+                }
+                Tag::Other => None,
             };
             match r {
                 Ok(reply) => {
                     self.stats.replies += 1;
-                    if c == NO_CUSTOMER {
+                    self.offset = Some(reply.now as i64 - now as i64);
+                    let (Tag::Lease(c) | Tag::Notes(c)) = tag else {
                         continue;
-                    }
+                    };
+                    let block_note = self.take_notes(c, &reply);
+                    let from_notes = matches!(tag, Tag::Notes(_));
                     if let Some(b) = &reply.block {
-                        let until = b
-                            .until
-                            .map(|u| now.saturating_add(u.saturating_sub(reply.now)));
-                        blocks.push(RemoteBlock {
-                            customer: c,
-                            until,
-                            block: b.clone(),
-                        });
+                        if !from_notes || self.noted_block(c, block_note) {
+                            let until = b
+                                .until
+                                .map(|u| now.saturating_add(u.saturating_sub(reply.now)));
+                            blocks.push(RemoteBlock {
+                                customer: c,
+                                until,
+                                block: b.clone(),
+                                from_notes,
+                            });
+                        }
                     }
                     if let Some(sent) = sent {
                         self.adopt(c, &reply, sent);
                     }
                 }
                 Err(e) => {
+                    if let Tag::Notes(c) = tag {
+                        self.reread.failed.push(c);
+                        self.reread.retry_at = now + REREAD_RETRY_MS;
+                    }
                     self.stats.failures += 1;
                     self.stats.last_error = Some(e.to_string());
                 }
@@ -522,7 +733,7 @@ impl FleetLocal {
                 release: true,
             };
             let call = self.call(name, limits, op);
-            self.outbox.push((NO_CUSTOMER, call));
+            self.outbox.push((Tag::Other, call));
         }
         let left = self.leases.get(&c).map_or(0, Lease::left);
 
@@ -552,7 +763,7 @@ impl FleetLocal {
                     release: false,
                 };
                 let call = self.call(name, limits, op);
-                self.outbox.push((c, call));
+                self.outbox.push((Tag::Lease(c), call));
                 self.pending.insert(c, now);
             } else {
                 self.on_floors += 1;
@@ -594,7 +805,7 @@ impl FleetLocal {
             by: by.to_owned(),
         };
         let call = self.call(customer, limits, op);
-        self.outbox.push((NO_CUSTOMER, call));
+        self.outbox.push((Tag::Other, call));
     }
 
     /// Announces an operator's new `value` for window `w` of `customer`
@@ -604,7 +815,7 @@ impl FleetLocal {
             return;
         };
         let call = self.call(customer, limits, Op::Limit { window_ms, value });
-        self.outbox.push((NO_CUSTOMER, call));
+        self.outbox.push((Tag::Other, call));
     }
 
     /// The index of the window `window_ms` long.
@@ -615,7 +826,7 @@ impl FleetLocal {
     /// Lifts `customer`'s block fleet-wide (and forgives its windows).
     pub fn unblock(&mut self, customer: &str, limits: &[u64]) {
         let call = self.call(customer, limits, Op::Unblock);
-        self.outbox.push((NO_CUSTOMER, call));
+        self.outbox.push((Tag::Other, call));
     }
 
     /// End of a tick: sends the calls queued, if no round is in flight
@@ -630,12 +841,18 @@ impl FleetLocal {
             return;
         };
         if link.busy() {
-            let pending = &mut self.pending;
-            self.outbox.retain(|(c, _)| {
-                if *c != NO_CUSTOMER {
-                    pending.remove(c);
+            let (pending, reread) = (&mut self.pending, &mut self.reread);
+            self.outbox.retain(|(tag, _)| match *tag {
+                Tag::Lease(c) => {
+                    pending.remove(&c);
+                    false
                 }
-                *c == NO_CUSTOMER
+                Tag::Notes(c) => {
+                    reread.queue.push(c);
+                    reread.in_flight = reread.in_flight.saturating_sub(1);
+                    false
+                }
+                Tag::Other => true,
             });
             return;
         }
@@ -644,6 +861,7 @@ impl FleetLocal {
             self.stats.rounds += 1;
         } else {
             self.pending.clear();
+            self.reread.in_flight = 0;
         }
     }
 
@@ -683,6 +901,24 @@ impl FleetLocal {
         self.pending.clear();
         self.discard = self.busy();
         self.exhausted.clear();
+        // A reload is the operator's newer word on limits; a re-read under
+        // way starts again with the new ids (the version rules make
+        // reading a note twice harmless).
+        self.since = now;
+        self.applied = std::mem::take(&mut self.applied)
+            .into_iter()
+            .filter_map(|((c, kind), v)| match id_map.get(c as usize) {
+                Some(Some(new)) => Some(((*new, kind), v)),
+                _ => None,
+            })
+            .collect();
+        self.noted.clear();
+        if self.reread.in_progress() {
+            self.reread = Reread {
+                requested: true,
+                ..Reread::default()
+            };
+        }
     }
 
     /// Whether a round is in flight.
@@ -714,6 +950,9 @@ impl FleetLocal {
             redis_up: u64::from(self.link.is_some() && !s.down),
             customers_on_floors: self.on_floors as u64,
             quarantine_ms: self.quarantine_until.saturating_sub(self.last_now),
+            subscriptions: s.subscriptions,
+            notes_applied: s.notes_applied,
+            reread_in_progress: u64::from(self.reread.in_progress()),
         }
     }
 
@@ -771,6 +1010,12 @@ impl FleetLocal {
             "failures": s.failures,
             "leased_syns": s.leased,
             "overrun": s.overrun,
+            "subscriptions": s.subscriptions,
+            "rereads": s.rereads,
+            "reread_in_progress": self.reread.in_progress(),
+            "reread_left": self.reread.queue.len() + self.reread.failed.len() + self.reread.in_flight,
+            "notes_applied": s.notes_applied,
+            "bad_notes": s.bad_notes,
         })
     }
 }
@@ -778,5 +1023,97 @@ impl FleetLocal {
 impl Drop for FleetLocal {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(name: &str) -> FleetLocal {
+        let config = Fleet {
+            name: name.into(),
+            redis: vec!["redis://127.0.0.1:1".into()],
+            appliances: 2,
+            floor: 0.2,
+            lease_ttl: Duration::from_secs(3),
+            lease_margin: Duration::from_millis(500),
+            timeout: Duration::from_millis(300),
+            lease_demand: Duration::from_secs(2),
+        };
+        let lengths = [Duration::from_secs(300), Duration::from_secs(3600)];
+        // Started at local ms 10 000; the server's clock is 1 000 000 ms
+        // ahead of the local one.
+        let mut f = FleetLocal::new(&config, &lengths, Duration::from_millis(50), 0, 10_000);
+        f.offset = Some(1_000_000);
+        f
+    }
+
+    fn said(said: Said, app: &str, server_ms: u64, noted: bool) -> Announcement {
+        Announcement {
+            said,
+            customer: "acme".into(),
+            app: app.into(),
+            version: server_ms * 1000 + 7,
+            noted,
+        }
+    }
+
+    #[test]
+    fn notes_apply_only_when_newer_than_what_was_applied_and_the_start() {
+        let mut f = fleet("edge-b");
+        let limit = Said::Limit {
+            window_ms: 3_600_000,
+            value: 5,
+        };
+        // Started at server ms 1 010 000.
+        assert!(
+            !f.fresh(0, &said(limit, "edge-a", 1_009_000, true)),
+            "before the start"
+        );
+        assert!(f.fresh(0, &said(limit, "edge-a", 1_011_000, true)));
+        assert!(
+            !f.fresh(0, &said(limit, "edge-a", 1_011_000, true)),
+            "applied"
+        );
+        assert!(
+            !f.fresh(0, &said(limit, "edge-b", 1_012_000, true)),
+            "its own"
+        );
+        // Heard live, the start does not matter (it is news by definition).
+        assert!(f.fresh(1, &said(limit, "edge-a", 1_009_000, false)));
+        let unknown = Said::Limit {
+            window_ms: 60_000,
+            value: 5,
+        };
+        assert!(!f.fresh(0, &said(unknown, "edge-a", 1_020_000, true)));
+        // Blocks and unblocks share one order; windows have their own.
+        assert!(f.fresh(0, &said(Said::Block, "edge-a", 1_012_000, false)));
+        assert!(
+            !f.fresh(0, &said(Said::Unblock, "edge-a", 1_011_500, true)),
+            "older"
+        );
+        assert!(f.fresh(0, &said(Said::Unblock, "edge-a", 1_013_000, true)));
+        // A reload is the operator's newer word on limits.
+        f.remap(&[Some(0), Some(1)], 30_000);
+        let later = Said::Limit {
+            window_ms: 300_000,
+            value: 9,
+        };
+        assert!(!f.fresh(0, &said(later, "edge-a", 1_020_000, true)));
+        assert!(f.fresh(0, &said(later, "edge-a", 1_031_000, true)));
+        assert!(
+            !f.fresh(0, &said(Said::Unblock, "edge-a", 1_013_000, true)),
+            "kept"
+        );
+    }
+
+    #[test]
+    fn said_after_uses_the_servers_clock() {
+        let mut f = fleet("edge-b");
+        assert!(f.said_after(1_000_501_000, 500));
+        assert!(!f.said_after(1_000_500_000, 500));
+        f.offset = None;
+        assert!(!f.said_after(u64::MAX, 0), "no reply yet: nothing is known");
     }
 }

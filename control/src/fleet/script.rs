@@ -5,6 +5,8 @@
 //! them. See `lease.lua` for the keys and the algorithm.
 use redis::Value;
 
+use super::link::Said;
+
 /// The Lua source.
 pub const SOURCE: &str = include_str!("lease.lua");
 
@@ -13,9 +15,10 @@ pub fn script() -> redis::Script {
     redis::Script::new(SOURCE)
 }
 
-/// The four keys of `customer`, one hash tag.
-pub fn keys(customer: &str) -> [String; 4] {
-    ["w", "l", "q", "b"].map(|k| format!("{{c:{customer}}}:{k}"))
+/// The five keys of `customer`, one hash tag: window buckets, leases,
+/// sequence numbers, block, and the notes of its last announcements.
+pub fn keys(customer: &str) -> [String; 5] {
+    ["w", "l", "q", "b", "a"].map(|k| format!("{{c:{customer}}}:{k}"))
 }
 
 /// A window as the script sees it: its length, and what Redis may lease
@@ -64,6 +67,8 @@ pub enum Op {
         /// The new limit.
         value: u64,
     },
+    /// Read the customer's block and notes, changing nothing.
+    Notes,
 }
 
 /// One script call.
@@ -110,6 +115,7 @@ impl Call {
                 by.as_str(),
             ),
             Op::Unblock => ("unblock", 0, 0, 0, 0, false, -1, "", ""),
+            Op::Notes => ("notes", 0, 0, 0, 0, false, -1, "", ""),
             Op::Limit { window_ms, value } => {
                 ("limit", *window_ms, 0, 0, *value, false, -1, "", "")
             }
@@ -171,6 +177,45 @@ pub struct Reply {
     pub free: u64,
     /// The appliance reported more spend than the lease had: clamped.
     pub overspent: bool,
+    /// The customer's last announcements of each kind, as noted in Redis.
+    pub notes: Vec<Note>,
+    /// Notes that could not be read (skipped).
+    pub bad_notes: u64,
+}
+
+/// An announcement as Redis noted it, for appliances that missed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// What was said.
+    pub said: Said,
+    /// The server's clock when it was said, µs: orders the fleet's words.
+    pub version: u64,
+    /// The appliance that said it.
+    pub app: String,
+}
+
+impl Note {
+    /// Parses one field of the notes hash (`block` / `unblock` → `VER
+    /// APP`, `limit:LEN` → `VER VALUE APP`); `None` for anything else.
+    pub fn parse(field: &str, value: &str) -> Option<Note> {
+        let (version, rest) = value.split_once(' ')?;
+        let version = version.parse().ok()?;
+        let (said, app) = match field {
+            "block" => (Said::Block, rest),
+            "unblock" => (Said::Unblock, rest),
+            _ => {
+                let window_ms = field.strip_prefix("limit:")?.parse().ok()?;
+                let (value, app) = rest.split_once(' ')?;
+                let value = value.parse().ok()?;
+                (Said::Limit { window_ms, value }, app)
+            }
+        };
+        (!app.is_empty()).then(|| Note {
+            said,
+            version,
+            app: app.to_owned(),
+        })
+    }
 }
 
 /// A reply that is not what the script returns.
@@ -184,8 +229,8 @@ impl Reply {
         let Value::Array(items) = value else {
             return Err(BadReply(format!("not an array: {value:?}")));
         };
-        if items.len() != 14 {
-            return Err(BadReply(format!("{} fields, expected 14", items.len())));
+        if items.len() != 15 {
+            return Err(BadReply(format!("{} fields, expected 15", items.len())));
         }
         let int = |i: usize| -> Result<i64, BadReply> {
             match &items[i] {
@@ -221,6 +266,30 @@ impl Reply {
         })
         .transpose()?;
         let ex_w = uint(10)?;
+        let Value::Array(flat) = &items[14] else {
+            return Err(BadReply(format!("notes are not an array: {:?}", items[14])));
+        };
+        let as_text = |v: &Value| match v {
+            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        // A note this version cannot read is skipped (and counted): the
+        // lease in the same reply still holds.
+        let mut notes = Vec::new();
+        let mut bad_notes = 0;
+        for pair in flat.chunks(2) {
+            let note = match pair {
+                [field, value] => as_text(field)
+                    .zip(as_text(value))
+                    .and_then(|(f, v)| Note::parse(&f, &v)),
+                _ => None,
+            };
+            match note {
+                Some(n) => notes.push(n),
+                None => bad_notes += 1,
+            }
+        }
         Ok(Reply {
             dup: int(0)? != 0,
             lease: uint(1)?,
@@ -232,6 +301,8 @@ impl Reply {
             exhausted: (ex_w > 0).then(|| (ex_w as usize - 1, uint(11).unwrap_or(0))),
             free: uint(12)?,
             overspent: int(13)? != 0,
+            notes,
+            bad_notes,
         })
     }
 }
