@@ -264,6 +264,11 @@ pub struct FleetMetrics {
     pub notes_applied: u64,
     /// 1 while every customer's notes are being re-read.
     pub reread_in_progress: u64,
+    /// This appliance's blocks, unblocks and set-limits not yet taken by
+    /// Redis (kept and sent again).
+    pub announcements_waiting: u64,
+    /// Announcements given up (too many waiting, or refused by Redis).
+    pub announcements_lost: u64,
 }
 
 /// What the collector encodes on each scrape.
@@ -597,6 +602,18 @@ impl Collector for SnapshotCollector {
                 "fleet_reread_in_progress",
                 "1 while every customer's notes are being re-read after a subscription.",
                 f.reread_in_progress,
+            )?;
+            gauge(
+                e,
+                "fleet_announcements_waiting",
+                "This appliance's blocks, unblocks and set-limits that Redis has not taken yet (kept, sent again).",
+                f.announcements_waiting,
+            )?;
+            counter(
+                e,
+                "fleet_announcements_lost",
+                "Announcements given up: too many waited for Redis, or Redis refused one.",
+                f.announcements_lost,
             )?;
         }
         gauge_family(

@@ -135,6 +135,8 @@ fn fleet_series_appear_only_with_a_fleet() {
             subscriptions: 3,
             notes_applied: 4,
             reread_in_progress: 1,
+            announcements_waiting: 5,
+            announcements_lost: 6,
         }),
         ..known_snapshot()
     });
@@ -155,6 +157,8 @@ fn fleet_series_appear_only_with_a_fleet() {
             "synwall_fleet_subscriptions_total 3",
             "synwall_fleet_notes_applied_total 4",
             "synwall_fleet_reread_in_progress 1",
+            "synwall_fleet_announcements_waiting 5",
+            "synwall_fleet_announcements_lost_total 6",
         ],
     );
     // Every fleet series the shipped alert rules name is one of these (the

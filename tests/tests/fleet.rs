@@ -579,6 +579,48 @@ fn announcements_missed_while_cut_off_are_read_after_resubscribing() {
 }
 
 #[test]
+fn an_operator_block_made_while_redis_is_paused_reaches_the_fleet_when_it_answers() {
+    let dir = TestDir::new("fleet-kept");
+    let redis = RedisServer::start(&dir.path);
+    let mut view = Value::Null;
+    run_fleet_with(
+        "fleet-kept",
+        &toml_str(&redis.url()),
+        &pair(),
+        HUGE_LIMITS,
+        "",
+        |dirs, _| {
+            wait_ready(dirs[0]);
+            wait_ready(dirs[1]);
+            redis.signal("STOP");
+            let r = request(
+                dirs[0],
+                r#"{"cmd":"block","customer":"acme","duration":"1h","reason":"abuse #3"}"#,
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            // The round carrying the block fails (Redis does not answer):
+            // edge-a keeps the block for Redis.
+            wait_until("edge-a finds Redis down", Duration::from_secs(10), || {
+                let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+                (v["healthy"] == false && v["announcements_waiting"] == 1).then_some(())
+            });
+            assert_eq!(
+                acme_on(dirs[1]).0,
+                "open",
+                "edge-b heard of it while Redis was paused"
+            );
+            redis.signal("CONT");
+            wait_until("edge-b blocks acme", Duration::from_secs(10), || {
+                (acme_on(dirs[1]).0 == "blocked").then_some(())
+            });
+            view = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+        },
+    );
+    assert_eq!(view["announcements_waiting"], 0, "{view}");
+    assert_eq!(view["announcements_lost"], 0, "{view}");
+}
+
+#[test]
 fn redis_paused_and_resumed_keeps_the_fleet_within_the_limit() {
     let dir = TestDir::new("fleet-pause");
     let redis = RedisServer::start(&dir.path);

@@ -519,7 +519,7 @@ redis     {}
         "leases    {} held, {} SYNs outstanding, {} leased in all\n\
          floors    {} customers on floors only, quarantine {} ms left\n\
          rounds    {} (replies {}, failures {}), last round trip {}\n\
-         notes     {} subscriptions, {} missed announcements applied, {}\n",
+         notes     {} subscriptions, {} missed announcements applied, {}\n         announced {} waiting for Redis, {} given up\n",
         f["leases_held"],
         f["leased_outstanding"],
         f["leased_syns"],
@@ -536,6 +536,8 @@ redis     {}
         } else {
             "re-read done".to_owned()
         },
+        f["announcements_waiting"],
+        f["announcements_lost"],
     ));
     out
 }

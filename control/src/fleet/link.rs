@@ -16,7 +16,10 @@ pub enum Tag {
     Lease(u32),
     /// A read of this customer's notes (after a resubscription).
     Notes(u32),
-    /// A release, block, unblock or set-limit: the answer is not needed.
+    /// A block, unblock or set-limit this appliance announces: kept (by
+    /// this id) until Redis has taken it.
+    Announce(u64),
+    /// A release: the answer is not needed (a lost one is charged).
     Other,
 }
 

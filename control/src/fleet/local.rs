@@ -113,10 +113,33 @@ struct Reread {
     active: bool,
 }
 
+impl Announcing {
+    /// Announcement `id` did not reach Redis: send it again.
+    fn unsent(&mut self, id: u64) {
+        if let Some((_, queued)) = self.calls.get_mut(&id) {
+            *queued = false;
+        }
+    }
+}
+
 impl Reread {
     fn in_progress(&self) -> bool {
         self.requested || self.active
     }
+}
+
+/// Announcements (block, unblock, set-limit) kept while Redis cannot take
+/// them: beyond this many the oldest is given up (counted, and said).
+const MAX_KEPT_ANNOUNCEMENTS: usize = 10_000;
+
+/// This appliance's announcements until Redis has taken them: sent again,
+/// in the order they were made, once Redis answers after a failure.
+#[derive(Debug, Default)]
+struct Announcing {
+    /// By id (= the order they were made): the call, and whether it is
+    /// queued or in flight now.
+    calls: std::collections::BTreeMap<u64, (Call, bool)>,
+    next: u64,
 }
 
 /// Counters for `synwallctl fleet` and `/metrics`.
@@ -150,6 +173,9 @@ pub struct FleetStats {
     pub notes_applied: u64,
     /// Notes that could not be read (skipped).
     pub bad_notes: u64,
+    /// Announcements given up: more than `MAX_KEPT_ANNOUNCEMENTS` waited,
+    /// or Redis refused one.
+    pub announcements_lost: u64,
 }
 
 /// What this appliance last heard of one Redis node (a standalone Redis,
@@ -180,6 +206,7 @@ pub struct FleetLocal {
     /// The last reply said a window is used up fleet-wide.
     exhausted: IdMap<(usize, u64)>,
     outbox: Vec<(Tag, Call)>,
+    announcing: Announcing,
     link: Option<Link>,
     seq: u64,
     /// While down: when to try again.
@@ -248,6 +275,7 @@ impl FleetLocal {
             pending: IdMap::default(),
             exhausted: IdMap::default(),
             outbox: Vec::new(),
+            announcing: Announcing::default(),
             link: None,
             seq: wall_ms.saturating_mul(1000),
             retry_at: 0,
@@ -558,6 +586,12 @@ impl FleetLocal {
             self.quarantine_until = self.quarantine_until.max(until);
         }
         if std::mem::take(&mut self.discard) {
+            for (tag, _) in &answers {
+                if let Tag::Announce(id) = *tag {
+                    self.announcing.unsent(id);
+                }
+            }
+            self.resend_announcements(now);
             return blocks;
         }
         self.stats.last_rtt = Some(rtt);
@@ -574,10 +608,13 @@ impl FleetLocal {
                     self.reread.in_flight = self.reread.in_flight.saturating_sub(1);
                     None
                 }
-                Tag::Other => None,
+                Tag::Announce(_) | Tag::Other => None,
             };
             match r {
                 Ok(reply) => {
+                    if let Tag::Announce(id) = tag {
+                        self.announcing.calls.remove(&id);
+                    }
                     self.stats.replies += 1;
                     self.offset = Some(reply.now as i64 - now as i64);
                     let (Tag::Lease(c) | Tag::Notes(c)) = tag else {
@@ -603,9 +640,26 @@ impl FleetLocal {
                     }
                 }
                 Err(e) => {
-                    if let Tag::Notes(c) = tag {
-                        self.reread.failed.push(c);
-                        self.reread.retry_at = now + REREAD_RETRY_MS;
+                    match (tag, &e) {
+                        (Tag::Notes(c), _) => {
+                            self.reread.failed.push(c);
+                            self.reread.retry_at = now + REREAD_RETRY_MS;
+                        }
+                        (Tag::Announce(id), CallError::Unreachable { .. }) => {
+                            self.announcing.unsent(id);
+                        }
+                        (Tag::Announce(id), _) => {
+                            if let Some((call, _)) = self.announcing.calls.remove(&id) {
+                                self.stats.announcements_lost += 1;
+                                self.notices.push(format!(
+                                    "{}: announcing {} of {} failed, not sent again: {e}",
+                                    self.config.redis[0],
+                                    call.op.kind(),
+                                    call.customer
+                                ));
+                            }
+                        }
+                        _ => {}
                     }
                     self.stats.failures += 1;
                     self.stats.last_error = Some(e.to_string());
@@ -629,7 +683,45 @@ impl FleetLocal {
             // Probe again after a while, not every tick.
             self.retry_at = now + 500;
         }
+        self.resend_announcements(now);
         blocks
+    }
+
+    /// Queues again, in the order they were made, the announcements that a
+    /// failed round did not get to Redis, once Redis may answer again.
+    fn resend_announcements(&mut self, now: u64) {
+        if self.stats.down && now < self.retry_at {
+            return;
+        }
+        for (&id, (call, queued)) in self.announcing.calls.iter_mut() {
+            if !*queued {
+                *queued = true;
+                self.outbox.push((Tag::Announce(id), call.clone()));
+            }
+        }
+    }
+
+    /// Queues `call` (a block, unblock or set-limit) and keeps it until
+    /// Redis has taken it.
+    fn announce(&mut self, call: Call) {
+        if self.announcing.calls.len() >= MAX_KEPT_ANNOUNCEMENTS {
+            // (One still queued or in flight may yet land; it is just not
+            // sent again.)
+            if let Some((_, (old, _))) = self.announcing.calls.pop_first() {
+                self.stats.announcements_lost += 1;
+                self.notices.push(format!(
+                    "{}: more than {MAX_KEPT_ANNOUNCEMENTS} announcements wait for Redis: \
+                     {} of {} given up",
+                    self.config.redis[0],
+                    old.op.kind(),
+                    old.customer
+                ));
+            }
+        }
+        let id = self.announcing.next;
+        self.announcing.next += 1;
+        self.announcing.calls.insert(id, (call.clone(), true));
+        self.outbox.push((Tag::Announce(id), call));
     }
 
     /// Takes the server's view of customer `c`'s lease from `reply` to a
@@ -805,7 +897,7 @@ impl FleetLocal {
             by: by.to_owned(),
         };
         let call = self.call(customer, limits, op);
-        self.outbox.push((Tag::Other, call));
+        self.announce(call);
     }
 
     /// Announces an operator's new `value` for window `w` of `customer`
@@ -815,7 +907,7 @@ impl FleetLocal {
             return;
         };
         let call = self.call(customer, limits, Op::Limit { window_ms, value });
-        self.outbox.push((Tag::Other, call));
+        self.announce(call);
     }
 
     /// The index of the window `window_ms` long.
@@ -826,7 +918,7 @@ impl FleetLocal {
     /// Lifts `customer`'s block fleet-wide (and forgives its windows).
     pub fn unblock(&mut self, customer: &str, limits: &[u64]) {
         let call = self.call(customer, limits, Op::Unblock);
-        self.outbox.push((Tag::Other, call));
+        self.announce(call);
     }
 
     /// End of a tick: sends the calls queued, if no round is in flight
@@ -852,16 +944,26 @@ impl FleetLocal {
                     reread.in_flight = reread.in_flight.saturating_sub(1);
                     false
                 }
-                Tag::Other => true,
+                Tag::Announce(_) | Tag::Other => true,
             });
             return;
         }
         let round = std::mem::take(&mut self.outbox);
+        let announced: Vec<u64> = round
+            .iter()
+            .filter_map(|(tag, _)| match *tag {
+                Tag::Announce(id) => Some(id),
+                _ => None,
+            })
+            .collect();
         if link.send(round) {
             self.stats.rounds += 1;
         } else {
             self.pending.clear();
             self.reread.in_flight = 0;
+            for id in announced {
+                self.announcing.unsent(id);
+            }
         }
     }
 
@@ -953,6 +1055,8 @@ impl FleetLocal {
             subscriptions: s.subscriptions,
             notes_applied: s.notes_applied,
             reread_in_progress: u64::from(self.reread.in_progress()),
+            announcements_waiting: self.announcing.calls.len() as u64,
+            announcements_lost: s.announcements_lost,
         }
     }
 
@@ -1016,6 +1120,8 @@ impl FleetLocal {
             "reread_left": self.reread.queue.len() + self.reread.failed.len() + self.reread.in_flight,
             "notes_applied": s.notes_applied,
             "bad_notes": s.bad_notes,
+            "announcements_waiting": self.announcing.calls.len(),
+            "announcements_lost": s.announcements_lost,
         })
     }
 }

@@ -71,6 +71,19 @@ pub enum Op {
     Notes,
 }
 
+impl Op {
+    /// The script's name for it (its first argument).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Lease { .. } => "lease",
+            Op::Block { .. } => "block",
+            Op::Unblock => "unblock",
+            Op::Limit { .. } => "limit",
+            Op::Notes => "notes",
+        }
+    }
+}
+
 /// One script call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -93,18 +106,15 @@ impl Call {
         for k in keys(&self.customer) {
             inv.key(k);
         }
-        let (name, seq, lease, spent, want, release, block_ms, reason, by) = match &self.op {
+        let (seq, lease, spent, want, release, block_ms, reason, by) = match &self.op {
             Op::Lease {
                 seq,
                 lease,
                 spent,
                 want,
                 release,
-            } => (
-                "lease", *seq, *lease, *spent, *want, *release, -1i64, "", "",
-            ),
+            } => (*seq, *lease, *spent, *want, *release, -1i64, "", ""),
             Op::Block { ms, reason, by } => (
-                "block",
                 0,
                 0,
                 0,
@@ -114,13 +124,10 @@ impl Call {
                 reason.as_str(),
                 by.as_str(),
             ),
-            Op::Unblock => ("unblock", 0, 0, 0, 0, false, -1, "", ""),
-            Op::Notes => ("notes", 0, 0, 0, 0, false, -1, "", ""),
-            Op::Limit { window_ms, value } => {
-                ("limit", *window_ms, 0, 0, *value, false, -1, "", "")
-            }
+            Op::Unblock | Op::Notes => (0, 0, 0, 0, false, -1, "", ""),
+            Op::Limit { window_ms, value } => (*window_ms, 0, 0, *value, false, -1, "", ""),
         };
-        inv.arg(name)
+        inv.arg(self.op.kind())
             .arg(&self.app)
             .arg(seq)
             .arg(lease)
