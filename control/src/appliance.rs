@@ -10,7 +10,9 @@ use synwall_dataplane::classify::ClassifierError;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerStats};
-use synwall_dpdk::{DpdkError, Eal, Launched, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST};
+use synwall_dpdk::{
+    DpdkError, Eal, Launched, Mempool, Port, PortConfig, PortStats, RxQueue, TxQueue, BURST,
+};
 
 use crossbeam::channel::Receiver;
 
@@ -110,6 +112,18 @@ struct OpenPort {
     port: Port,
     link: String,
     side: &'static str,
+}
+
+impl OpenPort {
+    /// The port, where it sits, and `stats`.
+    fn summary(&self, stats: PortStats) -> PortSummary {
+        PortSummary {
+            name: self.port.name().to_owned(),
+            link: self.link.clone(),
+            side: self.side.to_owned(),
+            stats,
+        }
+    }
 }
 
 /// How the run starts and ends.
@@ -524,20 +538,7 @@ fn run_with_eal(
 
 /// A port's final counters.
 fn port_summary(p: &OpenPort) -> Result<PortSummary, DpdkError> {
-    let s = p.port.stats()?;
-    Ok(PortSummary {
-        name: p.port.name().to_owned(),
-        link: p.link.clone(),
-        side: p.side.to_owned(),
-        rx_packets: s.rx_packets,
-        tx_packets: s.tx_packets,
-        rx_bytes: s.rx_bytes,
-        tx_bytes: s.tx_bytes,
-        rx_missed: s.rx_missed,
-        rx_errors: s.rx_errors,
-        tx_errors: s.tx_errors,
-        rx_nombuf: s.rx_nombuf,
-    })
+    Ok(p.summary(p.port.stats()?))
 }
 
 /// How often systemd's `STATUS=` line is refreshed.
@@ -672,23 +673,13 @@ fn refresh_ports(ports: &[OpenPort], before: &[PortStatus], dt: Duration) -> Vec
                 _ => 0.0,
             };
             PortStatus {
-                name: p.port.name().to_owned(),
-                link: p.link.clone(),
-                side: p.side,
+                port: p.summary(s),
                 link_up: link.is_some_and(|l| l.up),
                 speed_mbps: link.map_or(0, |l| l.speed_mbps),
-                rx_pps: rate(s.rx_packets, before.map(|b| b.rx_packets)),
-                tx_pps: rate(s.tx_packets, before.map(|b| b.tx_packets)),
-                rx_bps: 8.0 * rate(s.rx_bytes, before.map(|b| b.rx_bytes)),
-                tx_bps: 8.0 * rate(s.tx_bytes, before.map(|b| b.tx_bytes)),
-                rx_packets: s.rx_packets,
-                tx_packets: s.tx_packets,
-                rx_bytes: s.rx_bytes,
-                tx_bytes: s.tx_bytes,
-                rx_missed: s.rx_missed,
-                rx_errors: s.rx_errors,
-                tx_errors: s.tx_errors,
-                rx_nombuf: s.rx_nombuf,
+                rx_pps: rate(s.rx_packets, before.map(|b| b.port.stats.rx_packets)),
+                tx_pps: rate(s.tx_packets, before.map(|b| b.port.stats.tx_packets)),
+                rx_bps: 8.0 * rate(s.rx_bytes, before.map(|b| b.port.stats.rx_bytes)),
+                tx_bps: 8.0 * rate(s.tx_bytes, before.map(|b| b.port.stats.tx_bytes)),
             }
         })
         .collect()

@@ -28,7 +28,7 @@ use crate::protocol::Command;
 use crate::reload::{self, Asked, HandOver, Prepared, Reading, HAND_OVER_DEADLINE};
 use crate::snapshot;
 use crate::socket::{EventBus, Request};
-use crate::summary::RemovedCustomers;
+use crate::summary::{PortSummary, RemovedCustomers};
 
 mod report;
 #[cfg(test)]
@@ -65,22 +65,15 @@ pub struct Gauges {
     pub mempool_in_use: AtomicU64,
 }
 
-/// One port's counters and rates, refreshed by the main loop.
+/// One port's counters and rates, refreshed by the main loop (`status`'s
+/// port objects).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PortStatus {
-    pub name: String,
-    pub link: String,
-    pub side: &'static str,
+    /// Name, place and counters.
+    #[serde(flatten)]
+    pub port: PortSummary,
     pub link_up: bool,
     pub speed_mbps: u32,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_missed: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-    pub rx_nombuf: u64,
     pub rx_pps: f64,
     pub tx_pps: f64,
     pub rx_bps: f64,

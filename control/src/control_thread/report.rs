@@ -8,7 +8,7 @@ use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::FrameTotals;
 
 use super::{ControlThread, TOP_CUSTOMERS};
-use crate::metrics::{CustomerMetrics, CustomerWindow, MetricsSnapshot, PortMetrics, WorkerLoad};
+use crate::metrics::{CustomerMetrics, CustomerWindow, MetricsSnapshot, WorkerLoad};
 use crate::socket::Dataplane;
 use crate::summary::{MempoolSummary, PortSummary, Summary};
 
@@ -62,23 +62,7 @@ impl ControlThread {
         let syn_dropped = verdicts.dropped_blocked + verdicts.reset_sent;
         let snapshot = MetricsSnapshot {
             fleet: self.plane.fleet_metrics(),
-            ports: self
-                .ports
-                .iter()
-                .map(|p| PortMetrics {
-                    name: p.name.clone(),
-                    link: p.link.clone(),
-                    side: p.side.to_owned(),
-                    rx_packets: p.rx_packets,
-                    tx_packets: p.tx_packets,
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
-                    rx_missed: p.rx_missed,
-                    rx_errors: p.rx_errors,
-                    tx_errors: p.tx_errors,
-                    rx_nombuf: p.rx_nombuf,
-                })
-                .collect(),
+            ports: self.ports.iter().map(|p| p.port.clone()).collect(),
             outcomes,
             verdicts,
             syn_seen,
@@ -184,7 +168,7 @@ impl ControlThread {
         let side = |side: &str, rx: bool| -> f64 {
             self.ports
                 .iter()
-                .filter(|p| p.side == side)
+                .filter(|p| p.port.side == side)
                 .map(|p| if rx { p.rx_pps } else { p.tx_pps })
                 .sum()
         };
