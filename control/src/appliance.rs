@@ -2,7 +2,7 @@
 //! main lcore that reads the workers' counters.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use synwall_config::{Config, LcoreChoice};
@@ -10,18 +10,18 @@ use synwall_dataplane::classify::ClassifierError;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerStats};
-use synwall_dpdk::{DpdkError, Eal, Launched, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST};
+use synwall_dpdk::{
+    DpdkError, Eal, Launched, Mempool, Port, PortConfig, PortStats, RxQueue, TxQueue, BURST,
+};
 
 use crossbeam::channel::Receiver;
 
-use crate::commands::execute;
+use crate::control_thread::{ControlThread, Gauges, MonoClock, PortStatus, Start};
 use crate::event::{wall_now_ms, Event, EventKind, EventLog};
 use crate::hook::HookRunner;
-use crate::metrics::{MetricsRegistry, MetricsServer};
+use crate::metrics::MetricsServer;
 use crate::notify::{Liveness, Notifier};
-use crate::operator::{Control, Gauges, MonoClock, PortStatus, TOP_CUSTOMERS};
 use crate::plane::ControlPlane;
-use crate::protocol::Command;
 use crate::setup::{placed_classifier, policy, worker_nodes};
 use crate::snapshot;
 use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
@@ -114,6 +114,18 @@ struct OpenPort {
     side: &'static str,
 }
 
+impl OpenPort {
+    /// The port, where it sits, and `stats`.
+    fn summary(&self, stats: PortStats) -> PortSummary {
+        PortSummary {
+            name: self.port.name().to_owned(),
+            link: self.link.clone(),
+            side: self.side.to_owned(),
+            stats,
+        }
+    }
+}
+
 /// How the run starts and ends.
 pub struct RunOptions {
     /// Ignore an unreadable snapshot (and say so) instead of refusing to start.
@@ -164,13 +176,11 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         .map(|v| (v.name, (v.seen, v.forwarded)))
         .collect();
     let events = EventLog::open(&config.control.events)?;
-    let workers = config.dpdk.cores.len();
-    let mut control = Control {
+    let mut control = ControlThread::new(Start {
         config: config.clone(),
         plane,
         events,
         clock,
-        gauges: Arc::new(Gauges::default()),
         baseline,
         generation: Generation::share(Generation::on_nodes(
             1,
@@ -179,26 +189,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             worker_nodes(config),
         )),
         classifier,
-        stats: (0..workers)
-            .map(|_| Arc::new(WorkerStats::default()))
-            .collect(),
-        bus: None,
-        ports: Vec::new(),
-        started: Instant::now(),
-        metrics: config
-            .control
-            .metrics_listen
-            .map(|_| Arc::new(Mutex::new(MetricsRegistry::new(TOP_CUSTOMERS)))),
-        block_events: Default::default(),
         hooks: config.control.hook.clone().map(HookRunner::new),
-        removed: Default::default(),
-        reload: None,
-        main_lcore: None,
         notifier: Notifier::from_env(),
-        stalled_workers: Vec::new(),
-        tick_stalled: false,
-        snapshots_written: 0,
-        snapshot_failures: 0,
         flowspec: match &config.flowspec {
             Some(f) => Some(
                 crate::flowspec::FlowspecSpeaker::start(f.clone())
@@ -206,12 +198,11 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             ),
             None => None,
         },
-        tsc_hz: 0,
-    };
+    });
     if let Some(ev) = restored {
         control.emit(&[ev]);
     }
-    let metrics_server = match (config.control.metrics_listen, &control.metrics) {
+    let metrics_server = match (config.control.metrics_listen, control.metrics()) {
         (Some(addr), Some(registry)) => Some(
             MetricsServer::start(addr, registry.clone())
                 .map_err(|source| ApplianceError::Metrics { addr, source })?,
@@ -288,14 +279,12 @@ fn register_ecosystem(
 
 fn run_with_eal(
     eal: &Eal,
-    mut control: Control,
+    mut control: ControlThread,
     config: &Config,
     opts: RunOptions,
     socket: &ControlSocket,
     requests: &Receiver<Request>,
 ) -> Result<Summary, ApplianceError> {
-    control.bus = Some(socket.events().clone());
-    control.tsc_hz = eal.tsc_hz();
     // The control plane runs here, on the main lcore; the config chose it
     // by DPDK's rule, so a worker can never be launched onto it.
     let main = eal.main_lcore().get();
@@ -305,7 +294,7 @@ fn run_with_eal(
             eal: main,
         });
     }
-    control.main_lcore = Some(main);
+    control.attach(main, eal.tsc_hz(), socket.events().clone());
     let workers = config.dpdk.cores.len();
     let stop_worker = test_stop_worker(workers)?;
     let customers = config.customers.len();
@@ -360,8 +349,8 @@ fn run_with_eal(
         });
     }
 
-    let generation: SharedGeneration = control.generation.clone();
-    let stats: Vec<Arc<WorkerStats>> = control.stats.clone();
+    let generation: SharedGeneration = control.generation().clone();
+    let stats: Vec<Arc<WorkerStats>> = control.stats().to_vec();
     debug_assert!(generation
         .load()
         .shards
@@ -370,16 +359,13 @@ fn run_with_eal(
     // Grants and block bits are in place before the first frame.
     control.tick_current();
 
-    register_ecosystem(eal, config, &stats, &control.gauges);
+    register_ecosystem(eal, config, &stats, control.gauges());
 
     // What the rx rings hold before any frame: a leak shows as more at the end.
     let in_use_at_start = pool.in_use();
-    control
-        .gauges
-        .mempool_size
-        .store(u64::from(pool.size()), Relaxed);
-    control
-        .gauges
+    let gauges = control.gauges().clone();
+    gauges.mempool_size.store(u64::from(pool.size()), Relaxed);
+    gauges
         .mempool_in_use
         .store(u64::from(in_use_at_start), Relaxed);
     // One stop flag per worker: shutdown sets them all; the test hook one.
@@ -419,7 +405,7 @@ fn run_with_eal(
     // Ports started, workers launched: the loop answers requests from
     // here, and once every worker has polled, the appliance is forwarding
     // (`status` says so, systemd hears READY=1).
-    let mut liveness = Liveness::new(&stats, control.gauges.ticks.load(Relaxed));
+    let mut liveness = Liveness::new(&stats, gauges.ticks.load(Relaxed));
     let mut forwarding_since: Option<Instant> = None;
     let mut waiting_said = false;
     let mut worker_stopped = false;
@@ -428,9 +414,9 @@ fn run_with_eal(
     // The main loop: report once per stats interval until told to stop.
     let mut last = StatsSnapshot::take(&ports, &stats);
     let mut last_at = Instant::now();
-    let mut next_tick = Instant::now() + control.config.control.tick;
-    let mut next_save = Instant::now() + control.config.control.snapshot_interval;
-    refresh_ports(&ports, &mut control.ports, Duration::ZERO);
+    let mut next_tick = Instant::now() + control.config().control.tick;
+    let mut next_save = Instant::now() + control.config().control.snapshot_interval;
+    control.set_ports(refresh_ports(&ports, &[], Duration::ZERO));
     let mut last_ports = Instant::now();
     loop {
         let wake = next_tick.min(Instant::now() + Duration::from_millis(10));
@@ -444,42 +430,34 @@ fn run_with_eal(
         if opts.reload.swap(false, Relaxed) {
             control.start_reload(None);
         }
-        while let Ok(req) = requests.try_recv() {
-            if req.cmd == Command::Reload {
-                control.start_reload(Some(req));
-                continue;
-            }
-            let reply = execute(req.cmd.clone(), &req.caller, &mut control);
-            req.answer(reply);
-        }
-        control.poll_reload();
+        control.serve(requests);
         if Instant::now() >= next_tick {
             control.tick_current();
-            next_tick += control.config.control.tick;
+            next_tick += control.config().control.tick;
             if next_tick < Instant::now() {
-                next_tick = Instant::now() + control.config.control.tick;
+                next_tick = Instant::now() + control.config().control.tick;
             }
         }
         if Instant::now() >= next_save {
             control.save();
-            next_save = Instant::now() + control.config.control.snapshot_interval;
+            next_save = Instant::now() + control.config().control.snapshot_interval;
         }
         if last_ports.elapsed() >= Duration::from_secs(1) {
-            refresh_ports(&ports, &mut control.ports, last_ports.elapsed());
+            let fresh = refresh_ports(&ports, control.ports(), last_ports.elapsed());
+            control.set_ports(fresh);
             last_ports = Instant::now();
-            control
-                .gauges
+            gauges
                 .mempool_in_use
                 .store(u64::from(pool.in_use()), Relaxed);
             control.update_metrics();
         }
         match forwarding_since {
             None if liveness.all_polled() => {
-                liveness.check(control.gauges.ticks.load(Relaxed), Duration::MAX);
+                liveness.check(gauges.ticks.load(Relaxed), Duration::MAX);
                 socket.set_dataplane(Dataplane::Forwarding);
                 forwarding_since = Some(Instant::now());
-                let line = status_line(&control, "forwarding");
-                control.notifier.ready(&line);
+                let line = control.status_line("forwarding");
+                control.notifier().ready(&line);
                 last_status = Instant::now();
                 println!("synwall: forwarding (every port started, every worker polling)");
             }
@@ -499,27 +477,14 @@ fn run_with_eal(
                         stops[w].store(true, Relaxed);
                     }
                 }
-                if liveness.checked.elapsed() >= control.notifier.check_period() {
-                    let was_ok = control.stalled_workers.is_empty() && !control.tick_stalled;
-                    let grace = 2 * control.config.control.tick;
-                    let ok = liveness.check(control.gauges.ticks.load(Relaxed), grace);
-                    control.stalled_workers = liveness.stalled.clone();
-                    control.tick_stalled = liveness.tick_stalled;
-                    if ok {
-                        control.notifier.ping();
-                    } else {
-                        control.notifier.withheld += 1;
-                    }
-                    if ok != was_ok {
-                        let line = status_line(&control, "forwarding");
-                        eprintln!("synwall: {line}");
-                        control.notifier.status(&line);
-                        last_status = Instant::now();
-                    }
+                if liveness.checked.elapsed() >= control.notifier().check_period()
+                    && control.check_liveness(&mut liveness)
+                {
+                    last_status = Instant::now();
                 }
                 if last_status.elapsed() >= STATUS_EVERY {
-                    let line = status_line(&control, "forwarding");
-                    control.notifier.status(&line);
+                    let line = control.status_line("forwarding");
+                    control.notifier().status(&line);
                     last_status = Instant::now();
                 }
             }
@@ -535,8 +500,8 @@ fn run_with_eal(
     }
 
     socket.set_dataplane(Dataplane::Stopping);
-    let line = status_line(&control, "stopping");
-    control.notifier.stopping(&line);
+    let line = control.status_line("stopping");
+    control.notifier().stopping(&line);
     stop_all(&stops);
     let mut panicked = None;
     for l in launched {
@@ -545,27 +510,23 @@ fn run_with_eal(
         }
     }
     let elapsed = started.elapsed();
-    // The workers are stopped: a last tick takes every counted SYN.
+    // The workers are stopped: a reload under way is finished, and a last
+    // tick takes every counted SYN.
+    control.settle_reload();
     control.tick_current();
     control.save();
     let port_summaries = ports
         .iter()
         .map(port_summary)
         .collect::<Result<Vec<_>, _>>()?;
-    let summary = Summary::collect(
-        &control.config,
-        &control.plane,
-        &control.baseline,
-        control.clock.now(),
+    let summary = control.summary(
         elapsed,
         port_summaries,
-        &stats,
         MempoolSummary {
             size: pool.size(),
             in_use: pool.in_use(),
             in_use_at_start,
         },
-        &control.removed,
     );
     // The ports close when they go out of scope (net_pcap flushes its
     // capture files then), the pool after the last port that holds it.
@@ -577,61 +538,11 @@ fn run_with_eal(
 
 /// A port's final counters.
 fn port_summary(p: &OpenPort) -> Result<PortSummary, DpdkError> {
-    let s = p.port.stats()?;
-    Ok(PortSummary {
-        name: p.port.name().to_owned(),
-        link: p.link.clone(),
-        side: p.side.to_owned(),
-        rx_packets: s.rx_packets,
-        tx_packets: s.tx_packets,
-        rx_bytes: s.rx_bytes,
-        tx_bytes: s.tx_bytes,
-        rx_missed: s.rx_missed,
-        rx_errors: s.rx_errors,
-        tx_errors: s.tx_errors,
-        rx_nombuf: s.rx_nombuf,
-    })
+    Ok(p.summary(p.port.stats()?))
 }
 
 /// How often systemd's `STATUS=` line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-
-/// systemd's one-line status: the state, what the inside ports receive and
-/// the outside ports send, blocks, tick cost, and a wedged worker or tick.
-fn status_line(control: &Control, state: &str) -> String {
-    let side = |side: &str, rx: bool| -> f64 {
-        control
-            .ports
-            .iter()
-            .filter(|p| p.side == side)
-            .map(|p| if rx { p.rx_pps } else { p.tx_pps })
-            .sum()
-    };
-    let mut line = format!(
-        "{state}: inside rx {} pps, outside tx {} pps; blocked {} of {} customers; tick {} us",
-        side("inside", true).round(),
-        side("outside", false).round(),
-        control.gauges.blocked_customers.load(Relaxed),
-        control.plane.customers(),
-        control.gauges.last_tick_us.load(Relaxed),
-    );
-    if !control.stalled_workers.is_empty() {
-        let lcores: Vec<String> = control
-            .stalled_workers
-            .iter()
-            .filter_map(|&w| control.config.dpdk.cores.get(w))
-            .map(|c| c.to_string())
-            .collect();
-        line.push_str(&format!(
-            "; WORKER NOT POLLING on lcore {} (watchdog withheld)",
-            lcores.join(",")
-        ));
-    }
-    if control.tick_stalled {
-        line.push_str("; TICK NOT RUNNING (watchdog withheld)");
-    }
-    line
-}
 
 /// `e`, from opening port `name`, with a hint where the cause is known: an
 /// rx queue that net_pcap refuses (EINVAL) in `infinite_rx` mode is, most
@@ -747,13 +658,13 @@ fn pool_size(config: &Config) -> (u32, u32) {
     }
 }
 
-/// Re-reads every port's counters and link state into `status`, with
-/// rates over `dt` (zero: rates 0).
-fn refresh_ports(ports: &[OpenPort], status: &mut Vec<PortStatus>, dt: Duration) {
+/// Every port's counters and link state, with rates over `dt` since
+/// `before` (zero, or no port before: rates 0).
+fn refresh_ports(ports: &[OpenPort], before: &[PortStatus], dt: Duration) -> Vec<PortStatus> {
     let secs = dt.as_secs_f64();
-    let fresh: Vec<PortStatus> = ports
+    ports
         .iter()
-        .zip(status.iter().map(Some).chain(std::iter::repeat(None)))
+        .zip(before.iter().map(Some).chain(std::iter::repeat(None)))
         .map(|(p, before)| {
             let s = p.port.stats().unwrap_or_default();
             let link = p.port.link().ok();
@@ -762,27 +673,16 @@ fn refresh_ports(ports: &[OpenPort], status: &mut Vec<PortStatus>, dt: Duration)
                 _ => 0.0,
             };
             PortStatus {
-                name: p.port.name().to_owned(),
-                link: p.link.clone(),
-                side: p.side,
+                port: p.summary(s),
                 link_up: link.is_some_and(|l| l.up),
                 speed_mbps: link.map_or(0, |l| l.speed_mbps),
-                rx_pps: rate(s.rx_packets, before.map(|b| b.rx_packets)),
-                tx_pps: rate(s.tx_packets, before.map(|b| b.tx_packets)),
-                rx_bps: 8.0 * rate(s.rx_bytes, before.map(|b| b.rx_bytes)),
-                tx_bps: 8.0 * rate(s.tx_bytes, before.map(|b| b.tx_bytes)),
-                rx_packets: s.rx_packets,
-                tx_packets: s.tx_packets,
-                rx_bytes: s.rx_bytes,
-                tx_bytes: s.tx_bytes,
-                rx_missed: s.rx_missed,
-                rx_errors: s.rx_errors,
-                tx_errors: s.tx_errors,
-                rx_nombuf: s.rx_nombuf,
+                rx_pps: rate(s.rx_packets, before.map(|b| b.port.stats.rx_packets)),
+                tx_pps: rate(s.tx_packets, before.map(|b| b.port.stats.tx_packets)),
+                rx_bps: 8.0 * rate(s.rx_bytes, before.map(|b| b.port.stats.rx_bytes)),
+                tx_bps: 8.0 * rate(s.tx_bytes, before.map(|b| b.port.stats.tx_bytes)),
             }
         })
-        .collect();
-    *status = fresh;
+        .collect()
 }
 
 /// Counters at one instant, for the once-a-second line.

@@ -9,6 +9,7 @@
 #[cfg(feature = "eal")]
 pub mod appliance;
 pub mod commands;
+pub mod control_thread;
 pub mod event;
 pub mod fleet;
 pub mod flowspec;
@@ -16,9 +17,9 @@ pub mod grant;
 pub mod hook;
 pub mod metrics;
 pub mod notify;
-pub mod operator;
 pub mod plane;
 pub mod protocol;
+pub mod reload;
 pub mod setup;
 pub mod snapshot;
 pub mod socket;

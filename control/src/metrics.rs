@@ -44,7 +44,7 @@ use prometheus_client::registry::{Registry, Unit};
 use synwall_dataplane::shard::VerdictTotals;
 
 use crate::hook::HookStats;
-use crate::summary::PortSummary;
+use synwall_dpdk::PortStats;
 
 pub mod server;
 
@@ -71,50 +71,8 @@ pub const TICK_BUCKETS: [f64; 16] = [
 /// The `Content-Type` of what [`MetricsRegistry::encode`] returns.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// One port's counters, as the NIC reports them (monotonic since start).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PortMetrics {
-    /// The DPDK device name (`net_pcap0`): the `port` label.
-    pub name: String,
-    /// The link it belongs to: the `link` label.
-    pub link: String,
-    /// `inside` or `outside`: the `side` label.
-    pub side: String,
-    /// Packets received.
-    pub rx_packets: u64,
-    /// Packets sent.
-    pub tx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Dropped by the NIC because the rx ring was full.
-    pub rx_missed: u64,
-    /// Erroneous packets received.
-    pub rx_errors: u64,
-    /// Packets that failed to send.
-    pub tx_errors: u64,
-    /// Rx failures for want of an mbuf.
-    pub rx_nombuf: u64,
-}
-
-impl From<&PortSummary> for PortMetrics {
-    fn from(p: &PortSummary) -> Self {
-        PortMetrics {
-            name: p.name.clone(),
-            link: p.link.clone(),
-            side: p.side.clone(),
-            rx_packets: p.rx_packets,
-            tx_packets: p.tx_packets,
-            rx_bytes: p.rx_bytes,
-            tx_bytes: p.tx_bytes,
-            rx_missed: p.rx_missed,
-            rx_errors: p.rx_errors,
-            tx_errors: p.tx_errors,
-            rx_nombuf: p.rx_nombuf,
-        }
-    }
-}
+/// One port's counters and labels (the summary's port entry).
+pub use crate::summary::PortSummary as PortMetrics;
 
 /// What the workers did with frames, summed over workers (monotonic).
 pub type VerdictCounts = VerdictTotals;
@@ -420,41 +378,14 @@ impl Collector for SnapshotCollector {
                 ("side", p.side.clone()),
             ]
         };
-        type PortField = fn(&PortMetrics) -> u64;
-        let port_counters: [(&str, &str, PortField); 8] = [
-            ("port_rx_packets", "Packets the port received.", |p| {
-                p.rx_packets
-            }),
-            ("port_tx_packets", "Packets the port sent.", |p| {
-                p.tx_packets
-            }),
-            ("port_rx_bytes", "Bytes the port received.", |p| p.rx_bytes),
-            ("port_tx_bytes", "Bytes the port sent.", |p| p.tx_bytes),
-            (
-                "port_rx_missed",
-                "Packets the NIC dropped because the rx ring was full.",
-                |p| p.rx_missed,
-            ),
-            (
-                "port_rx_errors",
-                "Erroneous packets the port received.",
-                |p| p.rx_errors,
-            ),
-            ("port_tx_errors", "Packets the port failed to send.", |p| {
-                p.tx_errors
-            }),
-            (
-                "port_rx_nombuf",
-                "Receive failures for want of an mbuf.",
-                |p| p.rx_nombuf,
-            ),
-        ];
-        for (name, help, field) in port_counters {
+        for (i, (name, help, _)) in PortStats::default().named().into_iter().enumerate() {
             counter_family(
                 e,
-                name,
+                &format!("port_{name}"),
                 help,
-                s.ports.iter().map(|p| (port_labels(p), field(p))),
+                s.ports
+                    .iter()
+                    .map(|p| (port_labels(p), p.stats.named()[i].2)),
             )?;
         }
 

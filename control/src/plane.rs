@@ -318,7 +318,7 @@ pub struct ControlPlane {
     pub(crate) windows_meta: Vec<WindowMeta>,
     pub(crate) policy: BlockPolicy,
     near_limit: f64,
-    pub(crate) clock: WallMapping,
+    pub(crate) wall_mapping: WallMapping,
     pub(crate) names: Vec<Box<str>>,
     pub(crate) dense: Vec<Dense>,
     limit_sets: Vec<Box<[u64]>>,
@@ -366,7 +366,7 @@ impl ControlPlane {
     /// `now` (ms) at wall-clock Unix time `wall_ms`. Customers with
     /// `blocked = true` start with an indefinite standing block.
     pub fn new(config: &Config, now: u64, wall_ms: u64) -> ControlPlane {
-        ControlPlane::with_clock(
+        ControlPlane::with_wall_mapping(
             config,
             WallMapping {
                 mono0: now,
@@ -376,7 +376,7 @@ impl ControlPlane {
         )
     }
 
-    fn with_clock(config: &Config, clock: WallMapping, now: u64) -> ControlPlane {
+    fn with_wall_mapping(config: &Config, wall_mapping: WallMapping, now: u64) -> ControlPlane {
         let windows_meta: Vec<WindowMeta> = config
             .windows
             .iter()
@@ -395,7 +395,7 @@ impl ControlPlane {
                 max_ms: config.block.max_duration.as_millis() as u64,
             },
             near_limit: config.detect.near_limit,
-            clock,
+            wall_mapping,
             names: Vec::with_capacity(config.customers.len()),
             dense: Vec::with_capacity(config.customers.len()),
             limit_sets: Vec::new(),
@@ -410,10 +410,9 @@ impl ControlPlane {
             cands: Vec::new(),
             reads: Vec::new(),
             pending: Vec::new(),
-            fleet: config
-                .fleet
-                .as_ref()
-                .map(|f| FleetLocal::new(f, &lengths, config.control.tick, clock.wall0, now)),
+            fleet: config.fleet.as_ref().map(|f| {
+                FleetLocal::new(f, &lengths, config.control.tick, wall_mapping.wall0, now)
+            }),
             #[cfg(test)]
             race: None,
         };
@@ -496,7 +495,7 @@ impl ControlPlane {
 
     /// Wall-clock time of monotonic instant `now`.
     pub fn wall(&self, now: u64) -> Timestamp {
-        self.clock.wall(now)
+        self.wall_mapping.wall(now)
     }
 
     /// `customer`'s limits, one per window (0 = port closed).
@@ -704,7 +703,7 @@ impl ControlPlane {
                     .and_then(|r| r.block.as_ref())
                     .map(|b| {
                         // The block's start on the monotonic clock.
-                        let age = self.clock.wall(now).0.saturating_sub(b.since.0);
+                        let age = self.wall_mapping.wall(now).0.saturating_sub(b.since.0);
                         now.saturating_sub(age)
                     });
                 // A note may be older than a block made here since.
@@ -727,7 +726,7 @@ impl ControlPlane {
                 if old == value || self.apply_limit(c, w, value).is_err() {
                     return None;
                 }
-                let mut e = Event::new(EventKind::SetLimit, self.clock.wall(now));
+                let mut e = Event::new(EventKind::SetLimit, self.wall_mapping.wall(now));
                 e.customer = Some(self.names[c as usize].to_string());
                 e.by = Some(format!("operator on {}", a.app));
                 e.window = Some(self.windows_meta[w].name.clone());
@@ -744,8 +743,8 @@ impl ControlPlane {
     }
 
     fn start_block(&mut self, c: u32, now: u64, until: Option<u64>, reason: Reason) -> Event {
-        let at = self.clock.wall(now);
-        let until_wall = until.map(|u| self.clock.wall(u));
+        let at = self.wall_mapping.wall(now);
+        let until_wall = until.map(|u| self.wall_mapping.wall(u));
         let rec = self.records.entry(c).or_default();
         rec.block = Some(BlockState {
             since: at,
@@ -768,7 +767,7 @@ impl ControlPlane {
     }
 
     fn end_block(&mut self, c: u32, now: u64, kind: EventKind, reason: Reason) -> Event {
-        let at = self.clock.wall(now);
+        let at = self.wall_mapping.wall(now);
         let rec = self.records.entry(c).or_default();
         rec.block = None;
         rec.push(Change {
@@ -832,7 +831,7 @@ impl ControlPlane {
             Some(f) => {
                 let remote = f.begin_tick(now);
                 for notice in std::mem::take(&mut f.notices) {
-                    let mut e = Event::new(EventKind::Fleet, self.clock.wall(now));
+                    let mut e = Event::new(EventKind::Fleet, self.wall_mapping.wall(now));
                     e.by = Some(f.name().to_owned());
                     e.reason = Some(notice);
                     events.push(e);
@@ -1102,7 +1101,7 @@ impl ControlPlane {
             }
         }
         for (kind, w, count, limit) in fire {
-            let mut e = Event::new(kind, self.clock.wall(now));
+            let mut e = Event::new(kind, self.wall_mapping.wall(now));
             e.customer = Some(self.names[c as usize].to_string());
             e.window = Some(self.windows_meta[w].name.clone());
             e.count = Some(count);
@@ -1134,7 +1133,9 @@ impl ControlPlane {
                 .collect(),
             state: if block.is_some() { "blocked" } else { "open" },
             since: block.map(|b| b.since),
-            until: block.and_then(|b| b.until).map(|u| self.clock.wall(u)),
+            until: block
+                .and_then(|b| b.until)
+                .map(|u| self.wall_mapping.wall(u)),
             reason: block.map(|b| b.reason.clone()),
             offences: rec.map_or(0, |r| r.offences),
             history: rec.map_or_else(Vec::new, |r| r.history.iter().cloned().collect()),
@@ -1155,7 +1156,7 @@ impl ControlPlane {
                     id: c,
                     customer: self.names[c as usize].to_string(),
                     since: b.since,
-                    until: b.until.map(|u| self.clock.wall(u)),
+                    until: b.until.map(|u| self.wall_mapping.wall(u)),
                     reason: b.reason.clone(),
                 })
             })
@@ -1195,7 +1196,7 @@ impl ControlPlane {
     /// call [`ControlPlane::attach_fresh`] with fresh shards.
     pub fn reconfigure(&mut self, config: &Config, now: u64) -> Reload {
         let snapshot = self.snapshot(now);
-        let mut next = ControlPlane::with_clock(config, self.clock, now);
+        let mut next = ControlPlane::with_wall_mapping(config, self.wall_mapping, now);
         let index: rustc_hash::FxHashMap<&str, u32> = next
             .names
             .iter()

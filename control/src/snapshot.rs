@@ -270,7 +270,7 @@ impl ControlPlane {
 
     /// The plane's persistent state at monotonic time `now`.
     pub fn snapshot(&self, now: u64) -> Snapshot {
-        let wall = |mono: i64| mono - self.clock.mono_of_wall(0);
+        let wall = |mono: i64| mono - self.wall_mapping.mono_of_wall(0);
         let mut ids: Vec<u32> = self
             .records
             .keys()
@@ -299,7 +299,7 @@ impl ControlPlane {
                     windows,
                     block: rec.block.map(|b| SnapBlock {
                         since_ms: b.since.0,
-                        until_ms: b.until.map(|u| self.clock.wall(u).0),
+                        until_ms: b.until.map(|u| self.wall_mapping.wall(u).0),
                         reason: b.reason,
                     }),
                     offences: rec.offences,
@@ -323,7 +323,7 @@ impl ControlPlane {
             .collect();
         Snapshot {
             version: FORMAT_VERSION,
-            saved_at_ms: self.clock.wall(now).0,
+            saved_at_ms: self.wall_mapping.wall(now).0,
             windows: self
                 .windows_meta
                 .iter()
@@ -372,7 +372,7 @@ impl ControlPlane {
             for (sw, ring) in sc.windows.iter().enumerate() {
                 if let Some(Some(w)) = window_map.get(sw) {
                     let export = RingExport {
-                        newest_start_ms: self.clock.mono_of_wall(ring.newest_start_ms),
+                        newest_start_ms: self.wall_mapping.mono_of_wall(ring.newest_start_ms),
                         bucket_ms: ring.bucket_ms,
                         buckets: ring.buckets.clone(),
                     };
@@ -388,7 +388,7 @@ impl ControlPlane {
                     since: Timestamp(b.since_ms),
                     until: b
                         .until_ms
-                        .map(|u| self.clock.mono_of_wall(u as i64).max(0) as u64),
+                        .map(|u| self.wall_mapping.mono_of_wall(u as i64).max(0) as u64),
                     reason: b.reason.clone(),
                 });
             let mut rec = Record {

@@ -8,23 +8,22 @@ use serde::Serialize;
 use synwall_config::Config;
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, VerdictTotals, WorkerStats};
+use synwall_dpdk::PortStats;
 
 use crate::plane::ControlPlane;
 
-/// One port's counters.
-#[derive(Debug, Serialize)]
+/// One port, where it sits, and its counters: the summary's `ports`
+/// entries, the `/metrics` port series and the heart of `status`'s ports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PortSummary {
+    /// The DPDK device name (`net_pcap0`): the `port` label.
     pub name: String,
+    /// The link it belongs to: the `link` label.
     pub link: String,
+    /// `inside` or `outside`: the `side` label.
     pub side: String,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_missed: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-    pub rx_nombuf: u64,
+    #[serde(flatten)]
+    pub stats: PortStats,
 }
 
 /// What each frame's fate was (the summary's `verdicts` objects).
@@ -161,5 +160,33 @@ impl Summary {
             mempool,
             removed_customers: removed.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_reads_as_it_always_did_name_place_then_counters_in_order() {
+        let port = PortSummary {
+            name: "net_pcap0".into(),
+            link: "link0".into(),
+            side: "inside".into(),
+            stats: PortStats {
+                rx_packets: 1,
+                tx_packets: 2,
+                rx_bytes: 3,
+                tx_bytes: 4,
+                rx_missed: 5,
+                rx_errors: 6,
+                tx_errors: 7,
+                rx_nombuf: 8,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&port).unwrap(),
+            r#"{"name":"net_pcap0","link":"link0","side":"inside","rx_packets":1,"tx_packets":2,"rx_bytes":3,"tx_bytes":4,"rx_missed":5,"rx_errors":6,"tx_errors":7,"rx_nombuf":8}"#
+        );
     }
 }

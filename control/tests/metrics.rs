@@ -11,20 +11,23 @@ use synwall_control::metrics::{
     MetricsSnapshot, PortMetrics, VerdictCounts, WorkerLoad, CONTENT_TYPE, MAX_CUSTOMER_SERIES,
     REQUEST_DEADLINE,
 };
+use synwall_dpdk::PortStats;
 
 fn port(name: &str, link: &str, side: &str, base: u64) -> PortMetrics {
     PortMetrics {
         name: name.into(),
         link: link.into(),
         side: side.into(),
-        rx_packets: base,
-        tx_packets: base + 1,
-        rx_bytes: base * 64,
-        tx_bytes: base * 64 + 1,
-        rx_missed: 3,
-        rx_errors: 4,
-        tx_errors: 5,
-        rx_nombuf: 6,
+        stats: PortStats {
+            rx_packets: base,
+            tx_packets: base + 1,
+            rx_bytes: base * 64,
+            tx_bytes: base * 64 + 1,
+            rx_missed: 3,
+            rx_errors: 4,
+            tx_errors: 5,
+            rx_nombuf: 6,
+        },
     }
 }
 

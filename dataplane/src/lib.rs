@@ -7,6 +7,7 @@
 
 pub mod checksum;
 pub mod classify;
+pub mod counters;
 pub mod craft;
 pub mod generation;
 pub mod parse;

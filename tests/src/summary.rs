@@ -114,7 +114,7 @@ impl RunResult {
 
     /// Asserts the verdict counters exactly (all eight of them).
     pub fn assert_verdicts(&self, want: &Verdicts) {
-        let got = Verdicts::from_json(&self.summary["verdicts"]);
+        let got = verdicts_of(&self.summary["verdicts"]);
         assert_eq!(&got, want, "verdict counters\n{:#}", self.summary);
     }
 
@@ -122,7 +122,7 @@ impl RunResult {
     /// add up to the inspected frames, workers add up to the total, and the
     /// ports agree with the verdicts.
     pub fn assert_consistent(&self) {
-        let v = Verdicts::from_json(&self.summary["verdicts"]);
+        let v = verdicts_of(&self.summary["verdicts"]);
         assert_eq!(
             v.forwarded
                 + v.dropped_blocked
@@ -141,7 +141,7 @@ impl RunResult {
         let workers = self.summary["workers"].as_array().expect("workers");
         let mut sum = Verdicts::default();
         for w in workers {
-            sum.add(&Verdicts::from_json(&w["verdicts"]));
+            sum.add(&verdicts_of(&w["verdicts"]));
         }
         assert_eq!(sum, v, "workers' verdicts do not add up to the total");
         let syn: u64 = workers
@@ -280,47 +280,13 @@ impl CustomerCount {
     }
 }
 
-/// The summary's `verdicts` object.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verdicts {
-    pub rx: u64,
-    pub forwarded: u64,
-    pub dropped_blocked: u64,
-    pub dropped_malformed: u64,
-    pub reset_sent: u64,
-    pub reverse_forwarded: u64,
-    pub tx_full: u64,
-    pub syn_no_customer: u64,
-}
+/// The summary's `verdicts` object: the appliance's own counter set.
+pub use synwall_dataplane::shard::VerdictTotals as Verdicts;
 
-impl Verdicts {
-    pub fn from_json(v: &Value) -> Verdicts {
-        let get = |k: &str| {
-            v[k].as_u64()
-                .unwrap_or_else(|| panic!("verdicts.{k} missing in {v}"))
-        };
-        Verdicts {
-            rx: get("rx"),
-            forwarded: get("forwarded"),
-            dropped_blocked: get("dropped_blocked"),
-            dropped_malformed: get("dropped_malformed"),
-            reset_sent: get("reset_sent"),
-            reverse_forwarded: get("reverse_forwarded"),
-            tx_full: get("tx_full"),
-            syn_no_customer: get("syn_no_customer"),
-        }
-    }
-
-    fn add(&mut self, o: &Verdicts) {
-        self.rx += o.rx;
-        self.forwarded += o.forwarded;
-        self.dropped_blocked += o.dropped_blocked;
-        self.dropped_malformed += o.dropped_malformed;
-        self.reset_sent += o.reset_sent;
-        self.reverse_forwarded += o.reverse_forwarded;
-        self.tx_full += o.tx_full;
-        self.syn_no_customer += o.syn_no_customer;
-    }
+/// Reads a summary's `verdicts` object (panics, naming it, if a counter
+/// is missing or unknown).
+pub fn verdicts_of(v: &Value) -> Verdicts {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("verdicts {v}: {e}"))
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ fn a_full_tx_queue_is_counted_not_fatal() {
         "synwall failed: {}",
         run.exit.stderr
     );
-    let v = Verdicts::from_json(&run.summary["verdicts"]);
+    let v = verdicts_of(&run.summary["verdicts"]);
     assert_eq!(v.rx, 800);
     assert_eq!(v.forwarded, 500 + 100, "{v:?}");
     assert_eq!(v.dropped_blocked, 200, "{v:?}");

@@ -30,8 +30,10 @@
 #![allow(unsafe_code)]
 
 mod memory;
+mod port_stats;
 
 pub use memory::{cpu_node, prefetch, Backing, HugeArray, HUGE_PAGE};
+pub use port_stats::PortStats;
 
 #[cfg(not(feature = "eal"))]
 mod tsc;
@@ -64,6 +66,6 @@ pub use mbuf::{Mbuf, MbufBurst, BURST};
 #[cfg(feature = "eal")]
 pub use mempool::Mempool;
 #[cfg(feature = "eal")]
-pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
+pub use port::{LinkStatus, Port, PortConfig, PortId, RxQueue, TxQueue};
 #[cfg(feature = "eal")]
 pub use telemetry::TelemetrySource;

@@ -8,6 +8,7 @@ use super::eal::Eal;
 use super::error::{DpdkError, IntoResult, Result};
 use super::mbuf::MbufBurst;
 use super::mempool::Mempool;
+use crate::PortStats;
 
 /// A DPDK port id: one the EAL found by name ([`Eal::port_by_name`]);
 /// never made from a bare number:
@@ -84,21 +85,6 @@ pub struct LinkStatus {
     pub speed_mbps: u32,
     /// Full duplex.
     pub full_duplex: bool,
-}
-
-/// Port counters from `rte_eth_stats_get`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PortStats {
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    /// Dropped by the NIC because no rx descriptor was free.
-    pub rx_missed: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-    /// Rx mbuf allocation failures (mempool exhausted).
-    pub rx_nombuf: u64,
 }
 
 #[derive(Debug)]

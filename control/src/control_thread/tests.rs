@@ -1,0 +1,204 @@
+//! The control thread without DPDK: a real plane, event log and generation
+//! over a config file in a temporary directory; workers are played by
+//! setting the generation their counters say they run.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{bounded, Receiver, Sender, TryRecvError};
+use serde_json::Value;
+use synwall_config::Config;
+use synwall_dataplane::generation::Generation;
+
+use super::{ControlThread, MonoClock, Start};
+use crate::event::{wall_now_ms, EventLog};
+use crate::notify::Notifier;
+use crate::plane::ControlPlane;
+use crate::protocol::{Caller, Command};
+use crate::reload::HAND_OVER_DEADLINE;
+use crate::setup::{placed_classifier, policy, worker_nodes};
+use crate::socket::Request;
+use crate::testing::config_text;
+
+/// A directory of its own under the system's temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "synwall-control-thread-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The test config, with its state and events in `dir`, and `extra`
+/// customers after the test's own.
+fn config_file(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("synwall.toml");
+    let text = format!(
+        "{}{extra}\n[control]\nstate_dir = \"state\"\nevents = \"events.jsonl\"\n",
+        config_text()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The control thread as the appliance builds it, on `path`'s config.
+fn control_thread(path: &Path) -> ControlThread {
+    let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let clock = MonoClock::start();
+    let classifier = Arc::new(placed_classifier(&config).unwrap());
+    let generation = Generation::share(Generation::on_nodes(
+        1,
+        classifier.clone(),
+        Arc::new(policy(&config)),
+        worker_nodes(&config),
+    ));
+    let mut control = ControlThread::new(Start {
+        plane: ControlPlane::new(&config, clock.now(), wall_now_ms()),
+        events: EventLog::open(&config.control.events).unwrap(),
+        clock,
+        baseline: Default::default(),
+        generation,
+        classifier,
+        hooks: None,
+        notifier: Notifier::from_env(),
+        flowspec: None,
+        config,
+    });
+    control.tick_current();
+    control
+}
+
+/// `cmd`, asked through `requests`; the reply comes on the receiver.
+fn ask(requests: &Sender<Request>, cmd: Command) -> Receiver<Value> {
+    let (reply, answer) = bounded(1);
+    let caller = Caller {
+        uid: 0,
+        gid: 0,
+        pid: 42,
+    };
+    requests.try_send(Request { cmd, caller, reply }).unwrap();
+    answer
+}
+
+/// Serves until the workers are offered generation `number`.
+fn serve_until_published(control: &mut ControlThread, requests: &Receiver<Request>, number: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while control.generation().load().number < number {
+        assert!(
+            Instant::now() < deadline,
+            "the reload was never handed over"
+        );
+        control.serve(requests);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+const NEW_CUSTOMER: &str = r#"
+[[customer]]
+name = "newco"
+prefixes = ["192.0.2.0/24"]
+"#;
+
+/// A control thread on a fresh config in `dir`, with a reload (adding
+/// [`NEW_CUSTOMER`]) asked for and handed over to the workers, none of
+/// which has moved yet (they have `deadline` to): the thread, its request
+/// queue, and the reload's reply.
+fn reload_under_way(
+    name: &str,
+    deadline: Duration,
+) -> (
+    PathBuf,
+    ControlThread,
+    Sender<Request>,
+    Receiver<Request>,
+    Receiver<Value>,
+) {
+    let dir = temp_dir(name);
+    let mut control = control_thread(&config_file(&dir, ""));
+    control.hand_over_deadline = deadline;
+    let (requests, incoming) = bounded(16);
+    config_file(&dir, NEW_CUSTOMER);
+    let reloaded = ask(&requests, Command::Reload);
+    serve_until_published(&mut control, &incoming, 2);
+    (dir, control, requests, incoming, reloaded)
+}
+
+#[test]
+fn requests_are_answered_and_ticks_wait_while_a_worker_has_not_moved() {
+    let (dir, mut control, requests, incoming, reloaded) =
+        reload_under_way("hand-over", HAND_OVER_DEADLINE);
+    // The worker has not picked generation 2 up: the hand-over is under way, and
+    // the control loop goes on answering.
+    assert_eq!(control.stats()[0].generation.load(Relaxed), 0);
+    let ticks = control.gauges().ticks.load(Relaxed);
+    let asked = Instant::now();
+    let status = ask(&requests, Command::Status);
+    control.serve(&incoming);
+    let status = status
+        .try_recv()
+        .expect("status answered during the hand-over");
+    assert!(asked.elapsed() < Duration::from_millis(500));
+    assert_eq!(status["ok"], true, "{status}");
+    assert_eq!(reloaded.try_recv(), Err(TryRecvError::Empty));
+    control.tick_current();
+    assert_eq!(
+        control.gauges().ticks.load(Relaxed),
+        ticks,
+        "a tick ran mid hand-over"
+    );
+    // A SYN the worker counts on its new shard meanwhile is not lost.
+    let next = control.generation().load_full();
+    next.shards[0].seed_counts(3, 1, 1);
+    control.stats()[0].generation.store(2, Relaxed);
+    control.serve(&incoming);
+    let reply = reloaded
+        .try_recv()
+        .expect("reload answered once the worker moved");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(
+        control.gauges().ticks.load(Relaxed) > ticks,
+        "the deferred tick ran"
+    );
+    let now = control.clock.now();
+    let newco = control.plane.customer_view(3, now).unwrap();
+    assert_eq!((newco.name.as_str(), newco.seen), ("newco", 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_worker_that_never_moves_holds_the_reload_up_to_the_deadline_only() {
+    let (dir, mut control, _requests, incoming, reloaded) =
+        reload_under_way("straggler", Duration::from_millis(200));
+    let published = Instant::now();
+    let reply = loop {
+        control.serve(&incoming);
+        if let Ok(reply) = reloaded.try_recv() {
+            break reply;
+        }
+        assert!(published.elapsed() < Duration::from_secs(5), "no reply");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(published.elapsed() >= Duration::from_millis(150));
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(control.plane.customers(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reload_asked_for_during_a_hand_over_runs_after_it() {
+    let (dir, mut control, requests, incoming, first) =
+        reload_under_way("queued", HAND_OVER_DEADLINE);
+    let second = ask(&requests, Command::Reload);
+    control.serve(&incoming);
+    assert_eq!(second.try_recv(), Err(TryRecvError::Empty));
+    control.stats()[0].generation.store(2, Relaxed);
+    serve_until_published(&mut control, &incoming, 3);
+    assert_eq!(first.try_recv().map(|r| r["ok"].clone()), Ok(true.into()));
+    control.stats()[0].generation.store(3, Relaxed);
+    control.serve(&incoming);
+    assert_eq!(second.try_recv().map(|r| r["ok"].clone()), Ok(true.into()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
