@@ -18,6 +18,8 @@ const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 const LIMIT: u64 = 1000;
 /// How long each appliance runs: long enough for a few lease rounds.
 const RUN_SECS: f64 = 8.0;
+/// See `RUN_FOR`.
+const STEPS_SECS: f64 = 20.0;
 
 fn frames() -> Vec<Vec<u8>> {
     (0..64u32)
@@ -78,7 +80,8 @@ fn run_fleet_with(
             .control("tick = \"50ms\"")
             .control(&format!("metrics_listen = \"127.0.0.1:{}\"", free_port()))
             .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n");
-        s.duration = RUN_SECS;
+        let secs = RUN_FOR.with(std::cell::Cell::get);
+        s.duration = secs;
         let (config, summary) = s.prepare(&dir);
         let mut text = replay_forever(&s.config(&dir), &dir, 1);
         if let Some(state) = STATE_DIR.with(|d| d.borrow().clone()) {
@@ -91,7 +94,7 @@ fn run_fleet_with(
             .arg("--config")
             .arg(&config)
             .arg("--duration")
-            .arg(RUN_SECS.to_string())
+            .arg(secs.to_string())
             .arg("--summary-json")
             .arg(&summary)
             .current_dir(&dir.path)
@@ -178,6 +181,11 @@ fn wait_ready(dir: &TestDir) {
 }
 
 thread_local! {
+    /// How long the appliances of this test's runs live: [`RUN_SECS`], or
+    /// [`STEPS_SECS`] for tests that take several steps while they run
+    /// (a step waits for the appliances, which must outlive every step
+    /// on a loaded machine).
+    static RUN_FOR: std::cell::Cell<f64> = const { std::cell::Cell::new(RUN_SECS) };
     /// Tests that restart an appliance: the snapshot directory to use.
     static STATE_DIR: std::cell::RefCell<Option<std::path::PathBuf>> =
         const { std::cell::RefCell::new(None) };
@@ -383,6 +391,7 @@ const HUGE_LIMITS: &str =
 
 #[test]
 fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
+    RUN_FOR.with(|r| r.set(STEPS_SECS));
     let dir = TestDir::new("fleet-operator");
     let redis = RedisServer::start(&dir.path);
     // Only the operator blocks, and the customer stays under its floor
@@ -514,6 +523,7 @@ fn while_cut_off(redis: &RedisServer, pid: u32, notes: usize, say: impl FnOnce()
 
 #[test]
 fn announcements_missed_while_cut_off_are_read_after_resubscribing() {
+    RUN_FOR.with(|r| r.set(STEPS_SECS));
     let dir = TestDir::new("fleet-missed");
     let redis = RedisServer::start(&dir.path);
     let mut view = Value::Null;
@@ -580,6 +590,7 @@ fn announcements_missed_while_cut_off_are_read_after_resubscribing() {
 
 #[test]
 fn an_operator_block_made_while_redis_is_paused_reaches_the_fleet_when_it_answers() {
+    RUN_FOR.with(|r| r.set(STEPS_SECS));
     let dir = TestDir::new("fleet-kept");
     let redis = RedisServer::start(&dir.path);
     let mut view = Value::Null;
