@@ -80,13 +80,42 @@ impl Config {
     /// Reads and validates the config at `path`, and the customers file it names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read_file(path, "")?;
-        Config::from_str(&text, path)
+        Config::load_text(&text, path)
     }
 
-    /// Validates config `text` as if read from `path`: `path` names the file in
-    /// errors, and relative paths in the config (`customers_file` — which is read —
-    /// and the `[control]` paths) are resolved against its directory.
+    /// Validates config `text` as if read from `path`, reading the
+    /// customers file it names (what [`Config::load`] does once it has
+    /// read `path`; for text about to be written there).
+    pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::build(text, path, &mut |file, hint| read_file(file, hint))
+    }
+
+    /// Validates config `text` as if read from `path`, reading nothing:
+    /// `path` names the file in errors, and relative paths in the config
+    /// (the `[control]` paths) are resolved against its directory. A
+    /// config that names a `customers_file` is refused (use
+    /// [`Config::load`] or [`Config::load_text`]).
     pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::build(text, path, &mut |file, _| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line: None,
+                key: "customers_file".into(),
+                reason: format!(
+                    "names {}, and this config was given as text, without its files; load it from its path instead",
+                    file.display()
+                ),
+            })
+        })
+    }
+
+    /// Validation, with `read` for the customers file (its path, and a
+    /// hint for an I/O error).
+    fn build(
+        text: &str,
+        path: &Path,
+        read: &mut dyn FnMut(&Path, &str) -> Result<String, ConfigError>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| syntax(path, e))?;
         let file = File { path, text };
         let base = path.parent().unwrap_or(Path::new(""));
@@ -120,7 +149,7 @@ impl Config {
                     "; customers_file = {name:?} in {} (relative paths are resolved against that file's directory)",
                     path.display()
                 );
-                let text = read_file(&resolved, &hint)?;
+                let text = read(&resolved, &hint)?;
                 let list: RawCustomersFile =
                     toml::from_str(&text).map_err(|e| syntax(&resolved, e))?;
                 customers.first_file_len = Some(customers.list.len());

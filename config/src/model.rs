@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{parse_duration, Prefix};
 
-/// A validated configuration. Build it with [`Config::load`] or [`Config::from_str`].
+/// A validated configuration. Build it with [`Config::load`] (a file, and the customers
+/// file it names), [`Config::load_text`] (text for a path, reading the customers file)
+/// or [`Config::from_str`] (text alone, reading nothing).
 ///
 /// Relative paths in the file (`customers_file`, `control.socket`, `control.state_dir`,
 /// `control.events`) have been resolved against the config file's directory.

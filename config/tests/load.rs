@@ -1005,6 +1005,39 @@ fn control_errors() {
 // ---- files ----------------------------------------------------------------------------
 
 #[test]
+fn text_alone_reads_no_customers_file_and_load_text_reads_it() {
+    let dir = temp_dir("text");
+    std::fs::write(
+        dir.join("customers.toml"),
+        "[[customer]]\nname = \"second\"\nprefixes = [\"2001:db8:2::/48\"]\n",
+    )
+    .unwrap();
+    let main = dir.join("synwall.toml");
+    let text = format!(
+        "customers_file = \"customers.toml\"\n{BASE}{}",
+        customer("first", "\"198.51.100.0/24\"")
+    );
+    // The file exists, and from_str still does not read it.
+    match Config::from_str(&text, &main) {
+        Err(ConfigError::Invalid { key, reason, .. }) => {
+            assert_eq!(key, "customers_file");
+            assert!(reason.contains("customers.toml"), "{reason}");
+        }
+        other => panic!("from_str read the customers file: {other:?}"),
+    }
+    let c = Config::load_text(&text, &main).unwrap();
+    assert_eq!(c.customers_file, Some(dir.join("customers.toml")));
+    let names: Vec<_> = c.customers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["first", "second"]);
+    // Without a customers_file the two agree.
+    let plain = format!("{BASE}{}", customer("first", "\"198.51.100.0/24\""));
+    assert_eq!(
+        Config::from_str(&plain, &main).unwrap(),
+        Config::load_text(&plain, &main).unwrap()
+    );
+}
+
+#[test]
 fn customers_file_is_resolved_relative_to_the_config() {
     let dir = temp_dir("rel");
     std::fs::create_dir_all(dir.join("lists")).unwrap();

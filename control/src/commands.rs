@@ -455,7 +455,7 @@ fn persist_limit(
         }
         let new_text = doc.to_string();
         if path == config.path {
-            Config::from_str(&new_text, path)
+            Config::load_text(&new_text, path)
                 .map_err(|e| format!("persisting would break the config: {e}"))?;
         }
         write_atomically(path, &new_text)
@@ -759,7 +759,7 @@ mod tests {
         assert_eq!(r["persisted"], path.display().to_string());
         let written = std::fs::read_to_string(&path).unwrap();
         assert!(written.starts_with("# keep me\n"), "{written}");
-        let again = Config::from_str(&written, &path).unwrap();
+        let again = Config::load_text(&written, &path).unwrap();
         let limits = |name: &str| again.effective_limits(again.customer(name).unwrap());
         assert_eq!(limits("acme"), vec![10, 42]);
         assert_eq!(limits("mx2"), vec![8, 4000]);

@@ -103,7 +103,7 @@ impl Fake {
 
     /// `text` (read as if from `path`) on a stepped clock, ticked once.
     pub fn with_config(text: &str, path: &Path) -> Fake {
-        let config = Config::from_str(text, path).unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::load_text(text, path).unwrap_or_else(|e| panic!("{e}"));
         let mut f = Fake::build(config, 1_700_000_000_000, FakeClock::Stepped(0));
         f.tick();
         f

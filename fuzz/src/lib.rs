@@ -15,8 +15,9 @@ pub mod config {
     use synwall_control::setup;
     use synwall_control::plane::ControlPlane;
 
-    /// A directory that does not exist: a `customers_file` fails to read
-    /// the same way on every machine.
+    /// A directory that does not exist (`Config::from_str` reads no file
+    /// anyway: a `customers_file` is refused the same way on every
+    /// machine).
     pub const PATH: &str = "/nonexistent/synwall-fuzz/synwall.toml";
 
     pub fn check(data: &[u8]) {
