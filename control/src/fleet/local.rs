@@ -538,6 +538,9 @@ impl FleetLocal {
         self.floors.advance(now);
         let mut blocks = Vec::new();
         let Some(answers) = self.link.as_mut().and_then(Link::poll) else {
+            // No answers: kept announcements still go again once Redis may
+            // answer (no other round need come first).
+            self.resend_announcements(now);
             return blocks;
         };
         let (answers, rtt, health, reports) = answers;
