@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use synwall_benches::customers::{self, prefixes, v4_host, v6_host};
 use synwall_benches::mix::{generate, Kind, Mix, MixSpec, Sizes};
 use synwall_benches::rng::Rng;
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::SYN;
 use synwall_dataplane::parse::{parse, SrcAddr, WatchedPorts};
@@ -113,7 +113,7 @@ struct Built {
 /// Builds a classifier, timing it and measuring its resident memory.
 fn build_measured(
     customers: usize,
-    prefixes: impl IntoIterator<Item = (IpAddr, u8, u32)>,
+    prefixes: impl IntoIterator<Item = (IpAddr, u8, CustomerId)>,
 ) -> (Classifier, Built) {
     // "5" resets VmHWM to the current RSS (Linux ≥ 4.0); if it fails the
     // peak column is the process's peak so far.
@@ -136,7 +136,7 @@ fn build_measured(
 fn table(n: u32) -> (Classifier, WorkerShard, Built) {
     let (c, built) = build_measured(n as usize + 1, prefixes(n, true));
     let shard = WorkerShard::new(n as usize + 1);
-    shard.set_blocked(n, true);
+    shard.set_blocked(CustomerId::new(n), true);
     (c, shard, built)
 }
 
@@ -435,7 +435,7 @@ fn main() {
             let (med, best) = measure(&opts, addrs.len(), || {
                 addrs
                     .iter()
-                    .map(|&a| u64::from(c.lookup(black_box(a)).unwrap_or(u32::MAX)))
+                    .map(|&a| u64::from(c.lookup(black_box(a)).map_or(u32::MAX, CustomerId::get)))
                     .sum()
             });
             lookup_rows.push((human(n), name, med, best));
@@ -446,7 +446,8 @@ fn main() {
         // not enough.
         let n = 100_000;
         let p = mixed_prefixes(n);
-        let (c, built) = build_measured(n as usize, p.iter().copied());
+        let ids = p.iter().map(|&(a, len, c)| (a, len, CustomerId::new(c)));
+        let (c, built) = build_measured(n as usize, ids);
         let label = format!("{} mixed", human(n));
         build_rows.push((label.clone(), c.prefixes(), built));
         const K: usize = 4096;
@@ -461,7 +462,7 @@ fn main() {
             let (med, best) = measure(&opts, addrs.len(), || {
                 addrs
                     .iter()
-                    .map(|&a| u64::from(c.lookup(black_box(a)).unwrap_or(u32::MAX)))
+                    .map(|&a| u64::from(c.lookup(black_box(a)).map_or(u32::MAX, CustomerId::get)))
                     .sum()
             });
             lookup_rows.push((label.clone(), name, med, best));
@@ -492,6 +493,9 @@ fn main() {
     }
     // Keep the helpers' addresses honest: the blocked customer resolves.
     let (c, _, _) = table(1);
-    assert_eq!(c.lookup_addr(customers::ACME_V4.into()), Some(1));
+    assert_eq!(
+        c.lookup_addr(customers::ACME_V4.into()),
+        Some(CustomerId::new(1))
+    );
     assert_eq!(c.lookup_addr(Ipv4Addr::new(11, 0, 0, 1).into()), None);
 }

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use synwall_benches::customers::prefixes;
 use synwall_benches::flood::{self, FloodSpec, Shape};
 use synwall_benches::mix::{generate, MixSpec};
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::parse::WatchedPorts;
 use synwall_dataplane::shard::WorkerShard;
 use synwall_dataplane::verdict::{
@@ -60,7 +60,7 @@ fn main() {
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let c = Classifier::build(n as usize + 1, prefixes(n, true)).expect("valid prefixes");
     let s = WorkerShard::new(n as usize + 1);
-    s.set_blocked(n, true);
+    s.set_blocked(CustomerId::new(n), true);
     let p = Policy {
         watched: WatchedPorts::new(&[25]),
         action: BlockAction::Drop,

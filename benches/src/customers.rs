@@ -5,6 +5,8 @@
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use synwall_dataplane::CustomerId;
+
 /// Largest table this layout can hold (10.0.0.0/8 in /28s).
 pub const MAX_CUSTOMERS: u32 = 1 << 20;
 
@@ -41,15 +43,20 @@ pub fn v6_host(i: u32, h: u64) -> Ipv6Addr {
 /// Every `(address, length, id)` prefix of `n` generated customers (ids
 /// `0..n`), then acme's two prefixes with id `n`; with `v6`, one IPv6 /64
 /// per customer besides the IPv4 /28.
-pub fn prefixes(n: u32, v6: bool) -> impl Iterator<Item = (IpAddr, u8, u32)> {
+pub fn prefixes(n: u32, v6: bool) -> impl Iterator<Item = (IpAddr, u8, CustomerId)> {
     assert!(n <= MAX_CUSTOMERS, "at most {MAX_CUSTOMERS} customers");
+    let acme = CustomerId::new(n);
     (0..n)
         .flat_map(move |i| {
-            let a = (IpAddr::V4(v4_net(i)), V4_LEN, i);
-            let b = v6.then_some((IpAddr::V6(v6_net(i)), V6_LEN, i));
+            let id = CustomerId::new(i);
+            let a = (IpAddr::V4(v4_net(i)), V4_LEN, id);
+            let b = v6.then_some((IpAddr::V6(v6_net(i)), V6_LEN, id));
             std::iter::once(a).chain(b)
         })
-        .chain([(IpAddr::V4(ACME_V4), 24, n), (IpAddr::V6(ACME_V6), 64, n)])
+        .chain([
+            (IpAddr::V4(ACME_V4), 24, acme),
+            (IpAddr::V6(ACME_V6), 64, acme),
+        ])
 }
 
 /// Writes a `customers_file` (TOML, `[[customer]]` entries only) with the

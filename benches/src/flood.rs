@@ -258,7 +258,7 @@ pub fn generate(spec: &FloodSpec) -> Flood {
 mod tests {
     use super::*;
     use crate::customers::prefixes;
-    use synwall_dataplane::classify::Classifier;
+    use synwall_dataplane::classify::{Classifier, CustomerId};
     use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
 
     fn check_frames(flood: &Flood, customers: u32) -> Vec<Outcome> {
@@ -273,7 +273,12 @@ mod tests {
             .map(|((f, &c), &v6)| {
                 let p = parse(f, &watched);
                 let src = p.src.expect("a source address");
-                assert_eq!(classifier.lookup(src), Some(c), "{:?}", src.to_ip());
+                assert_eq!(
+                    classifier.lookup(src),
+                    Some(CustomerId::new(c)),
+                    "{:?}",
+                    src.to_ip()
+                );
                 assert_eq!(matches!(src.to_ip(), std::net::IpAddr::V6(_)), v6);
                 if !v6 {
                     assert_eq!(f.len(), 60, "64 B on the wire");

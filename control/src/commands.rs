@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use synwall_config::{parse_duration, Config, Mode};
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 
 use crate::event::{Event, EventKind, Setting};
 use crate::plane::{ControlPlane, PlaneError};
@@ -69,13 +69,13 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
             let prefixes: Vec<String> = ops
                 .config()
                 .customers
-                .get(id as usize)
+                .get(id.index())
                 .map(|c| c.prefixes.iter().map(|p| p.to_string()).collect())
                 .unwrap_or_default();
             let plan = ops
                 .config()
                 .customers
-                .get(id as usize)
+                .get(id.index())
                 .and_then(|c| c.plan.clone());
             if let Value::Object(m) = &mut v {
                 m.insert("prefixes".into(), json!(prefixes));
@@ -190,7 +190,7 @@ fn unknown_customer(name: &str) -> Refusal {
 }
 
 /// A customer by name, or by an address inside its prefixes.
-fn resolve(ops: &mut dyn Operate, name: &str) -> Result<u32, Refusal> {
+fn resolve(ops: &mut dyn Operate, name: &str) -> Result<CustomerId, Refusal> {
     if let Some(id) = ops.plane().find(name) {
         return Ok(id);
     }
@@ -305,7 +305,7 @@ fn set_limit(
                 .customers
                 .iter()
                 .filter(|c| c.plan.as_deref() == Some(&p) && c.overrides.get(w).is_none())
-                .map(|c| c.id)
+                .map(|c| CustomerId::new(c.id))
                 .collect();
             (ids, Target::Plan(p))
         }
@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(ev.kind, EventKind::Block);
         assert_eq!(ev.by.as_deref(), Some("uid=1000 pid=4242"));
         f.tick();
-        assert!(f.shards.iter().all(|s| s.is_blocked(0)));
+        assert!(f.shards.iter().all(|s| s.is_blocked(CustomerId::new(0))));
 
         let r = f.succeeds(r#"{"cmd":"blocks"}"#);
         let blocks = r["blocks"].as_array().unwrap();
@@ -613,7 +613,7 @@ mod tests {
         assert_eq!(r["event"]["by"], "uid=1000 pid=4242");
         assert_eq!(f.emitted.last().unwrap().kind, EventKind::Unblock);
         f.tick();
-        assert!(!f.shards[0].is_blocked(0));
+        assert!(!f.shards[0].is_blocked(CustomerId::new(0)));
         assert_eq!(
             f.fails(r#"{"cmd":"unblock","customer":"acme"}"#),
             "customer 'acme' is not blocked"
@@ -653,16 +653,16 @@ mod tests {
         let r = f.succeeds(r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":3}"#);
         assert_eq!(r["customers"], json!(["acme"]));
         assert_eq!(r["persisted"], Value::Null);
-        assert_eq!(f.plane.limits(0).unwrap(), &[3, 100]);
+        assert_eq!(f.plane.limits(CustomerId::new(0)).unwrap(), &[3, 100]);
         // A plan: mx follows it, mx2 keeps its own 5m override.
         let r = f.succeeds(r#"{"cmd":"set-limit","plan":"mailserver","window":"5m","value":50}"#);
         assert_eq!(r["customers"], json!(["mx"]));
         assert_eq!(r["plan"], "mailserver");
-        assert_eq!(f.plane.limits(1).unwrap(), &[50, 100]);
-        assert_eq!(f.plane.limits(2).unwrap(), &[7, 100]);
+        assert_eq!(f.plane.limits(CustomerId::new(1)).unwrap(), &[50, 100]);
+        assert_eq!(f.plane.limits(CustomerId::new(2)).unwrap(), &[7, 100]);
         // By length.
         f.succeeds(r#"{"cmd":"set-limit","customer":"mx2","window":"60m","value":9}"#);
-        assert_eq!(f.plane.limits(2).unwrap(), &[7, 9]);
+        assert_eq!(f.plane.limits(CustomerId::new(2)).unwrap(), &[7, 9]);
 
         let e = f.fails(r#"{"cmd":"set-limit","customer":"acme","window":"2h","value":3}"#);
         assert!(e.starts_with("unknown window '2h'"), "{e}");
@@ -679,7 +679,7 @@ mod tests {
             r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":4,"persist":true}"#,
         );
         assert!(e.starts_with("persisting: reading"), "{e}");
-        assert_eq!(f.plane.limits(0).unwrap(), &[3, 100]);
+        assert_eq!(f.plane.limits(CustomerId::new(0)).unwrap(), &[3, 100]);
     }
 
     #[test]
@@ -772,9 +772,9 @@ mod tests {
         let mut f = fake();
         let r = f.succeeds(r#"{"cmd":"mode","customer":"acme","mode":"monitor"}"#);
         assert_eq!(r["customer"], "acme");
-        assert_eq!(f.plane.mode(0), Some(Mode::Monitor));
+        assert_eq!(f.plane.mode(CustomerId::new(0)), Some(Mode::Monitor));
         f.succeeds(r#"{"cmd":"mode","customer":"198.51.100.1","mode":"exempt"}"#);
-        assert_eq!(f.plane.mode(0), Some(Mode::Exempt));
+        assert_eq!(f.plane.mode(CustomerId::new(0)), Some(Mode::Exempt));
         let r = f.succeeds(r#"{"cmd":"mode","mode":"monitor"}"#);
         assert_eq!(r["global"], true);
         assert_eq!(f.global, Some(Mode::Monitor));

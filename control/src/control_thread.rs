@@ -12,7 +12,7 @@ use rustc_hash::FxHashSet;
 use serde::Serialize;
 use serde_json::Value;
 use synwall_config::{Config, Mode};
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::generation::SharedGeneration;
 use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 
@@ -535,7 +535,7 @@ impl ControlThread {
         // leaving now sent this run, so the totals still add up.
         let staying: FxHashSet<&str> = new.customers.iter().map(|c| &*c.name).collect();
         let now = self.clock.now();
-        for id in 0..self.plane.customers() as u32 {
+        for id in CustomerId::all(self.plane.customers()) {
             if self.plane.name(id).is_none_or(|n| staying.contains(n)) {
                 continue;
             }
@@ -621,7 +621,9 @@ impl Operate for ControlThread {
         self.config.control.mode = mode;
         for c in &self.config.customers {
             if c.mode.is_none() {
-                self.plane.set_mode(c.id, mode).map_err(|e| e.to_string())?;
+                self.plane
+                    .set_mode(CustomerId::new(c.id), mode)
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())

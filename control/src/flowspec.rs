@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use synwall_config::{BlockScope, Config, Flowspec};
+use synwall_dataplane::CustomerId;
 
 /// A full reconcile at least this often, changed or not.
 pub const RESYNC: Duration = Duration::from_secs(3);
@@ -130,14 +131,14 @@ impl Rule {
 }
 
 /// The rules for the blocked customers `blocked` (customer ids) of `config`.
-pub fn desired(config: &Config, blocked: impl Iterator<Item = u32>) -> BTreeSet<Rule> {
+pub fn desired(config: &Config, blocked: impl Iterator<Item = CustomerId>) -> BTreeSet<Rule> {
     let mut ports = config.detect.ports.clone();
     ports.sort_unstable();
     ports.dedup();
     let syn_only = config.block.scope == BlockScope::Syn;
     let mut out = BTreeSet::new();
     for id in blocked {
-        let Some(c) = config.customers.get(id as usize) else {
+        let Some(c) = config.customers.get(id.index()) else {
             continue;
         };
         for p in &c.prefixes {

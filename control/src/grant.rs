@@ -117,7 +117,7 @@ pub struct Carried {
 /// No allowance can be spent twice: until this runs the new grant is 0.
 pub fn carry(from: &WorkerShard, to: &WorkerShard, carried: &[Carried], cores: u64, core: usize) {
     for c in carried {
-        if c.old as usize >= from.customers() || c.new as usize >= to.customers() {
+        if c.old.index() >= from.customers() || c.new.index() >= to.customers() {
             continue;
         }
         let cap = core_share(c.budget, cores, core);
@@ -151,28 +151,39 @@ mod tests {
     #[test]
     fn carry_moves_what_is_left_and_no_more() {
         let (old, new) = (shards(2, 3), shards(2, 3));
-        seed(1, Some(10), &old);
+        seed(CustomerId::new(1), Some(10), &old);
         // Core 0 spends 3 of its 5.
-        assert_eq!((0..3).filter(|_| old[0].try_forward(1)).count(), 3);
+        assert_eq!(
+            (0..3)
+                .filter(|_| old[0].try_forward(CustomerId::new(1)))
+                .count(),
+            3
+        );
         for s in &new {
-            s.set_grant(0, 0);
+            s.set_grant(CustomerId::new(0), 0);
         }
         let carried = [Carried {
-            old: 1,
-            new: 0,
+            old: CustomerId::new(1),
+            new: CustomerId::new(0),
             budget: 4,
         }];
         carry(&old[0], &new[0], &carried, 2, 0);
         carry(&old[1], &new[1], &carried, 2, 1);
         // Core 0 had 2 left (cap 2), core 1 had 5 (cap 2).
-        assert_eq!((new[0].grant(0), new[1].grant(0)), (2, 2));
+        assert_eq!(
+            (
+                new[0].grant(CustomerId::new(0)),
+                new[1].grant(CustomerId::new(0))
+            ),
+            (2, 2)
+        );
         // Ids out of range are skipped, not a panic.
         carry(
             &old[0],
             &new[0],
             &[Carried {
-                old: 9,
-                new: 9,
+                old: CustomerId::new(9),
+                new: CustomerId::new(9),
                 budget: 1,
             }],
             2,

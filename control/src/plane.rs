@@ -58,6 +58,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use synwall_config::{Config, Mode};
 use synwall_dataplane::shard::{CellRead, WorkerShard};
+use synwall_dataplane::CustomerId;
 
 use crate::event::{Event, EventKind, Setting, Timestamp};
 use crate::fleet::link::{Announcement, Said};
@@ -211,12 +212,18 @@ impl WallMapping {
     }
 }
 
+/// Every customer's id, by name (`names` in id order).
+pub(crate) fn ids_by_name(names: &[Box<str>]) -> rustc_hash::FxHashMap<&str, CustomerId> {
+    let ids = CustomerId::all(names.len());
+    names.iter().map(|n| &**n).zip(ids).collect()
+}
+
 /// An operator request the plane refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlaneError {
     /// No customer has this id.
     #[error("no customer with id {0}")]
-    UnknownCustomer(u32),
+    UnknownCustomer(CustomerId),
     /// No window has this index.
     #[error("no window number {0}")]
     UnknownWindow(usize),
@@ -240,7 +247,7 @@ pub struct WindowView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CustomerView {
     /// Dense id.
-    pub id: u32,
+    pub id: CustomerId,
     /// Name.
     pub name: String,
     /// Effective mode.
@@ -274,7 +281,7 @@ pub struct CustomerView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BlockView {
     /// Dense id.
-    pub id: u32,
+    pub id: CustomerId,
     /// Name.
     pub customer: String,
     /// Start.
@@ -290,7 +297,7 @@ pub struct BlockView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopEntry {
     /// Dense id.
-    pub id: u32,
+    pub id: CustomerId,
     /// Name.
     pub customer: String,
     /// Count in the window asked for.
@@ -304,7 +311,7 @@ pub struct TopEntry {
 pub struct Reload {
     /// For each old id, the new id of the same customer (by name), or `None`
     /// if it was removed. Use it to carry the shards' counters over.
-    pub id_map: Vec<Option<u32>>,
+    pub id_map: Vec<Option<CustomerId>>,
     /// Customers in the new config that were not in the old.
     pub added: usize,
     /// Customers of the old config that are gone.
@@ -326,9 +333,9 @@ pub struct ControlPlane {
     pub(crate) windows: Windows,
     pub(crate) records: IdMap<Record>,
     /// Customers with a block in force (iterated for expiry and views).
-    pub(crate) blocked: BTreeSet<u32>,
+    pub(crate) blocked: BTreeSet<CustomerId>,
     /// Customers to re-evaluate at the next tick (operator changes).
-    dirty: Vec<u32>,
+    dirty: Vec<CustomerId>,
     /// Re-evaluate everyone (first tick, new shards, reload).
     all_dirty: bool,
     /// Low 32 bits of each core's counters at the last read, per core then
@@ -338,7 +345,7 @@ pub struct ControlPlane {
     base_fwd: Vec<Vec<u32>>,
     /// Identity of the shards last ticked with.
     attached: Vec<usize>,
-    cands: Vec<u32>,
+    cands: Vec<CustomerId>,
     reads: Vec<u64>,
     /// Events raised outside a tick (config blocks), returned by the next.
     pending: Vec<Event>,
@@ -352,7 +359,7 @@ pub struct ControlPlane {
 
 /// A test hook called with the customer id mid-evaluation.
 #[cfg(test)]
-struct RaceHook(Box<dyn FnMut(u32) + Send>);
+struct RaceHook(Box<dyn FnMut(CustomerId) + Send>);
 
 #[cfg(test)]
 impl std::fmt::Debug for RaceHook {
@@ -432,8 +439,8 @@ impl ControlPlane {
     /// Gives customers with `blocked = true` their standing block if they
     /// have none; the events come out of the next tick.
     pub(crate) fn reapply_config_blocks(&mut self, now: u64) {
-        for id in 0..self.dense.len() as u32 {
-            if self.dense[id as usize].config_blocked && !self.blocked.contains(&id) {
+        for id in CustomerId::all(self.dense.len()) {
+            if self.dense[id.index()].config_blocked && !self.blocked.contains(&id) {
                 let e = self.start_block(id, now, None, Reason::Config);
                 self.pending.push(e);
             }
@@ -441,7 +448,7 @@ impl ControlPlane {
     }
 
     /// Re-evaluates `customer` at the next tick.
-    pub(crate) fn mark_dirty(&mut self, customer: u32) {
+    pub(crate) fn mark_dirty(&mut self, customer: CustomerId) {
         self.dirty.push(customer);
     }
 
@@ -456,9 +463,9 @@ impl ControlPlane {
         i
     }
 
-    fn check(&self, customer: u32) -> Result<usize, PlaneError> {
-        if (customer as usize) < self.dense.len() {
-            Ok(customer as usize)
+    fn check(&self, customer: CustomerId) -> Result<usize, PlaneError> {
+        if customer.index() < self.dense.len() {
+            Ok(customer.index())
         } else {
             Err(PlaneError::UnknownCustomer(customer))
         }
@@ -475,17 +482,17 @@ impl ControlPlane {
     }
 
     /// A customer's name.
-    pub fn name(&self, customer: u32) -> Option<&str> {
-        self.names.get(customer as usize).map(|n| &**n)
+    pub fn name(&self, customer: CustomerId) -> Option<&str> {
+        self.names.get(customer.index()).map(|n| &**n)
     }
 
     /// The id of the customer called `name` (a linear scan: for operator
     /// requests, not per packet).
-    pub fn find(&self, name: &str) -> Option<u32> {
+    pub fn find(&self, name: &str) -> Option<CustomerId> {
         self.names
             .iter()
             .position(|n| &**n == name)
-            .map(|i| i as u32)
+            .and_then(CustomerId::from_index)
     }
 
     /// The index of the window called `name`.
@@ -499,25 +506,25 @@ impl ControlPlane {
     }
 
     /// `customer`'s limits, one per window (0 = port closed).
-    pub fn limits(&self, customer: u32) -> Option<&[u64]> {
-        let d = self.dense.get(customer as usize)?;
+    pub fn limits(&self, customer: CustomerId) -> Option<&[u64]> {
+        let d = self.dense.get(customer.index())?;
         Some(&self.limit_sets[d.limits as usize])
     }
 
     /// `customer`'s mode.
-    pub fn mode(&self, customer: u32) -> Option<Mode> {
-        self.dense.get(customer as usize).map(|d| d.mode)
+    pub fn mode(&self, customer: CustomerId) -> Option<Mode> {
+        self.dense.get(customer.index()).map(|d| d.mode)
     }
 
     /// Whether `customer` has a block in force.
-    pub fn is_blocked(&self, customer: u32) -> bool {
+    pub fn is_blocked(&self, customer: CustomerId) -> bool {
         self.blocked.contains(&customer)
     }
 
     /// `customer`'s limits (config order) if it is enforced and not
     /// blocked: the customers whose per-core allowances mean something.
-    pub fn enforced_limits(&self, customer: u32) -> Option<&[u64]> {
-        let d = self.dense.get(customer as usize)?;
+    pub fn enforced_limits(&self, customer: CustomerId) -> Option<&[u64]> {
+        let d = self.dense.get(customer.index())?;
         (d.mode == Mode::Enforce && !self.blocked.contains(&customer))
             .then(|| &*self.limit_sets[d.limits as usize])
     }
@@ -563,7 +570,7 @@ impl ControlPlane {
     }
 
     /// `customer`'s count in window `window` at `now`.
-    pub fn count(&self, customer: u32, window: usize, now: u64) -> u64 {
+    pub fn count(&self, customer: CustomerId, window: usize, now: u64) -> u64 {
         self.windows.count(customer, window, now)
     }
 
@@ -572,13 +579,13 @@ impl ControlPlane {
     /// fleet applies it too (announced through Redis).
     pub fn set_limit(
         &mut self,
-        customer: u32,
+        customer: CustomerId,
         window: usize,
         value: u64,
     ) -> Result<(), PlaneError> {
         self.apply_limit(customer, window, value)?;
         if let Some(f) = &mut self.fleet {
-            let i = customer as usize;
+            let i = customer.index();
             let limits = &self.limit_sets[self.dense[i].limits as usize];
             f.set_limit(&self.names[i], limits, window, value);
         }
@@ -586,7 +593,12 @@ impl ControlPlane {
     }
 
     /// [`ControlPlane::set_limit`] on this appliance only.
-    fn apply_limit(&mut self, customer: u32, window: usize, value: u64) -> Result<(), PlaneError> {
+    fn apply_limit(
+        &mut self,
+        customer: CustomerId,
+        window: usize,
+        value: u64,
+    ) -> Result<(), PlaneError> {
         let i = self.check(customer)?;
         if window >= self.windows_meta.len() {
             return Err(PlaneError::UnknownWindow(window));
@@ -601,7 +613,7 @@ impl ControlPlane {
     /// Sets `customer`'s mode until the next reload; takes effect at the
     /// next tick. (A block in force stays: lift it with
     /// [`ControlPlane::unblock`].)
-    pub fn set_mode(&mut self, customer: u32, mode: Mode) -> Result<(), PlaneError> {
+    pub fn set_mode(&mut self, customer: CustomerId, mode: Mode) -> Result<(), PlaneError> {
         let i = self.check(customer)?;
         self.dense[i].mode = mode;
         self.dirty.push(customer);
@@ -613,7 +625,7 @@ impl ControlPlane {
     /// from the next tick. Does not count as an offence.
     pub fn block(
         &mut self,
-        customer: u32,
+        customer: CustomerId,
         duration: Option<Duration>,
         reason: &str,
         by: &str,
@@ -640,7 +652,7 @@ impl ControlPlane {
     /// expires by itself forgives nothing.)
     pub fn unblock(
         &mut self,
-        customer: u32,
+        customer: CustomerId,
         reason: &str,
         by: &str,
         now: u64,
@@ -648,7 +660,7 @@ impl ControlPlane {
         let event = self.lift(customer, reason, by, now)?;
         self.windows.remove(customer);
         if let Some(f) = &mut self.fleet {
-            let i = customer as usize;
+            let i = customer.index();
             let limits = &self.limit_sets[self.dense[i].limits as usize];
             f.unblock(&self.names[i], limits);
             f.forgive(customer);
@@ -664,7 +676,7 @@ impl ControlPlane {
     /// still at a limit is blocked again by its next SYN.
     pub fn lift(
         &mut self,
-        customer: u32,
+        customer: CustomerId,
         reason: &str,
         by: &str,
         now: u64,
@@ -683,7 +695,7 @@ impl ControlPlane {
     /// Applies what another appliance announced about customer `c` (heard
     /// on the channel, or read from the notes after a resubscription) and
     /// returns the event, if it changed anything here.
-    fn announced(&mut self, c: u32, a: &Announcement, now: u64) -> Option<Event> {
+    fn announced(&mut self, c: CustomerId, a: &Announcement, now: u64) -> Option<Event> {
         let f = self.fleet.as_mut()?;
         if !f.fresh(c, a) {
             return None;
@@ -691,12 +703,12 @@ impl ControlPlane {
         let event = match a.said {
             Said::Block => {
                 // The block itself is read from Redis (it may have ended).
-                let limits = &self.limit_sets[self.dense[c as usize].limits as usize];
-                f.peek(c, &self.names[c as usize], limits);
+                let limits = &self.limit_sets[self.dense[c.index()].limits as usize];
+                f.peek(c, &self.names[c.index()], limits);
                 None
             }
             Said::Unblock => {
-                let config_blocked = self.dense[c as usize].config_blocked;
+                let config_blocked = self.dense[c.index()].config_blocked;
                 let since = self
                     .records
                     .get(&c)
@@ -727,7 +739,7 @@ impl ControlPlane {
                     return None;
                 }
                 let mut e = Event::new(EventKind::SetLimit, self.wall_mapping.wall(now));
-                e.customer = Some(self.names[c as usize].to_string());
+                e.customer = Some(self.names[c.index()].to_string());
                 e.by = Some(format!("operator on {}", a.app));
                 e.window = Some(self.windows_meta[w].name.clone());
                 e.old = Some(Setting::Limit(old));
@@ -742,7 +754,13 @@ impl ControlPlane {
         event
     }
 
-    fn start_block(&mut self, c: u32, now: u64, until: Option<u64>, reason: Reason) -> Event {
+    fn start_block(
+        &mut self,
+        c: CustomerId,
+        now: u64,
+        until: Option<u64>,
+        reason: Reason,
+    ) -> Event {
         let at = self.wall_mapping.wall(now);
         let until_wall = until.map(|u| self.wall_mapping.wall(u));
         let rec = self.records.entry(c).or_default();
@@ -760,13 +778,13 @@ impl ControlPlane {
         self.blocked.insert(c);
         self.dirty.push(c);
         let mut e = Event::new(EventKind::Block, at);
-        e.customer = Some(self.names[c as usize].to_string());
+        e.customer = Some(self.names[c.index()].to_string());
         e.until = until_wall;
         fill_reason(&mut e, &reason);
         e
     }
 
-    fn end_block(&mut self, c: u32, now: u64, kind: EventKind, reason: Reason) -> Event {
+    fn end_block(&mut self, c: CustomerId, now: u64, kind: EventKind, reason: Reason) -> Event {
         let at = self.wall_mapping.wall(now);
         let rec = self.records.entry(c).or_default();
         rec.block = None;
@@ -779,7 +797,7 @@ impl ControlPlane {
         self.blocked.remove(&c);
         self.dirty.push(c);
         let mut e = Event::new(kind, at);
-        e.customer = Some(self.names[c as usize].to_string());
+        e.customer = Some(self.names[c.index()].to_string());
         fill_reason(&mut e, &reason);
         e
     }
@@ -844,19 +862,19 @@ impl ControlPlane {
             let heard = f.announcements();
             let noted = f.noted();
             for a in heard {
-                if let Some(c) = self.names.iter().position(|n| **n == *a.customer) {
-                    events.extend(self.announced(c as u32, &a, now));
+                if let Some(c) = self.find(&a.customer) {
+                    events.extend(self.announced(c, &a, now));
                 }
             }
             for (c, a) in noted {
-                if (c as usize) < self.dense.len() {
+                if c.index() < self.dense.len() {
                     events.extend(self.announced(c, &a, now));
                 }
             }
         }
         for rb in remote {
             let c = rb.customer;
-            if (c as usize) < self.dense.len() && !self.blocked.contains(&c) {
+            if c.index() < self.dense.len() && !self.blocked.contains(&c) {
                 let reason = Reason::Operator {
                     by: format!("{} on {}", rb.block.by, rb.block.app),
                     reason: rb.block.reason,
@@ -880,14 +898,14 @@ impl ControlPlane {
         let mut cands = std::mem::take(&mut self.cands);
         cands.clear();
         if self.all_dirty {
-            cands.extend(0..n as u32);
+            cands.extend(CustomerId::all(n));
         } else {
             // Core-major: each pass streams one core's array and its
             // baseline sequentially.
             for (shard, base) in shards.iter().zip(&self.base_seen) {
-                for (c, (seen, b)) in shard.seen_counts().zip(&base[..n]).enumerate() {
+                for (c, (seen, b)) in CustomerId::all(n).zip(shard.seen_counts().zip(&base[..n])) {
                     if seen as u32 != *b {
-                        cands.push(c as u32);
+                        cands.push(c);
                     }
                 }
             }
@@ -899,7 +917,7 @@ impl ControlPlane {
                 // went quiet.
                 cands.extend(f.lease_customers());
             }
-            cands.retain(|&c| (c as usize) < n);
+            cands.retain(|&c| c.index() < n);
             cands.sort_unstable();
             cands.dedup();
         }
@@ -921,13 +939,13 @@ impl ControlPlane {
     /// argument.
     fn evaluate(
         &mut self,
-        c: u32,
+        c: CustomerId,
         now: u64,
         shards: &[Arc<WorkerShard>],
         reads: &mut Vec<u64>,
         events: &mut Vec<Event>,
     ) {
-        let ci = c as usize;
+        let ci = c.index();
         let d = self.dense[ci];
         reads.clear();
         let (mut dseen, mut dfwd) = (0u64, 0u64);
@@ -1065,7 +1083,7 @@ impl ControlPlane {
     /// (monitor), once per crossing.
     fn warn(
         &mut self,
-        c: u32,
+        c: CustomerId,
         mode: Mode,
         counts: &[u64],
         limits: &[u64],
@@ -1102,7 +1120,7 @@ impl ControlPlane {
         }
         for (kind, w, count, limit) in fire {
             let mut e = Event::new(kind, self.wall_mapping.wall(now));
-            e.customer = Some(self.names[c as usize].to_string());
+            e.customer = Some(self.names[c.index()].to_string());
             e.window = Some(self.windows_meta[w].name.clone());
             e.count = Some(count);
             e.limit = Some(limit);
@@ -1111,15 +1129,15 @@ impl ControlPlane {
     }
 
     /// Everything about `customer` at `now`.
-    pub fn customer_view(&self, customer: u32, now: u64) -> Option<CustomerView> {
-        let d = self.dense.get(customer as usize)?;
+    pub fn customer_view(&self, customer: CustomerId, now: u64) -> Option<CustomerView> {
+        let d = self.dense.get(customer.index())?;
         let counts = self.windows.counts(customer, now);
         let limits = &self.limit_sets[d.limits as usize];
         let rec = self.records.get(&customer);
         let block = rec.and_then(|r| r.block.as_ref());
         Some(CustomerView {
             id: customer,
-            name: self.names[customer as usize].to_string(),
+            name: self.names[customer.index()].to_string(),
             mode: d.mode,
             windows: self
                 .windows_meta
@@ -1154,7 +1172,7 @@ impl ControlPlane {
                 let b = self.records.get(&c)?.block.as_ref()?;
                 Some(BlockView {
                     id: c,
-                    customer: self.names[c as usize].to_string(),
+                    customer: self.names[c.index()].to_string(),
                     since: b.since,
                     until: b.until.map(|u| self.wall_mapping.wall(u)),
                     reason: b.reason.clone(),
@@ -1169,7 +1187,7 @@ impl ControlPlane {
         if window >= self.windows_meta.len() {
             return Vec::new();
         }
-        let mut all: Vec<(u64, u32)> = self
+        let mut all: Vec<(u64, CustomerId)> = self
             .windows
             .customers()
             .map(|c| (self.windows.count(c, window, now), c))
@@ -1180,9 +1198,9 @@ impl ControlPlane {
         all.into_iter()
             .map(|(count, c)| TopEntry {
                 id: c,
-                customer: self.names[c as usize].to_string(),
+                customer: self.names[c.index()].to_string(),
                 count,
-                limit: self.limit_sets[self.dense[c as usize].limits as usize][window],
+                limit: self.limit_sets[self.dense[c.index()].limits as usize][window],
             })
             .collect()
     }
@@ -1197,13 +1215,8 @@ impl ControlPlane {
     pub fn reconfigure(&mut self, config: &Config, now: u64) -> Reload {
         let snapshot = self.snapshot(now);
         let mut next = ControlPlane::with_wall_mapping(config, self.wall_mapping, now);
-        let index: rustc_hash::FxHashMap<&str, u32> = next
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (&**n, i as u32))
-            .collect();
-        let id_map: Vec<Option<u32>> = self
+        let index = ids_by_name(&next.names);
+        let id_map: Vec<Option<CustomerId>> = self
             .names
             .iter()
             .map(|n| index.get(&**n).copied())
@@ -1217,7 +1230,7 @@ impl ControlPlane {
                     let mut v = vec![0u32; n];
                     for (o, new) in id_map.iter().enumerate() {
                         if let (Some(new), Some(&x)) = (new, b.get(o)) {
-                            v[*new as usize] = x;
+                            v[new.index()] = x;
                         }
                     }
                     v

@@ -82,13 +82,13 @@ prefixes = ["10.0.6.0/24"]
 blocked = true
 "#;
 
-const PLAIN: u32 = 0;
-const MX: u32 = 1;
-const SMALL: u32 = 2;
-const CLOSED: u32 = 3;
-const WATCH: u32 = 4;
-const FREE: u32 = 5;
-const SUSPENDED: u32 = 6;
+const PLAIN: CustomerId = CustomerId::new(0);
+const MX: CustomerId = CustomerId::new(1);
+const SMALL: CustomerId = CustomerId::new(2);
+const CLOSED: CustomerId = CustomerId::new(3);
+const WATCH: CustomerId = CustomerId::new(4);
+const FREE: CustomerId = CustomerId::new(5);
+const SUSPENDED: CustomerId = CustomerId::new(6);
 
 fn config_with(customers: &str) -> Config {
     Config::from_str(
@@ -110,15 +110,15 @@ fn shards(k: usize, customers: usize) -> Vec<Arc<WorkerShard>> {
 
 /// One SYN of customer `c` through `shard`, through the worker's own
 /// method: counted, then forwarded only if not blocked and within the grant.
-fn send(shard: &WorkerShard, c: u32) -> bool {
+fn send(shard: &WorkerShard, c: CustomerId) -> bool {
     shard.try_forward(c)
 }
 
-fn send_n(shard: &WorkerShard, c: u32, n: u64) -> u64 {
+fn send_n(shard: &WorkerShard, c: CustomerId, n: u64) -> u64 {
     (0..n).filter(|_| send(shard, c)).count() as u64
 }
 
-fn forwarded(shards: &[Arc<WorkerShard>], c: u32) -> u64 {
+fn forwarded(shards: &[Arc<WorkerShard>], c: CustomerId) -> u64 {
     shards.iter().map(|s| s.read(c).forwarded).sum()
 }
 
@@ -156,7 +156,7 @@ fn limits_resolve_default_plan_override_and_zero() {
     assert_eq!(plane.mode(WATCH), Some(Mode::Monitor));
     assert_eq!(plane.mode(FREE), Some(Mode::Exempt));
     assert_eq!(plane.mode(PLAIN), Some(Mode::Enforce));
-    assert_eq!(plane.limits(99), None);
+    assert_eq!(plane.limits(CustomerId::new(99)), None);
 }
 
 #[test]
@@ -501,8 +501,10 @@ fn manual_block_indefinite_and_timed_and_unblock() {
         Err(PlaneError::NotBlocked("watch".into()))
     );
     assert_eq!(
-        plane.block(999, None, "", "", 0).unwrap_err(),
-        PlaneError::UnknownCustomer(999)
+        plane
+            .block(CustomerId::new(999), None, "", "", 0)
+            .unwrap_err(),
+        PlaneError::UnknownCustomer(CustomerId::new(999))
     );
 
     // Timed, and not an offence.
@@ -698,36 +700,55 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
         format!("[[customer]]\nname = \"new\"\nprefixes = [\"10.9.0.0/24\"]\n{customers}");
     let next = config_with(&customers);
     let reload = plane.reconfigure(&next, 200);
-    assert_eq!(reload.id_map[PLAIN as usize], Some(1));
-    assert_eq!(reload.id_map[SMALL as usize], Some(3));
-    assert_eq!(reload.id_map[MX as usize], None);
+    assert_eq!(reload.id_map[PLAIN.index()], Some(CustomerId::new(1)));
+    assert_eq!(reload.id_map[SMALL.index()], Some(CustomerId::new(3)));
+    assert_eq!(reload.id_map[MX.index()], None);
     assert_eq!((reload.added, reload.removed), (2, 1));
-    assert_eq!(plane.find("plain"), Some(1));
-    assert_eq!(plane.count(1, 0, 200), 30, "counts follow the name");
-    assert!(plane.is_blocked(3), "blocks follow the name");
-    assert_eq!(plane.customer_view(3, 200).unwrap().offences, 1);
-    assert!(!plane.is_blocked(7), "standing block lifted in the config");
-    assert_eq!(plane.count(0, 0, 200), 0);
+    assert_eq!(plane.find("plain"), Some(CustomerId::new(1)));
+    assert_eq!(
+        plane.count(CustomerId::new(1), 0, 200),
+        30,
+        "counts follow the name"
+    );
+    assert!(
+        plane.is_blocked(CustomerId::new(3)),
+        "blocks follow the name"
+    );
+    assert_eq!(
+        plane
+            .customer_view(CustomerId::new(3), 200)
+            .unwrap()
+            .offences,
+        1
+    );
+    assert!(
+        !plane.is_blocked(CustomerId::new(7)),
+        "standing block lifted in the config"
+    );
+    assert_eq!(plane.count(CustomerId::new(0), 0, 200), 0);
 
     // The lead copies the counters by id map into the resized shards.
     let new_sh = shards(2, next.customers.len());
     for (old, new) in sh.iter().zip(&new_sh) {
         for (o, n) in reload.id_map.iter().enumerate() {
             if let Some(n) = n {
-                let r = old.read(o as u32);
+                let r = old.read(CustomerId::new(o as u32));
                 new.seed_counts(*n, r.seen, r.forwarded);
             }
         }
     }
     plane.tick(300, &new_sh);
     assert_eq!(
-        plane.customer_view(1, 300).unwrap().seen,
+        plane.customer_view(CustomerId::new(1), 300).unwrap().seen,
         30,
         "nothing counted twice"
     );
-    assert!(new_sh[0].is_blocked(3));
+    assert!(new_sh[0].is_blocked(CustomerId::new(3)));
     // Plain may send 5 more under its new limit of 35, no more.
-    assert_eq!(send_n(&new_sh[0], 1, 10) + send_n(&new_sh[1], 1, 10), 5);
+    assert_eq!(
+        send_n(&new_sh[0], CustomerId::new(1), 10) + send_n(&new_sh[1], CustomerId::new(1), 10),
+        5
+    );
 }
 
 /// Times a tick at 1,000,000 customers (10,000 active) over 4 cores.
@@ -763,7 +784,7 @@ fn tick_cost_at_a_million_customers() {
     for r in 1..=rounds {
         for a in 0..10_000u32 {
             let c = a * 100;
-            send(&sh[(a % 4) as usize], c);
+            send(&sh[(a % 4) as usize], CustomerId::new(c));
         }
         let t = Instant::now();
         plane.tick(100 + u64::from(r) * 100, &sh);

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value};
 use synwall_config::{Config, Mode};
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::shard::WorkerStats;
 
@@ -218,12 +218,13 @@ impl HandOver {
         let classifier = Arc::new(classifier);
         let old = generation.load_full();
         let next = old.next(classifier.clone(), Arc::new(crate::setup::policy(&new)));
-        let old_ids: FxHashMap<&str, u32> = (0..plane.customers() as u32)
+        let old_ids: FxHashMap<&str, CustomerId> = CustomerId::all(plane.customers())
             .filter_map(|id| plane.name(id).map(|n| (n, id)))
             .collect();
         let same_windows = running.windows == new.windows;
         let mut carried: Vec<Carried> = Vec::new();
         for c in &new.customers {
+            let id = CustomerId::new(c.id);
             let old_id = old_ids.get(&*c.name).copied();
             let blocked = old_id.is_some_and(|id| plane.is_blocked(id)) || c.blocked;
             let enforce = new.effective_mode(c) == Mode::Enforce;
@@ -243,16 +244,16 @@ impl HandOver {
                                 .unwrap_or(0);
                             carried.push(Carried {
                                 old: id,
-                                new: c.id,
+                                new: id,
                                 budget,
                             });
                         }
                     }
                 }
             }
-            grant::seed(c.id, enforce.then_some(fresh_budget), &next.shards);
+            grant::seed(id, enforce.then_some(fresh_budget), &next.shards);
             for s in &next.shards {
-                s.set_blocked(c.id, blocked);
+                s.set_blocked(id, blocked);
             }
         }
         drop(old_ids);

@@ -2,7 +2,7 @@
 //! and where (which NUMA node) its tables go. Used at start (`appliance`)
 //! and on reload (`operator`); needs no EAL.
 use synwall_config::{Config, Customer, LcoreChoice};
-use synwall_dataplane::classify::{Classifier, ClassifierError};
+use synwall_dataplane::classify::{Classifier, ClassifierError, CustomerId};
 use synwall_dataplane::parse::WatchedPorts;
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
 
@@ -46,9 +46,11 @@ fn classifier_on(node: Option<u32>, customers: &[Customer]) -> Result<Classifier
     Classifier::build_on(
         node,
         customers.len(),
-        customers
-            .iter()
-            .flat_map(|c| c.prefixes.iter().map(move |p| (p.addr, p.len, c.id))),
+        customers.iter().flat_map(|c| {
+            c.prefixes
+                .iter()
+                .map(move |p| (p.addr, p.len, CustomerId::new(c.id)))
+        }),
     )
 }
 

@@ -12,12 +12,12 @@
 //! (the one before), `state.json.tmp` (being written). `state.json` is
 //! replaced by an atomic rename after the new content is fsynced, so it is
 //! always either the old or the new snapshot, never a mix.
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use synwall_dataplane::CustomerId;
 
 use crate::event::{EventKind, Timestamp};
 use crate::plane::{BlockState, Change, ControlPlane, Reason, Record};
@@ -271,7 +271,7 @@ impl ControlPlane {
     /// The plane's persistent state at monotonic time `now`.
     pub fn snapshot(&self, now: u64) -> Snapshot {
         let wall = |mono: i64| mono - self.wall_mapping.mono_of_wall(0);
-        let mut ids: Vec<u32> = self
+        let mut ids: Vec<CustomerId> = self
             .records
             .keys()
             .copied()
@@ -295,7 +295,7 @@ impl ControlPlane {
                     })
                     .collect();
                 SnapCustomer {
-                    name: self.names[c as usize].to_string(),
+                    name: self.names[c.index()].to_string(),
                     windows,
                     block: rec.block.map(|b| SnapBlock {
                         since_ms: b.since.0,
@@ -345,12 +345,7 @@ impl ControlPlane {
     /// stays in force whatever the snapshot says (lift it in the config),
     /// and a config block the config no longer asks for is dropped.
     pub fn restore(&mut self, snapshot: &Snapshot, now: u64) -> usize {
-        let index: HashMap<&str, u32> = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (&**n, i as u32))
-            .collect();
+        let index = crate::plane::ids_by_name(&self.names);
         let window_map: Vec<Option<usize>> = snapshot
             .windows
             .iter()
@@ -379,7 +374,7 @@ impl ControlPlane {
                     self.windows.import(c, *w, &export, now);
                 }
             }
-            let config_blocked = self.dense[c as usize].config_blocked;
+            let config_blocked = self.dense[c.index()].config_blocked;
             let block = sc
                 .block
                 .as_ref()

@@ -8,6 +8,7 @@ use serde::Serialize;
 use synwall_config::Config;
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, VerdictTotals, WorkerStats};
+use synwall_dataplane::CustomerId;
 use synwall_dpdk::PortStats;
 
 use crate::plane::ControlPlane;
@@ -132,7 +133,7 @@ impl Summary {
                 busy_ratio: s.busy_ratio(),
             })
             .collect();
-        let customers = (0..plane.customers() as u32)
+        let customers = CustomerId::all(plane.customers())
             .filter_map(|id| plane.customer_view(id, now))
             .filter_map(|v| {
                 let (seen0, fwd0) = baseline.get(&v.name).copied().unwrap_or((0, 0));

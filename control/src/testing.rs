@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use synwall_config::{Config, Mode};
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::shard::WorkerShard;
 
 use crate::commands::Operate;
@@ -152,9 +152,9 @@ impl Fake {
 
     /// `n` watched SYNs from customer `c` on core 0, all forwarded, then a
     /// tick.
-    pub fn syns(&mut self, c: usize, n: u64) {
+    pub fn syns(&mut self, c: u32, n: u64) {
         let s = &self.shards[0];
-        let id = c as u32;
+        let id = CustomerId::new(c);
         let now = s.read(id);
         s.seed_counts(id, now.seen + n, now.forwarded + n);
         self.tick();

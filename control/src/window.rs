@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
+use synwall_dataplane::CustomerId;
+
 /// A hasher for dense `u32` customer ids: one multiply instead of SipHash.
 /// Ids are not attacker-chosen (they are config indices), so no DoS
 /// resistance is needed, and the tick's per-customer lookups get cheaper.
@@ -46,7 +48,7 @@ impl Hasher for IdHasher {
 }
 
 /// A map keyed by customer id.
-pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+pub type IdMap<V> = HashMap<CustomerId, V, BuildHasherDefault<IdHasher>>;
 
 /// Whole buckets per window; the count is coarse by at most one of them.
 pub const BUCKETS: usize = 30;
@@ -199,7 +201,7 @@ impl Windows {
     }
 
     /// Counts `n` SYNs for `customer` at time `now` in every window.
-    pub fn add(&mut self, customer: u32, n: u64, now: u64) {
+    pub fn add(&mut self, customer: CustomerId, n: u64, now: u64) {
         if n == 0 {
             return;
         }
@@ -221,7 +223,12 @@ impl Windows {
 
     /// [`Windows::add`] then [`Windows::counts`] in one lookup; also says
     /// whether the customer had no state before (all windows had drained).
-    pub fn add_and_count(&mut self, customer: u32, n: u64, now: u64) -> ([u64; MAX_WINDOWS], bool) {
+    pub fn add_and_count(
+        &mut self,
+        customer: CustomerId,
+        n: u64,
+        now: u64,
+    ) -> ([u64; MAX_WINDOWS], bool) {
         let mut out = [0; MAX_WINDOWS];
         let curs: [u64; MAX_WINDOWS] =
             std::array::from_fn(|w| if w < self.len() { self.cur(w, now) } else { 0 });
@@ -252,7 +259,7 @@ impl Windows {
     }
 
     /// `customer`'s count in window `w` at `now` (0 if idle).
-    pub fn count(&self, customer: u32, w: usize, now: u64) -> u64 {
+    pub fn count(&self, customer: CustomerId, w: usize, now: u64) -> u64 {
         match self.active.get(&customer) {
             Some(rings) => rings[w].count_at(self.cur(w, now)),
             None => 0,
@@ -261,7 +268,7 @@ impl Windows {
 
     /// `customer`'s count in every window at `now`, indexed like the
     /// lengths given to [`Windows::new`]; unused entries are 0.
-    pub fn counts(&self, customer: u32, now: u64) -> [u64; MAX_WINDOWS] {
+    pub fn counts(&self, customer: CustomerId, now: u64) -> [u64; MAX_WINDOWS] {
         let mut out = [0; MAX_WINDOWS];
         if let Some(rings) = self.active.get(&customer) {
             for (w, ring) in rings.iter().enumerate() {
@@ -300,23 +307,23 @@ impl Windows {
     }
 
     /// Whether `customer` has state.
-    pub fn is_active(&self, customer: u32) -> bool {
+    pub fn is_active(&self, customer: CustomerId) -> bool {
         self.active.contains_key(&customer)
     }
 
     /// The customers with state, in no particular order.
-    pub fn customers(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn customers(&self) -> impl Iterator<Item = CustomerId> + '_ {
         self.active.keys().copied()
     }
 
     /// Drops `customer`'s state.
-    pub fn remove(&mut self, customer: u32) {
+    pub fn remove(&mut self, customer: CustomerId) {
         self.active.remove(&customer);
     }
 
     /// `customer`'s buckets as of `now`, one entry per window, in the
     /// caller's clock; `None` if idle.
-    pub fn export(&self, customer: u32, now: u64) -> Option<Vec<RingExport>> {
+    pub fn export(&self, customer: CustomerId, now: u64) -> Option<Vec<RingExport>> {
         let rings = self.active.get(&customer)?;
         Some(
             rings
@@ -347,7 +354,7 @@ impl Windows {
     /// that have expired by `now` are dropped. The exported bucket length
     /// need not match (a window renamed but of the same length still does;
     /// a different one is mapped by end time, which stays conservative).
-    pub fn import(&mut self, customer: u32, w: usize, export: &RingExport, now: u64) {
+    pub fn import(&mut self, customer: CustomerId, w: usize, export: &RingExport, now: u64) {
         let cur = self.cur(w, now);
         let b = self.bucket_ms[w] as i64;
         let windows = self.len();
@@ -392,16 +399,16 @@ mod tests {
         // 5 min window: 10 s buckets.
         let mut w = one(5 * MIN);
         assert_eq!(w.bucket_ms(0), 10_000);
-        w.add(7, 3, 1_000); // bucket [0, 10s)
-        w.add(7, 4, 15_000); // bucket [10s, 20s)
-        assert_eq!(w.count(7, 0, 15_000), 7);
+        w.add(CustomerId::new(7), 3, 1_000); // bucket [0, 10s)
+        w.add(CustomerId::new(7), 4, 15_000); // bucket [10s, 20s)
+        assert_eq!(w.count(CustomerId::new(7), 0, 15_000), 7);
         // The first bucket is counted as long as any part of it is within
         // the last 5 minutes plus one bucket: until 310 s.
-        assert_eq!(w.count(7, 0, 309_999), 7);
-        assert_eq!(w.count(7, 0, 310_000), 4);
-        assert_eq!(w.count(7, 0, 319_999), 4);
-        assert_eq!(w.count(7, 0, 320_000), 0);
-        assert_eq!(w.count(8, 0, 0), 0);
+        assert_eq!(w.count(CustomerId::new(7), 0, 309_999), 7);
+        assert_eq!(w.count(CustomerId::new(7), 0, 310_000), 4);
+        assert_eq!(w.count(CustomerId::new(7), 0, 319_999), 4);
+        assert_eq!(w.count(CustomerId::new(7), 0, 320_000), 0);
+        assert_eq!(w.count(CustomerId::new(8), 0, 0), 0);
     }
 
     #[test]
@@ -419,9 +426,9 @@ mod tests {
             let t = seed % (10 * len);
             let q = t + (seed >> 20) % (len + 2 * b);
             let mut w = one(len);
-            w.add(1, 1, t);
+            w.add(CustomerId::new(1), 1, t);
             w.advance(q);
-            let c = w.count(1, 0, q);
+            let c = w.count(CustomerId::new(1), 0, q);
             if q - t < len {
                 assert_eq!(c, 1, "missed SYN at {t} queried at {q}");
             }
@@ -439,37 +446,37 @@ mod tests {
             Duration::from_secs(86_400),
         ]);
         for t in 0..120u64 {
-            w.add(42, 1, t * 1_000);
+            w.add(CustomerId::new(42), 1, t * 1_000);
         }
-        let c = w.counts(42, 120_000);
+        let c = w.counts(CustomerId::new(42), 120_000);
         // 1 min window: the SYNs of the last 60 s plus at most one 2 s bucket.
         assert!((60..=62).contains(&c[0]), "{c:?}");
         assert_eq!(&c[1..3], &[120, 120]);
         assert_eq!(w.active(), 1);
         w.advance(3_600_000);
-        assert_eq!(w.counts(42, 3_600_000)[..3], [0, 120, 120]);
+        assert_eq!(w.counts(CustomerId::new(42), 3_600_000)[..3], [0, 120, 120]);
         w.advance(86_400_000 + 3 * 2_880_000);
         assert_eq!(w.active(), 0, "state freed once every window drained");
-        assert!(!w.is_active(42));
+        assert!(!w.is_active(CustomerId::new(42)));
     }
 
     #[test]
     fn advance_is_a_no_op_within_a_bucket_and_jumps_far() {
         let mut w = one(MIN);
-        w.add(1, 5, 0);
+        w.add(CustomerId::new(1), 5, 0);
         assert_eq!(w.advance(1), 0);
-        assert_eq!(w.count(1, 0, 1_000), 5);
+        assert_eq!(w.count(CustomerId::new(1), 0, 1_000), 5);
         assert_eq!(w.advance(100 * MIN), 1);
-        w.add(1, 2, 100 * MIN);
-        assert_eq!(w.count(1, 0, 100 * MIN), 2);
+        w.add(CustomerId::new(1), 2, 100 * MIN);
+        assert_eq!(w.count(CustomerId::new(1), 0, 100 * MIN), 2);
     }
 
     #[test]
     fn export_import_round_trip_across_clocks() {
         let mut a = Windows::new(&[Duration::from_secs(300), Duration::from_secs(3_600)]);
-        a.add(1, 10, 1_000_000);
-        a.add(1, 5, 1_200_000);
-        let ex = a.export(1, 1_250_000).unwrap();
+        a.add(CustomerId::new(1), 10, 1_000_000);
+        a.add(CustomerId::new(1), 5, 1_200_000);
+        let ex = a.export(CustomerId::new(1), 1_250_000).unwrap();
         // A new process whose clock started recently: the same wall-clock
         // instants are 1_200_000 ms earlier on its clock.
         let shift = 1_200_000i64;
@@ -479,17 +486,20 @@ mod tests {
                 newest_start_ms: e.newest_start_ms - shift,
                 ..e.clone()
             };
-            b.import(1, w, &moved, 50_000);
+            b.import(CustomerId::new(1), w, &moved, 50_000);
         }
-        assert_eq!(b.count(1, 0, 50_000), 15);
-        assert_eq!(b.count(1, 1, 50_000), 15);
+        assert_eq!(b.count(CustomerId::new(1), 0, 50_000), 15);
+        assert_eq!(b.count(CustomerId::new(1), 1, 50_000), 15);
         // The older 10 (at old 1_000_000 = new -200_000) leave the 5 min
         // window no earlier than 300 s after that.
-        assert_eq!(b.count(1, 0, 99_999), 15);
-        assert_eq!(b.count(1, 0, 300_000 - 200_000 + 10_000), 5);
+        assert_eq!(b.count(CustomerId::new(1), 0, 99_999), 15);
+        assert_eq!(
+            b.count(CustomerId::new(1), 0, 300_000 - 200_000 + 10_000),
+            5
+        );
         // Far in the future: everything expired on import.
         let mut c = Windows::new(&[Duration::from_secs(300)]);
-        c.import(1, 0, &ex[0], 10_000_000);
+        c.import(CustomerId::new(1), 0, &ex[0], 10_000_000);
         assert_eq!(c.active(), 0);
     }
 }

@@ -15,3 +15,5 @@ pub mod pcap;
 pub mod reset;
 pub mod shard;
 pub mod verdict;
+
+pub use classify::CustomerId;

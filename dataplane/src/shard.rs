@@ -192,7 +192,7 @@ impl WorkerShard {
     /// classified customer's cell before it decides any frame).
     #[inline(always)]
     pub fn prefetch(&self, id: CustomerId) {
-        if let Some(c) = self.cells.get(id as usize) {
+        if let Some(c) = self.cells.get(id.index()) {
             prefetch(c);
         }
     }
@@ -209,7 +209,7 @@ impl WorkerShard {
     /// carry a stale decision across it.
     #[inline(always)]
     pub fn try_forward(&self, id: CustomerId) -> bool {
-        let Some(c) = self.cells.get(id as usize) else {
+        let Some(c) = self.cells.get(id.index()) else {
             return true;
         };
         bump(&c.seen);
@@ -237,7 +237,7 @@ impl WorkerShard {
     #[inline(always)]
     pub fn is_blocked(&self, id: CustomerId) -> bool {
         self.cells
-            .get(id as usize)
+            .get(id.index())
             .is_some_and(|c| c.flags.load(Relaxed) & BLOCKED != 0)
     }
 
@@ -258,12 +258,12 @@ impl WorkerShard {
     /// Whether `id`'s grant is marked as holding a lease.
     pub fn expires(&self, id: CustomerId) -> bool {
         self.cells
-            .get(id as usize)
+            .get(id.index())
             .is_some_and(|c| c.flags.load(Relaxed) & EXPIRES != 0)
     }
 
     fn set_flag(&self, id: CustomerId, flag: u64, on: bool) {
-        if let Some(c) = self.cells.get(id as usize) {
+        if let Some(c) = self.cells.get(id.index()) {
             // One writer: a plain load and store.
             let old = c.flags.load(Relaxed);
             let new = if on { old | flag } else { old & !flag };
@@ -288,7 +288,7 @@ impl WorkerShard {
     /// `id`'s counters (zero for ids out of range).
     #[inline]
     pub fn read(&self, id: CustomerId) -> CellRead {
-        match self.cells.get(id as usize) {
+        match self.cells.get(id.index()) {
             Some(c) => {
                 // Forwarded before seen: the worker bumps seen first.
                 let forwarded = c.forwarded.load(Relaxed);
@@ -314,7 +314,7 @@ impl WorkerShard {
     #[inline]
     pub fn grant(&self, id: CustomerId) -> u64 {
         self.cells
-            .get(id as usize)
+            .get(id.index())
             .map_or(0, |c| c.grant.load(Relaxed))
     }
 
@@ -322,7 +322,7 @@ impl WorkerShard {
     /// `synwall_control::grant` for the protocol that keeps it exact).
     #[inline]
     pub fn set_grant(&self, id: CustomerId, grant: u64) {
-        if let Some(c) = self.cells.get(id as usize) {
+        if let Some(c) = self.cells.get(id.index()) {
             c.grant.store(grant, Relaxed);
         }
     }
@@ -332,7 +332,7 @@ impl WorkerShard {
     /// this shard.
     #[doc(hidden)]
     pub fn seed_counts(&self, id: CustomerId, seen: u64, forwarded: u64) {
-        if let Some(c) = self.cells.get(id as usize) {
+        if let Some(c) = self.cells.get(id.index()) {
             c.seen.store(seen, Relaxed);
             c.forwarded.store(forwarded, Relaxed);
         }
@@ -354,16 +354,22 @@ mod tests {
     #[test]
     fn a_marked_grant_is_spent_only_before_the_stamp() {
         let s = WorkerShard::new(3);
-        s.set_grant(1, 10);
-        s.set_grant(2, 10);
-        s.set_expires(1, true);
+        s.set_grant(CustomerId::new(1), 10);
+        s.set_grant(CustomerId::new(2), 10);
+        s.set_expires(CustomerId::new(1), true);
         // Stamped in the past (a pause outlasted it): the marked grant is
         // refused, the unmarked one is still spent.
         s.set_grants_until(synwall_dpdk::tsc_now().saturating_sub(1));
-        assert!(!s.try_forward(1), "stale marked grant spent");
-        assert!(s.try_forward(2), "an unmarked grant never expires");
+        assert!(
+            !s.try_forward(CustomerId::new(1)),
+            "stale marked grant spent"
+        );
+        assert!(
+            s.try_forward(CustomerId::new(2)),
+            "an unmarked grant never expires"
+        );
         assert_eq!(
-            s.read(1),
+            s.read(CustomerId::new(1)),
             CellRead {
                 seen: 1,
                 forwarded: 0
@@ -371,40 +377,55 @@ mod tests {
         );
         // A fresh stamp: spent again, up to the grant.
         s.set_grants_until(u64::MAX);
-        assert_eq!((0..20).filter(|_| s.try_forward(1)).count(), 10);
+        assert_eq!(
+            (0..20)
+                .filter(|_| s.try_forward(CustomerId::new(1)))
+                .count(),
+            10
+        );
         // Blocking keeps the mark, unmarking keeps the block.
-        s.set_blocked(1, true);
-        assert!(s.expires(1) && s.is_blocked(1));
-        s.set_expires(1, false);
-        assert!(!s.expires(1) && s.is_blocked(1));
-        s.set_expires(9, true); // out of range: ignored
-        assert!(!s.expires(9));
+        s.set_blocked(CustomerId::new(1), true);
+        assert!(s.expires(CustomerId::new(1)) && s.is_blocked(CustomerId::new(1)));
+        s.set_expires(CustomerId::new(1), false);
+        assert!(!s.expires(CustomerId::new(1)) && s.is_blocked(CustomerId::new(1)));
+        s.set_expires(CustomerId::new(9), true); // out of range: ignored
+        assert!(!s.expires(CustomerId::new(9)));
     }
 
     #[test]
     fn block_grant_and_range() {
         let s = WorkerShard::new(130);
-        assert!(!s.is_blocked(129));
-        s.set_blocked(129, true);
-        s.set_blocked(3, true);
-        assert!(s.is_blocked(129) && s.is_blocked(3) && !s.is_blocked(4));
-        assert!(!s.try_forward(3), "blocked");
-        s.set_blocked(129, false);
-        assert!(!s.is_blocked(129));
-        assert!(!s.is_blocked(100_000));
-        s.set_blocked(100_000, true); // out of range: ignored, no panic
-        assert!(s.try_forward(100_000), "out of range: forwarded");
-        s.set_grant(5, 2);
-        assert_eq!((0..4).filter(|_| s.try_forward(5)).count(), 2);
+        assert!(!s.is_blocked(CustomerId::new(129)));
+        s.set_blocked(CustomerId::new(129), true);
+        s.set_blocked(CustomerId::new(3), true);
+        assert!(
+            s.is_blocked(CustomerId::new(129))
+                && s.is_blocked(CustomerId::new(3))
+                && !s.is_blocked(CustomerId::new(4))
+        );
+        assert!(!s.try_forward(CustomerId::new(3)), "blocked");
+        s.set_blocked(CustomerId::new(129), false);
+        assert!(!s.is_blocked(CustomerId::new(129)));
+        assert!(!s.is_blocked(CustomerId::new(100_000)));
+        s.set_blocked(CustomerId::new(100_000), true); // out of range: ignored, no panic
+        assert!(
+            s.try_forward(CustomerId::new(100_000)),
+            "out of range: forwarded"
+        );
+        s.set_grant(CustomerId::new(5), 2);
         assert_eq!(
-            s.read(5),
+            (0..4).filter(|_| s.try_forward(CustomerId::new(5))).count(),
+            2
+        );
+        assert_eq!(
+            s.read(CustomerId::new(5)),
             CellRead {
                 seen: 4,
                 forwarded: 2
             }
         );
-        assert_eq!(s.read(3).seen, 1);
-        assert_eq!(s.grant(6), u64::MAX);
+        assert_eq!(s.read(CustomerId::new(3)).seen, 1);
+        assert_eq!(s.grant(CustomerId::new(6)), u64::MAX);
     }
 
     #[test]
@@ -415,7 +436,7 @@ mod tests {
             let shard = shard.clone();
             std::thread::spawn(move || {
                 for i in 0..1_000_000u32 {
-                    shard.try_forward(i % 4);
+                    shard.try_forward(CustomerId::new(i % 4));
                 }
             })
         };

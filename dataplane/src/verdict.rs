@@ -374,8 +374,8 @@ mod tests {
         let classifier = Classifier::build(
             2,
             [
-                ("198.51.100.0".parse().unwrap(), 24, 0),
-                ("192.0.2.0".parse().unwrap(), 24, 1),
+                ("198.51.100.0".parse().unwrap(), 24, CustomerId::new(0)),
+                ("192.0.2.0".parse().unwrap(), 24, CustomerId::new(1)),
             ],
         )
         .unwrap();
@@ -408,9 +408,9 @@ mod tests {
             judge(&syn(NOBODY, 25), &p, &c, &shard, &mut stats),
             Verdict::Forward
         );
-        assert_eq!(shard.read(0).seen, 3);
-        assert_eq!(shard.read(0).forwarded, 3);
-        assert_eq!(shard.read(1).seen, 1);
+        assert_eq!(shard.read(CustomerId::new(0)).seen, 3);
+        assert_eq!(shard.read(CustomerId::new(0)).forwarded, 3);
+        assert_eq!(shard.read(CustomerId::new(1)).seen, 1);
         assert_eq!(stats.syn_no_customer, 1);
         assert_eq!(stats.outcomes[Outcome::WatchedSyn.index()], 5);
         assert_eq!(stats.outcomes[Outcome::OtherIp.index()], 1);
@@ -420,7 +420,7 @@ mod tests {
     fn blocked_customer_syns_are_dropped_or_reset() {
         let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
-        shard.set_blocked(0, true);
+        shard.set_blocked(CustomerId::new(0), true);
         assert_eq!(
             judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
             Verdict::DropBlocked
@@ -432,15 +432,15 @@ mod tests {
         // Established SMTP and other ports pass with scope = syn.
         let est = FrameBuilder::tcp_v4(ACME, MX, 40000, 25, ACK).build();
         assert_eq!(judge(&est, &p, &c, &shard, &mut stats), Verdict::Forward);
-        assert_eq!(shard.read(0).seen, 1);
-        assert_eq!(shard.read(0).forwarded, 0);
+        assert_eq!(shard.read(CustomerId::new(0)).seen, 1);
+        assert_eq!(shard.read(CustomerId::new(0)).forwarded, 0);
 
         let (p, c, shard, mut stats) = setup(
             BlockAction::Reset,
             BlockScope::Smtp,
             MalformedPolicy::Forward,
         );
-        shard.set_blocked(0, true);
+        shard.set_blocked(CustomerId::new(0), true);
         assert!(matches!(
             judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
             Verdict::Reset
@@ -455,7 +455,7 @@ mod tests {
     fn grant_bounds_forwarded_syns_exactly() {
         let (p, c, shard, mut stats) =
             setup(BlockAction::Drop, BlockScope::Syn, MalformedPolicy::Forward);
-        shard.set_grant(0, 5);
+        shard.set_grant(CustomerId::new(0), 5);
         let verdicts: Vec<Verdict> = (0..8)
             .map(|_| judge(&syn(ACME, 25), &p, &c, &shard, &mut stats))
             .collect();
@@ -464,10 +464,10 @@ mod tests {
             5
         );
         assert_eq!(verdicts[5..], [Verdict::DropBlocked; 3]);
-        assert_eq!(shard.read(0).forwarded, 5);
-        assert_eq!(shard.read(0).seen, 8);
+        assert_eq!(shard.read(CustomerId::new(0)).forwarded, 5);
+        assert_eq!(shard.read(CustomerId::new(0)).seen, 8);
         // A new grant lets more through.
-        shard.set_grant(0, 6);
+        shard.set_grant(CustomerId::new(0), 6);
         assert_eq!(
             judge(&syn(ACME, 25), &p, &c, &shard, &mut stats),
             Verdict::Forward
@@ -483,7 +483,7 @@ mod tests {
             .truncate_l4(8)
             .build();
         assert_eq!(judge(&tiny, &p, &c, &shard, &mut stats), Verdict::Forward);
-        shard.set_blocked(0, true);
+        shard.set_blocked(CustomerId::new(0), true);
         assert_eq!(
             judge(&tiny, &p, &c, &shard, &mut stats),
             Verdict::DropBlocked
@@ -506,7 +506,7 @@ mod tests {
             .vlan(0x8100, 3)
             .build();
         assert_eq!(judge(&deep, &p, &c, &shard, &mut stats), Verdict::Forward);
-        shard.set_blocked(0, true);
+        shard.set_blocked(CustomerId::new(0), true);
         assert_eq!(
             judge(&deep, &p, &c, &shard, &mut stats),
             Verdict::DropBlocked
@@ -543,12 +543,12 @@ mod tests {
             Classifier::build(
                 CUSTOMERS,
                 [
-                    ("198.51.100.0".parse().unwrap(), 24, 0),
-                    ("198.51.100.128".parse().unwrap(), 28, 1),
-                    ("192.0.2.0".parse().unwrap(), 24, 2),
-                    ("2001:db8:1::".parse().unwrap(), 48, 3),
-                    ("2001:db8:1:5::".parse().unwrap(), 64, 4),
-                    ("10.0.0.0".parse().unwrap(), 8, 5),
+                    ("198.51.100.0".parse().unwrap(), 24, CustomerId::new(0)),
+                    ("198.51.100.128".parse().unwrap(), 28, CustomerId::new(1)),
+                    ("192.0.2.0".parse().unwrap(), 24, CustomerId::new(2)),
+                    ("2001:db8:1::".parse().unwrap(), 48, CustomerId::new(3)),
+                    ("2001:db8:1:5::".parse().unwrap(), 64, CustomerId::new(4)),
+                    ("10.0.0.0".parse().unwrap(), 8, CustomerId::new(5)),
                 ],
             )
             .unwrap()
@@ -589,9 +589,9 @@ mod tests {
         fn shard(blocked: &[bool], grants: &[Option<u64>]) -> WorkerShard {
             let s = WorkerShard::new(CUSTOMERS);
             for (c, (&b, g)) in blocked.iter().zip(grants).enumerate() {
-                s.set_blocked(c as u32, b);
+                s.set_blocked(CustomerId::new(c as u32), b);
                 if let Some(g) = g {
-                    s.set_grant(c as u32, *g);
+                    s.set_grant(CustomerId::new(c as u32), *g);
                 }
             }
             s
@@ -643,7 +643,7 @@ mod tests {
                 prop_assert_eq!(many_tally.outcomes, one_tally.outcomes);
                 prop_assert_eq!(many_tally.syn_no_customer, one_tally.syn_no_customer);
                 for id in 0..CUSTOMERS as u32 {
-                    prop_assert_eq!(many.read(id), one.read(id));
+                    prop_assert_eq!(many.read(CustomerId::new(id)), one.read(CustomerId::new(id)));
                 }
             }
         }
@@ -659,7 +659,7 @@ mod tests {
             });
             let mut j = BurstJudge::default();
             assert_eq!(j.judge(frames, &p, &c, &shard, &mut tally).len(), BURST);
-            assert_eq!(shard.read(0).seen, BURST as u64);
+            assert_eq!(shard.read(CustomerId::new(0)).seen, BURST as u64);
         }
     }
 }

@@ -20,7 +20,7 @@
 
 use std::sync::OnceLock;
 
-use synwall_dataplane::classify::Classifier;
+use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::parse::{parse, tcp_flags, Outcome, SrcAddr, WatchedPorts};
 use synwall_dataplane::reset::syn_to_rst;
 use synwall_dataplane::shard::WorkerShard;
@@ -46,7 +46,7 @@ fn classifier() -> &'static Classifier {
             3,
             PREFIXES
                 .iter()
-                .map(|&(a, l, id)| (a.parse().expect("prefix"), l, id)),
+                .map(|&(a, l, id)| (a.parse().expect("prefix"), l, CustomerId::new(id))),
         )
         .expect("classifier")
     })
@@ -78,10 +78,10 @@ pub fn check(data: &[u8]) {
     let classifier = classifier();
     let fresh_shard = || {
         let shard = WorkerShard::new(3);
-        shard.set_blocked(0, knobs & 8 != 0);
-        shard.set_blocked(1, knobs & 16 != 0);
+        shard.set_blocked(CustomerId::new(0), knobs & 8 != 0);
+        shard.set_blocked(CustomerId::new(1), knobs & 16 != 0);
         if knobs & 32 != 0 {
-            shard.set_grant(0, 0);
+            shard.set_grant(CustomerId::new(0), 0);
         }
         shard
     };
@@ -108,7 +108,7 @@ pub fn check(data: &[u8]) {
     assert_eq!(verdicts, [verdict], "burst vs one frame");
     assert_eq!(burst_tally.outcomes, tally.outcomes);
     assert_eq!(burst_tally.syn_no_customer, tally.syn_no_customer);
-    for c in 0..3 {
+    for c in CustomerId::all(3) {
         assert_eq!(twin.read(c), shard.read(c));
     }
 
@@ -145,7 +145,7 @@ pub fn check(data: &[u8]) {
             if parsed.outcome == Outcome::WatchedSyn {
                 assert!(!blocked, "blocked customer's SYN forwarded: {parsed:?}");
                 assert!(
-                    customer != Some(0) || knobs & 32 == 0,
+                    customer != Some(CustomerId::new(0)) || knobs & 32 == 0,
                     "SYN past a spent grant"
                 );
             }

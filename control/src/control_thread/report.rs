@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::FrameTotals;
+use synwall_dataplane::CustomerId;
 
 use super::{ControlThread, TOP_CUSTOMERS};
 use crate::metrics::{CustomerMetrics, CustomerWindow, MetricsSnapshot, WorkerLoad};
@@ -28,7 +29,7 @@ impl ControlThread {
             .collect();
         let verdicts = totals.verdicts;
         let blocks = self.plane.blocks();
-        let mut ids: Vec<u32> = blocks.iter().map(|b| b.id).collect();
+        let mut ids: Vec<CustomerId> = blocks.iter().map(|b| b.id).collect();
         for t in self.plane.top(TOP_CUSTOMERS, 0, now) {
             if !ids.contains(&t.id) {
                 ids.push(t.id);

@@ -10,6 +10,7 @@ use crossbeam::channel::{bounded, Receiver, Sender, TryRecvError};
 use serde_json::Value;
 use synwall_config::Config;
 use synwall_dataplane::generation::Generation;
+use synwall_dataplane::CustomerId;
 
 use super::{ControlThread, MonoClock, Start};
 use crate::event::{wall_now_ms, EventLog};
@@ -151,7 +152,7 @@ fn requests_are_answered_and_ticks_wait_while_a_worker_has_not_moved() {
     );
     // A SYN the worker counts on its new shard meanwhile is not lost.
     let next = control.generation().load_full();
-    next.shards[0].seed_counts(3, 1, 1);
+    next.shards[0].seed_counts(CustomerId::new(3), 1, 1);
     control.stats()[0].generation.store(2, Relaxed);
     control.serve(&incoming);
     let reply = reloaded
@@ -163,7 +164,10 @@ fn requests_are_answered_and_ticks_wait_while_a_worker_has_not_moved() {
         "the deferred tick ran"
     );
     let now = control.clock.now();
-    let newco = control.plane.customer_view(3, now).unwrap();
+    let newco = control
+        .plane
+        .customer_view(CustomerId::new(3), now)
+        .unwrap();
     assert_eq!((newco.name.as_str(), newco.seen), ("newco", 1));
     let _ = std::fs::remove_dir_all(&dir);
 }

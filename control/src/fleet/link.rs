@@ -4,6 +4,7 @@
 //! than the node's timeout is answered with errors.
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::time::Duration;
+use synwall_dataplane::CustomerId;
 
 use super::cluster::{NodeReport, Router};
 use super::node::{CallError, Health};
@@ -13,9 +14,9 @@ use super::script::{Call, Reply};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tag {
     /// A lease call (or a peek) for this customer.
-    Lease(u32),
+    Lease(CustomerId),
     /// A read of this customer's notes (after a resubscription).
-    Notes(u32),
+    Notes(CustomerId),
     /// A block, unblock or set-limit this appliance announces: kept (by
     /// this id) until Redis has taken it.
     Announce(u64),

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use synwall_config::Fleet;
+use synwall_dataplane::CustomerId;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Receiver;
@@ -86,7 +87,7 @@ impl Lease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteBlock {
     /// The customer.
-    pub customer: u32,
+    pub customer: CustomerId,
     /// Local monotonic end; `None`: indefinite.
     pub until: Option<u64>,
     /// As Redis holds it.
@@ -103,9 +104,9 @@ struct Reread {
     /// A subscription was made: start (again) at the next tick.
     requested: bool,
     /// Customers not asked yet (popped from the end).
-    queue: Vec<u32>,
+    queue: Vec<CustomerId>,
     /// Customers whose node failed: asked again after `retry_at`.
-    failed: Vec<u32>,
+    failed: Vec<CustomerId>,
     retry_at: u64,
     /// Notes calls in the round in flight.
     in_flight: usize,
@@ -220,10 +221,10 @@ pub struct FleetLocal {
     /// Announcements heard on the pub/sub channel.
     heard: Option<Receiver<Heard>>,
     /// Unblocks and set-limits read from notes, for the plane to weigh.
-    noted: Vec<(u32, Announcement)>,
+    noted: Vec<(CustomerId, Announcement)>,
     /// The version (server µs) of the newest announcement applied, per
     /// customer and kind (0: block or unblock, 1 + w: window w's limit).
-    applied: std::collections::HashMap<(u32, usize), u64>,
+    applied: std::collections::HashMap<(CustomerId, usize), u64>,
     /// Local ms of the start or last reload: a set-limit older than that
     /// is overruled by the operator's config.
     since: u64,
@@ -309,7 +310,7 @@ impl FleetLocal {
 
     /// Whether customer `c`'s grants may hold a lease: one is held (live
     /// or stopped) or asked for.
-    pub fn holds_lease(&self, c: u32) -> bool {
+    pub fn holds_lease(&self, c: CustomerId) -> bool {
         self.leases.contains_key(&c) || self.pending.contains_key(&c)
     }
 
@@ -342,7 +343,7 @@ impl FleetLocal {
 
     /// Unblocks and set-limits read from notes since the last tick, by
     /// customer id: each to be weighed with [`FleetLocal::fresh`].
-    pub fn noted(&mut self) -> Vec<(u32, Announcement)> {
+    pub fn noted(&mut self) -> Vec<(CustomerId, Announcement)> {
         std::mem::take(&mut self.noted)
     }
 
@@ -351,7 +352,7 @@ impl FleetLocal {
     /// a set-limit read from notes, newer than this appliance's start or
     /// last reload (the config is the operator's later word). Records it
     /// as applied if so.
-    pub fn fresh(&mut self, c: u32, a: &Announcement) -> bool {
+    pub fn fresh(&mut self, c: CustomerId, a: &Announcement) -> bool {
         if a.app == self.config.name {
             return false;
         }
@@ -394,7 +395,7 @@ impl FleetLocal {
     pub fn reread(&mut self, names: &[Box<str>], now: u64) {
         let r = &mut self.reread;
         if std::mem::take(&mut r.requested) {
-            r.queue = (0..names.len() as u32).rev().collect();
+            r.queue = CustomerId::all(names.len()).rev().collect();
             r.failed.clear();
             r.active = true;
         }
@@ -412,9 +413,9 @@ impl FleetLocal {
             return;
         }
         let start = r.queue.len().saturating_sub(REREAD_ROUND);
-        let these: Vec<u32> = r.queue.drain(start..).collect();
+        let these: Vec<CustomerId> = r.queue.drain(start..).collect();
         for c in these {
-            let Some(name) = names.get(c as usize) else {
+            let Some(name) = names.get(c.index()) else {
                 continue;
             };
             let call = self.call(name, &[], Op::Notes);
@@ -426,7 +427,7 @@ impl FleetLocal {
     /// The unblocks and set-limits in `reply`'s notes for customer `c`,
     /// oldest first, for the plane; and the block note's version and
     /// whether this appliance made it, if there is one.
-    fn take_notes(&mut self, c: u32, reply: &Reply) -> Option<(u64, bool)> {
+    fn take_notes(&mut self, c: CustomerId, reply: &Reply) -> Option<(u64, bool)> {
         self.stats.bad_notes += reply.bad_notes;
         let mut notes: Vec<_> = reply.notes.iter().collect();
         notes.sort_by_key(|n| n.version);
@@ -454,7 +455,7 @@ impl FleetLocal {
     /// this appliance made it, or already applied that block (or a newer
     /// word). A block with no note (notes expired) is applied as a lease
     /// reply's would be.
-    fn noted_block(&mut self, c: u32, note: Option<(u64, bool)>) -> bool {
+    fn noted_block(&mut self, c: CustomerId, note: Option<(u64, bool)>) -> bool {
         match note {
             None => true,
             Some((_, true)) => false,
@@ -469,7 +470,7 @@ impl FleetLocal {
 
     /// Asks Redis for customer `c`'s block state at the next round (a
     /// lease call that reports and wants nothing).
-    pub fn peek(&mut self, c: u32, name: &str, limits: &[u64]) {
+    pub fn peek(&mut self, c: CustomerId, name: &str, limits: &[u64]) {
         if self.pending.contains_key(&c) {
             return;
         }
@@ -487,14 +488,14 @@ impl FleetLocal {
     }
 
     /// Counts `rings` (a customer's window buckets) as floor spend.
-    pub fn charge_floor(&mut self, c: u32, rings: &[crate::window::RingExport], now: u64) {
+    pub fn charge_floor(&mut self, c: CustomerId, rings: &[crate::window::RingExport], now: u64) {
         for (w, ring) in rings.iter().enumerate() {
             self.floors.import(c, w, ring, now);
         }
     }
 
     /// An unblock forgives the floor windows too.
-    pub fn forgive(&mut self, c: u32) {
+    pub fn forgive(&mut self, c: CustomerId) {
         self.floors.remove(c);
     }
 
@@ -729,7 +730,7 @@ impl FleetLocal {
 
     /// Takes the server's view of customer `c`'s lease from `reply` to a
     /// lease call queued at `sent`.
-    fn adopt(&mut self, c: u32, reply: &Reply, sent: u64) {
+    fn adopt(&mut self, c: CustomerId, reply: &Reply, sent: u64) {
         match reply.exhausted {
             Some(e) => {
                 self.exhausted.insert(c, e);
@@ -773,7 +774,7 @@ impl FleetLocal {
     #[allow(clippy::too_many_arguments)]
     pub fn budget(
         &mut self,
-        c: u32,
+        c: CustomerId,
         name: &str,
         now: u64,
         dfwd: u64,
@@ -874,14 +875,14 @@ impl FleetLocal {
 
     /// The window the fleet has used up for `c`, per the last reply, and
     /// its count there (Redis's share; the floors come on top).
-    pub fn exhausted(&self, c: u32) -> Option<(usize, u64)> {
+    pub fn exhausted(&self, c: CustomerId) -> Option<(usize, u64)> {
         self.exhausted.get(&c).copied()
     }
 
     /// Customer `c` was blocked by the limit: what the last reply said is
     /// spent, so that after the block the customer asks Redis again
     /// before it can be blocked again (the windows may have drained).
-    pub fn limit_blocked(&mut self, c: u32) {
+    pub fn limit_blocked(&mut self, c: CustomerId) {
         self.exhausted.remove(&c);
     }
 
@@ -971,23 +972,23 @@ impl FleetLocal {
     }
 
     /// Customers holding a lease.
-    pub fn lease_customers(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn lease_customers(&self) -> impl Iterator<Item = CustomerId> + '_ {
         self.leases.keys().copied()
     }
 
     /// This appliance's floor spend of `c` in window `w`.
-    pub fn floor_count(&self, c: u32, w: usize, now: u64) -> u64 {
+    pub fn floor_count(&self, c: CustomerId, w: usize, now: u64) -> u64 {
         self.floors.count(c, w, now)
     }
 
     /// A reload renumbered the customers: old id `i` is now `id_map[i]`.
     /// Floors and leases follow; a removed customer's lease is left to
     /// expire (Redis charges it).
-    pub fn remap(&mut self, id_map: &[Option<u32>], now: u64) {
+    pub fn remap(&mut self, id_map: &[Option<CustomerId>], now: u64) {
         let mut floors = Windows::new(self.floors.lengths());
         for old in self.floors.customers().collect::<Vec<_>>() {
             if let (Some(Some(new)), Some(rings)) =
-                (id_map.get(old as usize), self.floors.export(old, now))
+                (id_map.get(old.index()), self.floors.export(old, now))
             {
                 for (w, ring) in rings.iter().enumerate() {
                     floors.import(*new, w, ring, now);
@@ -997,7 +998,7 @@ impl FleetLocal {
         self.floors = floors;
         let leases = std::mem::take(&mut self.leases);
         for (k, v) in leases {
-            if let Some(Some(new)) = id_map.get(k as usize) {
+            if let Some(Some(new)) = id_map.get(k.index()) {
                 self.leases.insert(*new, v);
             }
         }
@@ -1012,7 +1013,7 @@ impl FleetLocal {
         self.since = now;
         self.applied = std::mem::take(&mut self.applied)
             .into_iter()
-            .filter_map(|((c, kind), v)| match id_map.get(c as usize) {
+            .filter_map(|((c, kind), v)| match id_map.get(c.index()) {
                 Some(Some(new)) => Some(((*new, kind), v)),
                 _ => None,
             })
@@ -1177,42 +1178,60 @@ mod tests {
         };
         // Started at server ms 1 010 000.
         assert!(
-            !f.fresh(0, &said(limit, "edge-a", 1_009_000, true)),
+            !f.fresh(CustomerId::new(0), &said(limit, "edge-a", 1_009_000, true)),
             "before the start"
         );
-        assert!(f.fresh(0, &said(limit, "edge-a", 1_011_000, true)));
+        assert!(f.fresh(CustomerId::new(0), &said(limit, "edge-a", 1_011_000, true)));
         assert!(
-            !f.fresh(0, &said(limit, "edge-a", 1_011_000, true)),
+            !f.fresh(CustomerId::new(0), &said(limit, "edge-a", 1_011_000, true)),
             "applied"
         );
         assert!(
-            !f.fresh(0, &said(limit, "edge-b", 1_012_000, true)),
+            !f.fresh(CustomerId::new(0), &said(limit, "edge-b", 1_012_000, true)),
             "its own"
         );
         // Heard live, the start does not matter (it is news by definition).
-        assert!(f.fresh(1, &said(limit, "edge-a", 1_009_000, false)));
+        assert!(f.fresh(CustomerId::new(1), &said(limit, "edge-a", 1_009_000, false)));
         let unknown = Said::Limit {
             window_ms: 60_000,
             value: 5,
         };
-        assert!(!f.fresh(0, &said(unknown, "edge-a", 1_020_000, true)));
+        assert!(!f.fresh(
+            CustomerId::new(0),
+            &said(unknown, "edge-a", 1_020_000, true)
+        ));
         // Blocks and unblocks share one order; windows have their own.
-        assert!(f.fresh(0, &said(Said::Block, "edge-a", 1_012_000, false)));
+        assert!(f.fresh(
+            CustomerId::new(0),
+            &said(Said::Block, "edge-a", 1_012_000, false)
+        ));
         assert!(
-            !f.fresh(0, &said(Said::Unblock, "edge-a", 1_011_500, true)),
+            !f.fresh(
+                CustomerId::new(0),
+                &said(Said::Unblock, "edge-a", 1_011_500, true)
+            ),
             "older"
         );
-        assert!(f.fresh(0, &said(Said::Unblock, "edge-a", 1_013_000, true)));
+        assert!(f.fresh(
+            CustomerId::new(0),
+            &said(Said::Unblock, "edge-a", 1_013_000, true)
+        ));
         // A reload is the operator's newer word on limits.
-        f.remap(&[Some(0), Some(1)], 30_000);
+        f.remap(
+            &[Some(CustomerId::new(0)), Some(CustomerId::new(1))],
+            30_000,
+        );
         let later = Said::Limit {
             window_ms: 300_000,
             value: 9,
         };
-        assert!(!f.fresh(0, &said(later, "edge-a", 1_020_000, true)));
-        assert!(f.fresh(0, &said(later, "edge-a", 1_031_000, true)));
+        assert!(!f.fresh(CustomerId::new(0), &said(later, "edge-a", 1_020_000, true)));
+        assert!(f.fresh(CustomerId::new(0), &said(later, "edge-a", 1_031_000, true)));
         assert!(
-            !f.fresh(0, &said(Said::Unblock, "edge-a", 1_013_000, true)),
+            !f.fresh(
+                CustomerId::new(0),
+                &said(Said::Unblock, "edge-a", 1_013_000, true)
+            ),
             "kept"
         );
     }
