@@ -296,59 +296,11 @@ fn run_with_eal(
         });
     }
     control.attach(main, eal.tsc_hz(), socket.events().clone());
-    let workers = config.dpdk.cores.len();
-    let stop_worker = test_stop_worker(workers)?;
-    let customers = config.customers.len();
+    let stop_worker = test_stop_worker(config.dpdk.cores.len())?;
 
     let (mbufs, cache) = pool_size(config);
     let pool = Arc::new(Mempool::new(eal, "synwall_mbufs", mbufs, cache, -1)?);
-
-    // Ports, and for each worker its paths and tx queues.
-    let mut ports: Vec<OpenPort> = Vec::new();
-    let mut paths: Vec<Vec<RxPath>> = (0..workers).map(|_| Vec::new()).collect();
-    let mut txs: Vec<Vec<TxQueue>> = (0..workers).map(|_| Vec::new()).collect();
-    for link in &config.links {
-        let cfg = PortConfig {
-            rx_queues: link.queues,
-            tx_queues: workers as u16,
-            rx_desc: link.rx_desc,
-            tx_desc: link.tx_desc,
-        };
-        let open = |name: &str| {
-            Port::open(eal, name, &cfg, pool.clone())
-                .map_err(|e| explain_port_error(config, name, &pool, e))
-        };
-        let (inside, in_rx, in_tx) = open(&link.inside)?;
-        let (outside, out_rx, out_tx) = open(&link.outside)?;
-        // Each worker's tx vector gets [.., inside, outside] for this link.
-        let base = txs.first().map_or(0, Vec::len);
-        for (w, (ti, to)) in in_tx.into_iter().zip(out_tx).enumerate() {
-            txs[w].push(ti);
-            txs[w].push(to);
-        }
-        let assign = |paths: &mut Vec<Vec<RxPath>>, rxqs: Vec<RxQueue>, onward, back, direction| {
-            for (q, rx) in rxqs.into_iter().enumerate() {
-                paths[q % workers].push(RxPath {
-                    rx,
-                    tx_onward: onward,
-                    tx_back: back,
-                    direction,
-                });
-            }
-        };
-        assign(&mut paths, in_rx, base + 1, base, Direction::Outbound);
-        assign(&mut paths, out_rx, base, base + 1, Direction::Inbound);
-        ports.push(OpenPort {
-            port: inside,
-            link: link.name.clone(),
-            side: "inside",
-        });
-        ports.push(OpenPort {
-            port: outside,
-            link: link.name.clone(),
-            side: "outside",
-        });
-    }
+    let Wiring { ports, paths, txs } = Wiring::open(eal, config, &pool)?;
 
     let generation: SharedGeneration = control.generation().clone();
     let stats: Vec<Arc<WorkerStats>> = control.stats().to_vec();
@@ -356,7 +308,7 @@ fn run_with_eal(
         .load()
         .shards
         .iter()
-        .all(|s| s.customers() == customers));
+        .all(|s| s.customers() == config.customers.len()));
     // Grants and block bits are in place before the first frame.
     control.tick_current();
 
@@ -369,147 +321,23 @@ fn run_with_eal(
     gauges
         .mempool_in_use
         .store(u64::from(in_use_at_start), Relaxed);
-    // One stop flag per worker: shutdown sets them all; the test hook one.
-    let stops: Vec<Arc<AtomicBool>> = (0..workers)
-        .map(|_| Arc::new(AtomicBool::new(false)))
-        .collect();
-    let stop_all = |stops: &[Arc<AtomicBool>]| {
-        for s in stops {
-            s.store(true, Relaxed);
-        }
-    };
-    let mut launched: Vec<Launched> = Vec::new();
     let started = Instant::now();
-    for (w, ((paths, tx), stats)) in paths.into_iter().zip(txs).zip(&stats).enumerate() {
-        let worker = Worker {
-            paths,
-            tx,
-            generation: generation.clone(),
-            index: w,
-            stats: stats.clone(),
-            stop: stops[w].clone(),
-            judge: Default::default(),
-        };
-        let lcore = eal.lcore(config.dpdk.cores[w] as u32);
-        match lcore.and_then(|lcore| eal.launch(lcore, move || worker.run())) {
-            Ok(l) => launched.push(l),
-            Err(e) => {
-                stop_all(&stops);
-                for l in launched {
-                    let _ = l.wait();
-                }
-                return Err(e.into());
-            }
-        }
-    }
+    let workers = Workers::launch(eal, config, &generation, &stats, paths, txs)?;
 
-    // Ports started, workers launched: the loop answers requests from
-    // here, and once every worker has polled, the appliance is forwarding
-    // (`status` says so, systemd hears READY=1).
-    let mut liveness = Liveness::new(&stats, gauges.ticks.load(Relaxed));
-    let mut forwarding_since: Option<Instant> = None;
-    let mut waiting_said = false;
-    let mut worker_stopped = false;
-    let mut last_status = Instant::now();
-
-    // The main loop: report once per stats interval until told to stop.
-    let mut last = StatsSnapshot::take(&ports, &stats);
-    let mut last_at = Instant::now();
-    let mut next_tick = Instant::now() + control.config().control.tick;
-    let mut next_save = Instant::now() + control.config().control.snapshot_interval;
-    control.set_ports(refresh_ports(&ports, &[], Duration::ZERO));
-    let mut last_ports = Instant::now();
-    loop {
-        let wake = next_tick.min(Instant::now() + Duration::from_millis(10));
-        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
-        if opts.stop.load(Relaxed) {
-            break;
-        }
-        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        if opts.reload.swap(false, Relaxed) {
-            control.start_reload(None);
-        }
-        control.serve(requests);
-        if Instant::now() >= next_tick {
-            control.tick_current();
-            next_tick += control.config().control.tick;
-            if next_tick < Instant::now() {
-                next_tick = Instant::now() + control.config().control.tick;
-            }
-        }
-        if Instant::now() >= next_save {
-            control.save();
-            next_save = Instant::now() + control.config().control.snapshot_interval;
-        }
-        if last_ports.elapsed() >= Duration::from_secs(1) {
-            let fresh = refresh_ports(&ports, control.ports(), last_ports.elapsed());
-            control.set_ports(fresh);
-            last_ports = Instant::now();
-            gauges
-                .mempool_in_use
-                .store(u64::from(pool.in_use()), Relaxed);
-            control.update_metrics();
-        }
-        match forwarding_since {
-            None if liveness.all_polled() => {
-                liveness.check(gauges.ticks.load(Relaxed), Duration::MAX);
-                socket.set_dataplane(Dataplane::Forwarding);
-                forwarding_since = Some(Instant::now());
-                let line = control.status_line("forwarding");
-                control.notifier().ready(&line);
-                last_status = Instant::now();
-                println!("synwall: forwarding (every port started, every worker polling)");
-            }
-            None => {
-                if !waiting_said && started.elapsed() >= Duration::from_secs(10) {
-                    waiting_said = true;
-                    eprintln!(
-                        "synwall: still starting: not every worker has polled its queues after 10 s"
-                    );
-                }
-            }
-            Some(since) => {
-                if let Some((w, after)) = stop_worker.filter(|_| !worker_stopped) {
-                    if since.elapsed() >= after {
-                        worker_stopped = true;
-                        eprintln!("synwall: {TEST_STOP_WORKER}: worker {w} stops polling now");
-                        stops[w].store(true, Relaxed);
-                    }
-                }
-                if liveness.checked.elapsed() >= control.notifier().check_period()
-                    && control.check_liveness(&mut liveness)
-                {
-                    last_status = Instant::now();
-                }
-                if last_status.elapsed() >= STATUS_EVERY {
-                    let line = control.status_line("forwarding");
-                    control.notifier().status(&line);
-                    last_status = Instant::now();
-                }
-            }
-        }
-        if let Some(every) = opts.stats_interval {
-            if last_at.elapsed() >= every {
-                let now = StatsSnapshot::take(&ports, &stats);
-                println!("{}", now.line(&last, last_at.elapsed()));
-                last = now;
-                last_at = Instant::now();
-            }
-        }
-    }
+    let served = Served {
+        socket,
+        requests,
+        ports: &ports,
+        pool: &pool,
+        stats: &stats,
+        workers: &workers,
+    };
+    main_loop(&mut control, &opts, &served, stop_worker, started);
 
     socket.set_dataplane(Dataplane::Stopping);
     let line = control.status_line("stopping");
     control.notifier().stopping(&line);
-    stop_all(&stops);
-    let mut panicked = None;
-    for l in launched {
-        if let Err(e) = l.wait() {
-            panicked = Some(e);
-        }
-    }
+    let stopped = workers.stop_and_wait();
     let elapsed = started.elapsed();
     // The workers are stopped: a reload under way is finished, and a last
     // tick takes every counted SYN.
@@ -531,10 +359,280 @@ fn run_with_eal(
     );
     // The ports close when they go out of scope (net_pcap flushes its
     // capture files then), the pool after the last port that holds it.
-    if let Some(e) = panicked {
-        return Err(e.into());
-    }
+    stopped?;
     Ok(summary)
+}
+
+/// The ports of every link, opened and started, and what each worker
+/// polls (its rx paths) and sends on (its tx queues: two per link,
+/// `[.., inside, outside]`).
+struct Wiring {
+    ports: Vec<OpenPort>,
+    paths: Vec<Vec<RxPath>>,
+    txs: Vec<Vec<TxQueue>>,
+}
+
+impl Wiring {
+    /// Opens both ports of every link, one tx queue per worker on each,
+    /// and deals each port's rx queues out to the workers in turn.
+    fn open(eal: &Eal, config: &Config, pool: &Arc<Mempool>) -> Result<Wiring, ApplianceError> {
+        let workers = config.dpdk.cores.len();
+        let mut wiring = Wiring {
+            ports: Vec::new(),
+            paths: (0..workers).map(|_| Vec::new()).collect(),
+            txs: (0..workers).map(|_| Vec::new()).collect(),
+        };
+        for link in &config.links {
+            let cfg = PortConfig {
+                rx_queues: link.queues,
+                tx_queues: workers as u16,
+                rx_desc: link.rx_desc,
+                tx_desc: link.tx_desc,
+            };
+            let open = |name: &str| {
+                Port::open(eal, name, &cfg, pool.clone())
+                    .map_err(|e| explain_port_error(config, name, pool, e))
+            };
+            let (inside, in_rx, in_tx) = open(&link.inside)?;
+            let (outside, out_rx, out_tx) = open(&link.outside)?;
+            let base = wiring.txs.first().map_or(0, Vec::len);
+            for (w, (ti, to)) in in_tx.into_iter().zip(out_tx).enumerate() {
+                wiring.txs[w].push(ti);
+                wiring.txs[w].push(to);
+            }
+            wiring.assign(in_rx, base + 1, base, Direction::Outbound);
+            wiring.assign(out_rx, base, base + 1, Direction::Inbound);
+            for (port, side) in [(inside, "inside"), (outside, "outside")] {
+                wiring.ports.push(OpenPort {
+                    port,
+                    link: link.name.clone(),
+                    side,
+                });
+            }
+        }
+        Ok(wiring)
+    }
+
+    /// Rx queue `q` of a port to worker `q % workers`, forwarding onward
+    /// on tx slot `onward` and answering (RSTs) on `back`.
+    fn assign(&mut self, rxqs: Vec<RxQueue>, onward: usize, back: usize, direction: Direction) {
+        let workers = self.paths.len();
+        for (q, rx) in rxqs.into_iter().enumerate() {
+            self.paths[q % workers].push(RxPath {
+                rx,
+                tx_onward: onward,
+                tx_back: back,
+                direction,
+            });
+        }
+    }
+}
+
+/// The workers, launched on their lcores, and the flags that stop them.
+struct Workers {
+    /// One per worker: shutdown sets them all, the test hook one.
+    stops: Vec<Arc<AtomicBool>>,
+    launched: Vec<Launched>,
+}
+
+impl Workers {
+    /// Launches worker `w` (its `paths` and `txs`) on lcore
+    /// `dpdk.cores[w]`; if one cannot be launched, stops those that were.
+    fn launch(
+        eal: &Eal,
+        config: &Config,
+        generation: &SharedGeneration,
+        stats: &[Arc<WorkerStats>],
+        paths: Vec<Vec<RxPath>>,
+        txs: Vec<Vec<TxQueue>>,
+    ) -> Result<Workers, ApplianceError> {
+        let mut workers = Workers {
+            stops: (0..stats.len())
+                .map(|_| Arc::new(AtomicBool::new(false)))
+                .collect(),
+            launched: Vec::new(),
+        };
+        for (w, ((paths, tx), stats)) in paths.into_iter().zip(txs).zip(stats).enumerate() {
+            let worker = Worker {
+                paths,
+                tx,
+                generation: generation.clone(),
+                index: w,
+                stats: stats.clone(),
+                stop: workers.stops[w].clone(),
+                judge: Default::default(),
+            };
+            let lcore = eal.lcore(config.dpdk.cores[w] as u32);
+            match lcore.and_then(|lcore| eal.launch(lcore, move || worker.run())) {
+                Ok(l) => workers.launched.push(l),
+                Err(e) => {
+                    let _ = workers.stop_and_wait();
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(workers)
+    }
+
+    /// Stops worker `w` alone (the test hook).
+    fn stop(&self, w: usize) {
+        if let Some(s) = self.stops.get(w) {
+            s.store(true, Relaxed);
+        }
+    }
+
+    /// Stops every worker and waits for each; the error of the last one
+    /// that panicked.
+    fn stop_and_wait(self) -> Result<(), DpdkError> {
+        for s in &self.stops {
+            s.store(true, Relaxed);
+        }
+        let mut result = Ok(());
+        for l in self.launched {
+            if let Err(e) = l.wait() {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+/// What the main loop serves and reads besides the control thread.
+struct Served<'a> {
+    socket: &'a ControlSocket,
+    requests: &'a Receiver<Request>,
+    ports: &'a [OpenPort],
+    pool: &'a Mempool,
+    stats: &'a [Arc<WorkerStats>],
+    workers: &'a Workers,
+}
+
+/// The main loop on the main lcore, from the workers' launch until `opts`
+/// says stop: requests, ticks, snapshots, port counters, readiness and
+/// liveness, stats lines.
+fn main_loop(
+    control: &mut ControlThread,
+    opts: &RunOptions,
+    served: &Served,
+    stop_worker: Option<(usize, Duration)>,
+    started: Instant,
+) {
+    let gauges = control.gauges().clone();
+    let mut startup = Startup {
+        liveness: Liveness::new(served.stats, gauges.ticks.load(Relaxed)),
+        forwarding_since: None,
+        waiting_said: false,
+        worker_stopped: false,
+        last_status: Instant::now(),
+        stop_worker,
+        started,
+    };
+    let mut last = StatsSnapshot::take(served.ports, served.stats);
+    let mut last_at = Instant::now();
+    let mut next_tick = Instant::now() + control.config().control.tick;
+    let mut next_save = Instant::now() + control.config().control.snapshot_interval;
+    control.set_ports(refresh_ports(served.ports, &[], Duration::ZERO));
+    let mut last_ports = Instant::now();
+    loop {
+        let wake = next_tick.min(Instant::now() + Duration::from_millis(10));
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        if opts.stop.load(Relaxed) {
+            break;
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        if opts.reload.swap(false, Relaxed) {
+            control.start_reload(None);
+        }
+        control.serve(served.requests);
+        if Instant::now() >= next_tick {
+            control.tick_current();
+            next_tick += control.config().control.tick;
+            if next_tick < Instant::now() {
+                next_tick = Instant::now() + control.config().control.tick;
+            }
+        }
+        if Instant::now() >= next_save {
+            control.save();
+            next_save = Instant::now() + control.config().control.snapshot_interval;
+        }
+        if last_ports.elapsed() >= Duration::from_secs(1) {
+            let fresh = refresh_ports(served.ports, control.ports(), last_ports.elapsed());
+            control.set_ports(fresh);
+            last_ports = Instant::now();
+            gauges
+                .mempool_in_use
+                .store(u64::from(served.pool.in_use()), Relaxed);
+            control.update_metrics();
+        }
+        startup.check(control, served, gauges.ticks.load(Relaxed));
+        if let Some(every) = opts.stats_interval {
+            if last_at.elapsed() >= every {
+                let now = StatsSnapshot::take(served.ports, served.stats);
+                println!("{}", now.line(&last, last_at.elapsed()));
+                last = now;
+                last_at = Instant::now();
+            }
+        }
+    }
+}
+
+/// Whether the appliance is forwarding yet, and once it is, the workers'
+/// liveness and systemd's status line.
+struct Startup {
+    liveness: Liveness,
+    /// Since every worker has polled (ports started, workers launched):
+    /// `status` says forwarding, systemd has heard READY=1.
+    forwarding_since: Option<Instant>,
+    waiting_said: bool,
+    worker_stopped: bool,
+    last_status: Instant,
+    stop_worker: Option<(usize, Duration)>,
+    started: Instant,
+}
+
+impl Startup {
+    fn check(&mut self, control: &mut ControlThread, served: &Served, ticks: u64) {
+        match self.forwarding_since {
+            None if self.liveness.all_polled() => {
+                self.liveness.check(ticks, Duration::MAX);
+                served.socket.set_dataplane(Dataplane::Forwarding);
+                self.forwarding_since = Some(Instant::now());
+                let line = control.status_line("forwarding");
+                control.notifier().ready(&line);
+                self.last_status = Instant::now();
+                println!("synwall: forwarding (every port started, every worker polling)");
+            }
+            None => {
+                if !self.waiting_said && self.started.elapsed() >= Duration::from_secs(10) {
+                    self.waiting_said = true;
+                    eprintln!(
+                        "synwall: still starting: not every worker has polled its queues after 10 s"
+                    );
+                }
+            }
+            Some(since) => {
+                if let Some((w, after)) = self.stop_worker.filter(|_| !self.worker_stopped) {
+                    if since.elapsed() >= after {
+                        self.worker_stopped = true;
+                        eprintln!("synwall: {TEST_STOP_WORKER}: worker {w} stops polling now");
+                        served.workers.stop(w);
+                    }
+                }
+                if self.liveness.checked.elapsed() >= control.notifier().check_period()
+                    && control.check_liveness(&mut self.liveness)
+                {
+                    self.last_status = Instant::now();
+                }
+                if self.last_status.elapsed() >= STATUS_EVERY {
+                    let line = control.status_line("forwarding");
+                    control.notifier().status(&line);
+                    self.last_status = Instant::now();
+                }
+            }
+        }
+    }
 }
 
 /// A port's final counters.

@@ -531,17 +531,23 @@ impl FleetLocal {
     }
 
     /// Start of a tick: takes the answers that came in and returns the
-    /// fleet-wide blocks they carry.
+    /// fleet-wide blocks they carry. Kept announcements go again once
+    /// Redis may answer, whether or not a round came in.
     pub fn begin_tick(&mut self, now: u64) -> Vec<RemoteBlock> {
         self.start();
         self.on_floors = 0;
         self.last_now = now;
         self.floors.advance(now);
+        let blocks = self.take_round(now);
+        self.resend_announcements(now);
+        blocks
+    }
+
+    /// The answers of the last round, if one came in: node health, leases
+    /// adopted, announcements settled; the fleet-wide blocks they carry.
+    fn take_round(&mut self, now: u64) -> Vec<RemoteBlock> {
         let mut blocks = Vec::new();
         let Some(answers) = self.link.as_mut().and_then(Link::poll) else {
-            // No answers: kept announcements still go again once Redis may
-            // answer (no other round need come first).
-            self.resend_announcements(now);
             return blocks;
         };
         let (answers, rtt, health, reports) = answers;
@@ -595,7 +601,6 @@ impl FleetLocal {
                     self.announcing.unsent(id);
                 }
             }
-            self.resend_announcements(now);
             return blocks;
         }
         self.stats.last_rtt = Some(rtt);
@@ -687,7 +692,6 @@ impl FleetLocal {
             // Probe again after a while, not every tick.
             self.retry_at = now + 500;
         }
-        self.resend_announcements(now);
         blocks
     }
 
