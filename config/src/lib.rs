@@ -19,6 +19,8 @@
 
 mod duration;
 mod error;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 mod lcores;
 mod load;
 mod model;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use synwall_config::fixtures::customer;
 use synwall_config::*;
 
 const PATH: &str = "/etc/synwall/test.toml";
@@ -353,36 +354,22 @@ fn plan_errors() {
 
 #[test]
 fn effective_limits_resolution() {
-    let c = ok(r#"
-[plans.mail]
-"5m" = 1000
-"1h" = 0
-
-[control]
-mode = "monitor"
-
-[[customer]]
-name = "default"
-prefixes = ["10.0.0.0/24"]
-
-[[customer]]
-name = "planned"
-prefixes = ["10.0.1.0/24"]
-plan = "mail"
-
-[[customer]]
-name = "override"
-prefixes = ["10.0.2.0/24"]
-plan = "mail"
-limits = { "5m" = 7, "1d" = 0 }
-mode = "exempt"
-
-[[customer]]
-name = "closed"
-prefixes = ["10.0.3.0/24"]
-limits = { "5m" = 0, "1h" = 0, "1d" = 0 }
-mode = "enforce"
-"#);
+    let c = ok(&[
+        "[plans.mail]\n\"5m\" = 1000\n\"1h\" = 0\n\n[control]\nmode = \"monitor\"\n",
+        &customer("default", &["10.0.0.0/24"], ""),
+        &customer("planned", &["10.0.1.0/24"], "plan = \"mail\""),
+        &customer(
+            "override",
+            &["10.0.2.0/24"],
+            "plan = \"mail\"\nlimits = { \"5m\" = 7, \"1d\" = 0 }\nmode = \"exempt\"",
+        ),
+        &customer(
+            "closed",
+            &["10.0.3.0/24"],
+            "limits = { \"5m\" = 0, \"1h\" = 0, \"1d\" = 0 }\nmode = \"enforce\"",
+        ),
+    ]
+    .concat());
     let limits = |name: &str| c.effective_limits(c.customer(name).unwrap());
     assert_eq!(limits("default"), vec![100, 500, 2000]);
     assert_eq!(limits("planned"), vec![1000, 0, 2000]);
@@ -431,16 +418,12 @@ fn enums_have_names() {
 
 // ---- customers ------------------------------------------------------------------
 
-fn customer(name: &str, prefixes: &str) -> String {
-    format!("\n[[customer]]\nname = \"{name}\"\nprefixes = [{prefixes}]\n")
-}
-
 #[test]
 fn host_bits_error_names_key_line_and_fix() {
     let extra = format!(
         "{}{}",
-        customer("a", "\"10.0.0.0/8\""),
-        customer("acme", "\"2001:db8:1::/48\", \"198.51.100.1/24\"")
+        customer("a", &["10.0.0.0/8"], ""),
+        customer("acme", &["2001:db8:1::/48", "198.51.100.1/24"], "")
     );
     let msg = invalid(
         &extra,
@@ -450,7 +433,7 @@ fn host_bits_error_names_key_line_and_fix() {
     // BASE is 8 lines plus a blank one; acme's name is on line 15.
     assert!(msg.starts_with(&format!("{PATH}:15: ")), "{msg}");
     invalid(
-        &customer("v6", "\"2001:db8:1::1/48\""),
+        &customer("v6", &["2001:db8:1::1/48"], ""),
         "customer[0] (\"v6\").prefixes[0]",
         "did you mean 2001:db8:1::/48?",
     );
@@ -459,27 +442,27 @@ fn host_bits_error_names_key_line_and_fix() {
 #[test]
 fn prefix_errors() {
     invalid(
-        &customer("a", "\"198.51.100.0/33\""),
+        &customer("a", &["198.51.100.0/33"], ""),
         "customer[0] (\"a\").prefixes[0]",
         "at most /32",
     );
     invalid(
-        &customer("a", "\"2001:db8::/129\""),
+        &customer("a", &["2001:db8::/129"], ""),
         "customer[0] (\"a\").prefixes[0]",
         "at most /128",
     );
     invalid(
-        &customer("a", "\"198.51.100/24\""),
+        &customer("a", &["198.51.100/24"], ""),
         "customer[0] (\"a\").prefixes[0]",
         "not an IP prefix",
     );
     invalid(
-        &customer("a", ""),
+        &customer("a", &[], ""),
         "customer[0] (\"a\").prefixes",
         "is empty",
     );
     invalid(
-        &customer("a", "\"10.0.0.1\", \"10.0.0.1/32\""),
+        &customer("a", &["10.0.0.1", "10.0.0.1/32"], ""),
         "customer[0] (\"a\").prefixes[1]",
         "listed twice",
     );
@@ -489,8 +472,8 @@ fn prefix_errors() {
 fn a_prefix_owned_twice_names_both_customers() {
     let extra = format!(
         "{}{}",
-        customer("acme", "\"198.51.100.0/24\""),
-        customer("beta", "\"10.0.0.0/8\", \"198.51.100.0/24\"")
+        customer("acme", &["198.51.100.0/24"], ""),
+        customer("beta", &["10.0.0.0/8", "198.51.100.0/24"], "")
     );
     invalid(
         &extra,
@@ -500,8 +483,8 @@ fn a_prefix_owned_twice_names_both_customers() {
     // Nested prefixes of different customers are fine: longest match decides.
     let extra = format!(
         "{}{}",
-        customer("big", "\"10.0.0.0/8\""),
-        customer("small", "\"10.1.0.0/16\"")
+        customer("big", &["10.0.0.0/8"], ""),
+        customer("small", &["10.1.0.0/16"], "")
     );
     assert_eq!(ok(&extra).customers.len(), 2);
 }
@@ -510,8 +493,8 @@ fn a_prefix_owned_twice_names_both_customers() {
 fn customer_name_errors() {
     let extra = format!(
         "{}{}",
-        customer("acme", "\"10.0.0.0/8\""),
-        customer("acme", "\"11.0.0.0/8\"")
+        customer("acme", &["10.0.0.0/8"], ""),
+        customer("acme", &["11.0.0.0/8"], "")
     );
     invalid(
         &extra,
@@ -519,29 +502,29 @@ fn customer_name_errors() {
         "already the name of customer[0] (\"acme\")",
     );
     invalid(
-        &customer("has space", "\"10.0.0.0/8\""),
+        &customer("has space", &["10.0.0.0/8"], ""),
         "customer[0] (\"has space\").name",
         "not a valid name",
     );
     invalid(
-        &customer("tab\\there", "\"10.0.0.0/8\""),
+        &customer("tab\\there", &["10.0.0.0/8"], ""),
         "customer[0] (\"tab\\there\").name",
         "not a valid name",
     );
     invalid(
-        &customer("", "\"10.0.0.0/8\""),
+        &customer("", &["10.0.0.0/8"], ""),
         "customer[0].name",
         "not a valid name",
     );
     let long = "x".repeat(65);
     invalid(
-        &customer(&long, "\"10.0.0.0/8\""),
+        &customer(&long, &["10.0.0.0/8"], ""),
         &format!("customer[0] (\"{long}\").name"),
         "1 to 64",
     );
     let fine = "A-z0.9_x@y:z+w";
     assert_eq!(
-        ok(&customer(fine, "\"10.0.0.0/8\"")).customers[0].name,
+        ok(&customer(fine, &["10.0.0.0/8"], "")).customers[0].name,
         fine
     );
 }
@@ -1015,7 +998,7 @@ fn text_alone_reads_no_customers_file_and_load_text_reads_it() {
     let main = dir.join("synwall.toml");
     let text = format!(
         "customers_file = \"customers.toml\"\n{BASE}{}",
-        customer("first", "\"198.51.100.0/24\"")
+        customer("first", &["198.51.100.0/24"], "")
     );
     // The file exists, and from_str still does not read it.
     match Config::from_str(&text, &main) {
@@ -1030,7 +1013,7 @@ fn text_alone_reads_no_customers_file_and_load_text_reads_it() {
     let names: Vec<_> = c.customers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["first", "second"]);
     // Without a customers_file the two agree.
-    let plain = format!("{BASE}{}", customer("first", "\"198.51.100.0/24\""));
+    let plain = format!("{BASE}{}", customer("first", &["198.51.100.0/24"], ""));
     assert_eq!(
         Config::from_str(&plain, &main).unwrap(),
         Config::load_text(&plain, &main).unwrap()
@@ -1052,7 +1035,7 @@ fn customers_file_is_resolved_relative_to_the_config() {
         &main,
         format!(
             "customers_file = \"lists/customers.toml\"\n{BASE}{}",
-            customer("first", "\"198.51.100.0/24\"")
+            customer("first", &["198.51.100.0/24"], "")
         ),
     )
     .unwrap();
@@ -1201,7 +1184,7 @@ proptest! {
         cut in 0usize..400,
         insert in "[\\[\\]\"=,.a-z0-9/:\n -]{0,12}",
     ) {
-        let full = format!("{BASE}[windows]\n\"5m\" = 1\n{}", customer("a", "\"10.0.0.0/8\""));
+        let full = format!("{BASE}[windows]\n\"5m\" = 1\n{}", customer("a", &["10.0.0.0/8"], ""));
         let mut at = cut.min(full.len());
         while !full.is_char_boundary(at) {
             at -= 1;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use synwall_config::fixtures::{customer, NET_NULL_HEAD};
 use synwall_config::{Config, Mode};
 use synwall_dataplane::shard::WorkerShard;
 
@@ -17,15 +18,9 @@ const MIN: u64 = 60_000;
 const HOUR: u64 = 60 * MIN;
 const WALL0: u64 = 1_800_000_000_000;
 
-const BASE: &str = r#"
-[dpdk]
-eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
-cores = [1]
-
-[[link]]
-inside = "net_null0"
-outside = "net_null1"
-
+/// The sections after [`NET_NULL_HEAD`]: two windows, the `mailserver`
+/// plan, escalating blocks.
+const SECTIONS: &str = r#"
 [detect]
 near_limit = 0.8
 
@@ -43,44 +38,30 @@ escalation = 2.0
 max_duration = "3h"
 "#;
 
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "plain"
-prefixes = ["10.0.0.0/24"]
-
-[[customer]]
-name = "mx"
-prefixes = ["10.0.1.0/24"]
-plan = "mailserver"
-
-[[customer]]
-name = "small"
-prefixes = ["10.0.2.0/24"]
-plan = "mailserver"
-limits = { "5m" = 10 }
-
-[[customer]]
-name = "closed"
-prefixes = ["10.0.3.0/24"]
-limits = { "1h" = 0 }
-
-[[customer]]
-name = "watch"
-prefixes = ["10.0.4.0/24"]
-limits = { "5m" = 10 }
-mode = "monitor"
-
-[[customer]]
-name = "free"
-prefixes = ["10.0.5.0/24"]
-limits = { "5m" = 10 }
-mode = "exempt"
-
-[[customer]]
-name = "suspended"
-prefixes = ["10.0.6.0/24"]
-blocked = true
-"#;
+/// The customers of [`config`], one per case the plane handles: ids
+/// [`PLAIN`] to [`SUSPENDED`].
+fn customers() -> String {
+    let plan = "plan = \"mailserver\"";
+    let ten = "limits = { \"5m\" = 10 }";
+    [
+        customer("plain", &["10.0.0.0/24"], ""),
+        customer("mx", &["10.0.1.0/24"], plan),
+        customer("small", &["10.0.2.0/24"], &format!("{plan}\n{ten}")),
+        customer("closed", &["10.0.3.0/24"], "limits = { \"1h\" = 0 }"),
+        customer(
+            "watch",
+            &["10.0.4.0/24"],
+            &format!("{ten}\nmode = \"monitor\""),
+        ),
+        customer(
+            "free",
+            &["10.0.5.0/24"],
+            &format!("{ten}\nmode = \"exempt\""),
+        ),
+        customer("suspended", &["10.0.6.0/24"], "blocked = true"),
+    ]
+    .concat()
+}
 
 const PLAIN: CustomerId = CustomerId::new(0);
 const MX: CustomerId = CustomerId::new(1);
@@ -92,14 +73,14 @@ const SUSPENDED: CustomerId = CustomerId::new(6);
 
 fn config_with(customers: &str) -> Config {
     Config::from_str(
-        &format!("{BASE}{customers}"),
+        &format!("{NET_NULL_HEAD}{SECTIONS}{customers}"),
         Path::new("/tmp/synwall-test.toml"),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn config() -> Config {
-    config_with(CUSTOMERS)
+    config_with(&customers())
 }
 
 fn shards(k: usize, customers: usize) -> Vec<Arc<WorkerShard>> {
@@ -686,7 +667,7 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
 
     // New config: a customer added in front (renumbers everyone), "mx"
     // removed, plain's 5m limit raised, suspended's standing block lifted.
-    let customers = CUSTOMERS
+    let customers = customers()
         .replace(
             "name = \"mx\"\nprefixes = [\"10.0.1.0/24\"]\nplan = \"mailserver\"",
             "name = \"mx2\"\nprefixes = [\"10.0.1.0/24\"]",
@@ -696,8 +677,7 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
             "name = \"plain\"\nprefixes = [\"10.0.0.0/24\"]",
             "name = \"plain\"\nprefixes = [\"10.0.0.0/24\"]\nlimits = { \"5m\" = 35 }",
         );
-    let customers =
-        format!("[[customer]]\nname = \"new\"\nprefixes = [\"10.9.0.0/24\"]\n{customers}");
+    let customers = customer("new", &["10.9.0.0/24"], "") + &customers;
     let next = config_with(&customers);
     let reload = plane.reconfigure(&next, 200);
     assert_eq!(reload.id_map[PLAIN.index()], Some(CustomerId::new(1)));
@@ -756,7 +736,7 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
 #[test]
 #[ignore]
 fn tick_cost_at_a_million_customers() {
-    let mut cfg = config_with(CUSTOMERS);
+    let mut cfg = config();
     let template = cfg.customers[0].clone();
     cfg.customers = (0..1_000_000u32)
         .map(|i| synwall_config::Customer {

@@ -19,50 +19,35 @@ use crate::commands::Operate;
 use crate::event::Event;
 use crate::plane::ControlPlane;
 
-/// `[dpdk]` and one `[[link]]` on two `net_null` ports: the head of every
-/// config of a test that starts no EAL.
-pub const NET_NULL_HEAD: &str = r#"
-[dpdk]
-eal_args = ["--vdev=net_null0", "--vdev=net_null1"]
-cores = [1]
+use synwall_config::fixtures::{customer, NET_NULL_HEAD};
 
-[[link]]
-inside = "net_null0"
-outside = "net_null1"
-"#;
-
-/// Limits and customers of [`config_text`]: default 5m = 10 and 1h = 100;
-/// plan `mailserver` 5m = 1000; `acme` (198.51.100.0/24,
-/// 2001:db8:1::/48), `mx` (203.0.113.10, on the plan) and `mx2`
-/// (203.0.113.11, on the plan with its own 5m = 7).
-const LIMITS_AND_CUSTOMERS: &str = r#"
+/// The limits of [`config_text`]: default 5m = 10 and 1h = 100; plan
+/// `mailserver` 5m = 1000.
+const LIMITS: &str = r#"
 [windows]
 "5m" = 10
 "1h" = 100
 
 [plans.mailserver]
 "5m" = 1000
-
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-
-[[customer]]
-name = "mx"
-prefixes = ["203.0.113.10"]
-plan = "mailserver"
-
-[[customer]]
-name = "mx2"
-prefixes = ["203.0.113.11"]
-plan = "mailserver"
-limits = { "5m" = 7 }
 "#;
 
-/// The config the command and socket tests run with (customer ids: acme 0,
-/// mx 1, mx2 2).
+/// The config the command and socket tests run with: [`LIMITS`] and the
+/// customers `acme` (198.51.100.0/24, 2001:db8:1::/48), `mx`
+/// (203.0.113.10, on the plan) and `mx2` (203.0.113.11, on the plan with
+/// its own 5m = 7); customer ids: acme 0, mx 1, mx2 2.
 pub fn config_text() -> String {
-    format!("{NET_NULL_HEAD}{LIMITS_AND_CUSTOMERS}")
+    let on_plan = "plan = \"mailserver\"";
+    format!(
+        "{NET_NULL_HEAD}{LIMITS}{}{}{}",
+        customer("acme", &["198.51.100.0/24", "2001:db8:1::/48"], ""),
+        customer("mx", &["203.0.113.10"], on_plan),
+        customer(
+            "mx2",
+            &["203.0.113.11"],
+            &format!("{on_plan}\nlimits = {{ \"5m\" = 7 }}")
+        ),
+    )
 }
 
 /// Where [`Fake::new`] says its config came from (never read).

@@ -37,12 +37,35 @@ fn temp_dir() -> PathBuf {
 }
 
 impl Harness {
-    fn new() -> Harness {
-        Harness::with(SocketOptions::default(), true)
+    /// `synwallctl events` on this socket, its stdout piped; returns once
+    /// the socket has `followers` event followers (this one among them), or
+    /// after 10 s.
+    fn synwallctl_events(&self, followers: usize) -> std::process::Child {
+        let child = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
+            .arg("--socket")
+            .arg(&self.path)
+            .arg("events")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.socket.as_ref().unwrap().events().followers() < followers
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
     }
 
-    /// `serve = false`: nobody drains the request queue.
-    fn with(opts: SocketOptions, serve: bool) -> Harness {
+    fn new() -> Harness {
+        Harness::with(|_| {}, true)
+    }
+
+    /// The default options as `set` changes them; `serve = false`: nobody
+    /// drains the request queue.
+    fn with(set: impl FnOnce(&mut SocketOptions), serve: bool) -> Harness {
+        let mut opts = SocketOptions::default();
+        set(&mut opts);
         let dir = temp_dir();
         // A directory the server must create.
         let path = dir.join("run/control.sock");
@@ -254,13 +277,7 @@ fn an_oversized_line_is_cut_off_and_others_are_served() {
 
 #[test]
 fn silent_clients_block_nobody_and_idle_out() {
-    let h = Harness::with(
-        SocketOptions {
-            idle_timeout: Duration::from_millis(400),
-            ..SocketOptions::default()
-        },
-        true,
-    );
+    let h = Harness::with(|o| o.idle_timeout = Duration::from_millis(400), true);
     let mut silent = h.connect();
     // Half a line, then nothing.
     let mut half = h.connect();
@@ -312,13 +329,7 @@ fn many_concurrent_clients() {
 
 #[test]
 fn clients_beyond_the_limit_are_turned_away() {
-    let h = Harness::with(
-        SocketOptions {
-            max_clients: 3,
-            ..SocketOptions::default()
-        },
-        true,
-    );
+    let h = Harness::with(|o| o.max_clients = 3, true);
     let mut held: Vec<Client> = (0..3).map(|_| h.connect()).collect();
     for c in &mut held {
         assert_eq!(c.ask(r#"{"cmd":"status"}"#)["ok"], true);
@@ -337,13 +348,7 @@ fn clients_beyond_the_limit_are_turned_away() {
 
 #[test]
 fn a_control_loop_that_does_not_answer_times_out() {
-    let h = Harness::with(
-        SocketOptions {
-            reply_timeout: Duration::from_millis(200),
-            ..SocketOptions::default()
-        },
-        false,
-    );
+    let h = Harness::with(|o| o.reply_timeout = Duration::from_millis(200), false);
     let e = h.ask(r#"{"cmd":"status"}"#);
     assert_eq!(error_of(&e), "the appliance did not answer within 0.2 s");
 }
@@ -515,17 +520,7 @@ fn synwallctl_against_the_socket() {
 #[test]
 fn synwallctl_follows_events() {
     let h = Harness::new();
-    let mut child = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
-        .arg("--socket")
-        .arg(&h.path)
-        .arg("events")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.socket.as_ref().unwrap().events().followers() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = h.synwallctl_events(1);
     h.ask(r#"{"cmd":"block","customer":"acme","reason":"watch"}"#);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -546,17 +541,7 @@ fn changes_are_events_with_the_caller_and_old_and_new_values() {
     let h = Harness::new();
     let mut follower = h.connect();
     follower.ask(r#"{"cmd":"events"}"#);
-    let mut ctl = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
-        .arg("--socket")
-        .arg(&h.path)
-        .arg("events")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.socket.as_ref().unwrap().events().followers() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut ctl = h.synwallctl_events(2);
     let mut c = h.connect();
     for line in [
         r#"{"cmd":"set-limit","customer":"acme","window":"5m","value":3}"#,
@@ -613,10 +598,9 @@ fn changes_are_events_with_the_caller_and_old_and_new_values() {
 #[test]
 fn a_follower_that_never_reads_is_dropped_without_stalling_the_loop() {
     let h = Harness::with(
-        SocketOptions {
-            event_backlog: 64,
-            write_timeout: Duration::from_millis(300),
-            ..SocketOptions::default()
+        |o| {
+            o.event_backlog = 64;
+            o.write_timeout = Duration::from_millis(300);
         },
         true,
     );
@@ -645,13 +629,7 @@ fn a_follower_that_never_reads_is_dropped_without_stalling_the_loop() {
 
 #[test]
 fn status_says_the_dataplane_is_starting_until_it_is_ready() {
-    let h = Harness::with(
-        SocketOptions {
-            dataplane: Dataplane::Starting,
-            ..SocketOptions::default()
-        },
-        true,
-    );
+    let h = Harness::with(|o| o.dataplane = Dataplane::Starting, true);
     // Answered by the connection thread: the loop is not consulted.
     let r = h.ask(r#"{"cmd":"status"}"#);
     assert_eq!(r["ok"], true, "{r}");

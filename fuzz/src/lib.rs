@@ -46,6 +46,7 @@ pub mod snapshot {
     use std::path::Path;
     use std::sync::{Arc, OnceLock};
 
+    use synwall_config::fixtures::{customer, NET_NULL_HEAD};
     use synwall_config::Config;
     use synwall_control::plane::ControlPlane;
     use synwall_control::snapshot;
@@ -53,46 +54,19 @@ pub mod snapshot {
 
     /// Two windows, a plan, a standing block, a monitor and an exempt
     /// customer: every branch `restore` has.
-    pub const CONFIG: &str = r#"
-[dpdk]
-eal_args = ["--no-huge", "--no-pci", "--vdev=net_null0", "--vdev=net_null1"]
-cores = [1]
-
-[[link]]
-inside = "net_null0"
-outside = "net_null1"
-
-[windows]
-"1m" = 5
-"1h" = 50
-
-[plans.mailserver]
-"1m" = 1000
-
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24"]
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-plan = "mailserver"
-
-[[customer]]
-name = "spam"
-prefixes = ["203.0.113.0/24"]
-blocked = true
-
-[[customer]]
-name = "mon"
-prefixes = ["10.0.0.0/8"]
-mode = "monitor"
-
-[[customer]]
-name = "free"
-prefixes = ["10.1.0.0/16"]
-mode = "exempt"
-"#;
+    pub fn config_text() -> String {
+        let limits = "[windows]\n\"1m\" = 5\n\"1h\" = 50\n\n[plans.mailserver]\n\"1m\" = 1000\n";
+        [
+            NET_NULL_HEAD,
+            limits,
+            &customer("acme", &["198.51.100.0/24"], ""),
+            &customer("beta", &["192.0.2.0/24"], "plan = \"mailserver\""),
+            &customer("spam", &["203.0.113.0/24"], "blocked = true"),
+            &customer("mon", &["10.0.0.0/8"], "mode = \"monitor\""),
+            &customer("free", &["10.1.0.0/16"], "mode = \"exempt\""),
+        ]
+        .concat()
+    }
 
     /// Monotonic and wall clocks of the fuzzed plane (ms).
     pub const NOW: u64 = 1_000_000;
@@ -101,7 +75,7 @@ mode = "exempt"
     pub fn config() -> &'static Config {
         static C: OnceLock<Config> = OnceLock::new();
         C.get_or_init(|| {
-            Config::from_str(CONFIG, Path::new("/nonexistent/synwall-fuzz/synwall.toml"))
+            Config::from_str(&config_text(), Path::new(super::config::PATH))
                 .expect("fuzz config")
         })
     }

@@ -1,11 +1,15 @@
 //! The customers, addresses and configs the integration tests share: one
 //! definition each, so a test names `ACME` or [`acme_blocked_beta_open`]
-//! instead of restating them.
+//! instead of restating them. The config text every crate's tests share
+//! ([`customer`], [`NET_NULL_HEAD`]) is `synwall_config::fixtures`,
+//! re-exported here.
 //!
 //! Addresses are from the documentation ranges (RFC 5737, RFC 3849) except
 //! `MX`, a public mail server's address that no customer owns.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub use synwall_config::fixtures::*;
 
 /// A host of customer `acme` (198.51.100.0/24).
 pub const ACME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -21,21 +25,6 @@ pub const UNKNOWN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 pub const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 /// The mail server's IPv6 address.
 pub const MX6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0x25);
-
-/// One `[[customer]]` table: `name`, `prefixes`, then `keys` (TOML lines
-/// such as `blocked = true` or `limits = { "5m" = 3 }`, or nothing).
-pub fn customer(name: &str, prefixes: &[&str], keys: &str) -> String {
-    let prefixes: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
-    let mut t = format!(
-        "\n[[customer]]\nname = \"{name}\"\nprefixes = [{}]\n",
-        prefixes.join(", ")
-    );
-    if !keys.is_empty() {
-        t.push_str(keys);
-        t.push('\n');
-    }
-    t
-}
 
 /// `acme`: 198.51.100.0/24 and 2001:db8:1::/48 ([`ACME`], [`ACME6`]), with
 /// `keys`.
@@ -67,12 +56,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn customer_tables_are_toml() {
-        let t = customer("gamma", &["10.20.0.0/16"], "blocked = true");
-        assert_eq!(
-            t,
-            "\n[[customer]]\nname = \"gamma\"\nprefixes = [\"10.20.0.0/16\"]\nblocked = true\n"
-        );
+    fn acme_blocked_beta_open_is_two_tables() {
         let pair = acme_blocked_beta_open();
         assert_eq!(pair.matches("[[customer]]").count(), 2, "{pair}");
         assert_eq!(pair.matches("blocked = true").count(), 1, "{pair}");

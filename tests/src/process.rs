@@ -91,6 +91,19 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
     }
 }
 
+/// What a test's guard does when dropped with its process still running:
+/// kills and reaps it, and shows what it printed (`output`) if the test is
+/// failing.
+pub fn reap(child: Option<Child>, output: impl FnOnce() -> String) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+        if std::thread::panicking() {
+            eprintln!("synwall output:\n{}", output());
+        }
+    }
+}
+
 /// Runs `synwall` with `args` in `dir`, killing it after [`RUN_TIMEOUT`]
 /// (which fails the test, showing its output so far).
 pub fn run_synwall(dir: &TestDir, args: &[&str]) -> Exit {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::process::{exit, output, wait_timeout};
+use crate::process::{exit, output, reap, wait_timeout};
 use crate::{RunResult, Scenario, TestDir, Value};
 
 /// A `synwall` started by [`Scenario::spawn`], still running (or not yet
@@ -139,13 +139,7 @@ impl Running<'_> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!("synwall output:\n{}", self.output());
-            }
-        }
+        reap(self.child.take(), || self.output());
     }
 }
 

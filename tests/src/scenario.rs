@@ -15,6 +15,12 @@ use crate::{run_synwall, toml_str, write_config, Exit, RunResult, Running, TestD
 /// small capture, short enough to keep the suite fast.
 pub const DEFAULT_DURATION: f64 = 1.5;
 
+/// Appends `toml` and a newline to one of a [`Scenario`]'s TOML parts.
+fn push_line(part: &mut String, toml: &str) {
+    part.push_str(toml);
+    part.push('\n');
+}
+
 /// One appliance run on one link of two `net_pcap` ports: `net_pcap0`
 /// inside (customers), `net_pcap1` outside (upstream).
 ///
@@ -79,8 +85,7 @@ impl Scenario {
 
     /// Adds keys to the `[dpdk]` table.
     pub fn dpdk(mut self, toml: &str) -> Self {
-        self.dpdk.push_str(toml);
-        self.dpdk.push('\n');
+        push_line(&mut self.dpdk, toml);
         self
     }
 
@@ -91,21 +96,18 @@ impl Scenario {
     }
 
     pub fn sections(mut self, toml: &str) -> Self {
-        self.sections.push_str(toml);
-        self.sections.push('\n');
+        push_line(&mut self.sections, toml);
         self
     }
 
     pub fn customers(mut self, toml: &str) -> Self {
-        self.customers.push_str(toml);
-        self.customers.push('\n');
+        push_line(&mut self.customers, toml);
         self
     }
 
     /// Adds keys to the `[control]` table.
     pub fn control(mut self, toml: &str) -> Self {
-        self.control.push_str(toml);
-        self.control.push('\n');
+        push_line(&mut self.control, toml);
         self
     }
 

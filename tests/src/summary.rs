@@ -208,6 +208,18 @@ impl RunResult {
             .collect()
     }
 
+    /// Asserts [`Self::customers`] exactly: `(name, seen, forwarded,
+    /// dropped)` of each customer that sent SYNs, in summary order.
+    pub fn assert_customers(&self, want: &[(&str, u64, u64, u64)]) {
+        let want: Vec<CustomerCount> = want
+            .iter()
+            .map(|&(name, seen, forwarded, dropped)| {
+                CustomerCount::new(name, seen, forwarded, dropped)
+            })
+            .collect();
+        assert_eq!(self.customers(), want);
+    }
+
     /// `customers[].state` of the named customer, if listed with a state.
     pub fn customer_state(&self, name: &str) -> Option<String> {
         self.summary["customers"]

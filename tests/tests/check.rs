@@ -23,6 +23,15 @@ fn check(name: &str, config: impl FnOnce(String) -> String) -> Exit {
     run_with(name, config, &["--check"])
 }
 
+/// [`check`], which must refuse the config (`what` it holds, for the
+/// failure message); returns synwall's stderr.
+#[track_caller]
+fn refused(name: &str, config: impl FnOnce(String) -> String, what: &str) -> String {
+    let exit = check(name, config);
+    assert_ne!(exit.code(), Some(0), "accepted {what}");
+    exit.stderr
+}
+
 #[test]
 fn good_config_checks_ok() {
     let exit = check("check-good", |c| c);
@@ -32,49 +41,47 @@ fn good_config_checks_ok() {
 
 #[test]
 fn bad_cidr_rejected() {
-    let exit = check("check-cidr", |c| {
-        c.replace("198.51.100.0/24", "198.51.100.0/33")
-    });
-    assert_ne!(exit.code(), Some(0), "accepted a /33");
+    let stderr = refused(
+        "check-cidr",
+        |c| c.replace("198.51.100.0/24", "198.51.100.0/33"),
+        "a /33",
+    );
     assert!(
-        exit.stderr.contains("prefixes[0]") && exit.stderr.contains("198.51.100.0/33"),
-        "error should name the key and the value: {}",
-        exit.stderr
+        stderr.contains("prefixes[0]") && stderr.contains("198.51.100.0/33"),
+        "error should name the key and the value: {stderr}"
     );
 }
 
 #[test]
 fn bad_ipv6_prefix_rejected() {
-    let exit = check("check-cidr6", |c| {
-        c.replace("2001:db8:1::/48", "2001:db8:1::/129")
-    });
-    assert_ne!(exit.code(), Some(0), "accepted a /129");
-    assert!(
-        exit.stderr.contains("prefixes[1]"),
-        "stderr: {}",
-        exit.stderr
+    let stderr = refused(
+        "check-cidr6",
+        |c| c.replace("2001:db8:1::/48", "2001:db8:1::/129"),
+        "a /129",
     );
+    assert!(stderr.contains("prefixes[1]"), "stderr: {stderr}");
 }
 
 #[test]
 fn unknown_key_rejected() {
-    let exit = check("check-unknown", |c| {
-        format!("{c}\n[block]\nacton = \"drop\"\n")
-    });
-    assert_ne!(exit.code(), Some(0), "accepted an unknown key");
-    assert!(exit.stderr.contains("acton"), "stderr: {}", exit.stderr);
+    let stderr = refused(
+        "check-unknown",
+        |c| format!("{c}\n[block]\nacton = \"drop\"\n"),
+        "an unknown key",
+    );
+    assert!(stderr.contains("acton"), "stderr: {stderr}");
 }
 
 #[test]
 fn bad_enum_value_rejected() {
-    let exit = check("check-enum", |c| {
-        format!("{c}\n[block]\naction = \"explode\"\n")
-    });
-    assert_ne!(exit.code(), Some(0), "accepted action = explode");
+    let stderr = refused(
+        "check-enum",
+        |c| format!("{c}\n[block]\naction = \"explode\"\n"),
+        "action = explode",
+    );
     assert!(
-        exit.stderr.contains("action") || exit.stderr.contains("explode"),
-        "stderr: {}",
-        exit.stderr
+        stderr.contains("action") || stderr.contains("explode"),
+        "stderr: {stderr}"
     );
 }
 

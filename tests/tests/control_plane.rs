@@ -108,13 +108,7 @@ fn burst_of_10000_syns_forwards_exactly_the_limit() {
     assert_eq!(count_in(&run.out_frames(), &burst_set), 100);
     assert_frames_eq(&run.out_frames(), &want, "outside tx");
 
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("burst", 10_000, 100, 9_900),
-            CustomerCount::new("calm", 40, 40, 0),
-        ]
-    );
+    run.assert_customers(&[("burst", 10_000, 100, 9_900), ("calm", 40, 40, 0)]);
     assert_eq!(run.customer_state("burst").as_deref(), Some("blocked"));
     assert_eq!(run.customer_state("calm").as_deref(), Some("open"));
     assert_eq!(run.window_count("burst", "5m"), 100);
@@ -186,13 +180,7 @@ fn burst_split_over_two_workers_forwards_exactly_the_limit() {
     assert_frames_eq_unordered(&calm_out, &calm, "calm's SYNs");
     assert_eq!(run.out_frames().len(), 140);
 
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("burst", 10_000, 100, 9_900),
-            CustomerCount::new("calm", 40, 40, 0),
-        ]
-    );
+    run.assert_customers(&[("burst", 10_000, 100, 9_900), ("calm", 40, 40, 0)]);
     assert_eq!(run.customer_state("burst").as_deref(), Some("blocked"));
     assert_eq!(run.window_count("burst", "5m"), 100);
     let workers = run.summary["workers"].as_array().expect("workers");
@@ -232,13 +220,7 @@ fn monitor_customer_loses_nothing_and_would_block_is_reported() {
         .cloned()
         .collect();
     assert_frames_eq(&run.out_frames(), &want, "outside tx");
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("watched", 250, 250, 0),
-            CustomerCount::new("enforced", 250, 100, 150),
-        ]
-    );
+    run.assert_customers(&[("watched", 250, 250, 0), ("enforced", 250, 100, 150)]);
     assert_eq!(run.customer_state("watched").as_deref(), Some("open"));
     assert_eq!(run.customer_state("enforced").as_deref(), Some("blocked"));
     // A monitor customer's windows count what it sent: it would be over.
@@ -266,10 +248,7 @@ fn global_monitor_mode_applies_to_customers_without_a_mode() {
         .customers(&customer("strict", 4, "mode = \"enforce\""))
         .run("monitor-global");
     assert_frames_eq(&run.out_frames(), &frames, "outside tx");
-    assert_eq!(
-        run.customers(),
-        vec![CustomerCount::new("watched", 300, 300, 0)]
-    );
+    run.assert_customers(&[("watched", 300, 300, 0)]);
     assert_eq!(run.events_of("would_block", Some("watched")).len(), 1);
     assert!(run.events_of("block", Some("watched")).is_empty());
     run.assert_consistent();
@@ -283,10 +262,7 @@ fn exempt_customer_loses_nothing_and_raises_no_events() {
         .customers(&customer("vip", 5, "mode = \"exempt\""))
         .run("exempt");
     assert_frames_eq(&run.out_frames(), &frames, "outside tx");
-    assert_eq!(
-        run.customers(),
-        vec![CustomerCount::new("vip", 1_000, 1_000, 0)]
-    );
+    run.assert_customers(&[("vip", 1_000, 1_000, 0)]);
     assert_eq!(run.customer_state("vip").as_deref(), Some("open"));
     run.assert_verdicts(&Verdicts {
         rx: 1_000,
@@ -331,13 +307,7 @@ fn limit_zero_closes_port_25_only() {
         &pick(&frames, &[1, 2, 5, 6]),
         "outside tx",
     );
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("closed", 3, 0, 3),
-            CustomerCount::new("open", 1, 1, 0),
-        ]
-    );
+    run.assert_customers(&[("closed", 3, 0, 3), ("open", 1, 1, 0)]);
     assert_eq!(run.customer_state("closed").as_deref(), Some("blocked"));
     assert_eq!(run.window_count("closed", "5m"), 0);
     run.assert_verdicts(&Verdicts {
@@ -390,15 +360,12 @@ fn override_beats_plan_beats_window_default() {
             "{name}"
         );
     }
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("overridden", 300, 20, 280),
-            CustomerCount::new("planned", 300, 50, 250),
-            CustomerCount::new("default", 300, 100, 200),
-            CustomerCount::new("hourly", 300, 5, 295),
-        ]
-    );
+    run.assert_customers(&[
+        ("overridden", 300, 20, 280),
+        ("planned", 300, 50, 250),
+        ("default", 300, 100, 200),
+        ("hourly", 300, 5, 295),
+    ]);
     run.assert_consistent();
     assert_one_block(&run, "overridden", "5m", 20, 20);
     assert_one_block(&run, "planned", "5m", 50, 50);

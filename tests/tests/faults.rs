@@ -69,13 +69,7 @@ fn an_unusable_state_dir_is_reported_and_enforcement_goes_on() {
         "snapshots should fail, be reported and retried:\n{}",
         run.exit.stderr
     );
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("spammer", 500, 100, 400),
-            CustomerCount::new("quiet", 20, 20, 0),
-        ]
-    );
+    run.assert_customers(&[("spammer", 500, 100, 400), ("quiet", 20, 20, 0)]);
     assert_eq!(run.customer_state("spammer").as_deref(), Some("blocked"));
     assert_eq!(run.events_of("block", Some("spammer")).len(), 1);
     run.assert_consistent();
@@ -178,10 +172,7 @@ fn a_full_tx_queue_is_counted_not_fatal() {
         run.counter("/mempool/in_use_at_start"),
         "mbufs leaked"
     );
-    assert_eq!(
-        run.customers(),
-        vec![CustomerCount::new("spammer", 300, 100, 200),]
-    );
+    run.assert_customers(&[("spammer", 300, 100, 200)]);
 }
 
 /// net_pcap in `infinite_rx` mode keeps every frame of its capture in the

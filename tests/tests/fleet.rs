@@ -112,18 +112,8 @@ fn run_fleet_with(
     let mut out = Vec::new();
     let mut events = Vec::new();
     for (dir, mut child) in running {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            if started.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("synwall in {} did not stop", dir.path.display());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = wait_timeout(&mut child, Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("synwall in {} did not stop", dir.path.display()));
         let log = fs::read_to_string(dir.join("stderr")).unwrap_or_default();
         if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
             // Killed by the test: no summary.
@@ -191,68 +181,60 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// The checker: the fleet-wide forwarded total against the limit.
-fn fleet_total(runs: &[(u64, Value)]) -> u64 {
-    runs.iter().map(|r| r.0).sum()
+/// The checker: the fleet-wide forwarded total against the limit; prints
+/// each appliance's share under `label`.
+fn fleet_total(label: &str, runs: &[(u64, Value)]) -> u64 {
+    let split: Vec<u64> = runs.iter().map(|r| r.0).collect();
+    eprintln!("{label}: {split:?}");
+    split.iter().sum()
 }
 
 #[test]
 fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() {
     let dir = TestDir::new("fleet-exact");
     let redis = RedisServer::start(&dir.path);
-    let (runs, _) = run_fleet_with(
-        "fleet-exact",
-        &toml_str(&redis.url()),
-        &pair(),
-        "",
-        "",
-        |dirs, _| {
-            // The operator's view while the fleet runs: `fleet` and /metrics.
-            wait_ready(dirs[0]);
-            wait_ready(dirs[1]);
-            let views = wait_until(
-                "both appliances talked to Redis",
-                Duration::from_secs(30),
-                || {
-                    let v: Vec<Value> = dirs
-                        .iter()
-                        .map(|d| request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone())
-                        .collect();
-                    v.iter()
-                        .all(|f| f["replies"].as_u64() > Some(0))
-                        .then_some(v)
-                },
-            );
-            for v in &views {
-                assert_eq!(v["nodes"][0]["healthy"], true, "{v}");
-                assert_eq!(v["nodes"][0]["url"], redis.url().as_str(), "{v}");
-                assert!(v["last_rtt_ms"].as_f64().is_some(), "{v}");
-            }
-            let status = request(dirs[0], r#"{"cmd":"status"}"#);
-            assert_eq!(status["fleet"]["name"], "edge-a", "{status}");
-            // /metrics is refreshed once a second.
-            let m = wait_until("fleet series in /metrics", Duration::from_secs(10), || {
-                let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                m.contains("synwall_fleet_rounds_total").then_some(m)
-            });
-            for series in [
-                "synwall_fleet_rounds_total",
-                "synwall_fleet_leased_syns_total",
-                "synwall_fleet_round_trip_seconds{node=",
-                "synwall_fleet_redis_up 1",
-            ] {
-                assert!(m.contains(series), "no {series} in /metrics:\n{m}");
-            }
-        },
-    );
-    let total = fleet_total(&runs);
-    eprintln!(
-        "fleet split: {:?}",
-        runs.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    let (runs, _) = run_pair("fleet-exact", &redis.url(), "", "", |dirs, _| {
+        // The operator's view while the fleet runs: `fleet` and /metrics.
+        wait_ready(dirs[0]);
+        wait_ready(dirs[1]);
+        let views = wait_until(
+            "both appliances talked to Redis",
+            Duration::from_secs(30),
+            || {
+                let v: Vec<Value> = dirs
+                    .iter()
+                    .map(|d| request(d, r#"{"cmd":"fleet"}"#)["fleet"].clone())
+                    .collect();
+                v.iter()
+                    .all(|f| f["replies"].as_u64() > Some(0))
+                    .then_some(v)
+            },
+        );
+        for v in &views {
+            assert_eq!(v["nodes"][0]["healthy"], true, "{v}");
+            assert_eq!(v["nodes"][0]["url"], redis.url().as_str(), "{v}");
+            assert!(v["last_rtt_ms"].as_f64().is_some(), "{v}");
+        }
+        let status = request(dirs[0], r#"{"cmd":"status"}"#);
+        assert_eq!(status["fleet"]["name"], "edge-a", "{status}");
+        // /metrics is refreshed once a second.
+        let m = wait_until("fleet series in /metrics", Duration::from_secs(10), || {
+            let m = request(dirs[0], r#"{"cmd":"metrics"}"#)["metrics"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            m.contains("synwall_fleet_rounds_total").then_some(m)
+        });
+        for series in [
+            "synwall_fleet_rounds_total",
+            "synwall_fleet_leased_syns_total",
+            "synwall_fleet_round_trip_seconds{node=",
+            "synwall_fleet_redis_up 1",
+        ] {
+            assert!(m.contains(series), "no {series} in /metrics:\n{m}");
+        }
+    });
+    let total = fleet_total("fleet split", &runs);
     assert_eq!(
         total, LIMIT,
         "fleet total {total} != limit {LIMIT}: {runs:?}"
@@ -282,11 +264,7 @@ fn two_appliances_forward_exactly_the_limit_and_a_wrong_floor_split_is_caught() 
             },
         ],
     );
-    let total = fleet_total(&wrong);
-    eprintln!(
-        "wrong split: {:?}",
-        wrong.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    let total = fleet_total("wrong split", &wrong);
     assert!(
         total > LIMIT,
         "the checker missed a wrong split: {total} {wrong:?}"
@@ -313,16 +291,11 @@ fn without_redis_every_appliance_spends_exactly_its_floor() {
                 m.contains("synwall_fleet_redis_up 0").then_some(())
             });
         });
-    assert!(
-        fleet_reasons(&events)
-            .iter()
-            .any(|r| r.contains("unreachable")),
-        "{events:?}"
-    );
+    assert_fleet_reason(&events, "unreachable");
     for (fwd, acme) in &runs {
         assert_eq!(*fwd, 100, "floor only: {acme}");
     }
-    assert!(fleet_total(&runs) <= LIMIT);
+    assert!(fleet_total("redis down", &runs) <= LIMIT);
 }
 
 fn pair() -> [Appliance; 2] {
@@ -338,6 +311,17 @@ fn pair() -> [Appliance; 2] {
     ]
 }
 
+/// [`run_fleet_with`] for [`pair`] on the Redis at `url`.
+fn run_pair(
+    test: &str,
+    url: &str,
+    windows: &str,
+    extra: &str,
+    during: impl FnOnce(&[&TestDir], &[u32]),
+) -> (Vec<(u64, Value)>, Vec<Vec<Value>>) {
+    run_fleet_with(test, &toml_str(url), &pair(), windows, extra, during)
+}
+
 /// Short blocks that do not grow: the customer keeps asking after each,
 /// so a fault that opened the budget would show as more forwards.
 const SHORT_BLOCKS: &str = "[block]\nduration = \"1s\"\nescalation = 1.0\n";
@@ -351,19 +335,23 @@ fn fleet_reasons(events: &[Vec<Value>]) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that some appliance's `fleet` event gives a reason containing
+/// `reason`.
+#[track_caller]
+fn assert_fleet_reason(events: &[Vec<Value>], reason: &str) {
+    let reasons = fleet_reasons(events);
+    assert!(
+        reasons.iter().any(|r| r.contains(reason)),
+        "no fleet event saying {reason:?}: {reasons:?}"
+    );
+}
+
 #[test]
 fn a_limit_block_on_one_appliance_blocks_the_customer_on_the_other() {
     let dir = TestDir::new("fleet-limit-block");
     let redis = RedisServer::start(&dir.path);
-    let (runs, events) = run_fleet_with(
-        "fleet-limit-block",
-        &toml_str(&redis.url()),
-        &pair(),
-        "",
-        "",
-        |_, _| {},
-    );
-    assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
+    let (runs, events) = run_pair("fleet-limit-block", &redis.url(), "", "", |_, _| {});
+    assert_eq!(fleet_total("limit block", &runs), LIMIT, "{runs:?}");
     let blocks: Vec<&Value> = events
         .iter()
         .flatten()
@@ -400,10 +388,9 @@ fn an_operator_block_and_unblock_on_one_appliance_apply_on_the_other() {
     // outlast it.
     let ctl_bin = ctl_bin();
     let mut latency = None;
-    let (_, events) = run_fleet_with(
+    let (_, events) = run_pair(
         "fleet-operator",
-        &toml_str(&redis.url()),
-        &pair(),
+        &redis.url(),
         HUGE_LIMITS,
         "",
         |dirs: &[&TestDir], _: &[u32]| {
@@ -527,10 +514,9 @@ fn announcements_missed_while_cut_off_are_read_after_resubscribing() {
     let dir = TestDir::new("fleet-missed");
     let redis = RedisServer::start(&dir.path);
     let mut view = Value::Null;
-    let (_, events) = run_fleet_with(
+    let (_, events) = run_pair(
         "fleet-missed",
-        &toml_str(&redis.url()),
-        &pair(),
+        &redis.url(),
         HUGE_LIMITS,
         "",
         |dirs, pids| {
@@ -594,48 +580,41 @@ fn an_operator_block_made_while_redis_is_paused_reaches_the_fleet_when_it_answer
     let dir = TestDir::new("fleet-kept");
     let redis = RedisServer::start(&dir.path);
     let mut view = Value::Null;
-    run_fleet_with(
-        "fleet-kept",
-        &toml_str(&redis.url()),
-        &pair(),
-        HUGE_LIMITS,
-        "",
-        |dirs, _| {
-            wait_ready(dirs[0]);
-            wait_ready(dirs[1]);
-            redis.signal("STOP");
-            let r = request(
-                dirs[0],
-                r#"{"cmd":"block","customer":"acme","duration":"1h","reason":"abuse #3"}"#,
-            );
-            assert_eq!(r["ok"], true, "{r}");
-            // The round carrying the block fails (Redis does not answer):
-            // edge-a keeps the block for Redis.
-            wait_until("edge-a finds Redis down", Duration::from_secs(10), || {
+    run_pair("fleet-kept", &redis.url(), HUGE_LIMITS, "", |dirs, _| {
+        wait_ready(dirs[0]);
+        wait_ready(dirs[1]);
+        redis.signal("STOP");
+        let r = request(
+            dirs[0],
+            r#"{"cmd":"block","customer":"acme","duration":"1h","reason":"abuse #3"}"#,
+        );
+        assert_eq!(r["ok"], true, "{r}");
+        // The round carrying the block fails (Redis does not answer):
+        // edge-a keeps the block for Redis.
+        wait_until("edge-a finds Redis down", Duration::from_secs(10), || {
+            let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
+            (v["healthy"] == false && v["announcements_waiting"] == 1).then_some(())
+        });
+        assert_eq!(
+            acme_on(dirs[1]).0,
+            "open",
+            "edge-b heard of it while Redis was paused"
+        );
+        redis.signal("CONT");
+        wait_until("edge-b blocks acme", Duration::from_secs(10), || {
+            (acme_on(dirs[1]).0 == "blocked").then_some(())
+        });
+        // (The call that timed out may have run once Redis woke up:
+        // edge-b can be blocked before edge-a has sent it again.)
+        view = wait_until(
+            "edge-a's block taken by Redis",
+            Duration::from_secs(10),
+            || {
                 let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
-                (v["healthy"] == false && v["announcements_waiting"] == 1).then_some(())
-            });
-            assert_eq!(
-                acme_on(dirs[1]).0,
-                "open",
-                "edge-b heard of it while Redis was paused"
-            );
-            redis.signal("CONT");
-            wait_until("edge-b blocks acme", Duration::from_secs(10), || {
-                (acme_on(dirs[1]).0 == "blocked").then_some(())
-            });
-            // (The call that timed out may have run once Redis woke up:
-            // edge-b can be blocked before edge-a has sent it again.)
-            view = wait_until(
-                "edge-a's block taken by Redis",
-                Duration::from_secs(10),
-                || {
-                    let v = request(dirs[0], r#"{"cmd":"fleet"}"#)["fleet"].clone();
-                    (v["announcements_waiting"] == 0).then_some(v)
-                },
-            );
-        },
-    );
+                (v["announcements_waiting"] == 0).then_some(v)
+            },
+        );
+    });
     assert_eq!(view["announcements_lost"], 0, "{view}");
 }
 
@@ -643,39 +622,26 @@ fn an_operator_block_made_while_redis_is_paused_reaches_the_fleet_when_it_answer
 fn redis_paused_and_resumed_keeps_the_fleet_within_the_limit() {
     let dir = TestDir::new("fleet-pause");
     let redis = RedisServer::start(&dir.path);
-    let (runs, events) = run_fleet_with(
-        "fleet-pause",
-        &toml_str(&redis.url()),
-        &pair(),
-        "",
-        SHORT_BLOCKS,
-        |dirs, _| {
-            wait_ready(dirs[0]);
-            std::thread::sleep(Duration::from_millis(500));
-            redis.signal("STOP");
-            // Longer than a lease lives.
-            std::thread::sleep(Duration::from_secs(4));
-            redis.signal("CONT");
-        },
-    );
-    let total = fleet_total(&runs);
-    eprintln!("paused: {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    let (runs, events) = run_pair("fleet-pause", &redis.url(), "", SHORT_BLOCKS, |dirs, _| {
+        wait_ready(dirs[0]);
+        std::thread::sleep(Duration::from_millis(500));
+        redis.signal("STOP");
+        // Longer than a lease lives.
+        std::thread::sleep(Duration::from_secs(4));
+        redis.signal("CONT");
+    });
+    let total = fleet_total("paused", &runs);
     assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
-    let reasons = fleet_reasons(&events);
-    assert!(
-        reasons.iter().any(|r| r.contains("unreachable")),
-        "no fallback event: {reasons:?}"
-    );
+    assert_fleet_reason(&events, "unreachable");
 }
 
 #[test]
 fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
     let dir = TestDir::new("fleet-restart");
     let mut redis = RedisServer::start(&dir.path);
-    let (runs, events) = run_fleet_with(
+    let (runs, events) = run_pair(
         "fleet-restart",
-        &toml_str(&redis.url()),
-        &pair(),
+        &redis.url(),
         "",
         SHORT_BLOCKS,
         |dirs, _| {
@@ -686,19 +652,11 @@ fn redis_restarted_without_its_state_quarantines_the_fleet_to_its_floors() {
             redis.restart_empty();
         },
     );
-    let total = fleet_total(&runs);
-    eprintln!(
-        "restart: {:?}",
-        runs.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    let total = fleet_total("restart", &runs);
     // An empty Redis would lease the whole 800 again: the quarantine
     // keeps everyone on their (spent) floors.
     assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");
-    let reasons = fleet_reasons(&events);
-    assert!(
-        reasons.iter().any(|r| r.contains("lost its state")),
-        "no quarantine event: {reasons:?}"
-    );
+    assert_fleet_reason(&events, "lost its state");
 }
 
 #[test]
@@ -730,11 +688,7 @@ fn two_appliances_on_a_three_master_cluster_forward_exactly_the_limit() {
             }
         },
     );
-    let total = fleet_total(&runs);
-    eprintln!(
-        "cluster split: {:?}",
-        runs.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    let total = fleet_total("cluster split", &runs);
     assert_eq!(total, LIMIT, "{runs:?}");
 }
 
@@ -754,8 +708,7 @@ fn three_appliances_forward_exactly_the_limit() {
         "",
         |_, _| {},
     );
-    eprintln!("three: {:?}", runs.iter().map(|r| r.0).collect::<Vec<_>>());
-    assert_eq!(fleet_total(&runs), LIMIT, "{runs:?}");
+    assert_eq!(fleet_total("three", &runs), LIMIT, "{runs:?}");
     for (fwd, acme) in &runs {
         // floor 0.2 × 1000 / 3 = 66 each.
         assert!(*fwd >= 66, "{acme}");
@@ -789,10 +742,9 @@ fn an_appliance_killed_holding_a_lease_has_it_charged_not_refunded() {
     let dir = TestDir::new("fleet-kill");
     let redis = RedisServer::start(&dir.path);
     let mut killed = None;
-    let (runs, _) = run_fleet_with(
+    let (runs, _) = run_pair(
         "fleet-kill",
-        &toml_str(&redis.url()),
-        &pair(),
+        &redis.url(),
         "",
         SHORT_BLOCKS,
         |dirs, pids| {
@@ -855,10 +807,9 @@ fn an_appliance_paused_past_its_lease_deadline_does_not_spend_it_after() {
     let dir = TestDir::new("fleet-appliance-pause");
     let redis = RedisServer::start(&dir.path);
     let mut paused = None;
-    let (runs, _) = run_fleet_with(
+    let (runs, _) = run_pair(
         "fleet-appliance-pause",
-        &toml_str(&redis.url()),
-        &pair(),
+        &redis.url(),
         "",
         SHORT_BLOCKS,
         |dirs, pids| {
@@ -874,11 +825,7 @@ fn an_appliance_paused_past_its_lease_deadline_does_not_spend_it_after() {
         },
     );
     let i = paused.expect("an appliance was paused");
-    let total = fleet_total(&runs);
-    eprintln!(
-        "paused edge {i}: {:?}",
-        runs.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    let total = fleet_total(&format!("paused edge {i}"), &runs);
     // Both ran to the end (run_fleet_with asserts a clean exit and a
     // summary) and the fleet stayed within the limit.
     assert!(total <= LIMIT, "{total} > {LIMIT}: {runs:?}");

@@ -122,7 +122,7 @@ impl Gobgpd {
     /// The RIB of `family` as gobgp lists it: NLRI text → first path.
     /// A failed read (a busy machine: the CLI gives up after a second) is
     /// retried; only an answer counts.
-    fn rib(&self, family: &str) -> serde_json::Map<String, Value> {
+    fn rib(&self, family: &str) -> Rib {
         wait_until(&format!("a read of {family}"), WAIT, || {
             let text = self.cli(&["global", "rib", "-a", family, "-j"]).ok()?;
             match serde_json::from_str::<Value>(text.trim()) {
@@ -133,6 +133,20 @@ impl Gobgpd {
             }
         })
     }
+
+    /// [`Self::rib`] of both flowspec families: (IPv4, IPv6).
+    fn flowspec_ribs(&self) -> (Rib, Rib) {
+        (self.rib("ipv4-flowspec"), self.rib("ipv6-flowspec"))
+    }
+}
+
+/// A RIB as [`Gobgpd::rib`] reads it.
+type Rib = serde_json::Map<String, Value>;
+
+/// Whether the RIBs hold acme's rules for both its prefixes
+/// (10.1.0.0/16, 2001:db8:1::/48).
+fn has_acme_rules(v4: &Rib, v6: &Rib) -> bool {
+    v4.contains_key(&v4_rule("10.1.0.0/16")) && v6.contains_key(&v6_rule("2001:db8:1::/48"))
 }
 
 impl Drop for Gobgpd {
@@ -277,18 +291,14 @@ fn blocks_reach_the_router_as_flowspec_and_follow_unblock_and_restarts() {
     // for a loaded machine); then BGP carries them to the router.
     let blocked_at = Instant::now();
     running.wait_for("acme's rules in the speaker", WAIT, |_| {
-        let v4 = speaker.rib("ipv4-flowspec");
-        let v6 = speaker.rib("ipv6-flowspec");
-        (v4.contains_key(&v4_rule("10.1.0.0/16")) && v6.contains_key(&v6_rule("2001:db8:1::/48")))
-            .then_some(())
+        let (v4, v6) = speaker.flowspec_ribs();
+        has_acme_rules(&v4, &v6).then_some(())
     });
     let took = blocked_at.elapsed();
     assert!(took < Duration::from_secs(3), "announced after {took:?}");
     let rib = running.wait_for("acme's rules at the router", WAIT, |_| {
-        let v4 = router.rib("ipv4-flowspec");
-        let v6 = router.rib("ipv6-flowspec");
-        (v4.contains_key(&v4_rule("10.1.0.0/16")) && v6.contains_key(&v6_rule("2001:db8:1::/48")))
-            .then_some((v4, v6))
+        let (v4, v6) = router.flowspec_ribs();
+        has_acme_rules(&v4, &v6).then_some((v4, v6))
     });
     assert_rule(&rib.0[&v4_rule("10.1.0.0/16")], "10.1.0.0/16");
     assert_rule(&rib.1[&v6_rule("2001:db8:1::/48")], "2001:db8:1::/48");
@@ -363,10 +373,8 @@ fn blocks_reach_the_router_as_flowspec_and_follow_unblock_and_restarts() {
     speaker.spawn();
     let t = Instant::now();
     running.wait_for("acme's rules back at the router", WAIT, |_| {
-        let v4 = router.rib("ipv4-flowspec");
-        let v6 = router.rib("ipv6-flowspec");
-        (v4.contains_key(&v4_rule("10.1.0.0/16")) && v6.contains_key(&v6_rule("2001:db8:1::/48")))
-            .then_some(())
+        let (v4, v6) = router.flowspec_ribs();
+        has_acme_rules(&v4, &v6).then_some(())
     });
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 
@@ -397,12 +405,8 @@ fn blocks_reach_the_router_as_flowspec_and_follow_unblock_and_restarts() {
     // The router restarts: BGP brings the rules back.
     router.restart();
     running.wait_for("acme's rules at the restarted router", WAIT, |_| {
-        let v4 = router.rib("ipv4-flowspec");
-        let v6 = router.rib("ipv6-flowspec");
-        (v4.contains_key(&v4_rule("10.1.0.0/16"))
-            && v6.contains_key(&v6_rule("2001:db8:1::/48"))
-            && !v4.contains_key(&v4_rule("10.2.0.0/16")))
-        .then_some(())
+        let (v4, v6) = router.flowspec_ribs();
+        (has_acme_rules(&v4, &v6) && !v4.contains_key(&v4_rule("10.2.0.0/16"))).then_some(())
     });
     running.signal("TERM");
     let run = running.wait(WAIT);

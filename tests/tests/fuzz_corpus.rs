@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use synwall_tests::fixtures::customer;
 use synwall_tests::*;
 
 #[allow(dead_code)]
@@ -48,20 +49,30 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     all
 }
 
-/// Runs `f` on every input, and reports every input that panicked.
-fn replay_in_process(target: &str, f: fn(&[u8])) {
+/// [`inputs`] of `target`, which must have some.
+#[track_caller]
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let all = inputs(target);
     assert!(!all.is_empty(), "no {target} corpus");
+    all
+}
+
+/// Fails the test if any input `failed` (one line each), listing them
+/// under `what`.
+#[track_caller]
+fn assert_none_failed(what: &str, failed: &[String]) {
+    assert!(failed.is_empty(), "{what}:\n{}", failed.join("\n"));
+}
+
+/// Runs `f` on every input, and reports every input that panicked.
+fn replay_in_process(target: &str, f: fn(&[u8])) {
+    let all = corpus(target);
     let failed: Vec<String> = all
         .iter()
         .filter(|(_, bytes)| std::panic::catch_unwind(|| f(bytes)).is_err())
         .map(|(path, bytes)| format!("{}: {}", path.display(), hex(bytes)))
         .collect();
-    assert!(
-        failed.is_empty(),
-        "{target} inputs failed:\n{}",
-        failed.join("\n")
-    );
+    assert_none_failed(&format!("{target} inputs failed"), &failed);
 }
 
 #[test]
@@ -89,8 +100,7 @@ const PANIC_EXIT: i32 = 101;
 
 #[test]
 fn config_corpus() {
-    let all = inputs("config");
-    assert!(!all.is_empty(), "no config corpus");
+    let all = corpus("config");
     let dir = TestDir::new("fuzz-config");
     let mut crashed = Vec::new();
     for (path, bytes) in &all {
@@ -109,30 +119,17 @@ fn config_corpus() {
             crashed.push(format!("{}: {:?} {stderr}", path.display(), out.status));
         }
     }
-    assert!(
-        crashed.is_empty(),
-        "synwall --check crashed:\n{}",
-        crashed.join("\n")
-    );
+    assert_none_failed("synwall --check crashed", &crashed);
 }
 
 #[test]
 fn snapshot_corpus() {
-    let all = inputs("snapshot");
-    assert!(!all.is_empty(), "no snapshot corpus");
-    let customers = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24"]
-
-[[customer]]
-name = "spam"
-prefixes = ["203.0.113.0/24"]
-blocked = true
-"#;
+    let all = corpus("snapshot");
+    let customers = customer("acme", &["198.51.100.0/24"], "")
+        + &customer("spam", &["203.0.113.0/24"], "blocked = true");
     let mut crashed = Vec::new();
     for (path, bytes) in &all {
-        let mut scenario = Scenario::new(Vec::new(), Vec::new()).customers(customers);
+        let mut scenario = Scenario::new(Vec::new(), Vec::new()).customers(&customers);
         scenario.duration = 0.3;
         let dir = TestDir::new("fuzz-snapshot");
         fs::create_dir_all(dir.join("state")).expect("state dir");
@@ -152,20 +149,14 @@ blocked = true
             ));
         }
     }
-    assert!(
-        crashed.is_empty(),
-        "snapshot inputs:\n{}",
-        crashed.join("\n")
-    );
+    assert_none_failed("snapshot inputs", &crashed);
 }
 
 #[test]
 fn protocol_corpus() {
-    let all = inputs("protocol");
-    assert!(!all.is_empty(), "no protocol corpus");
+    let all = corpus("protocol");
     let mut scenario = Scenario::new(Vec::new(), Vec::new()).customers(
-        "[[customer]]\nname = \"acme\"\nprefixes = [\"198.51.100.0/24\"]\n\n\
-         [plans.mailserver]\n\"1h\" = 100\n",
+        &(customer("acme", &["198.51.100.0/24"], "") + "\n[plans.mailserver]\n\"1h\" = 100\n"),
     );
     scenario.duration = 60.0;
     let mut run = scenario.spawn(TestDir::new("fuzz-protocol"), &[]);
@@ -206,9 +197,5 @@ fn protocol_corpus() {
         result.exit.status,
         result.exit.stderr
     );
-    assert!(
-        bad.is_empty(),
-        "requests without a reply:\n{}",
-        bad.join("\n")
-    );
+    assert_none_failed("requests without a reply", &bad);
 }

@@ -6,11 +6,19 @@
 //! the profile's expectation is wrong.
 use std::process::Command;
 
+use synwall_tests::fixtures::customer;
 use synwall_tests::{gen_bin, synwall_bin, write_config, TestDir, Value};
+
+/// The customers' prefixes, the same in synwall's config and in the
+/// profile.
+const SPAMMER: &[&str] = &["198.51.100.0/24", "2001:db8:66::/48"];
+const WEBSHOP: &[&str] = &["203.0.113.0/24"];
+const MAILHOST: &[&str] = &["192.0.2.128/25", "2001:db8:25::/48"];
 
 /// synwall's config: a 5m limit of 100 by default, one customer with an
 /// override of 400.
-const SYNWALL: &str = r#"
+fn synwall_config() -> String {
+    let head = r#"
 [dpdk]
 eal_args = ["--no-huge", "-m", "256", "--log-level=*:notice"]
 cores = [1]
@@ -26,79 +34,57 @@ outside = "net_pcap1"
 
 [control]
 tick = "50ms"
-
-[[customer]]
-name = "spammer"
-prefixes = ["198.51.100.0/24", "2001:db8:66::/48"]
-
-[[customer]]
-name = "webshop"
-prefixes = ["203.0.113.0/24"]
-
-[[customer]]
-name = "mailhost"
-prefixes = ["192.0.2.128/25", "2001:db8:25::/48"]
-limits = { "5m" = 400 }
 "#;
+    [
+        head,
+        &customer("spammer", SPAMMER, ""),
+        &customer("webshop", WEBSHOP, ""),
+        &customer("mailhost", MAILHOST, "limits = { \"5m\" = 400 }"),
+    ]
+    .concat()
+}
 
 /// The profile: a hammer of 300 SYNs over its limit (`spammer_limit` is
 /// what the profile claims), a trickle of 40 and a steady 150 under theirs,
 /// and 1500 background frames of every kind.
 fn profile(spammer_limit: u64) -> String {
-    format!(
-        r#"
-[appliance]
-config = "synwall.toml"
-malformed = "forward"
-
-[traffic]
-seed = 3
-sizes = "imix"
-
-[[customer]]
-name = "spammer"
-prefixes = ["198.51.100.0/24", "2001:db8:66::/48"]
-pattern = "hammer"
-rate = 5000
-duration = 0.06
-limit = {spammer_limit}
-
-[[customer]]
-name = "webshop"
-prefixes = ["203.0.113.0/24"]
-pattern = "trickle"
-rate = 20
-count = 40
-limit = 100
-
-[[customer]]
-name = "mailhost"
-prefixes = ["192.0.2.128/25", "2001:db8:25::/48"]
-pattern = "steady"
-rate = 200
-count = 150
-limit = 400
-
-[background]
-frames = 1500
-rate = 20000
-malformed_pct = 1
-ipv6_pct = 5
-vlan_pct = 10
-qinq_pct = 3
-"#
-    )
+    let head = "\n[appliance]\nconfig = \"synwall.toml\"\nmalformed = \"forward\"\n\n\
+                [traffic]\nseed = 3\nsizes = \"imix\"\n";
+    let background = "\n[background]\nframes = 1500\nrate = 20000\nmalformed_pct = 1\n\
+                      ipv6_pct = 5\nvlan_pct = 10\nqinq_pct = 3\n";
+    [
+        head,
+        &customer(
+            "spammer",
+            SPAMMER,
+            &format!("pattern = \"hammer\"\nrate = 5000\nduration = 0.06\nlimit = {spammer_limit}"),
+        ),
+        &customer(
+            "webshop",
+            WEBSHOP,
+            "pattern = \"trickle\"\nrate = 20\ncount = 40\nlimit = 100",
+        ),
+        &customer(
+            "mailhost",
+            MAILHOST,
+            "pattern = \"steady\"\nrate = 200\ncount = 150\nlimit = 400",
+        ),
+        background,
+    ]
+    .concat()
 }
 
 struct GenRun {
-    code: Option<i32>,
     stdout: String,
     stderr: String,
     report: Value,
 }
 
-fn verify(dir: &TestDir, spammer_limit: u64) -> GenRun {
-    write_config(dir, "synwall.toml", SYNWALL);
+/// `synwall-gen verify` of [`profile`]`(spammer_limit)` in `dir`, which must
+/// exit with `code` (0: pass, 1: fail).
+#[track_caller]
+fn verify(dir: &TestDir, spammer_limit: u64, code: i32) -> GenRun {
+    write_config(dir, "synwall.toml", &synwall_config());
     let prof = write_config(dir, "profile.toml", &profile(spammer_limit));
     let report = dir.join("report.json");
     let out = Command::new(gen_bin())
@@ -118,12 +104,19 @@ fn verify(dir: &TestDir, spammer_limit: u64) -> GenRun {
         .output()
         .expect("running synwall-gen");
     let text = std::fs::read_to_string(&report).unwrap_or_default();
-    GenRun {
-        code: out.status.code(),
+    let run = GenRun {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         report: serde_json::from_str(&text).unwrap_or(Value::Null),
-    }
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
 }
 
 fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -138,14 +131,7 @@ fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn verify_passes_on_a_correct_synwall() {
     let dir = TestDir::new("gen-verify-pass");
-    let run = verify(&dir, 100);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = verify(&dir, 100, 0);
     assert!(run.stdout.contains("verify: PASS"), "{}", run.stdout);
     let r = &run.report;
     assert_eq!(r["pass"], true);
@@ -183,14 +169,7 @@ fn verify_passes_on_a_correct_synwall() {
 fn verify_fails_when_the_expectation_is_wrong() {
     let dir = TestDir::new("gen-verify-fail");
     // The profile claims 80; synwall's config says 100.
-    let run = verify(&dir, 80);
-    assert_eq!(
-        run.code,
-        Some(1),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = verify(&dir, 80, 1);
     assert!(run.stdout.contains("verify: FAIL"), "{}", run.stdout);
     let line = run
         .stdout
@@ -234,26 +213,23 @@ rx_port = "net_ring0"
 
 [traffic]
 sizes = "64"
-
-[[customer]]
-name = "spammer"
-prefixes = ["198.51.100.0/24"]
-pattern = "hammer"
-rate = 5000
-count = 300
-
-[[customer]]
-name = "webshop"
-prefixes = ["203.0.113.0/24", "2001:db8:77::/48"]
-pattern = "trickle"
-count = 40
-
+{}{}
 [background]
 frames = 1000
 ipv6_pct = 5
 vlan_pct = 10
 "#,
-            dir.unique
+            dir.unique,
+            customer(
+                "spammer",
+                &["198.51.100.0/24"],
+                "pattern = \"hammer\"\nrate = 5000\ncount = 300"
+            ),
+            customer(
+                "webshop",
+                &["203.0.113.0/24", "2001:db8:77::/48"],
+                "pattern = \"trickle\"\ncount = 40"
+            ),
         ),
     );
     let report = dir.join(&format!("ring{queues}.json"));

@@ -102,13 +102,7 @@ fn malformed_forwarded_and_counted_by_default() {
         ..Verdicts::default()
     });
     run.assert_outcomes(&outcomes);
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("acme", 1, 0, 1),
-            CustomerCount::new("beta", 1, 1, 0),
-        ]
-    );
+    run.assert_customers(&[("acme", 1, 0, 1), ("beta", 1, 1, 0)]);
     run.assert_consistent();
 }
 

@@ -7,20 +7,15 @@ use std::net::Ipv4Addr;
 
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::{ACK, SYN};
+use synwall_tests::fixtures::customer;
 use synwall_tests::*;
 
 const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
 
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "busy"
-prefixes = ["192.0.2.0/24"]
-
-[[customer]]
-name = "blocked"
-prefixes = ["198.51.100.0/24"]
-blocked = true
-"#;
+fn customers() -> String {
+    customer("busy", &["192.0.2.0/24"], "")
+        + &customer("blocked", &["198.51.100.0/24"], "blocked = true")
+}
 
 fn syn(src: Ipv4Addr, sport: u16) -> Vec<u8> {
     FrameBuilder::tcp_v4(src, MX, sport, 25, SYN)
@@ -68,7 +63,7 @@ fn syns_spread_over_two_workers_are_all_counted() {
     // about limits.
     let mut scenario = Scenario::new(Vec::new(), Vec::new())
         .sections("[windows]\n\"5m\" = 100000\n\"1h\" = 100000\n\"1d\" = 100000")
-        .customers(CUSTOMERS);
+        .customers(&customers());
     scenario.inside = vec![in0.clone(), in1.clone()];
     scenario.outside = vec![rev0.clone(), rev1.clone()];
     scenario.cores = vec![1, 2];
@@ -87,13 +82,10 @@ fn syns_spread_over_two_workers_are_all_counted() {
 
     let sent_busy = 40 + 25;
     let sent_blocked = 5 + 7;
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("busy", sent_busy, sent_busy, 0),
-            CustomerCount::new("blocked", sent_blocked, 0, sent_blocked),
-        ]
-    );
+    run.assert_customers(&[
+        ("busy", sent_busy, sent_busy, 0),
+        ("blocked", sent_blocked, 0, sent_blocked),
+    ]);
     let workers = run.summary["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 2);
     assert_eq!(workers[0]["lcore"], 1);

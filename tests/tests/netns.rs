@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use synwall_tests::fixtures::customer;
 use synwall_tests::*;
 
 /// The Debian python, which has python3-aiosmtpd (`python3` on the PATH may
@@ -400,18 +401,8 @@ impl Bed {
         let mut child = self.synwall.take().expect("synwall running");
         let pid = child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait") {
-                break s;
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("synwall ignored SIGTERM for 10 s\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_timeout(&mut child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("synwall ignored SIGTERM for 10 s\n{}", self.output()));
         assert!(
             status.success(),
             "synwall exited {status}\n{}",
@@ -479,21 +470,18 @@ fn check_summary(summary: &Value, customers: &[(&str, u64, u64)]) {
     }
 }
 
-const CUSTOMERS: &str = r#"
-[[customer]]
-name = "acme"
-prefixes = ["198.51.100.0/24", "2001:db8:1::/48"]
-limits = { "5m" = 3 }
-
-[[customer]]
-name = "beta"
-prefixes = ["192.0.2.0/24"]
-
-[[customer]]
-name = "gamma"
-prefixes = ["203.0.113.0/24"]
-limits = { "5m" = 2 }
-"#;
+fn customers() -> String {
+    [
+        customer(
+            "acme",
+            &["198.51.100.0/24", "2001:db8:1::/48"],
+            "limits = { \"5m\" = 3 }",
+        ),
+        customer("beta", &["192.0.2.0/24"], ""),
+        customer("gamma", &["203.0.113.0/24"], "limits = { \"5m\" = 2 }"),
+    ]
+    .concat()
+}
 
 /// `action = "reset"`: over the limit, mail fails at once; other customers
 /// and other traffic are untouched; operators unblock; blocks expire.
@@ -503,7 +491,7 @@ fn mail_over_the_limit_is_reset_inline() {
     let mut bed = Bed::start(
         "netns-reset",
         "[block]\naction = \"reset\"\nscope = \"syn\"\nduration = \"4s\"\nescalation = 1.0",
-        CUSTOMERS,
+        &customers(),
     );
     let started = Instant::now();
 
@@ -607,7 +595,7 @@ fn mail_over_the_limit_is_dropped_inline() {
     let mut bed = Bed::start(
         "netns-drop",
         "[block]\naction = \"drop\"\nscope = \"syn\"\nduration = \"1h\"",
-        CUSTOMERS,
+        &customers(),
     );
     let started = Instant::now();
     assert_delivers("sw-cust1", ACME4, 3, "acme up to its limit");

@@ -323,13 +323,7 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!("synwall output:\n{}", self.output());
-            }
-        }
+        reap(self.child.take(), || self.output());
     }
 }
 
@@ -344,22 +338,27 @@ fn field(v: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number {key} in {v}"))
 }
 
+/// Writes `script` as `hook.sh` in `dir`; returns the `[control]` key
+/// that runs it (`sh hook.sh DIR`, 10 s timeout).
+fn hook(dir: &TestDir, script: &str) -> String {
+    let hook = dir.join("hook.sh");
+    fs::write(&hook, script).expect("writing the hook");
+    format!(
+        "hook = {{ command = [\"/bin/sh\", {}, {}], timeout = \"10s\" }}",
+        toml_str(&hook.display().to_string()),
+        toml_str(&dir.path.display().to_string())
+    )
+}
+
 #[test]
 fn block_and_unblock_through_synwallctl_while_traffic_flows() {
     build_binaries();
     let port = free_port();
     let dir = TestDir::new("operator-block");
     // A hook that logs each event's kind, customer and stdin line.
-    let hook = dir.join("hook.sh");
-    fs::write(
-        &hook,
+    let hook_line = hook(
+        &dir,
         "read -r line\nprintf '%s %s %s\\n' \"$SYNWALL_EVENT\" \"$SYNWALL_CUSTOMER\" \"$line\" >> \"$1/hooks.log\"\n",
-    )
-    .expect("writing the hook");
-    let hook_line = format!(
-        "hook = {{ command = [\"/bin/sh\", {}, {}], timeout = \"10s\" }}",
-        toml_str(&hook.display().to_string()),
-        toml_str(&dir.path.display().to_string())
     );
     let mut s = Scenario::new(traffic(20), Vec::new())
         .sections(WINDOWS)
@@ -852,16 +851,9 @@ fn control_socket_abuse_leaves_the_appliance_unaffected() {
 fn limit_and_mode_changes_are_logged_with_the_caller() {
     build_binaries();
     let dir = TestDir::new("operator-changes");
-    let hook = dir.join("hook.sh");
-    fs::write(
-        &hook,
+    let hook_line = hook(
+        &dir,
         "printf '%s %s %s %s %s\\n' \"$SYNWALL_EVENT\" \"${SYNWALL_CUSTOMER:-${SYNWALL_PLAN:--}}\" \"${SYNWALL_OLD:--}\" \"${SYNWALL_NEW:--}\" \"$SYNWALL_BY\" >> \"$1/hooks.log\"\n",
-    )
-    .expect("writing the hook");
-    let hook_line = format!(
-        "hook = {{ command = [\"/bin/sh\", {}, {}], timeout = \"10s\" }}",
-        toml_str(&hook.display().to_string()),
-        toml_str(&dir.path.display().to_string())
     );
     let mut s = Scenario::new(Vec::new(), Vec::new())
         .sections(&format!("{WINDOWS}\n\n[plans.mailserver]\n\"5m\" = 5000\n"))

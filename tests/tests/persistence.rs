@@ -42,13 +42,7 @@ fn first_run(name: &str) -> RunResult {
     let mut frames = syns(1, 1_000, 1);
     frames.extend(syns(2, 10, 1));
     let run = scenario(frames).run(name);
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("spammer", 1_000, 100, 900),
-            CustomerCount::new("quiet", 10, 10, 0),
-        ]
-    );
+    run.assert_customers(&[("spammer", 1_000, 100, 900), ("quiet", 10, 10, 0)]);
     assert_eq!(run.customer_state("spammer").as_deref(), Some("blocked"));
     assert_eq!(run.events_of("block", Some("spammer")).len(), 1);
     run.assert_consistent();
@@ -74,13 +68,7 @@ fn assert_block_kept(run: &RunResult, quiet: &[Vec<u8>], quiet_before: u64) {
     );
     // Only quiet's SYNs go out: every one of the spammer's is dropped.
     assert_frames_eq(&run.out_frames(), quiet, "outside tx");
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("spammer", 5, 0, 5),
-            CustomerCount::new("quiet", 3, 3, 0),
-        ]
-    );
+    run.assert_customers(&[("spammer", 5, 0, 5), ("quiet", 3, 3, 0)]);
     assert_eq!(run.customer_state("spammer").as_deref(), Some("blocked"));
     // Window counts carried over: run 1's 100 forwarded; nothing new.
     assert_eq!(run.window_count("spammer", "5m"), 100);
@@ -186,13 +174,7 @@ fn corrupt_snapshot_refuses_to_start_unless_fresh_state() {
             fresh.exit.stderr
         );
         assert_frames_eq(&fresh.out_frames(), &frames, "outside tx");
-        assert_eq!(
-            fresh.customers(),
-            vec![
-                CustomerCount::new("spammer", 5, 5, 0),
-                CustomerCount::new("quiet", 3, 3, 0),
-            ]
-        );
+        fresh.assert_customers(&[("spammer", 5, 5, 0), ("quiet", 3, 3, 0)]);
         assert_eq!(fresh.customer_state("spammer").as_deref(), Some("open"));
         assert_eq!(fresh.window_count("spammer", "5m"), 5);
         fresh.assert_consistent();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::SYN;
+use synwall_tests::fixtures::customer;
 use synwall_tests::*;
 
 const MX: Ipv4Addr = Ipv4Addr::new(93, 184, 216, 34);
@@ -29,30 +30,19 @@ const SECTIONS: &str =
 
 /// A, in monitor mode so that a limit below its count is reported, never
 /// enforced; C, which the good reload removes.
-const CUSTOMERS_BEFORE: &str = r#"
-[[customer]]
-name = "alpha"
-prefixes = ["10.1.0.0/16"]
-mode = "monitor"
-
-[[customer]]
-name = "gamma"
-prefixes = ["10.9.0.0/16"]
-"#;
+fn customers_before() -> String {
+    customer("alpha", &["10.1.0.0/16"], "mode = \"monitor\"")
+        + &customer("gamma", &["10.9.0.0/16"], "")
+}
 
 /// A's limit lowered to 50, C removed, B added with a standing block.
-const CUSTOMERS_AFTER: &str = r#"
-[[customer]]
-name = "alpha"
-prefixes = ["10.1.0.0/16"]
-mode = "monitor"
-limits = { "5m" = 50 }
-
-[[customer]]
-name = "beta"
-prefixes = ["10.3.0.0/16"]
-blocked = true
-"#;
+fn customers_after() -> String {
+    customer(
+        "alpha",
+        &["10.1.0.0/16"],
+        "mode = \"monitor\"\nlimits = { \"5m\" = 50 }",
+    ) + &customer("beta", &["10.3.0.0/16"], "blocked = true")
+}
 
 fn syns(net: u8, n: u32) -> Vec<Vec<u8>> {
     (0..n)
@@ -73,6 +63,21 @@ fn scenario(frames: &[Vec<u8>], customers: &str) -> Scenario {
         .customers(customers);
     s.duration = 120.0;
     s
+}
+
+/// Alpha's 60 SYNs, and the scenario with them before any reload.
+fn before_reload() -> (Vec<Vec<u8>>, Scenario) {
+    let frames = syns(1, 60);
+    let before = scenario(&frames, &customers_before());
+    (frames, before)
+}
+
+/// `before` running in `dir`, once alpha's 60 SYNs are counted.
+#[track_caller]
+fn spawn_counted(before: &Scenario, dir: TestDir) -> Running<'_> {
+    let mut running = before.spawn(dir, &[]);
+    wait_counted(&mut running, 60);
+    running
 }
 
 /// Rewrites the running config with `text`, sends SIGHUP, and waits for the
@@ -112,8 +117,7 @@ fn wait_counted(running: &mut Running<'_>, n: u64) {
 
 #[test]
 fn reload_adds_and_removes_customers_and_changes_limits_keeping_counts() {
-    let frames = syns(1, 60);
-    let before = scenario(&frames, CUSTOMERS_BEFORE);
+    let (frames, before) = before_reload();
     let mut running = before.spawn(TestDir::new("reload"), &[]);
     let near = running.wait_for_event("alpha's near_limit event", WAIT, |e| {
         e["kind"] == "near_limit" && e["customer"] == "alpha"
@@ -121,7 +125,7 @@ fn reload_adds_and_removes_customers_and_changes_limits_keeping_counts() {
     assert_eq!(near["limit"], 100, "{near}");
     wait_counted(&mut running, 60);
 
-    let after = scenario(&frames, CUSTOMERS_AFTER).config(running.dir());
+    let after = scenario(&frames, &customers_after()).config(running.dir());
     let reason = reload(&mut running, &after, 1);
     assert!(!reason.starts_with("rejected"), "{reason}");
     assert!(
@@ -151,10 +155,7 @@ fn reload_adds_and_removes_customers_and_changes_limits_keeping_counts() {
     let run = running.wait(WAIT);
     assert!(run.exit.status.success(), "{:?}", run.exit);
     assert_frames_eq(&run.out_frames(), &frames, "outside tx");
-    assert_eq!(
-        run.customers(),
-        vec![CustomerCount::new("alpha", 60, 60, 0)]
-    );
+    run.assert_customers(&[("alpha", 60, 60, 0)]);
     assert_eq!(run.customer_state("alpha").as_deref(), Some("open"));
     assert_eq!(run.window_count("alpha", "5m"), 60);
     assert_eq!(run.customer_state("beta").as_deref(), Some("blocked"));
@@ -171,16 +172,14 @@ fn reload_adds_and_removes_customers_and_changes_limits_keeping_counts() {
 
 #[test]
 fn bad_reloads_are_rejected_and_the_running_config_stays() {
-    let frames = syns(1, 60);
-    let before = scenario(&frames, CUSTOMERS_BEFORE);
-    let mut running = before.spawn(TestDir::new("reload-bad"), &[]);
-    wait_counted(&mut running, 60);
+    let (frames, before) = before_reload();
+    let mut running = spawn_counted(&before, TestDir::new("reload-bad"));
     let good = before.config(running.dir());
 
     // 1. A bad CIDR in an otherwise good config.
     let bad_cidr = scenario(
         &frames,
-        &CUSTOMERS_AFTER.replace("10.3.0.0/16", "10.3.0.0/33"),
+        &customers_after().replace("10.3.0.0/16", "10.3.0.0/33"),
     )
     .config(running.dir());
     let why = reload(&mut running, &bad_cidr, 1);
@@ -195,7 +194,7 @@ fn bad_reloads_are_rejected_and_the_running_config_stays() {
     assert!(why.starts_with("rejected: "), "{why}");
 
     // 3. A change that needs a restart: [block] action.
-    let mut reset = scenario(&frames, CUSTOMERS_AFTER);
+    let mut reset = scenario(&frames, &customers_after());
     reset.sections.push_str("[block]\naction = \"reset\"\n");
     let text = reset.config(running.dir());
     let why = reload(&mut running, &text, 3);
@@ -204,7 +203,7 @@ fn bad_reloads_are_rejected_and_the_running_config_stays() {
     assert!(why.contains("[block]"), "{why}");
 
     // 4. Another: the worker cores ([dpdk]).
-    let mut cores = scenario(&frames, CUSTOMERS_AFTER);
+    let mut cores = scenario(&frames, &customers_after());
     cores.cores = vec![1, 2];
     let text = cores.config(running.dir());
     let why = reload(&mut running, &text, 4);
@@ -236,10 +235,7 @@ fn bad_reloads_are_rejected_and_the_running_config_stays() {
     let run = running.wait(WAIT);
     assert!(run.exit.status.success(), "{:?}", run.exit);
     assert_frames_eq(&run.out_frames(), &frames, "outside tx");
-    assert_eq!(
-        run.customers(),
-        vec![CustomerCount::new("alpha", 60, 60, 0)]
-    );
+    run.assert_customers(&[("alpha", 60, 60, 0)]);
     assert_eq!(run.window_count("alpha", "5m"), 60);
     assert!(run.customer_state("beta").is_none());
     run.assert_consistent();
@@ -257,10 +253,8 @@ fn bad_reloads_are_rejected_and_the_running_config_stays() {
 /// a customer is no crossing.
 #[test]
 fn reload_without_changes_does_not_repeat_warnings() {
-    let frames = syns(1, 60);
-    let before = scenario(&frames, CUSTOMERS_BEFORE);
-    let mut running = before.spawn(TestDir::new("reload-same"), &[]);
-    wait_counted(&mut running, 60);
+    let (_, before) = before_reload();
+    let mut running = spawn_counted(&before, TestDir::new("reload-same"));
     let same = before.config(running.dir());
     let why = reload(&mut running, &same, 1);
     assert!(why.contains("2 customers (0 added, 0 removed)"), "{why}");
@@ -284,20 +278,19 @@ fn a_broken_customers_file_is_rejected_and_everything_stays() {
     before.preamble = "customers_file = \"customers.toml\"\n".to_owned();
     let dir = TestDir::new("reload-customers-file");
     let file = dir.join("customers.toml");
-    fs::write(&file, CUSTOMERS_BEFORE).unwrap();
-    let mut running = before.spawn(dir, &[]);
-    wait_counted(&mut running, 60);
+    fs::write(&file, customers_before()).unwrap();
+    let mut running = spawn_counted(&before, dir);
     let config = before.config(running.dir());
 
     let broken: [(&str, String); 4] = [
         ("not TOML", "[[customer]\nname = ".to_owned()),
         (
             "a bad prefix",
-            CUSTOMERS_AFTER.replace("10.3.0.0/16", "10.3.0.0/33"),
+            customers_after().replace("10.3.0.0/16", "10.3.0.0/33"),
         ),
         (
             "a duplicate customer",
-            format!("{CUSTOMERS_BEFORE}\n[[customer]]\nname = \"alpha\"\nprefixes = [\"10.4.0.0/16\"]\n"),
+            customers_before() + &customer("alpha", &["10.4.0.0/16"], ""),
         ),
         ("missing", String::new()),
     ];
@@ -322,7 +315,7 @@ fn a_broken_customers_file_is_rejected_and_everything_stays() {
 
     // Mended: the change applies (alpha's limit lowered below its count of
     // 60, which a monitor customer reports; beta added blocked, gamma gone).
-    fs::write(&file, CUSTOMERS_AFTER).unwrap();
+    fs::write(&file, customers_after()).unwrap();
     let why = reload(&mut running, &config, 5);
     assert!(!why.starts_with("rejected"), "{why}");
     assert!(why.contains("2 customers (1 added, 1 removed)"), "{why}");

@@ -164,13 +164,7 @@ fn blocked_syn_answered_with_rst_on_the_inside_port() {
         ..Verdicts::default()
     });
     run.assert_outcomes(&[("syn_watched", 6)]);
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("acme", 5, 0, 5),
-            CustomerCount::new("beta", 1, 1, 0),
-        ]
-    );
+    run.assert_customers(&[("acme", 5, 0, 5), ("beta", 1, 1, 0)]);
     run.assert_consistent();
 }
 

@@ -189,12 +189,6 @@ fn vlan_qinq_ipv6_ext_headers_and_fragments() {
         // tiny first fragment.
         ("fragment_evasive", 4),
     ]);
-    assert_eq!(
-        run.customers(),
-        vec![
-            CustomerCount::new("acme", 7, 0, 7),
-            CustomerCount::new("beta", 3, 3, 0),
-        ]
-    );
+    run.assert_customers(&[("acme", 7, 0, 7), ("beta", 3, 3, 0)]);
     run.assert_consistent();
 }
