@@ -89,6 +89,15 @@ fn shards(k: usize, customers: usize) -> Vec<Arc<WorkerShard>> {
         .collect()
 }
 
+/// A plane for [`config`] on `k` fresh shards, after its first tick at 0.
+fn started(k: usize) -> (ControlPlane, Vec<Arc<WorkerShard>>) {
+    let cfg = config();
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    let sh = shards(k, cfg.customers.len());
+    plane.tick(0, &sh);
+    (plane, sh)
+}
+
 /// One SYN of customer `c` through `shard`, through the worker's own
 /// method: counted, then forwarded only if not blocked and within the grant.
 fn send(shard: &WorkerShard, c: CustomerId) -> bool {
@@ -364,10 +373,7 @@ fn limit_block_expiry_and_escalation_with_cap() {
 
 #[test]
 fn no_block_without_an_attempt_over_the_limit() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(1, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(1);
     assert_eq!(send_n(&sh[0], SMALL, 10), 10);
     let events = plane.tick(100, &sh);
     assert!(!plane.is_blocked(SMALL), "at the limit is allowed");
@@ -385,10 +391,7 @@ fn no_block_without_an_attempt_over_the_limit() {
 
 #[test]
 fn near_limit_rearms_after_the_count_falls() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(1, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(1);
     send_n(&sh[0], PLAIN, 80);
     let e = plane.tick(100, &sh);
     assert_eq!(kinds(&e), vec![(EventKind::NearLimit, "plain".into())]);
@@ -402,10 +405,7 @@ fn near_limit_rearms_after_the_count_falls() {
 
 #[test]
 fn closed_port_blocks_on_the_first_attempt() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(2, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(2);
     assert!(!send(&sh[1], CLOSED));
     let e = plane.tick(100, &sh);
     assert_eq!(kinds(&e), vec![(EventKind::Block, "closed".into())]);
@@ -415,10 +415,7 @@ fn closed_port_blocks_on_the_first_attempt() {
 
 #[test]
 fn monitor_reports_would_block_and_forwards_everything() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(2, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(2);
     assert_eq!(send_n(&sh[0], WATCH, 30) + send_n(&sh[1], WATCH, 30), 60);
     let e = plane.tick(100, &sh);
     assert_eq!(
@@ -441,10 +438,7 @@ fn monitor_reports_would_block_and_forwards_everything() {
 
 #[test]
 fn exempt_is_never_limited_or_warned() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(2, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(2);
     assert_eq!(send_n(&sh[0], FREE, 1_000), 1_000);
     assert!(plane.tick(100, &sh).is_empty());
     assert_eq!(plane.count(FREE, 0, 100), 1_000, "still counted");
@@ -453,10 +447,7 @@ fn exempt_is_never_limited_or_warned() {
 
 #[test]
 fn manual_block_indefinite_and_timed_and_unblock() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(2, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(2);
     // Indefinite, on a monitor customer: operators can block anyone.
     let e = plane.block(WATCH, None, "abuse #1", "alice", 50).unwrap();
     assert_eq!(
@@ -512,10 +503,7 @@ fn manual_block_indefinite_and_timed_and_unblock() {
 
 #[test]
 fn set_limit_and_set_mode_take_effect_at_the_next_tick() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(1, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(1);
     plane.set_limit(PLAIN, 0, 3).unwrap();
     assert_eq!(
         plane.set_limit(PLAIN, 5, 3),
@@ -538,10 +526,7 @@ fn set_limit_and_set_mode_take_effect_at_the_next_tick() {
 
 #[test]
 fn views_and_top() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(2, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(2);
     send_n(&sh[0], PLAIN, 7);
     send_n(&sh[1], MX, 9);
     send_n(&sh[1], FREE, 3);
@@ -623,10 +608,7 @@ fn snapshot_round_trip_keeps_blocks_and_counts_across_a_restart() {
 fn corrupt_truncated_and_foreign_snapshots_are_named_errors() {
     let dir = std::env::temp_dir().join(format!("synwall-snapbad-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(1, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(1);
     send_n(&sh[0], PLAIN, 5);
     plane.tick(100, &sh);
     let path = snapshot::save(&dir, &plane, 100).unwrap();
@@ -655,10 +637,7 @@ fn corrupt_truncated_and_foreign_snapshots_are_named_errors() {
 
 #[test]
 fn reconfigure_keeps_state_by_name_across_renumbering() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(2, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(2);
     send_n(&sh[0], PLAIN, 30);
     send_n(&sh[0], SMALL, 10);
     send_n(&sh[1], SMALL, 10);
@@ -782,10 +761,7 @@ fn tick_cost_at_a_million_customers() {
 
 #[test]
 fn operator_unblock_restores_a_fresh_budget_but_expiry_does_not() {
-    let cfg = config();
-    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
-    let sh = shards(1, cfg.customers.len());
-    plane.tick(0, &sh);
+    let (mut plane, sh) = started(1);
     // Limit 3 in the 1h window.
     plane.set_limit(PLAIN, 1, 3).unwrap();
     plane.tick(100, &sh);
