@@ -51,6 +51,7 @@ pub mod snapshot {
     use synwall_control::plane::ControlPlane;
     use synwall_control::snapshot;
     use synwall_dataplane::shard::WorkerShard;
+    use synwall_dataplane::CustomerId;
 
     /// Two windows, a plan, a standing block, a monitor and an exempt
     /// customer: every branch `restore` has.
@@ -94,7 +95,7 @@ pub mod snapshot {
         for step in [0, 100, 60_000, 3_600_000, 400 * 86_400_000] {
             let now = NOW + step;
             let _ = plane.tick(now, &shards);
-            for c in 0..plane.customers() as u32 {
+            for c in CustomerId::all(plane.customers()) {
                 let _ = plane.customer_view(c, now);
             }
             let _ = plane.blocks();
