@@ -534,7 +534,12 @@ fn main_loop(
     control.set_ports(refresh_ports(served.ports, &[], Duration::ZERO));
     let mut last_ports = Instant::now();
     loop {
-        let wake = next_tick.min(Instant::now() + Duration::from_millis(10));
+        let nap = if control.handing_over() {
+            HAND_OVER_POLL
+        } else {
+            Duration::from_millis(10)
+        };
+        let wake = next_tick.min(Instant::now() + nap);
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         if opts.stop.load(Relaxed) {
             break;
@@ -639,6 +644,11 @@ impl Startup {
 fn port_summary(p: &OpenPort) -> Result<PortSummary, DpdkError> {
     Ok(p.summary(p.port.stats()?))
 }
+
+/// The main loop's nap while a reload hands over: a worker that has moved
+/// to the new generation forwards nothing on its new allowances until the
+/// loop sees the move (the busy-wait before the hand-over saw it at once).
+const HAND_OVER_POLL: Duration = Duration::from_micros(20);
 
 /// How often systemd's `STATUS=` line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(1);

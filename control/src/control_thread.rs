@@ -471,6 +471,13 @@ impl ControlThread {
         }
     }
 
+    /// Whether a reload is handing over to the workers: the main loop
+    /// then polls it without sleeping its usual 10 ms, since a moved
+    /// worker's new allowances stay 0 until the poll sees it move.
+    pub fn handing_over(&self) -> bool {
+        matches!(self.reloading, Reloading::HandingOver(_))
+    }
+
     /// Finishes a hand-over under way without waiting for the workers (they
     /// are stopped: every old shard is final).
     pub fn settle_reload(&mut self) {

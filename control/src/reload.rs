@@ -236,14 +236,14 @@ impl HandOver {
             if enforce && !blocked {
                 match old_id {
                     None => fresh_budget = limits.iter().copied().min().unwrap_or(0),
-                    Some(id) => {
-                        if same_windows && plane.enforced_limits(id) == Some(&limits[..]) {
+                    Some(old) => {
+                        if same_windows && plane.enforced_limits(old) == Some(&limits[..]) {
                             let budget = (0..limits.len())
-                                .map(|w| limits[w].saturating_sub(plane.count(id, w, now)))
+                                .map(|w| limits[w].saturating_sub(plane.count(old, w, now)))
                                 .min()
                                 .unwrap_or(0);
                             carried.push(Carried {
-                                old: id,
+                                old,
                                 new: id,
                                 budget,
                             });
