@@ -44,6 +44,8 @@ pub const DEFAULT_ESCALATION: f64 = 2.0;
 pub const DEFAULT_MAX_BLOCK_DURATION: Duration = Duration::from_secs(7 * 86_400);
 /// `control.socket` default.
 pub const DEFAULT_SOCKET: &str = "/run/synwall/control.sock";
+/// The longest control socket path: `sun_path` holds 108 bytes with the NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
 /// `control.socket_mode` default.
 pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// `control.state_dir` default.
@@ -353,6 +355,15 @@ impl File<'_> {
             let Ok(core) = usize::try_from(core) else {
                 return Err(self.invalid(key, format!("{core} is not an lcore id; use 0 or more")));
             };
+            if core >= crate::lcores::MAX_LCORE {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "lcore {core} is beyond DPDK's RTE_MAX_LCORE; lcore ids are 0 to {}",
+                        crate::lcores::MAX_LCORE - 1
+                    ),
+                ));
+            }
             if core == main {
                 return Err(self.invalid(
                     key,
@@ -730,6 +741,13 @@ impl File<'_> {
             }
         };
         let socket = path("control.socket", &control.socket, DEFAULT_SOCKET)?;
+        let socket_len = socket.as_os_str().len();
+        if socket_len > MAX_SOCKET_PATH {
+            return Err(self.invalid(
+                "control.socket",
+                format!("the path is {socket_len} bytes; a Unix socket's path is at most {MAX_SOCKET_PATH} (sun_path); choose a shorter one, e.g. {DEFAULT_SOCKET:?}"),
+            ));
+        }
         let state_dir = path("control.state_dir", &control.state_dir, DEFAULT_STATE_DIR)?;
         let events = path("control.events", &control.events, DEFAULT_EVENTS)?;
         if let Some(group) = &control.socket_group {

@@ -300,6 +300,36 @@ pub struct Customer {
 }
 
 impl Config {
+    /// What is valid but almost certainly not meant: a customer owning
+    /// every address of a family (`0.0.0.0/0`, `::/0`), or an exempt
+    /// destination that covers every address (enforcement off for that
+    /// family). `--check` and the start print them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.customers {
+            for p in c.prefixes.iter().filter(|p| p.len == 0) {
+                out.push(format!(
+                    "customer {:?} owns {p}: every {} address no other customer owns is counted as {:?}'s; give it its own prefixes",
+                    c.name,
+                    if p.is_ipv4() { "IPv4" } else { "IPv6" },
+                    c.name
+                ));
+            }
+        }
+        for p in self
+            .detect
+            .exempt_destinations
+            .iter()
+            .filter(|p| p.len == 0)
+        {
+            let family = if p.is_ipv4() { "IPv4" } else { "IPv6" };
+            out.push(format!(
+                "detect.exempt_destinations has {p}: no {family} SYN is ever counted or blocked (enforcement is off for {family}); list the provider's own relays instead"
+            ));
+        }
+        out
+    }
+
     /// The limit of each window for `customer`, indexed like [`Config::windows`]:
     /// the customer's override, else its plan's, else the window default.
     /// 0 means the port is closed to this customer.

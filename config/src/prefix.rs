@@ -37,6 +37,15 @@ pub enum PrefixError {
         /// 32 or 128.
         max: u8,
     },
+    /// An IPv4-mapped IPv6 prefix (`::ffff:198.51.100.0/120`): frames carry
+    /// IPv4 addresses in IPv4 headers, so it would never match.
+    #[error("{given} is an IPv4-mapped IPv6 prefix, which never matches (IPv4 traffic carries IPv4 addresses); write it as {suggested}")]
+    Ipv4Mapped {
+        /// The text as given.
+        given: String,
+        /// The same addresses, spelled as IPv4.
+        suggested: Prefix,
+    },
     /// Address bits beyond the prefix length are set.
     #[error("{given} has host bits set; did you mean {suggested}?")]
     HostBitsSet {
@@ -57,6 +66,12 @@ impl Prefix {
                 len: len.into(),
                 family: family(addr),
                 max,
+            });
+        }
+        if let Some(suggested) = ipv4_spelling(addr, len) {
+            return Err(PrefixError::Ipv4Mapped {
+                given: format!("{addr}/{len}"),
+                suggested,
             });
         }
         let network = mask(addr, len);
@@ -101,7 +116,8 @@ impl FromStr for Prefix {
     fn from_str(text: &str) -> Result<Prefix, PrefixError> {
         let syntax = || PrefixError::Syntax(text.to_owned());
         let Some((addr_text, len_text)) = text.split_once('/') else {
-            return text.parse().map(Prefix::host).map_err(|_| syntax());
+            let addr: IpAddr = text.parse().map_err(|_| syntax())?;
+            return Prefix::new(addr, max_len(addr)).map_err(|e| e.given_as(text));
         };
         let addr: IpAddr = addr_text.parse().map_err(|_| syntax())?;
         // u32::from_str accepts a leading '+'; a prefix length is digits only.
@@ -123,13 +139,23 @@ impl FromStr for Prefix {
         }
         // In range, so it fits a u8.
         let len = len as u8;
-        Prefix::new(addr, len).map_err(|err| match err {
-            PrefixError::HostBitsSet { suggested, .. } => PrefixError::HostBitsSet {
-                given: text.to_owned(),
-                suggested,
-            },
+        Prefix::new(addr, len).map_err(|e| e.given_as(text))
+    }
+}
+
+impl PrefixError {
+    /// The same error, quoting `text` as the operator wrote it.
+    fn given_as(self, text: &str) -> PrefixError {
+        let given = text.to_owned();
+        match self {
+            PrefixError::HostBitsSet { suggested, .. } => {
+                PrefixError::HostBitsSet { given, suggested }
+            }
+            PrefixError::Ipv4Mapped { suggested, .. } => {
+                PrefixError::Ipv4Mapped { given, suggested }
+            }
             other => other,
-        })
+        }
     }
 }
 
@@ -138,6 +164,16 @@ impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
     }
+}
+
+/// The IPv4 prefix an IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d/96+`) means,
+/// host bits cleared; `None` for any other prefix.
+fn ipv4_spelling(addr: IpAddr, len: u8) -> Option<Prefix> {
+    let IpAddr::V6(v6) = addr else { return None };
+    let v4 = v6.to_ipv4_mapped()?;
+    let len = len.checked_sub(96)?;
+    let network = mask(IpAddr::V4(v4), len);
+    Some(Prefix { addr: network, len })
 }
 
 fn max_len(addr: IpAddr) -> u8 {
@@ -194,6 +230,23 @@ mod tests {
         assert!(!p.is_ipv4());
         assert_eq!("0.0.0.0/0".parse::<Prefix>().unwrap().len, 0);
         assert_eq!("::/0".parse::<Prefix>().unwrap().len, 0);
+    }
+
+    #[test]
+    fn ipv4_mapped_prefixes_are_refused_with_the_ipv4_spelling() {
+        let e = "::ffff:198.51.100.0/120".parse::<Prefix>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "::ffff:198.51.100.0/120 is an IPv4-mapped IPv6 prefix, which never matches (IPv4 traffic carries IPv4 addresses); write it as 198.51.100.0/24"
+        );
+        let e = "::ffff:198.51.100.7".parse::<Prefix>().unwrap_err();
+        assert!(
+            e.to_string().ends_with("write it as 198.51.100.7/32"),
+            "{e}"
+        );
+        // Covering more than the mapped range (::/0) is not a mapped prefix.
+        assert!("::/0".parse::<Prefix>().is_ok());
+        assert!("::fffe:0:0/96".parse::<Prefix>().is_ok());
     }
 
     #[test]

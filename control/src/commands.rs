@@ -91,7 +91,7 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
             let id = resolve(ops, &customer)?;
             let duration = match duration.as_deref() {
                 None => None,
-                Some(text) => Some(block_duration(text)?),
+                Some(text) => Some(crate::protocol::block_duration(text)?),
             };
             let reason = reason.unwrap_or_else(|| "operator block".to_owned());
             let now = ops.now();
@@ -171,18 +171,6 @@ fn change(ops: &mut dyn Operate, caller: &Caller, kind: EventKind) -> Event {
     let mut event = Event::new(kind, ops.plane().wall(now));
     event.by = Some(caller.by());
     event
-}
-
-/// A block's length: a config-style duration, longer than zero.
-fn block_duration(text: &str) -> Result<std::time::Duration, Refusal> {
-    let bad = |why: &str| {
-        format!("bad duration '{text}': {why}; write a number and a unit (ms, s, m, h, d, w), e.g. \"2h\", or leave it out for an indefinite block")
-    };
-    match parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(bad("a block must last longer than 0")),
-        Ok(d) => Ok(d),
-        Err(e) => Err(bad(e.reason)),
-    }
 }
 
 fn unknown_customer(name: &str) -> Refusal {

@@ -18,6 +18,7 @@ pub mod hook;
 pub mod metrics;
 pub mod notify;
 pub mod plane;
+pub mod preflight;
 pub mod protocol;
 pub mod reload;
 pub mod setup;

@@ -204,11 +204,15 @@ pub(crate) struct WallMapping {
 
 impl WallMapping {
     pub(crate) fn wall(&self, mono: u64) -> Timestamp {
-        Timestamp((self.wall0 as i64 + mono as i64 - self.mono0 as i64).max(0) as u64)
+        // In i128: no sum of three u64s wraps (a block's `until` may be
+        // far ahead); the result saturates to the u64 range.
+        let ms = i128::from(self.wall0) + i128::from(mono) - i128::from(self.mono0);
+        Timestamp(u64::try_from(ms.max(0)).unwrap_or(u64::MAX))
     }
 
     pub(crate) fn mono_of_wall(&self, wall: i64) -> i64 {
-        wall - self.wall0 as i64 + self.mono0 as i64
+        let ms = i128::from(wall) - i128::from(self.wall0) + i128::from(self.mono0);
+        i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
     }
 }
 
@@ -632,10 +636,10 @@ impl ControlPlane {
         now: u64,
     ) -> Result<Event, PlaneError> {
         let i = self.check(customer)?;
-        let until = duration.map(|d| now.saturating_add(d.as_millis() as u64));
+        let ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let until = ms.map(|ms| now.saturating_add(ms));
         if let Some(f) = &mut self.fleet {
             let limits = &self.limit_sets[self.dense[i].limits as usize];
-            let ms = duration.map(|d| d.as_millis() as u64);
             f.block(&self.names[i], limits, ms, reason, by);
         }
         let reason = Reason::Operator {

@@ -25,6 +25,22 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// How many customers `customers` lists when the request does not say.
 pub const DEFAULT_TOP: usize = 20;
 
+/// The most customers one `customers` request lists.
+pub const MAX_TOP: usize = 100_000;
+
+/// The longest block an operator may set with a duration. Longer ones are
+/// refused: a standing block is written without a duration. (Unbounded,
+/// `18446744073709551615ms` once wrapped to a block that ended in 1970.)
+pub const MAX_BLOCK_DURATION: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+/// The largest limit `set-limit` takes: 2^53 - 1, the largest integer every
+/// JSON reader (and the config file's TOML integers) holds exactly. Far
+/// above any SYN count a window can see.
+pub const MAX_LIMIT: u64 = (1 << 53) - 1;
+
+/// The longest reason, in bytes.
+pub const MAX_REASON: usize = 1024;
+
 /// Every command's name, as written in `"cmd"`.
 pub const COMMANDS: &[&str] = &[
     "status",
@@ -208,6 +224,10 @@ pub enum ProtocolError {
     /// `"cmd"` names no command.
     #[error("unknown command '{0}' (one of: {})", COMMANDS.join(", "))]
     UnknownCommand(String),
+    /// A key appears twice in one object (`{"cmd":"status","cmd":"reload"}`):
+    /// which one counts is not obvious, so neither does.
+    #[error("duplicate key \"{0}\" in the request; give each key once")]
+    DuplicateKey(String),
     /// The command's fields are wrong.
     #[error("bad '{cmd}' request: {message}")]
     BadFields {
@@ -226,9 +246,15 @@ pub fn parse_line(line: &[u8]) -> Result<Command, ProtocolError> {
     }
     let text =
         std::str::from_utf8(line).map_err(|e| ProtocolError::InvalidUtf8(e.valid_up_to() + 1))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| ProtocolError::InvalidJson {
-        column: e.column(),
-        message: strip_position(&e.to_string()),
+    let StrictValue(value) = serde_json::from_str(text).map_err(|e| {
+        let message = strip_position(&e.to_string());
+        match message.strip_prefix(DUPLICATE_KEY) {
+            Some(key) => ProtocolError::DuplicateKey(key.to_owned()),
+            None => ProtocolError::InvalidJson {
+                column: e.column(),
+                message,
+            },
+        }
     })?;
     let Value::Object(map) = value else {
         return Err(ProtocolError::NotAnObject);
@@ -240,10 +266,137 @@ pub fn parse_line(line: &[u8]) -> Result<Command, ProtocolError> {
     if !COMMANDS.contains(&cmd.as_str()) {
         return Err(ProtocolError::UnknownCommand(cmd));
     }
-    serde_json::from_value(Value::Object(map)).map_err(|e| ProtocolError::BadFields {
-        cmd,
-        message: e.to_string(),
-    })
+    let command: Command =
+        serde_json::from_value(Value::Object(map)).map_err(|e| ProtocolError::BadFields {
+            cmd: cmd.clone(),
+            message: e.to_string(),
+        })?;
+    command
+        .check()
+        .map_err(|message| ProtocolError::BadFields { cmd, message })?;
+    Ok(command)
+}
+
+impl Command {
+    /// Bounds what the types alone do not: counts and text. Durations are
+    /// checked where they are parsed ([`block_duration`]).
+    fn check(&self) -> Result<(), String> {
+        match self {
+            Command::Customers { top, .. } if *top > MAX_TOP => {
+                Err(format!("top {top} is too many; at most {MAX_TOP}"))
+            }
+            Command::SetLimit { value, .. } if *value > MAX_LIMIT => Err(format!(
+                "limit {value} is too large; at most {MAX_LIMIT} (for no limit, set a plan or mode exempt)"
+            )),
+            Command::Block {
+                reason: Some(r), ..
+            }
+            | Command::Unblock {
+                reason: Some(r), ..
+            } => check_reason(r),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A reason goes into the event log, hooks' environment and `blocks`
+/// tables: no control characters (a newline forges a table row, an escape
+/// reaches the terminal, a NUL cuts a hook's environment), and bounded.
+fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.len() > MAX_REASON {
+        return Err(format!(
+            "reason is {} bytes; at most {MAX_REASON}",
+            reason.len()
+        ));
+    }
+    match reason.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "reason contains the control character {:?}; write it on one line, in plain text",
+            c
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A block's length as an operator writes it (`"2h"`): longer than zero and
+/// at most [`MAX_BLOCK_DURATION`].
+pub fn block_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = |why: &str| {
+        format!("bad duration '{text}': {why}; write a number and a unit (ms, s, m, h, d, w), e.g. \"2h\", or leave it out for an indefinite block")
+    };
+    match synwall_config::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(bad("a block must last longer than 0")),
+        Ok(d) if d > MAX_BLOCK_DURATION => Err(format!(
+            "bad duration '{text}': a block lasts at most {}; for a standing block omit the duration",
+            synwall_config::format_duration(MAX_BLOCK_DURATION)
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(bad(e.reason)),
+    }
+}
+
+/// How [`StrictValue`] starts the message of a duplicate key.
+const DUPLICATE_KEY: &str = "duplicate key ";
+
+/// A JSON value that refuses a key given twice in one object, at any
+/// depth (`serde_json::Value` keeps the last one silently).
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let StrictValue(v) = access.next_value()?;
+            if map.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "{DUPLICATE_KEY}{key}"
+                )));
+            }
+            map.insert(key, v);
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// serde_json appends " at line L column C"; the column is reported apart.
@@ -347,8 +500,52 @@ mod tests {
         assert!(e.contains("off") && e.contains("enforce"), "{e}");
         let e = err(br#"{"cmd":"set-limit","window":"5m","value":-1}"#);
         assert!(e.contains("bad 'set-limit' request"), "{e}");
+        let e = err(br#"{"cmd":"status","cmd":"reload"}"#);
+        assert_eq!(
+            e,
+            "duplicate key \"cmd\" in the request; give each key once"
+        );
+        let e = err(br#"{"cmd":"block","customer":"a","reason":"x","reason":"y"}"#);
+        assert!(e.starts_with("duplicate key \"reason\""), "{e}");
+        let e = err(br#"{"cmd":"status","x":{"a":1,"a":2}}"#);
+        assert!(e.starts_with("duplicate key \"a\""), "{e}");
+        let e = err(br#"{"cmd":"block","customer":"a","reason":"a\nb"}"#);
+        assert!(e.contains("control character"), "{e}");
+        let e = err(br#"{"cmd":"unblock","customer":"a","reason":"a\u0000b"}"#);
+        assert!(e.contains("control character"), "{e}");
+        let e = err(br#"{"cmd":"block","customer":"a","reason":"\u001b[31mred"}"#);
+        assert!(e.contains("control character"), "{e}");
+        let e = err(
+            br#"{"cmd":"set-limit","customer":"a","window":"5m","value":18446744073709551615}"#,
+        );
+        assert!(e.contains("at most 9007199254740991"), "{e}");
+        let e = err(br#"{"cmd":"customers","top":18446744073709551615}"#);
+        assert!(e.contains("at most 100000"), "{e}");
         let long = vec![b' '; MAX_LINE + 1];
         assert_eq!(err(&long), "line too long (limit 64 KiB)");
+    }
+
+    #[test]
+    fn block_durations_are_bounded() {
+        assert_eq!(
+            block_duration("2h"),
+            Ok(std::time::Duration::from_secs(7200))
+        );
+        assert_eq!(block_duration("365d"), Ok(MAX_BLOCK_DURATION));
+        for long in [
+            "18446744073709551615ms",
+            "9223372036854775807ms",
+            "213503982334601d",
+            "366d",
+        ] {
+            let e = block_duration(long).unwrap_err();
+            assert!(
+                e.contains("at most 365d; for a standing block omit"),
+                "{long}: {e}"
+            );
+        }
+        assert!(block_duration("0s").unwrap_err().contains("longer than 0"));
+        assert!(block_duration("2x").unwrap_err().contains("unknown unit"));
     }
 
     #[test]

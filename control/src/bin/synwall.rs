@@ -46,6 +46,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for warning in config.warnings() {
+        eprintln!("synwall: {}: warning: {warning}", config.path.display());
+    }
+    let problems = synwall_control::preflight::problems(&config);
+    if !problems.is_empty() {
+        for why in &problems {
+            eprintln!("synwall: {}: {why}", config.path.display());
+        }
+        return ExitCode::from(2);
+    }
     if args.check {
         // The classifier build is part of validation: it is what the
         // dataplane would reject.

@@ -164,7 +164,7 @@ fn main() -> ExitCode {
     }
     if reply["ok"] != Value::Bool(true) {
         let why = reply["error"].as_str().unwrap_or("the appliance refused");
-        eprintln!("synwallctl: {why}");
+        eprintln!("synwallctl: {}", plain(why));
         return ExitCode::from(REFUSED);
     }
     if !cli.json {
@@ -304,7 +304,7 @@ fn follow(conn: &mut Connection, json: bool) -> ExitCode {
         match conn.read_reply() {
             Ok(Some(v)) => {
                 if v.get("ok") == Some(&Value::Bool(false)) {
-                    let why = v["error"].as_str().unwrap_or("the appliance refused");
+                    let why = plain(v["error"].as_str().unwrap_or("the appliance refused"));
                     eprintln!("synwallctl: {why}");
                     return ExitCode::from(REFUSED);
                 }
@@ -352,13 +352,32 @@ fn event_line(v: &Value) -> String {
     out.trim_end().to_owned()
 }
 
-/// A JSON value as plain text (strings unquoted).
+/// A JSON value as plain text (strings unquoted, control characters
+/// escaped).
 fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => plain(s),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// `s` with every control character escaped (`\n`, `\u{1b}`): text from
+/// the appliance (reasons, names, errors that quote a request) never forges
+/// a table row or reaches the terminal as an escape sequence.
+fn plain(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The reply as an operator reads it.
