@@ -144,6 +144,10 @@ pub(crate) struct Record {
     pub(crate) seen: u64,
     pub(crate) forwarded: u64,
     pub(crate) attempts_while_blocked: u64,
+    /// SYNs dropped while open: the grant of a tick ran out at the limit,
+    /// before the block the next tick makes (or, in a fleet, before the
+    /// lease came). `seen = forwarded + attempts_while_blocked + this`.
+    pub(crate) dropped_at_limit: u64,
     /// Bit `w`: window `w` is at or above the near-limit mark (warned).
     pub(crate) near: u16,
     /// Bit `w`: window `w` is over its limit (monitor: reported).
@@ -279,6 +283,9 @@ pub struct CustomerView {
     pub forwarded: u64,
     /// SYNs dropped while blocked.
     pub attempts_while_blocked: u64,
+    /// SYNs dropped while open, at the limit: the grant ran out before the
+    /// block took effect.
+    pub dropped_at_limit: u64,
 }
 
 /// A block in force, for `synwallctl blocks`.
@@ -986,6 +993,8 @@ impl ControlPlane {
             rec.forwarded += dfwd;
             if was_blocked {
                 rec.attempts_while_blocked += dropped;
+            } else {
+                rec.dropped_at_limit += dropped;
             }
         }
 
@@ -1164,6 +1173,7 @@ impl ControlPlane {
             seen: rec.map_or(0, |r| r.seen),
             forwarded: rec.map_or(0, |r| r.forwarded),
             attempts_while_blocked: rec.map_or(0, |r| r.attempts_while_blocked),
+            dropped_at_limit: rec.map_or(0, |r| r.dropped_at_limit),
         })
     }
 

@@ -357,6 +357,12 @@ fn limit_block_expiry_and_escalation_with_cap() {
                 .attempts_while_blocked,
             5 * offence as u64
         );
+        let v = plane.customer_view(SMALL, now).unwrap();
+        assert_eq!(
+            v.seen,
+            v.forwarded + v.attempts_while_blocked + v.dropped_at_limit,
+            "every dropped SYN under a named cause: {v:?}"
+        );
         // Not yet: one ms before the end.
         let end = now - 100 + hours * HOUR;
         assert!(plane.tick(end - 1, &sh).is_empty());

@@ -85,6 +85,9 @@ pub struct SnapCustomer {
     /// Totals.
     #[serde(default)]
     pub attempts_while_blocked: u64,
+    /// Totals (absent in snapshots before it was counted).
+    #[serde(default)]
+    pub dropped_at_limit: u64,
     /// Windows (by name) already at the near-limit mark: warned once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_warned: Vec<String>,
@@ -316,6 +319,7 @@ impl ControlPlane {
                     seen: rec.seen,
                     forwarded: rec.forwarded,
                     attempts_while_blocked: rec.attempts_while_blocked,
+                    dropped_at_limit: rec.dropped_at_limit,
                     near_warned: self.window_names(rec.near),
                     over_warned: self.window_names(rec.over),
                 }
@@ -402,6 +406,7 @@ impl ControlPlane {
                 seen: sc.seen,
                 forwarded: sc.forwarded,
                 attempts_while_blocked: sc.attempts_while_blocked,
+                dropped_at_limit: sc.dropped_at_limit,
                 near: self.window_bits(&sc.near_warned),
                 over: self.window_bits(&sc.over_warned),
             };

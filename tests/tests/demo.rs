@@ -103,6 +103,11 @@ fn the_demo_shows_the_hammer_blocked_and_checks_it() {
             .contains("ok    hammer: blocked at its 1m limit: 300 SYNs forwarded"),
         "{all}"
     );
+    assert!(
+        d.stdout.contains("dropped while blocked")
+            && d.stdout.contains("at the limit before the block"),
+        "every dropped SYN under a named cause: {all}"
+    );
     assert!(d.stdout.contains("ok    quiet:"), "{all}");
     assert!(d.stdout.contains("ok    mx.example:"), "{all}");
     assert!(d.stdout.contains("Done: 'hammer' was blocked"), "{all}");

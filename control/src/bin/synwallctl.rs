@@ -623,8 +623,8 @@ fn customer(c: &Value) -> String {
         .collect();
     out.push_str(&format!("prefixes  {}\n", prefixes.join(" ")));
     out.push_str(&format!(
-        "syns      {} seen, {} forwarded, {} dropped while blocked; {} limit blocks\n\n",
-        c["seen"], c["forwarded"], c["attempts_while_blocked"], c["offences"]
+        "syns      {} seen, {} forwarded, {} dropped while blocked, {} dropped at the limit before the block; {} limit blocks\n\n",
+        c["seen"], c["forwarded"], c["attempts_while_blocked"], c["dropped_at_limit"], c["offences"]
     ));
     let mut rows = vec![vec![
         "WINDOW".to_owned(),
