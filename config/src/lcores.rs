@@ -1,7 +1,7 @@
 //! The lcore options in `dpdk.eal_args`: `-l`, `-c`, `--lcores` and
 //! `--main-lcore`, read the way DPDK's EAL reads them, so that the config
 //! can check them against `dpdk.cores` before the EAL starts.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// DPDK's `RTE_MAX_LCORE` in the distribution build (Debian 12, DPDK 22.11):
 /// lcore ids are below it.
@@ -28,6 +28,9 @@ pub struct LcoreList {
     /// `--lcores`: lcores mapped to CPUs of the operator's choice (else
     /// lcore N runs on CPU N).
     pub mapped: bool,
+    /// The CPUs of each lcore `--lcores` maps (`1@3`, `(1,2)@(3,4)`);
+    /// absent ones run on the CPU of their own number.
+    pub cpus: BTreeMap<usize, BTreeSet<usize>>,
 }
 
 impl EalLcores {
@@ -40,6 +43,14 @@ impl EalLcores {
             (None, Some(l)) => l.lcores.first().copied().unwrap_or(0),
             (None, None) => 0,
         }
+    }
+
+    /// The CPUs `lcore` runs on: its `--lcores` mapping, else CPU `lcore`.
+    pub fn cpus_of(&self, lcore: usize) -> BTreeSet<usize> {
+        self.list
+            .as_ref()
+            .and_then(|l| l.cpus.get(&lcore).cloned())
+            .unwrap_or_else(|| BTreeSet::from([lcore]))
     }
 }
 
@@ -115,10 +126,10 @@ pub fn scan(args: &[String]) -> Result<EalLcores, (usize, String)> {
                 ),
             ));
         }
-        let lcores = match name.as_str() {
-            "-l" => list(value),
-            "-c" => mask(value),
-            _ => map(value),
+        let (lcores, cpus) = match name.as_str() {
+            "-l" => list(value).map(|l| (l, BTreeMap::new())),
+            "-c" => mask(value).map(|l| (l, BTreeMap::new())),
+            _ => map(value).map(|m| (m.keys().copied().collect(), m)),
         }
         .map_err(bad)?;
         found.list = Some(LcoreList {
@@ -126,6 +137,7 @@ pub fn scan(args: &[String]) -> Result<EalLcores, (usize, String)> {
             given: format!("{name} {value}"),
             arg: at,
             mapped: name == "--lcores",
+            cpus,
         });
     }
     Ok(found)
@@ -216,8 +228,8 @@ pub fn mask(text: &str) -> Result<BTreeSet<usize>, String> {
 /// The lcores of an `--lcores` map: `0@0,1@1,(2,3)@1,4-5`: each element
 /// is an lcore, a range or a parenthesized group, optionally `@` the CPUs
 /// it runs on.
-pub fn map(text: &str) -> Result<BTreeSet<usize>, String> {
-    let mut set = BTreeSet::new();
+pub fn map(text: &str) -> Result<BTreeMap<usize, BTreeSet<usize>>, String> {
+    let mut out = BTreeMap::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
         // The lcore set: a group up to its ')', or up to '@' or ','.
@@ -230,21 +242,25 @@ pub fn map(text: &str) -> Result<BTreeSet<usize>, String> {
             let end = rest.find(['@', ',']).unwrap_or(rest.len());
             (&rest[..end], &rest[end..])
         };
-        set.extend(list(lcores)?);
-        // Skip the CPU set, which may be a group with commas of its own.
-        let after = match after.strip_prefix('@') {
+        let lcores = list(lcores)?;
+        // The CPU set, which may be a group with commas of its own; without
+        // one, each lcore runs on the CPU of its number.
+        let (cpus, after) = match after.strip_prefix('@') {
             Some(cpus) => {
-                let end = if cpus.starts_with('(') {
-                    cpus.find(')')
-                        .map(|c| c + 1)
-                        .ok_or("a '(' without its ')'")?
+                let (group, end) = if let Some(inner) = cpus.strip_prefix('(') {
+                    let close = inner.find(')').ok_or("a '(' without its ')'")?;
+                    (&inner[..close], close + 2)
                 } else {
-                    cpus.find(',').unwrap_or(cpus.len())
+                    let end = cpus.find(',').unwrap_or(cpus.len());
+                    (&cpus[..end], end)
                 };
-                &cpus[end..]
+                (Some(list(group)?), &cpus[end..])
             }
-            None => after,
+            None => (None, after),
         };
+        for &l in &lcores {
+            out.insert(l, cpus.clone().unwrap_or_else(|| BTreeSet::from([l])));
+        }
         rest = match after.strip_prefix(',') {
             Some(r) if r.trim().is_empty() => return Err("ends with ','".into()),
             Some(r) => r.trim_start(),
@@ -252,10 +268,10 @@ pub fn map(text: &str) -> Result<BTreeSet<usize>, String> {
             None => return Err(format!("unexpected {after:?}")),
         };
     }
-    if set.is_empty() {
+    if out.is_empty() {
         return Err("enables no lcore".into());
     }
-    Ok(set)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -284,12 +300,17 @@ mod tests {
         assert_eq!(mask("0x11").unwrap(), set(&[0, 4]));
         assert!(mask("0x0").is_err());
         assert!(mask("0xg").is_err());
-        assert_eq!(map("0@0,1@1,2@1").unwrap(), set(&[0, 1, 2]));
-        assert_eq!(
-            map("(0-2)@0,(3,4)@(1,2),5-6").unwrap(),
-            set(&[0, 1, 2, 3, 4, 5, 6])
-        );
-        assert_eq!(map("0,1").unwrap(), set(&[0, 1]));
+        let keys = |m: BTreeMap<usize, BTreeSet<usize>>| m.into_keys().collect::<BTreeSet<_>>();
+        assert_eq!(keys(map("0@0,1@1,2@1").unwrap()), set(&[0, 1, 2]));
+        let m = map("(0-2)@0,(3,4)@(1,2),5-6").unwrap();
+        assert_eq!(keys(m.clone()), set(&[0, 1, 2, 3, 4, 5, 6]));
+        assert_eq!(m[&1], set(&[0]));
+        assert_eq!(m[&4], set(&[1, 2]));
+        assert_eq!(m[&6], set(&[6]));
+        assert_eq!(keys(map("0,1").unwrap()), set(&[0, 1]));
+        let l = scan(&args(&["--lcores=0@1,1@0"])).unwrap();
+        assert_eq!(l.cpus_of(0), set(&[1]));
+        assert_eq!(l.cpus_of(7), set(&[7]));
         assert!(map("(0,1@0").is_err());
         assert!(map("0@0,").is_err());
     }

@@ -407,6 +407,7 @@ impl File<'_> {
             eal_args: dpdk.eal_args.clone(),
             cores,
             main_lcore: main,
+            main_cpus: eal.cpus_of(main).into_iter().collect(),
             lcores: match &eal.list {
                 None => LcoreChoice::Synwall,
                 Some(l) if l.mapped => LcoreChoice::Mapped,

@@ -120,6 +120,9 @@ pub struct Dpdk {
     /// given, else the lowest lcore of the list `eal_args` give (DPDK's
     /// rule), else 0.
     pub main_lcore: usize,
+    /// The CPUs the main lcore runs on (its `--lcores` mapping, else CPU
+    /// `main_lcore`): every thread of synwall but the workers runs there.
+    pub main_cpus: Vec<usize>,
     /// Who chose the EAL's lcores.
     pub lcores: LcoreChoice,
     /// Mbufs in the packet pool; `None`: enough for every rx and tx ring, the

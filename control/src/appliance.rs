@@ -143,6 +143,7 @@ pub struct RunOptions {
 
 /// Runs the appliance until `opts` says stop; returns the final counters.
 pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError> {
+    pin_housekeeping(&config.dpdk.main_cpus);
     // Everything that can be refused is checked before the EAL starts.
     let classifier = Arc::new(placed_classifier(config)?);
     let policy = Arc::new(policy(config));
@@ -227,6 +228,22 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     let result = run_with_eal(&eal, control, config, opts, &socket, &requests);
     drop(metrics_server);
     result
+}
+
+/// Pins this thread to the main lcore's CPU before synwall makes any
+/// other: every thread made from here on (socket, metrics, hooks and their
+/// programs, FlowSpec, the fleet's links, a reload's classifier build, the
+/// EAL's own control threads) inherits it, so none lands on a poll-mode
+/// core. The EAL pins each worker lcore's thread to its own CPUs itself.
+/// `core_affinity` takes one CPU: of a main lcore mapped to several
+/// (`--lcores 0@(0,4)`), the first.
+fn pin_housekeeping(cpus: &[usize]) {
+    let Some(&cpu) = cpus.first() else { return };
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        eprintln!(
+            "synwall: could not pin the control plane's threads to CPU {cpu} (the main lcore's); they may run on worker cores"
+        );
+    }
 }
 
 /// Registers synwall's DPDK telemetry commands and, when the EAL runs with

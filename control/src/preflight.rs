@@ -1,5 +1,5 @@
 //! What `synwall --check` (and the start) verify of the machine, beyond
-//! what the config file alone can say: the worker lcores' CPUs exist, the
+//! what the config file alone can say: the lcores' CPUs exist, the
 //! socket's group exists, the events and socket directories can be
 //! written, the hook's program can be run. Under systemd the unit runs
 //! `--check` first, so a config that cannot start fails there, once, with
@@ -45,33 +45,31 @@ pub fn problems(config: &Config) -> Vec<String> {
     out
 }
 
-/// Without `--lcores` (which maps lcores to CPUs of the operator's
-/// choice), lcore N runs on CPU N: each must be a CPU this process may use.
+/// Each lcore runs on CPUs (its `--lcores` mapping, else the CPU of its
+/// number) that must exist here: DPDK's own test, a CPU with a topology in
+/// sysfs. (The process's affinity does not matter: the EAL pins each
+/// lcore's thread itself.)
 fn lcores(config: &Config, out: &mut Vec<String>) {
     if config.dpdk.lcores == LcoreChoice::Mapped {
         return;
     }
-    let Some(cpus) = core_affinity::get_core_ids() else {
-        return;
-    };
-    let allowed: Vec<usize> = cpus.iter().map(|c| c.id).collect();
     let main = std::iter::once(("the main lcore", config.dpdk.main_lcore));
     let workers = config.dpdk.cores.iter().map(|&c| ("dpdk.cores", c));
     for (what, lcore) in main.chain(workers) {
-        if !allowed.contains(&lcore) {
+        if !cpu_exists(lcore) {
+            let online = std::fs::read_to_string(CPUS.to_owned() + "/online").unwrap_or_default();
             out.push(format!(
-                "{what}: lcore {lcore} runs on CPU {lcore}, which this machine does not offer (CPUs allowed here: {}); choose one of them, or map lcores with --lcores in dpdk.eal_args",
-                list(&allowed)
+                "{what}: lcore {lcore} runs on CPU {lcore}, which this machine does not have (CPUs here: {}); choose one of them, or map lcores with --lcores in dpdk.eal_args",
+                online.trim()
             ));
         }
     }
 }
 
-fn list(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+const CPUS: &str = "/sys/devices/system/cpu";
+
+fn cpu_exists(cpu: usize) -> bool {
+    Path::new(&format!("{CPUS}/cpu{cpu}/topology/core_id")).exists()
 }
 
 fn parent(file: &Path) -> &Path {
