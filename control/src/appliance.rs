@@ -191,7 +191,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
             worker_nodes(config),
         )),
         classifier,
-        hooks: config.control.hook.clone().map(HookRunner::new),
+        hooks: config.control.hook.clone().map(|hook| match std::env::current_exe() {
+            Ok(exe) => HookRunner::supervised(hook, exe),
+            Err(e) => {
+                eprintln!("synwall: cannot find its own binary to supervise hooks ({e}); a hook's children that leave its process group may outlive its timeout");
+                HookRunner::new(hook)
+            }
+        }),
         notifier: Notifier::from_env(),
         flowspec: match &config.flowspec {
             Some(f) => Some(

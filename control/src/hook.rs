@@ -9,10 +9,14 @@
 //! hooks one after another from a bounded queue; when the queue is full the
 //! event is dropped and counted, so a slow or hanging hook never stalls the
 //! control thread. A hook that outlives its timeout is killed with its
-//! whole process group (a shell script's children too).
+//! whole process group (a shell script's children too); in the appliance
+//! each hook runs under a supervisor ([`crate::supervise`]) that also kills
+//! what left the group (`setsid`, daemons). A hook's run lasts until the
+//! last process it started has ended.
 use std::io::Write;
 use std::os::fd::{AsFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -79,6 +83,9 @@ struct Counters {
 /// State shared by the runner and its worker.
 struct Shared {
     counters: Counters,
+    /// The `synwall` binary each hook runs under as its supervisor
+    /// ([`crate::supervise`]), if any.
+    supervisor: Option<PathBuf>,
     /// Set when the runner is dropped: queued hooks are run until then.
     give_up_at: OnceLock<Instant>,
     report: Report,
@@ -111,16 +118,35 @@ impl HookRunner {
             hook,
             QUEUE,
             Box::new(|line: &str| eprintln!("synwall: {line}")),
+            None,
+        )
+    }
+
+    /// Like [`HookRunner::new`], each hook run under `synwall` (the binary
+    /// at `supervisor`) as its supervisor: at the timeout, everything the
+    /// hook started is killed, also what left its process group.
+    pub fn supervised(hook: Hook, supervisor: PathBuf) -> HookRunner {
+        HookRunner::start(
+            hook,
+            QUEUE,
+            Box::new(|line: &str| eprintln!("synwall: {line}")),
+            Some(supervisor),
         )
     }
 
     /// Starts the worker with a queue of `capacity` events, reporting
     /// failures to `report`.
-    fn start(hook: Hook, capacity: usize, report: Report) -> HookRunner {
+    fn start(
+        hook: Hook,
+        capacity: usize,
+        report: Report,
+        supervisor: Option<PathBuf>,
+    ) -> HookRunner {
         let capacity = capacity.max(1);
         let (tx, rx) = channel::bounded(capacity);
         let shared = Arc::new(Shared {
             counters: Counters::default(),
+            supervisor,
             give_up_at: OnceLock::new(),
             report,
         });
@@ -278,7 +304,8 @@ enum Ran {
 /// Runs the hook for one event and waits for it, up to its timeout.
 fn run(hook: &Hook, event: &Event, shared: &Shared) -> Ran {
     close_on_exec();
-    let mut cmd = command(hook, event);
+    let mut cmd = command(hook, event, shared.supervisor.as_deref());
+    let supervised = shared.supervisor.is_some();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Ran::NotStarted(e),
@@ -313,14 +340,14 @@ fn run(hook: &Hook, event: &Event, shared: &Shared) -> Ran {
             Ok(Some(status)) => return Ran::Exited(status),
             Ok(None) => {}
             Err(e) => {
-                kill(&mut child);
+                kill(&mut child, supervised);
                 return Ran::NotStarted(e);
             }
         }
         let now = Instant::now();
         let give_up = shared.give_up_at.get().copied();
         if now >= deadline || give_up.is_some_and(|t| now >= t) {
-            kill(&mut child);
+            kill(&mut child, supervised);
             return Ran::Killed(started.elapsed());
         }
         let next = give_up.map_or(deadline, |t| t.min(deadline));
@@ -330,12 +357,22 @@ fn run(hook: &Hook, event: &Event, shared: &Shared) -> Ran {
 }
 
 /// The hook's command for one event: the configured program and
-/// arguments as they are, the event in the environment, its own process
-/// group (so that a timeout kills what it started too), output to our
-/// stderr.
-fn command(hook: &Hook, event: &Event) -> Command {
-    let mut cmd = Command::new(&hook.command[0]);
-    cmd.args(&hook.command[1..]);
+/// arguments as they are (under `supervisor`, if given), the event in the
+/// environment, its own process group (so that a timeout kills what it
+/// started too), output to our stderr.
+fn command(hook: &Hook, event: &Event, supervisor: Option<&Path>) -> Command {
+    let mut cmd = match supervisor {
+        Some(exe) => {
+            let mut c = Command::new(exe);
+            c.arg(crate::supervise::FLAG).args(&hook.command);
+            c
+        }
+        None => {
+            let mut c = Command::new(&hook.command[0]);
+            c.args(&hook.command[1..]);
+            c
+        }
+    };
     for key in ENV_KEYS {
         cmd.env_remove(key);
     }
@@ -413,8 +450,25 @@ fn close_on_exec() {
     }
 }
 
-/// Kills the hook and its process group, and reaps it.
-fn kill(child: &mut Child) {
+/// How long a supervisor has, after SIGTERM, to kill and reap what the
+/// hook started before its group is killed outright.
+const SUPERVISOR_GRACE: Duration = Duration::from_secs(1);
+
+/// Kills the hook and its process group, and reaps it. A supervisor is
+/// asked first (SIGTERM): it kills what left the group too.
+fn kill(child: &mut Child, supervised: bool) {
+    if supervised {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let until = Instant::now() + SUPERVISOR_GRACE;
+        while Instant::now() < until {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     if let Ok(pid) = i32::try_from(child.id()) {
         // The group was created by process_group(0): its id is the pid.
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -497,6 +551,7 @@ mod tests {
             hook,
             capacity,
             Box::new(move |l: &str| sink.lock().unwrap().push(l.to_owned())),
+            None,
         );
         (r, lines)
     }

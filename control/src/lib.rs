@@ -25,6 +25,7 @@ pub mod setup;
 pub mod snapshot;
 pub mod socket;
 pub mod summary;
+pub mod supervise;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod window;

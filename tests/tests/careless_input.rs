@@ -253,3 +253,69 @@ fn operator_input_is_bounded_and_a_long_block_survives_restart() {
     again.signal("TERM");
     again.wait(WAIT);
 }
+
+/// Whether process `pid` exists (a zombie counts as gone).
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s[s.rfind(')')? + 1..].to_owned();
+            after.split_whitespace().next().map(|st| st != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// A hook that starts a child in a session of its own (`setsid`) and
+/// hangs: at its timeout the hook and that child are both killed.
+#[test]
+fn a_hook_child_that_calls_setsid_dies_at_the_timeout() {
+    let dir = TestDir::new("careless-hook-setsid");
+    let script = dir.join("hook.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\nsetsid sh -c 'echo $$ > \"$1/escaped.pid\"; exec sleep 300' sh \"$1\" &\nsleep 300\n",
+    )
+    .unwrap();
+    let mut s = Scenario::new(Vec::new(), Vec::new())
+        .customers(&acme_beta_10(""))
+        .control(&format!(
+            "hook = {{ command = [\"/bin/sh\", {}, {}], timeout = \"1s\" }}",
+            toml_str(&script.display().to_string()),
+            toml_str(&dir.path.display().to_string())
+        ));
+    s.duration = 120.0;
+    let mut running = s.spawn(dir, &[]);
+    let socket = running.dir().join("control.sock");
+    running.wait_for("the control socket", WAIT, |_| {
+        control_request(&socket, b"{\"cmd\":\"status\"}\n", WAIT).ok()
+    });
+    let r = ask(&socket, r#"{"cmd":"block","customer":"acme"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    let pid_file = running.dir().join("escaped.pid");
+    let pid: i32 = wait_until("the hook's setsid child", WAIT, || {
+        fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    assert!(alive(pid), "the child never ran");
+    // Timeout 1 s, then the supervisor's kill: well within 10 s.
+    let gone = wait_until_or("the setsid child killed", Duration::from_secs(10), || {
+        (!alive(pid)).then_some(())
+    });
+    if gone.is_none() {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("the hook's setsid child {pid} outlived the hook's timeout");
+    }
+    running.signal("TERM");
+    running.wait(WAIT);
+}
+
+/// Polls `f` until it answers or `timeout` passes (then `None`).
+fn wait_until_or<T>(_what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < timeout {
+        if let Some(t) = f() {
+            return Some(t);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}

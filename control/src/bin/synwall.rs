@@ -38,6 +38,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // A hook's supervisor (synwall starts its own binary for each hook).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .get(1)
+        .is_some_and(|a| a == synwall_control::supervise::FLAG)
+    {
+        return match argv.get(2) {
+            Some(program) => synwall_control::supervise::supervise(program, &argv[3..]),
+            None => ExitCode::from(127),
+        };
+    }
     let args = Args::parse();
     let config = match Config::load(&args.config) {
         Ok(c) => c,
