@@ -1,6 +1,6 @@
 //! Another local user against a running synwall (issue 27): directories
-//! others can write (where they plant symlinks), and a second appliance
-//! on the same state directory.
+//! others can write (where they plant symlinks), a socket someone else
+//! listens on, and a second appliance on the same state directory.
 //!
 //! "Another user" is `nobody`: the tests run as root and hand it files and
 //! directories with chown, or run a process as it.
@@ -8,6 +8,8 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use synwall_tests::fixtures::acme_beta_10;
 use synwall_tests::*;
@@ -146,6 +148,73 @@ fn a_socket_dir_others_can_write_is_refused() {
     assert_check_and_start_refused(&dir, &config, &run_dir, "root", "0777");
 }
 
+/// A process as `nobody` listening on `socket` in place of synwall: it
+/// answers every request line with `{"ok":true}` and notes it in `log`.
+fn impostor(socket: &Path, log: &Path) -> Child {
+    use std::os::unix::process::CommandExt;
+    const SERVER: &str = r#"
+import os, socket, sys
+path, log = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+os.chmod(path, 0o666)
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    try:
+        f = c.makefile("rwb")
+        line = f.readline()
+        with open(log, "ab") as l:
+            l.write(line)
+        f.write(b'{"ok":true,"message":"done","until":"2099-01-01T00:00:00.000Z"}\n')
+        f.flush()
+    except OSError:
+        pass
+    c.close()
+"#;
+    Command::new("/usr/bin/python3")
+        .args(["-I", "-c", SERVER])
+        .arg(socket)
+        .arg(log)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 as nobody")
+}
+
+#[test]
+fn synwallctl_refuses_to_speak_to_a_server_of_another_user() {
+    let dir = TestDir::new("impostor");
+    let run_dir = hostile_dir(&dir, "run", NOBODY, 0o755);
+    let socket = run_dir.join("control.sock");
+    let log = run_dir.join("heard");
+    let mut server = impostor(&socket, &log);
+    wait_until("the impostor's socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+    let out = Command::new(synwallctl_bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["block", "acme", "--reason", "abuse"])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
+    assert!(
+        stderr.contains("nobody") && stderr.contains(&socket.display().to_string()),
+        "the error should name the server's user and the socket: {stderr}"
+    );
+    assert!(
+        fs::read(&log).unwrap_or_default().is_empty(),
+        "the request reached the impostor"
+    );
+}
+
 #[test]
 fn a_second_appliance_on_the_same_state_dir_is_refused() {
     let mut first = scenario();
@@ -171,4 +240,4 @@ fn a_second_appliance_on_the_same_state_dir_is_refused() {
     assert_eq!(result.exit.code(), Some(0), "{}", result.exit.stderr);
 }
 
-const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(60);
