@@ -109,6 +109,23 @@ pub fn prepare(what: &'static str, dir: &Path) -> Result<(), DirError> {
     check(what, dir)
 }
 
+/// Creates file `path` anew for writing, never through a link: whatever
+/// is at the path (a stale temp file, or a symbolic link someone planted)
+/// is removed first, and the file is created with `O_EXCL | O_NOFOLLOW`.
+pub fn create_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// `path` made absolute against the working directory.
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())

@@ -22,9 +22,8 @@
 //! following symbolic links, the temp file is created exclusively, and
 //! reads are bounded ([`MAX_STATE_BYTES`]).
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -274,17 +273,7 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError {
 /// someone planted) there is removed first, and the new one is created
 /// with `O_EXCL | O_NOFOLLOW`, so nothing is ever written through a link.
 fn write_new(path: &Path, text: &[u8]) -> Result<(), SnapshotError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(write_err(path)(e)),
-        _ => {}
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(write_err(path))?;
+    let mut f = crate::dirs::create_new(path, 0o644).map_err(write_err(path))?;
     f.write_all(text).map_err(write_err(path))?;
     f.sync_all().map_err(write_err(path))
 }
