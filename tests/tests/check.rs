@@ -198,6 +198,7 @@ fn oversized_config_and_customers_files_are_refused_unread() {
         Scenario::new(Vec::new(), Vec::new()).config(&dir)
     );
     let config = write_config(&dir, "synwall.toml", &text);
+    synwall_bin();
     let started = std::time::Instant::now();
     let refused = |config: &std::path::Path, huge: &std::path::Path| {
         let exit = run_synwall(&dir, &["--config", config.to_str().unwrap(), "--check"]);

@@ -367,6 +367,8 @@ fn a_state_file_that_is_not_a_bounded_regular_file_fails_fast() {
         .unwrap();
     assert!(fifo.success());
     let mut dir = dir;
+    // Built before the clock starts.
+    synwall_bin();
     for what in ["a FIFO", "a link to /dev/zero", "a 3 GiB sparse file"] {
         if what.contains("link") {
             fs::remove_file(&state).unwrap();
