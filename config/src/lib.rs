@@ -26,6 +26,7 @@ mod load;
 mod model;
 mod prefix;
 pub mod raw;
+mod read;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::ConfigError;
@@ -43,3 +44,4 @@ pub use model::{
     MAX_WINDOWS,
 };
 pub use prefix::{Prefix, PrefixError};
+pub use read::{read_bounded, show_bytes, Links, MAX_CONFIG_BYTES};

@@ -206,15 +206,21 @@ fn read_file(path: &Path, hint: &str) -> Result<String, ConfigError> {
         source,
         hint: hint.to_owned(),
     };
-    // Refuse FIFOs and devices: reading /dev/zero or a pipe would hang the load.
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
-    std::fs::read_to_string(path).map_err(io)
+    // Bounded, and only regular files: reading /dev/zero or a pipe would
+    // never end, and a huge file would be held whole while parsed.
+    let bytes = crate::read_bounded(
+        path,
+        crate::MAX_CONFIG_BYTES,
+        crate::Links::Follow,
+        "config or customers file (a million customers take about 94 MB)",
+    )
+    .map_err(io)?;
+    String::from_utf8(bytes).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        ))
+    })
 }
 
 fn syntax(path: &Path, err: toml::de::Error) -> ConfigError {

@@ -26,6 +26,7 @@ use crate::plane::ControlPlane;
 use crate::setup::{placed_classifier, policy, worker_nodes};
 use crate::snapshot;
 use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
+use crate::state_lock::{LockError, StateLock};
 use crate::summary::{MempoolSummary, PortSummary, Summary};
 use crate::worker::{Direction, RxPath, Worker};
 
@@ -40,6 +41,10 @@ pub enum ApplianceError {
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     EventLog(#[from] crate::event::EventLogError),
+    #[error(transparent)]
+    Dir(#[from] crate::dirs::DirError),
+    #[error(transparent)]
+    Lock(#[from] crate::state_lock::LockError),
     #[error(transparent)]
     Socket(#[from] SocketError),
     #[error("metrics listener on {addr}: {source}")]
@@ -149,15 +154,25 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     let policy = Arc::new(policy(config));
     let clock = MonoClock::start();
     let mut plane = ControlPlane::new(config, clock.now(), wall_now_ms());
+    // Held until the run ends: a second synwall on this state dir refuses.
+    let _lock = lock_state_dir(&config.control.state_dir)?;
     let mut restored = None;
-    match snapshot::load(&config.control.state_dir) {
-        Ok(Some(snap)) => {
-            let n = plane.restore(&snap, clock.now());
+    match snapshot::load_latest(&config.control.state_dir, wall_now_ms()) {
+        Ok(Some(found)) => {
+            let n = plane.restore(&found.snapshot, clock.now());
             plane.restored_counts_are_floor_spend(clock.now());
-            let msg = format!(
-                "restored state of {n} customers from {}",
-                config.control.state_dir.display()
-            );
+            let msg = if found.previous {
+                format!(
+                    "restored state of {n} customers from {} ({} is missing: the snapshot before it is used)",
+                    found.path.display(),
+                    snapshot::STATE_FILE
+                )
+            } else {
+                format!(
+                    "restored state of {n} customers from {}",
+                    config.control.state_dir.display()
+                )
+            };
             println!("synwall: {msg}");
             let mut ev = Event::new(EventKind::Restore, plane.wall(clock.now()));
             ev.reason = Some(msg);
@@ -217,6 +232,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         ),
         _ => None,
     };
+    if let Some(dir) = config.control.socket.parent() {
+        crate::dirs::prepare("socket", dir)?;
+    }
     // Bound before the EAL starts, so an operator sees a starting appliance
     // (`status` says `"dataplane": "starting"`) rather than none.
     let (socket, requests) = ControlSocket::bind_with(
@@ -249,6 +267,28 @@ fn pin_housekeeping(cpus: &[usize]) {
         eprintln!(
             "synwall: could not pin the control plane's threads to CPU {cpu} (the main lcore's); they may run on worker cores"
         );
+    }
+}
+
+/// Checks and creates the state directory and takes its lock. A
+/// directory others can write, or a lock another synwall holds, stops the
+/// start; a directory that cannot be created or locked (a read-only disk,
+/// a file in its place) is reported and the run goes on without the lock:
+/// the snapshot code then reports (and `--fresh-state` decides) as before.
+fn lock_state_dir(dir: &std::path::Path) -> Result<Option<StateLock>, ApplianceError> {
+    let unlocked = |e: &dyn std::fmt::Display| {
+        eprintln!("synwall: {e}; running without the state directory's lock");
+        Ok(None)
+    };
+    match crate::dirs::prepare("state", dir) {
+        Ok(()) => {}
+        Err(e @ crate::dirs::DirError::Unsafe { .. }) => return Err(e.into()),
+        Err(e) => return unlocked(&e),
+    }
+    match StateLock::take(dir) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e @ LockError::Held { .. }) => Err(e.into()),
+        Err(e) => unlocked(&e),
     }
 }
 

@@ -389,8 +389,14 @@ fn persist_limit(
             .collect(),
     };
     for path in candidates {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("persisting: reading {}: {e}", path.display()))?;
+        let text = synwall_config::read_bounded(
+            path,
+            synwall_config::MAX_CONFIG_BYTES,
+            synwall_config::Links::Follow,
+            "config file",
+        )
+        .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+        .map_err(|e| format!("persisting: reading {}: {e}", path.display()))?;
         let mut doc: toml_edit::DocumentMut = text
             .parse()
             .map_err(|e| format!("persisting: parsing {}: {e}", path.display()))?;
@@ -462,12 +468,14 @@ fn persist_limit(
 }
 
 /// Replaces `path` with `text` by writing a sibling and renaming it over,
-/// keeping the file's permissions.
+/// keeping the file's permissions. The sibling is created anew, never
+/// through a link ([`crate::dirs::create_new`]).
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".synwall-tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text)?;
+    crate::dirs::create_new(&tmp, 0o600)?.write_all(text.as_bytes())?;
     if let Ok(meta) = std::fs::metadata(path) {
         std::fs::set_permissions(&tmp, meta.permissions())?;
     }

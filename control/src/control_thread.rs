@@ -157,6 +157,9 @@ pub struct ControlThread {
     /// State snapshots written, and writes that failed, this run.
     snapshots_written: u64,
     snapshot_failures: u64,
+    /// The last snapshot write's error, while writes fail (`None` once
+    /// one succeeds again).
+    snapshot_error: Option<String>,
     /// Announces blocks as FlowSpec through gobgpd (`[flowspec]`).
     flowspec: Option<FlowspecSpeaker>,
     /// The TSC frequency (once the EAL is up; 0 before): the fleet's grant
@@ -214,6 +217,7 @@ impl ControlThread {
             tick_stalled: false,
             snapshots_written: 0,
             snapshot_failures: 0,
+            snapshot_error: None,
             flowspec,
             tsc_hz: 0,
         }
@@ -344,10 +348,14 @@ impl ControlThread {
             &self.plane,
             self.clock.now(),
         ) {
-            Ok(_) => self.snapshots_written += 1,
+            Ok(_) => {
+                self.snapshots_written += 1;
+                self.snapshot_error = None;
+            }
             Err(e) => {
                 self.snapshot_failures += 1;
                 eprintln!("synwall: {e}; will retry");
+                self.snapshot_error = Some(e.to_string());
             }
         }
     }
@@ -407,6 +415,11 @@ impl ControlThread {
     }
 
     fn start_reload_for(&mut self, asked: Asked) {
+        // SIGHUP and `reload` are also how logrotate has the log reopened
+        // (its postrotate), whether or not the config then loads.
+        if let Err(e) = self.events.reopen() {
+            eprintln!("synwall: {e}; still writing to the event log opened before");
+        }
         if !matches!(self.reloading, Reloading::Idle) {
             self.queued.join(asked);
             return;

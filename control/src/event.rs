@@ -5,8 +5,14 @@
 //! RFC 3339 UTC strings with milliseconds (`"2026-11-26T17:10:19.123Z"`):
 //! readable in `tail -f`, sortable as text, and parsed by every log tool.
 //! Optional fields are left out when they do not apply.
+//!
+//! The log is written a batch at a time in one `write(2)` with `O_APPEND`;
+//! a batch the disk took only part of is cut off again, so the file only
+//! ever holds whole lines. [`EventLog::reopen`] (on SIGHUP and `reload`)
+//! opens the file anew after logrotate moved it.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -197,14 +203,9 @@ impl Event {
 /// Why the event log could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
-    /// The directory for the log could not be created.
-    #[error("creating directory {dir} for the event log: {source}")]
-    CreateDir {
-        /// The directory.
-        dir: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The log's directory is not synwall's own, or could not be created.
+    #[error(transparent)]
+    Dir(#[from] crate::dirs::DirError),
     /// The log could not be opened for appending.
     #[error("opening event log {path} for appending: {source}")]
     Open {
@@ -213,13 +214,16 @@ pub enum EventLogError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Appending failed (disk full, file removed underneath, ...).
-    #[error("writing to event log {path}: {source}")]
+    /// Appending failed (disk full, file removed underneath, ...); the
+    /// events of the batch are not in the file (none of their bytes).
+    #[error("writing to event log {path}: {source}; {lost} events not logged")]
     Write {
         /// The log file.
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+        /// Events of the batch left out.
+        lost: usize,
     },
 }
 
@@ -228,28 +232,21 @@ pub enum EventLogError {
 pub struct EventLog {
     path: PathBuf,
     file: File,
+    /// Batches that could not be written, and the last error.
+    failures: u64,
+    last_error: Option<String>,
 }
 
 impl EventLog {
-    /// Opens `path` for appending, creating it and its parent directory.
+    /// Opens `path` for appending, creating it and its parent directory,
+    /// which must be synwall's own ([`crate::dirs`]); a symbolic link at
+    /// `path` is refused.
     pub fn open(path: &Path) -> Result<EventLog, EventLogError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| EventLogError::CreateDir {
-                dir: dir.to_owned(),
-                source,
-            })?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| EventLogError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
         Ok(EventLog {
             path: path.to_owned(),
-            file,
+            file: open_log(path)?,
+            failures: 0,
+            last_error: None,
         })
     }
 
@@ -258,8 +255,34 @@ impl EventLog {
         &self.path
     }
 
+    /// Batches that could not be written so far.
+    pub fn write_failures(&self) -> u64 {
+        self.failures
+    }
+
+    /// The last write or reopen error, if any.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Opens the file at the path anew (logrotate moved the old one away);
+    /// on failure the old file stays in use and the error is kept.
+    pub fn reopen(&mut self) -> Result<(), EventLogError> {
+        match open_log(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                Ok(())
+            }
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
     /// Appends one line per event, in one write so that concurrent readers
-    /// (`tail -f`) see whole lines.
+    /// (`tail -f`) see whole lines. Whole or not at all: when the disk
+    /// takes only part of it, the file is cut back to its length before.
     pub fn append(&mut self, events: &[Event]) -> Result<(), EventLogError> {
         if events.is_empty() {
             return Ok(());
@@ -269,13 +292,83 @@ impl EventLog {
             text.push_str(&e.to_line());
             text.push('\n');
         }
-        self.file
-            .write_all(text.as_bytes())
-            .map_err(|source| EventLogError::Write {
+        let result = append_whole(&mut self.file, text.as_bytes());
+        result.map_err(|source| {
+            self.failures += 1;
+            let e = EventLogError::Write {
                 path: self.path.clone(),
                 source,
-            })
+                lost: events.len(),
+            };
+            self.last_error = Some(e.to_string());
+            e
+        })
     }
+}
+
+/// Writes `bytes` to the end of `file` in one `write(2)`; a short write is
+/// undone (the file cut back to where it ended) and is an error.
+fn append_whole(file: &mut (impl Write + Truncate), bytes: &[u8]) -> std::io::Result<()> {
+    let before = file.end()?;
+    match file.write(bytes) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(n) => {
+            file.truncate(before)?;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("the disk took {n} of {} bytes (cut off again)", bytes.len()),
+            ))
+        }
+        Err(e) => {
+            // A failed write(2) writes nothing; cut back anyway in case
+            // the file system thinks otherwise.
+            let _ = file.truncate(before);
+            Err(e)
+        }
+    }
+}
+
+/// A file that can be cut back: what [`append_whole`] needs besides
+/// writing (a trait so its tests can fake a full disk).
+trait Truncate {
+    /// The current length.
+    fn end(&mut self) -> std::io::Result<u64>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl Truncate for File {
+    fn end(&mut self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Opens the log for appending (`O_APPEND | O_NOFOLLOW`), after checking
+/// and creating its directory.
+fn open_log(path: &Path) -> Result<File, EventLogError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::dirs::prepare("events", dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| EventLogError::Open {
+            path: path.to_owned(),
+            source: if source.raw_os_error() == Some(nix::libc::ELOOP) {
+                std::io::Error::other(
+                    "it is a symbolic link, which synwall does not follow (someone may have planted it): remove it",
+                )
+            } else {
+                source
+            },
+        })
 }
 
 #[cfg(test)]
@@ -341,5 +434,56 @@ mod tests {
         let err = EventLog::open(&dir.join("sub")).unwrap_err();
         assert!(err.to_string().contains("sub"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A disk with room for `room` more bytes.
+    struct Disk {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+            }
+            self.room -= n;
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Truncate for Disk {
+        fn end(&mut self) -> std::io::Result<u64> {
+            Ok(self.data.len() as u64)
+        }
+
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.room += self.data.len() - len as usize;
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_is_written_whole_or_not_at_all() {
+        let mut disk = Disk {
+            data: Vec::new(),
+            room: 10,
+        };
+        append_whole(&mut disk, b"abcd\n").unwrap();
+        let err = append_whole(&mut disk, b"efghij\n").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+        assert_eq!(disk.data, b"abcd\n");
+        disk.room = 0;
+        assert!(append_whole(&mut disk, b"x\n").is_err());
+        disk.room = 100;
+        append_whole(&mut disk, b"klm\n").unwrap();
+        assert_eq!(disk.data, b"abcd\nklm\n");
     }
 }

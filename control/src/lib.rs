@@ -10,6 +10,7 @@
 pub mod appliance;
 pub mod commands;
 pub mod control_thread;
+pub mod dirs;
 pub mod event;
 pub mod fleet;
 pub mod flowspec;
@@ -24,6 +25,7 @@ pub mod reload;
 pub mod setup;
 pub mod snapshot;
 pub mod socket;
+pub mod state_lock;
 pub mod summary;
 pub mod supervise;
 #[cfg(any(test, feature = "test-support"))]

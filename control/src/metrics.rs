@@ -180,6 +180,8 @@ pub struct MetricsSnapshot {
     /// State snapshots written, and writes that failed, since start.
     pub snapshots_written: u64,
     pub snapshot_failures: u64,
+    /// Event-log batches that could not be written (disk full, ...).
+    pub event_log_write_failures: u64,
     /// Workers whose poll counter stood still at the last liveness check.
     pub workers_stalled: u64,
     /// systemd: watchdog pings sent, liveness checks that withheld one,
@@ -326,6 +328,7 @@ impl MetricsRegistry {
             hooks: snapshot.hooks,
             snapshots_written: snapshot.snapshots_written,
             snapshot_failures: snapshot.snapshot_failures,
+            event_log_write_failures: snapshot.event_log_write_failures,
             workers_stalled: snapshot.workers_stalled,
             watchdog_pings: snapshot.watchdog_pings,
             watchdog_withheld: snapshot.watchdog_withheld,
@@ -574,6 +577,12 @@ impl Collector for SnapshotCollector {
             [("ok", s.snapshots_written), ("failed", s.snapshot_failures)]
                 .into_iter()
                 .map(|(r, n)| ([("result", r)], n)),
+        )?;
+        counter(
+            e,
+            "event_log_write_failures",
+            "Event-log writes that failed (the events of each are left out whole; see status.event_log).",
+            s.event_log_write_failures,
         )?;
         gauge(
             e,

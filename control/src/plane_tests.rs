@@ -568,11 +568,15 @@ fn snapshot_round_trip_keeps_blocks_and_counts_across_a_restart() {
     send_n(&sh[1], PLAIN, 40);
     plane.tick(5_100, &sh);
     assert!(plane.is_blocked(SMALL));
-    assert_eq!(snapshot::load(&dir).unwrap(), None, "missing = first start");
+    assert_eq!(
+        snapshot::load(&dir, WALL0).unwrap(),
+        None,
+        "missing = first start"
+    );
     snapshot::save(&dir, &plane, 5_100).unwrap();
     snapshot::save(&dir, &plane, 5_200).unwrap();
     assert!(dir.join(snapshot::PREV_FILE).exists(), "previous kept");
-    let snap = snapshot::load(&dir).unwrap().unwrap();
+    let snap = snapshot::load(&dir, WALL0).unwrap().unwrap();
     assert_eq!(snap, plane.snapshot(5_200));
 
     // A new process 10 minutes later (wall clock), its clock starting at 0.
@@ -620,7 +624,7 @@ fn corrupt_truncated_and_foreign_snapshots_are_named_errors() {
     let path = snapshot::save(&dir, &plane, 100).unwrap();
     let text = std::fs::read(&path).unwrap();
     std::fs::write(&path, &text[..text.len() / 2]).unwrap();
-    let err = snapshot::load(&dir).unwrap_err();
+    let err = snapshot::load(&dir, WALL0).unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(err, snapshot::SnapshotError::Corrupt { .. }),
@@ -629,11 +633,11 @@ fn corrupt_truncated_and_foreign_snapshots_are_named_errors() {
     assert!(msg.contains("state.json") && msg.contains("EOF"), "{msg}");
     std::fs::write(&path, b"").unwrap();
     assert!(matches!(
-        snapshot::load(&dir),
+        snapshot::load(&dir, WALL0),
         Err(snapshot::SnapshotError::Corrupt { .. })
     ));
     std::fs::write(&path, br#"{"version": 99, "future": true}"#).unwrap();
-    let err = snapshot::load(&dir).unwrap_err();
+    let err = snapshot::load(&dir, WALL0).unwrap_err();
     assert!(
         matches!(err, snapshot::SnapshotError::Version { found: 99, .. }),
         "{err}"

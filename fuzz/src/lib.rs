@@ -83,7 +83,7 @@ pub mod snapshot {
 
     pub fn check(data: &[u8]) {
         let path = Path::new("/nonexistent/state.json");
-        let Ok(snap) = snapshot::parse(data, path) else {
+        let Ok(snap) = snapshot::parse(data, path, WALL) else {
             return;
         };
         let config = config();
@@ -103,8 +103,8 @@ pub mod snapshot {
         }
         // What it writes back reads back.
         let again = plane.snapshot(NOW);
-        let text = serde_json::to_vec(&again).expect("serialize");
-        let reread = snapshot::parse(&text, path).expect("own snapshot reads back");
+        let text = snapshot::encode(&again).expect("serialize");
+        let reread = snapshot::parse(&text, path, WALL + NOW).expect("own snapshot reads back");
         assert_eq!(reread, again);
     }
 }

@@ -102,6 +102,18 @@ impl Running<'_> {
         }
     }
 
+    /// Waits (up to `timeout`) until `status` on the run's control socket
+    /// (`control.sock` in its directory) says forwarding; returns it.
+    #[track_caller]
+    pub fn wait_forwarding(&mut self, timeout: Duration) -> Value {
+        let socket = self.dir().join("control.sock");
+        self.wait_for("the dataplane forwarding", timeout, |_| {
+            crate::control_request(&socket, b"{\"cmd\":\"status\"}\n", Duration::from_secs(5))
+                .ok()
+                .filter(|v| v["state"] == "forwarding")
+        })
+    }
+
     /// Waits (up to `timeout`) for an event matching `pred`, returns it.
     #[track_caller]
     pub fn wait_for_event(

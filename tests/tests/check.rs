@@ -178,3 +178,40 @@ fn operator_lcore_list_is_used_as_given() {
     assert_eq!(result.out_frames().len(), 3, "{}", result.exit.stderr);
     assert_eq!(result.verdict("dropped_blocked"), 2, "{}", result.summary);
 }
+
+/// A config or customers file over the size bound (256 MiB: a million
+/// customers take about 94 MB) is refused before it is read, naming the
+/// file and the bound, instead of reading it all (a 1 GB file of NUL bytes
+/// took 4.2 GB of memory before its TOML error).
+#[test]
+fn oversized_config_and_customers_files_are_refused_unread() {
+    const OVER: u64 = 300 << 20;
+    let sparse = |path: &std::path::Path| {
+        let f = std::fs::File::create(path).unwrap();
+        f.set_len(OVER).unwrap();
+    };
+    let dir = TestDir::new("check-huge-customers");
+    let huge = dir.join("customers.toml");
+    sparse(&huge);
+    let text = format!(
+        "customers_file = \"customers.toml\"\n{}",
+        Scenario::new(Vec::new(), Vec::new()).config(&dir)
+    );
+    let config = write_config(&dir, "synwall.toml", &text);
+    synwall_bin();
+    let started = std::time::Instant::now();
+    let refused = |config: &std::path::Path, huge: &std::path::Path| {
+        let exit = run_synwall(&dir, &["--config", config.to_str().unwrap(), "--check"]);
+        assert_ne!(exit.code(), Some(0), "{exit:?}");
+        assert!(
+            exit.stderr.contains(&huge.display().to_string()) && exit.stderr.contains("256 MiB"),
+            "the error should name the file and the bound: {}",
+            exit.stderr
+        );
+    };
+    refused(&config, &huge);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let huge = dir.join("huge.toml");
+    sparse(&huge);
+    refused(&huge, &huge);
+}

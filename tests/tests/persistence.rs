@@ -217,3 +217,181 @@ fn kill_9_after_a_snapshot_keeps_the_block() {
     assert!(run2.exit.status.success(), "{:?}", run2.exit);
     assert_block_kept(&run2, &quiet, 10);
 }
+
+/// Runs `second_input` on `dir` whose snapshot was replaced by `bad`:
+/// synwall must refuse it as corrupt, naming it, and leave it as it was.
+#[track_caller]
+fn assert_refused_as_corrupt(dir: TestDir, bad: &[u8], what: &str) -> TestDir {
+    let path = state_file(&dir);
+    fs::write(&path, bad).unwrap();
+    let (frames, _) = second_input();
+    let refused = scenario(frames).run_with(dir, &[]);
+    assert!(
+        !refused.exit.status.success(),
+        "{what}: started on it\n{:?}",
+        refused.exit
+    );
+    let stderr = &refused.exit.stderr;
+    assert!(
+        stderr.contains(&path.display().to_string())
+            && stderr.contains("corrupt")
+            && stderr.contains("--fresh-state"),
+        "{what}: {stderr}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), bad, "{what}: snapshot rewritten");
+    refused.dir
+}
+
+/// A snapshot that parses but cannot be true is refused like a damaged
+/// one: a block until the end of time (u64::MAX wraps to 1970), no
+/// windows, timestamps at the edge of i64, saved in 2100; and a flipped bit
+/// in a count, which only a checksum sees.
+#[test]
+fn a_snapshot_that_cannot_be_true_is_refused() {
+    let run1 = first_run("untrue");
+    let mut dir = run1.dir;
+    let good = fs::read(state_file(&dir)).unwrap();
+    let edits: [(&str, Edit); 5] = [
+        ("until_ms = u64::MAX", |s| {
+            spammer(s)["block"]["until_ms"] = u64::MAX.into();
+        }),
+        ("no windows", |s| s["windows"] = Value::Array(Vec::new())),
+        ("newest_start_ms = i64::MAX", |s| {
+            spammer(s)["windows"][0]["newest_start_ms"] = i64::MAX.into();
+        }),
+        ("newest_start_ms = i64::MIN", |s| {
+            spammer(s)["windows"][0]["newest_start_ms"] = i64::MIN.into();
+        }),
+        ("saved in 2100", |s| {
+            s["saved_at_ms"] = 4_102_444_800_000u64.into();
+        }),
+    ];
+    for (what, edit) in edits {
+        let mut snap: Value = serde_json::from_slice(&good).unwrap();
+        edit(&mut snap);
+        // As a synwall without checksums wrote it: the checks must hold
+        // without one.
+        snap["version"] = 1.into();
+        snap.as_object_mut().unwrap().remove("crc32");
+        dir = assert_refused_as_corrupt(dir, &serde_json::to_vec(&snap).unwrap(), what);
+    }
+    // One bit of one digit: 1000 SYNs seen becomes 1001.
+    let text = String::from_utf8(good.clone()).unwrap();
+    assert!(text.contains("\"seen\":1000,"), "{text}");
+    let flipped = text.replacen("\"seen\":1000,", "\"seen\":1001,", 1);
+    dir = assert_refused_as_corrupt(dir, flipped.as_bytes(), "a flipped bit");
+    // The good one still starts.
+    fs::write(state_file(&dir), &good).unwrap();
+    let (frames, quiet) = second_input();
+    let run2 = scenario(frames).run_with(dir, &[]);
+    assert!(run2.exit.status.success(), "{:?}", run2.exit);
+    assert_block_kept(&run2, &quiet, 10);
+}
+
+/// A change made to a snapshot's JSON.
+type Edit = fn(&mut Value);
+
+/// The spammer's entry of a snapshot.
+fn spammer(snap: &mut Value) -> &mut Value {
+    snap["customers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "spammer")
+        .expect("the spammer in the snapshot")
+}
+
+/// A crash between the two renames of a snapshot write leaves only
+/// `state.json.prev`: it is used, and an event says so.
+#[test]
+fn only_the_previous_snapshot_is_used_and_said() {
+    let run1 = first_run("prev-only");
+    let dir = run1.dir;
+    let state = state_file(&dir);
+    fs::rename(&state, state.with_file_name("state.json.prev")).unwrap();
+    let (frames, quiet) = second_input();
+    let run2 = scenario(frames).run_with(dir, &[]);
+    assert!(run2.exit.status.success(), "{:?}", run2.exit);
+    assert_block_kept(&run2, &quiet, 10);
+    let restores = run2.events_of("restore", None);
+    assert!(
+        restores.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("state.json.prev"))),
+        "no event says the previous snapshot was used: {restores:?}"
+    );
+}
+
+/// A snapshot write that fails takes its temp file away, and `status`
+/// says that snapshots fail (not only the metrics).
+#[test]
+fn a_failed_snapshot_write_leaves_no_temp_file_and_shows_in_status() {
+    let dir = TestDir::new("snapshot-fails");
+    // A non-empty directory where state.json goes: every write fails at
+    // the end, after the temp file is written.
+    fs::create_dir_all(dir.join("state/state.json/x")).unwrap();
+    let mut s = scenario(syns(1, 10, 1)).control("snapshot_interval = \"200ms\"");
+    s.duration = 60.0;
+    let mut running = s.spawn(dir, &["--fresh-state"]);
+    let socket = running.dir().join("control.sock");
+    let status = running.wait_for(
+        "status with snapshot failures",
+        Duration::from_secs(30),
+        |_| {
+            control_request(&socket, b"{\"cmd\":\"status\"}\n", Duration::from_secs(5))
+                .ok()
+                .filter(|v| v["snapshots"]["failures"].as_u64().is_some_and(|n| n >= 2))
+        },
+    );
+    let error = status["snapshots"]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("state.json"), "{status}");
+    let tmp = running.dir().join("state/state.json.tmp");
+    assert!(!tmp.exists(), "{} left behind", tmp.display());
+    running.signal("TERM");
+    let _ = running.wait(Duration::from_secs(30));
+}
+
+/// `state.json` that is not a regular file (a FIFO, a link to /dev/zero)
+/// or is too large fails the start at once, naming it; it is never read
+/// until memory runs out.
+#[test]
+fn a_state_file_that_is_not_a_bounded_regular_file_fails_fast() {
+    let dir = TestDir::new("state-not-file");
+    let state = state_file(&dir);
+    fs::create_dir_all(state.parent().unwrap()).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let mut dir = dir;
+    // Built before the clock starts.
+    synwall_bin();
+    for what in ["a FIFO", "a link to /dev/zero", "a 3 GiB sparse file"] {
+        if what.contains("link") {
+            fs::remove_file(&state).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", &state).unwrap();
+        } else if what.contains("sparse") {
+            fs::remove_file(&state).unwrap();
+            let f = fs::File::create(&state).unwrap();
+            f.set_len(3 << 30).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let (frames, _) = second_input();
+        let refused = scenario(frames).run_with(dir, &[]);
+        assert!(!refused.exit.status.success(), "{what}: {:?}", refused.exit);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            refused.exit.stderr.contains(&state.display().to_string()),
+            "{what}: {}",
+            refused.exit.stderr
+        );
+        dir = refused.dir;
+    }
+}

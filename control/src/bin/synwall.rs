@@ -74,6 +74,12 @@ fn main() -> ExitCode {
             eprintln!("synwall: {}: {e}", config.path.display());
             return ExitCode::from(2);
         }
+        for (what, dir) in synwall_control::dirs::of_config(&config) {
+            if let Err(e) = synwall_control::dirs::check(what, dir) {
+                eprintln!("synwall: {}: {e}", config.path.display());
+                return ExitCode::from(2);
+            }
+        }
         println!(
             "{}: ok ({} links, {} worker cores, {} customers, {} windows)",
             config.path.display(),

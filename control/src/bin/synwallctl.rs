@@ -2,7 +2,9 @@
 //! control socket.
 //!
 //! Exit codes: 0 done; 1 the appliance refused (`"ok":false`); 2 usage;
-//! 3 cannot reach the appliance (no socket, access denied, no answer).
+//! 3 cannot reach the appliance (no socket, access denied, no answer);
+//! 4 the process on the socket is not synwall's user (root, the user
+//! running synwallctl, or `--server-user`): nothing was sent to it.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -37,6 +39,11 @@ struct Cli {
     /// Print the appliance's JSON replies as they are (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// The user synwall runs as, when not root: the process on the socket
+    /// must run as root, as you, or as this user (name or uid), else
+    /// synwallctl sends nothing (exit 4).
+    #[arg(long, env = "SYNWALL_SERVER_USER", global = true, value_name = "USER")]
+    server_user: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -118,6 +125,8 @@ enum Cmd {
 const REFUSED: u8 = 1;
 const USAGE: u8 = 2;
 const UNREACHABLE: u8 = 3;
+/// The socket's server is not who synwall runs as (see [`check_server`]).
+const IMPOSTOR: u8 = 4;
 
 /// Writes to stdout; a closed pipe (`synwallctl ... | head`) ends the
 /// program quietly instead of panicking.
@@ -149,6 +158,10 @@ fn main() -> ExitCode {
             return ExitCode::from(UNREACHABLE);
         }
     };
+    if let Err(why) = check_server(&conn.writer, &cli.socket, cli.server_user.as_deref()) {
+        eprintln!("synwallctl: {why}");
+        return ExitCode::from(IMPOSTOR);
+    }
     if command == Command::Events {
         return follow(&mut conn, cli.json);
     }
@@ -279,6 +292,44 @@ impl Connection {
                 .map_err(|e| format!("unreadable reply from the appliance: {e}: {line}")),
             Err(e) => Err(format!("reading the reply: {e}")),
         }
+    }
+}
+
+/// Checks, before anything is sent, that the process listening on the
+/// socket (`SO_PEERCRED`) runs as root, as this user, or as
+/// `server_user`: a user who could write the socket's directory could
+/// otherwise listen in synwall's place and take an operator's `block`.
+fn check_server(stream: &UnixStream, path: &Path, server_user: Option<&str>) -> Result<(), String> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let shown = path.display();
+    let cred = getsockopt(stream, PeerCredentials)
+        .map_err(|e| format!("asking who listens on {shown}: {e}"))?;
+    let uid = cred.uid();
+    let me = nix::unistd::geteuid().as_raw();
+    let expected = server_user.map(user_id).transpose()?;
+    if uid == 0 || uid == me || expected == Some(uid) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("/")).display();
+    Err(format!(
+        "refusing to talk to {shown}: the process listening there (pid {}) runs as {}, not root or you{}, \
+         so it may not be synwall (someone who can write {dir} can listen in its place); check \
+         `ls -ld {dir} {shown}` and that synwall is running; if synwall runs as that user, say so \
+         with --server-user (or SYNWALL_SERVER_USER)",
+        cred.pid(),
+        synwall_control::dirs::user_name(uid),
+        server_user.map(|u| format!(" or {u}")).unwrap_or_default()
+    ))
+}
+
+/// The uid of user `name` (or a number).
+fn user_id(name: &str) -> Result<u32, String> {
+    if let Ok(uid) = name.parse() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        _ => Err(format!("--server-user {name}: no such user")),
     }
 }
 

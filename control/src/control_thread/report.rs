@@ -87,6 +87,7 @@ impl ControlThread {
             hooks: self.hooks.as_ref().map(|h| h.stats()).unwrap_or_default(),
             snapshots_written: self.snapshots_written,
             snapshot_failures: self.snapshot_failures,
+            event_log_write_failures: self.events.write_failures(),
             workers_stalled: self.stalled_workers.len() as u64,
             watchdog_pings: self.notifier.pings,
             watchdog_withheld: self.notifier.withheld,
@@ -157,6 +158,17 @@ impl ControlThread {
                 "in_use": self.gauges.mempool_in_use.load(Relaxed),
             },
             "ticks": self.gauges.ticks.load(Relaxed),
+            "snapshots": {
+                "dir": self.config.control.state_dir.display().to_string(),
+                "written": self.snapshots_written,
+                "failures": self.snapshot_failures,
+                "last_error": self.snapshot_error,
+            },
+            "event_log": {
+                "path": self.events.path().display().to_string(),
+                "write_failures": self.events.write_failures(),
+                "last_error": self.events.last_error(),
+            },
             "fleet": self.plane.fleet_view(),
             "generation": self.generation.load().number,
         })
