@@ -728,6 +728,7 @@ mod tests {
                 seen: 1000,
                 forwarded: 100,
                 attempts_while_blocked: 900,
+                dropped_at_limit: 0,
                 near_warned: Vec::new(),
                 over_warned: Vec::new(),
             }],
