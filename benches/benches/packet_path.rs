@@ -1,9 +1,12 @@
 //! Per-packet cost of synwall's inside→outside path without EAL:
 //! `verdict::judge` (parse + classify + count + verdict) one frame at a
 //! time, and `verdict::BurstJudge` (the worker's staged bursts of 32), over
-//! the benchmark mix with 1k / 100k / 1M customers in the classifier, and
-//! over a spoofed SYN flood from 8k and 100k distinct customers of the
-//! largest table; and the classifier
+//! the benchmark mix and issue 26's busier one (15 % SYNs from 1,000
+//! customers) with 1k / 100k / 1M customers in the classifier, and over a
+//! spoofed SYN flood from 8k and 100k distinct customers of the largest
+//! table, each table in both layouts of `synwall_benches::customers`
+//! (`bench`: ids in address order, one /28 + /64 each; `billing`: a billing
+//! export's order and mixed /32../27, /64../48); and the classifier
 //! alone (ns per lookup, IPv4/IPv6, hit/miss; build time and resident
 //! memory), also on a 100k table with mixed prefix lengths.
 //!
@@ -13,7 +16,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use synwall_benches::customers::{self, prefixes, v4_host, v6_host};
+use synwall_benches::customers::{self, Layout, LayoutKind};
 use synwall_benches::mix::{generate, Kind, Mix, MixSpec, Sizes};
 use synwall_benches::rng::Rng;
 use synwall_dataplane::classify::{Classifier, CustomerId};
@@ -131,10 +134,11 @@ fn build_measured(
     (c, built)
 }
 
-/// The classifier and a shard for `n` generated customers plus the blocked
-/// one (id `n`).
-fn table(n: u32) -> (Classifier, WorkerShard, Built) {
-    let (c, built) = build_measured(n as usize + 1, prefixes(n, true));
+/// The classifier and a shard for the customers of `layout` plus the
+/// blocked one (id `n`).
+fn table(layout: &Layout) -> (Classifier, WorkerShard, Built) {
+    let n = layout.customers();
+    let (c, built) = build_measured(n as usize + 1, layout.prefixes(true));
     let shard = WorkerShard::new(n as usize + 1);
     shard.set_blocked(CustomerId::new(n), true);
     (c, shard, built)
@@ -228,7 +232,8 @@ fn judge_bursts(
 /// A spoofed SYN flood: `frames` SYNs to port 25 from `active` distinct
 /// customers drawn at random from the `n` of the table (every one at least
 /// once), 90 % IPv4 and 10 % IPv6, in random order.
-fn flood(n: u32, active: usize, frames: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+fn flood(layout: &Layout, active: usize, frames: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    let n = layout.customers();
     let mx4 = Ipv4Addr::new(203, 0, 113, 25);
     let mx6 = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 25);
     let chosen: Vec<u32> = (0..active)
@@ -239,9 +244,9 @@ fn flood(n: u32, active: usize, frames: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
             let c = chosen[i % active];
             let sport = 1024 + rng.below(60000) as u16;
             if rng.below(10) == 0 {
-                FrameBuilder::tcp_v6(v6_host(c, rng.next_u64()), mx6, sport, 25, SYN).build()
+                FrameBuilder::tcp_v6(layout.v6_host(c, rng.next_u64()), mx6, sport, 25, SYN).build()
             } else {
-                let host = v4_host(c, 1 + rng.below(15) as u32);
+                let host = layout.v4_host(c, 1 + rng.below(15) as u32);
                 FrameBuilder::tcp_v4(host, mx4, sport, 25, SYN).build()
             }
         })
@@ -286,7 +291,8 @@ fn check_verdicts(
     );
 }
 
-fn lookups(n: u32, rng: &mut Rng, mix: &Mix) -> [(&'static str, Vec<SrcAddr>); 5] {
+fn lookups(layout: &Layout, rng: &mut Rng, mix: &Mix) -> [(&'static str, Vec<SrcAddr>); 5] {
+    let n = layout.customers();
     // The sources of the mix's watched SYNs: what `judge` actually looks up.
     let watched = WatchedPorts::new(&[25]);
     let mix_syns = mix
@@ -299,22 +305,20 @@ fn lookups(n: u32, rng: &mut Rng, mix: &Mix) -> [(&'static str, Vec<SrcAddr>); 5
     const K: usize = 4096;
     let v4_hit = (0..K)
         .map(|_| {
-            SrcAddr::V4(u32::from(v4_host(
-                rng.below(u64::from(n)) as u32,
-                1 + rng.below(15) as u32,
-            )))
+            SrcAddr::V4(u32::from(
+                layout.v4_host(rng.below(u64::from(n)) as u32, 1 + rng.below(15) as u32),
+            ))
         })
         .collect();
-    // 11.0.0.0/8 and up: next to the table but owned by nobody.
+    // 11.0.0.0/8 and up: next to the table (either layout) but owned by nobody.
     let v4_miss = (0..K)
         .map(|_| SrcAddr::V4(0x0b00_0000 + rng.below(1 << 24) as u32))
         .collect();
     let v6_hit = (0..K)
         .map(|_| {
-            SrcAddr::V6(u128::from(v6_host(
-                rng.below(u64::from(n)) as u32,
-                rng.next_u64(),
-            )))
+            SrcAddr::V6(u128::from(
+                layout.v6_host(rng.below(u64::from(n)) as u32, rng.next_u64()),
+            ))
         })
         .collect();
     let v6_miss = (0..K)
@@ -390,18 +394,43 @@ fn main() {
     let mut rng = Rng::new(7);
     let mut lookup_rows = Vec::new();
     let mut build_rows = Vec::new();
-    for &n in &opts.tables {
-        let (c, shard, built) = table(n);
-        build_rows.push((human(n), c.prefixes(), built));
+    for (&n, kind) in opts
+        .tables
+        .iter()
+        .flat_map(|n| [(n, LayoutKind::Bench), (n, LayoutKind::Billing)])
+    {
+        let layout = Layout::new(kind, n);
+        let label = format!("{} {}", human(n), kind.name());
+        let (c, shard, built) = table(&layout);
+        build_rows.push((label.clone(), c.prefixes(), built));
+        // The mixes' sources in this table (the bench layout's are the
+        // same frames whatever its size).
+        let spec = MixSpec {
+            customers: n,
+            layout: kind,
+            ..MixSpec::default()
+        };
+        let mix64 = generate(&spec);
+        let imix = generate(&MixSpec {
+            sizes: Sizes::Imix,
+            ..spec.clone()
+        });
+        let busy = generate(&MixSpec {
+            frames: 8192,
+            syn_pct: 15.0,
+            mailers: 1000,
+            ..spec
+        });
         let mut tally = Tally::default();
         check_verdicts(&mix64, &policy, &c, &shard, &mut tally);
+        check_verdicts(&busy, &policy, &c, &shard, &mut tally);
         let mut burst = BurstJudge::default();
         let floods: Vec<(String, Vec<Vec<u8>>)> = if n == *opts.tables.last().unwrap_or(&0) {
             [8_192usize, 100_000]
                 .iter()
                 .map(|&k| {
                     let label = format!("flood, {} active", human(k as u32));
-                    (label, flood(n, k, k.max(8_192), &mut rng))
+                    (label, flood(&layout, k, k.max(8_192), &mut rng))
                 })
                 .collect()
         } else {
@@ -410,6 +439,7 @@ fn main() {
         let mut rows: Vec<(String, &[Vec<u8>])> = vec![
             ("64 B mix".into(), &mix64.frames),
             ("IMIX".into(), &imix.frames),
+            ("busy 64 B mix (15 % SYNs, 1k mailers)".into(), &busy.frames),
         ];
         rows.extend(floods.iter().map(|(l, f)| (l.clone(), &f[..])));
         for (name, frames) in rows {
@@ -421,8 +451,7 @@ fn main() {
             });
             for (how, med, best) in [("judge", med, best), ("burst", bmed, bbest)] {
                 println!(
-                    "| {how}, {name} | {} | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",
-                    human(n),
+                    "| {how}, {name} | {label} | {:.1} [{:.1}] | {:.0} [{:.0}] | {:.1} |",
                     med.ns,
                     best.ns,
                     med.cycles,
@@ -431,14 +460,14 @@ fn main() {
                 );
             }
         }
-        for (name, addrs) in lookups(n, &mut rng, &mix64) {
+        for (name, addrs) in lookups(&layout, &mut rng, &mix64) {
             let (med, best) = measure(&opts, addrs.len(), || {
                 addrs
                     .iter()
                     .map(|&a| u64::from(c.lookup(black_box(a)).map_or(u32::MAX, CustomerId::get)))
                     .sum()
             });
-            lookup_rows.push((human(n), name, med, best));
+            lookup_rows.push((label.clone(), name, med, best));
         }
     }
     {
@@ -492,7 +521,7 @@ fn main() {
         );
     }
     // Keep the helpers' addresses honest: the blocked customer resolves.
-    let (c, _, _) = table(1);
+    let (c, _, _) = table(&Layout::new(LayoutKind::Bench, 1));
     assert_eq!(
         c.lookup_addr(customers::ACME_V4.into()),
         Some(CustomerId::new(1))

@@ -1,14 +1,18 @@
 //! Instruction-count probe of the packet path on the 64 B mix (`burst`,
-//! `frames`: the staged bursts or `judge` frame by frame) or a SYN flood
-//! (`flood [ACTIVE [CUSTOMERS]]`, default 1000 of 1000): run under
-//! `valgrind --tool=callgrind` (instructions are repeatable whatever else
-//! the machine does) or `perf record`.
+//! `frames`: the staged bursts or `judge` frame by frame), issue 26's
+//! busier mix (`mix15`: 8,192 frames, 15 % SYNs from 1,000 customers, in
+//! bursts) or a SYN flood (`flood`), with `ACTIVE` customers (the flood's;
+//! default 1000) of a table of `CUSTOMERS` (default 1000) in `LAYOUT`
+//! (`bench`, default, or `billing`: `synwall_benches::customers`): run
+//! under `valgrind --tool=callgrind` (instructions are repeatable whatever
+//! else the machine does) or `perf record`.
 //!
 //! `cargo build --release -p synwall-benches --example burst_cost`
 //! `valgrind --tool=callgrind --toggle-collect='*judge_mix*' target/release/examples/burst_cost burst 20`
+//! `burst_cost (burst|frames|mix15|flood) [ROUNDS [ACTIVE [CUSTOMERS [LAYOUT]]]]`
 use std::hint::black_box;
 
-use synwall_benches::customers::prefixes;
+use synwall_benches::customers::{Layout, LayoutKind};
 use synwall_benches::flood::{self, FloodSpec, Shape};
 use synwall_benches::mix::{generate, MixSpec};
 use synwall_dataplane::classify::{Classifier, CustomerId};
@@ -58,7 +62,12 @@ fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     let active: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
-    let c = Classifier::build(n as usize + 1, prefixes(n, true)).expect("valid prefixes");
+    let kind = args
+        .next()
+        .map(|l| LayoutKind::parse(&l).expect("LAYOUT is bench or billing"))
+        .unwrap_or_default();
+    let layout = Layout::new(kind, n);
+    let c = Classifier::build(n as usize + 1, layout.prefixes(true)).expect("valid prefixes");
     let s = WorkerShard::new(n as usize + 1);
     s.set_blocked(CustomerId::new(n), true);
     let p = Policy {
@@ -67,17 +76,35 @@ fn main() {
         scope: BlockScope::Syn,
         malformed: MalformedPolicy::Forward,
     };
-    let frames = if how == "flood" {
-        flood::generate(&FloodSpec {
-            shape: Shape::Syn,
-            frames: 8192,
-            active,
-            customers: n,
-            seed: 7,
-        })
-        .frames
-    } else {
-        generate(&MixSpec::default()).frames
+    let mix = MixSpec {
+        customers: n,
+        layout: kind,
+        ..MixSpec::default()
+    };
+    let frames = match how.as_str() {
+        "flood" => {
+            flood::generate_in(
+                &FloodSpec {
+                    shape: Shape::Syn,
+                    frames: 8192,
+                    active,
+                    customers: n,
+                    seed: 7,
+                },
+                &layout,
+            )
+            .frames
+        }
+        "mix15" => {
+            generate(&MixSpec {
+                frames: 8192,
+                syn_pct: 15.0,
+                mailers: 1000,
+                ..mix
+            })
+            .frames
+        }
+        _ => generate(&mix).frames,
     };
     let mut b = BurstJudge::default();
     let mut total = 0;
@@ -88,7 +115,8 @@ fn main() {
         };
     }
     println!(
-        "{how}: {} frames x {rounds}, {total} forwarded",
-        frames.len()
+        "{how}: {} frames x {rounds}, {total} forwarded ({n} customers, {} layout)",
+        frames.len(),
+        kind.name()
     );
 }

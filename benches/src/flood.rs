@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags;
 
-use crate::customers::{v4_host, v6_host, MAX_CUSTOMERS};
+use crate::customers::{Layout, LayoutKind, MAX_CUSTOMERS};
 use crate::rng::Rng;
 
 /// Share of IPv6 frames, percent.
@@ -162,12 +162,26 @@ fn ephemeral(rng: &mut Rng) -> u16 {
 
 /// One TCP segment to port 25 from `customer`, as small as its headers
 /// allow (60 B + FCS for IPv4).
-fn segment(rng: &mut Rng, customer: u32, v6: bool, flags: u8, sport: u16, host: u64) -> Vec<u8> {
+fn segment(
+    rng: &mut Rng,
+    layout: &Layout,
+    customer: u32,
+    v6: bool,
+    flags: u8,
+    sport: u16,
+    host: u64,
+) -> Vec<u8> {
     let b = if v6 {
-        FrameBuilder::tcp_v6(v6_host(customer, host), dst_v6(rng), sport, 25, flags)
+        FrameBuilder::tcp_v6(
+            layout.v6_host(customer, host),
+            dst_v6(rng),
+            sport,
+            25,
+            flags,
+        )
     } else {
         let h = 1 + (host % 14) as u32; // not the /28's network or broadcast address
-        FrameBuilder::tcp_v4(v4_host(customer, h), dst_v4(rng), sport, 25, flags)
+        FrameBuilder::tcp_v4(layout.v4_host(customer, h), dst_v4(rng), sport, 25, flags)
     };
     let b = b.seq(rng.next_u64() as u32);
     let b = if flags & tcp_flags::SYN != 0 {
@@ -182,11 +196,21 @@ fn segment(rng: &mut Rng, customer: u32, v6: bool, flags: u8, sport: u16, host: 
     b.pad_to(60).build()
 }
 
-/// Generates the frames.
+/// Generates the frames, from customers of the bench layout.
 ///
 /// Panics if `active` is 0 or above `customers`, or `customers` above
 /// [`MAX_CUSTOMERS`].
 pub fn generate(spec: &FloodSpec) -> Flood {
+    generate_in(spec, &Layout::new(LayoutKind::Bench, spec.customers))
+}
+
+/// Generates the frames, from customers of `layout` (of `spec.customers`
+/// customers): the same customers, order and frame kinds whatever the
+/// layout, only the addresses differ.
+///
+/// Panics as [`generate`] does, or if `layout` is of another size.
+pub fn generate_in(spec: &FloodSpec, layout: &Layout) -> Flood {
+    assert_eq!(layout.customers(), spec.customers, "layout of another size");
     assert!(
         spec.customers <= MAX_CUSTOMERS,
         "at most {MAX_CUSTOMERS} customers"
@@ -234,7 +258,7 @@ pub fn generate(spec: &FloodSpec) -> Flood {
             if syn[i] {
                 let sport = ephemeral(&mut rng);
                 let host = rng.next_u64() | 1;
-                segment(&mut rng, c, v6[i], tcp_flags::SYN, sport, host)
+                segment(&mut rng, layout, c, v6[i], tcp_flags::SYN, sport, host)
             } else {
                 let (sport, host) = connection(c, rng.below(CONNECTIONS));
                 let flags = if rng.below(5) < 3 {
@@ -242,7 +266,7 @@ pub fn generate(spec: &FloodSpec) -> Flood {
                 } else {
                     tcp_flags::ACK | tcp_flags::PSH
                 };
-                segment(&mut rng, c, v6[i], flags, sport, host)
+                segment(&mut rng, layout, c, v6[i], flags, sport, host)
             }
         })
         .collect();
@@ -257,12 +281,16 @@ pub fn generate(spec: &FloodSpec) -> Flood {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::customers::prefixes;
     use synwall_dataplane::classify::{Classifier, CustomerId};
     use synwall_dataplane::parse::{parse, Outcome, WatchedPorts};
 
     fn check_frames(flood: &Flood, customers: u32) -> Vec<Outcome> {
-        let classifier = Classifier::build(customers as usize + 1, prefixes(customers, true))
+        check_frames_in(flood, &Layout::new(LayoutKind::Bench, customers))
+    }
+
+    fn check_frames_in(flood: &Flood, layout: &Layout) -> Vec<Outcome> {
+        let customers = layout.customers();
+        let classifier = Classifier::build(customers as usize + 1, layout.prefixes(true))
             .expect("benchmark prefixes are valid");
         let watched = WatchedPorts::new(&[25]);
         flood
@@ -352,5 +380,24 @@ mod tests {
             .filter(|&&o| o == Outcome::WatchedOther)
             .count();
         assert_eq!((syns, other), (200, 9800));
+    }
+
+    #[test]
+    fn billing_flood_has_the_same_shape() {
+        let spec = FloodSpec {
+            shape: Shape::Syn,
+            frames: 8192,
+            active: 1000,
+            customers: 200_000,
+            seed: 1,
+        };
+        let layout = Layout::new(LayoutKind::Billing, spec.customers);
+        let flood = generate_in(&spec, &layout);
+        let bench = generate(&spec);
+        assert_eq!(flood.sources, bench.sources);
+        assert_eq!(flood.v6, bench.v6);
+        assert_eq!(flood.repeats(), 0);
+        let outcomes = check_frames_in(&flood, &layout);
+        assert!(outcomes.iter().all(|&o| o == Outcome::WatchedSyn));
     }
 }

@@ -8,14 +8,20 @@
 //! configurable share of malformed frames (7 kinds, rotating). 5 % of all
 //! frames are IPv6, 10 % carry one 802.1Q tag and 3 % two tags (802.1ad +
 //! 802.1Q). Sources are the first `min(customers, 1000)` customers of
-//! [`crate::customers`], so the same pcap works against any table size.
+//! [`crate::customers`], so in the bench layout the same pcap works against
+//! any table size (a billing-layout mix fits its own table only).
+//!
+//! [`MixSpec::syn_pct`] and [`MixSpec::mailers`] make the busier mix of
+//! issue 26: 15 % SYNs to port 25 from all 1,000 source customers (the
+//! blocked customer's and the unowned SYNs stay what they are in the
+//! default mix, the rest of the SYNs come from the mailers).
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::{tcp_flags, TPID_8021AD, TPID_8021Q};
 
-use crate::customers::{v4_host, v6_host, ACME_V4, ACME_V6};
+use crate::customers::{Layout, LayoutKind, ACME_V4, ACME_V6};
 use crate::rng::Rng;
 
 /// Frame sizes of the mix.
@@ -43,6 +49,14 @@ pub struct MixSpec {
     pub customers: u32,
     /// PRNG seed.
     pub seed: u64,
+    /// Share of SYNs to port 25, percent (at least the blocked customer's
+    /// and the unowned ones: about 3.2 %).
+    pub syn_pct: f64,
+    /// Customers that send mail (SYNs and established SMTP), at most the
+    /// source customers.
+    pub mailers: u32,
+    /// The layout of the customer table.
+    pub layout: LayoutKind,
 }
 
 impl Default for MixSpec {
@@ -53,6 +67,9 @@ impl Default for MixSpec {
             malformed_pct: 1.0,
             customers: 1000,
             seed: 1,
+            syn_pct: 5.0,
+            mailers: 8,
+            layout: LayoutKind::Bench,
         }
     }
 }
@@ -175,6 +192,7 @@ enum Src {
 
 struct Gen {
     rng: Rng,
+    layout: Layout,
     source_customers: u32,
     sizes: Sizes,
     flows: HashSet<(IpAddr, IpAddr, u8, u16, u16)>,
@@ -184,7 +202,7 @@ impl Gen {
     fn src_v4(&mut self, src: Src) -> Ipv4Addr {
         let h = 1 + self.rng.below(14) as u32;
         match src {
-            Src::Customer(i) => v4_host(i, h),
+            Src::Customer(i) => self.layout.v4_host(i, h),
             Src::Acme => Ipv4Addr::from(u32::from(ACME_V4) + 1 + self.rng.below(254) as u32),
             Src::Unowned => {
                 // TEST-NET-1/3: owned by no generated customer.
@@ -201,7 +219,7 @@ impl Gen {
     fn src_v6(&mut self, src: Src) -> Ipv6Addr {
         let h = 1 + self.rng.below(0xffff);
         match src {
-            Src::Customer(i) => v6_host(i, h),
+            Src::Customer(i) => self.layout.v6_host(i, h),
             Src::Acme => Ipv6Addr::from(u128::from(ACME_V6) | u128::from(h)),
             Src::Unowned => Ipv6Addr::new(0x2001, 0xdb9, 0, 0, 0, 0, 0, h as u16),
         }
@@ -286,8 +304,10 @@ pub fn generate(spec: &MixSpec) -> Mix {
     let n = spec.frames;
     let pct = |p: f64| ((n as f64) * p / 100.0).round() as usize;
     let malformed = pct(spec.malformed_pct);
-    let syn = pct(5.0);
-    let syn_blocked = syn.div_ceil(3);
+    let syn = pct(spec.syn_pct);
+    // The blocked customer sends a third of the default mix's SYNs, in
+    // every mix.
+    let syn_blocked = pct(5.0).div_ceil(3).min(syn);
     let syn_unowned = syn / 10;
     let smtp = pct(3.0);
     let udp = pct(10.0);
@@ -346,12 +366,16 @@ pub fn generate(spec: &MixSpec) -> Mix {
     let source_customers = spec.customers.clamp(1, 1000);
     let mut gen = Gen {
         rng,
+        layout: Layout::new(spec.layout, spec.customers),
         source_customers,
         sizes: spec.sizes,
         flows: HashSet::new(),
     };
     // A few customers send mail; established TCP reuses a pool of flows.
-    let mailers: Vec<u32> = (0..8).map(|i| (i * 97 + 13) % source_customers).collect();
+    // 97 is prime to 1000: up to 1000 mailers are all different.
+    let mailers: Vec<u32> = (0..spec.mailers.clamp(1, source_customers))
+        .map(|i| (i * 97 + 13) % source_customers)
+        .collect();
     let flow_pool = (n / 3).max(300);
     let mut tcp_flows: Vec<(Src, u16, u16, Ipv4Addr, u8)> = Vec::with_capacity(flow_pool);
     for _ in 0..flow_pool {
@@ -385,7 +409,7 @@ pub fn generate(spec: &MixSpec) -> Mix {
                 } else {
                     // Keep the flow's 5-tuple: the source host is part of it.
                     let s = match src {
-                        Src::Customer(c) => v4_host(c, u32::from(host)),
+                        Src::Customer(c) => gen.layout.v4_host(c, u32::from(host)),
                         _ => Ipv4Addr::new(192, 0, 2, host),
                     };
                     gen.flows.insert((s.into(), dst.into(), 6, sport, dport));
@@ -578,5 +602,36 @@ mod tests {
         assert!(mix.frames.iter().all(|f| f.len() <= 1514 + 8));
         let mean = mix.mean_wire_size();
         assert!((250.0..400.0).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn busy_mix_has_fifteen_percent_syns_from_a_thousand_customers() {
+        let spec = MixSpec {
+            frames: 8192,
+            syn_pct: 15.0,
+            mailers: 1000,
+            layout: LayoutKind::Billing,
+            ..MixSpec::default()
+        };
+        let mix = generate(&spec);
+        let layout = Layout::new(LayoutKind::Billing, spec.customers);
+        let c =
+            synwall_dataplane::classify::Classifier::build(1001, layout.prefixes(true)).unwrap();
+        let watched = WatchedPorts::new(&[25]);
+        let mut senders = HashSet::new();
+        let mut syns = 0;
+        for f in &mix.frames {
+            let p = parse(f, &watched);
+            if p.outcome == Outcome::WatchedSyn {
+                syns += 1;
+                if let Some(id) = p.src.and_then(|s| c.lookup(s)) {
+                    senders.insert(id);
+                }
+            }
+        }
+        assert_eq!(syns, 1229, "{}", mix.describe());
+        assert!(senders.len() > 600, "{}", senders.len());
+        // The default mix is what it always was.
+        assert_eq!(generate(&MixSpec::default()).count(Kind::Syn25Blocked), 17);
     }
 }

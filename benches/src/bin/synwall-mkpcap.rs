@@ -4,10 +4,18 @@
 //! ```text
 //! synwall-mkpcap --out mix.pcap [--frames 1024] [--sizes 64|imix]
 //!                [--malformed-pct 1] [--seed 1] [--customers 1000]
+//!                [--syn-pct 5] [--mailers 8] [--layout bench|billing]
 //!                [--customers-file customers.toml [--no-v6-prefixes]]
 //! synwall-mkpcap --out flood.pcap (--flood N | --smtp-established N)
 //!                [--frames max(8192, N)] [--seed 1] [--customers 1000000]
+//!                [--layout bench|billing]
 //! ```
+//!
+//! `--layout billing` lays the customer table out as a provider's billing
+//! export has it (mixed /32../27 and /64../48, ids in no address order;
+//! `synwall_benches::customers`); the pcap and the customers file must be
+//! written with the same `--layout` and `--customers`.
+//! `--syn-pct 15 --mailers 1000` is issue 26's busier mix.
 //!
 //! `--flood N`: SYNs to port 25 only, from N distinct customers drawn from
 //! the whole `--customers` table; `--smtp-established N`: established SMTP
@@ -15,7 +23,7 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use synwall_benches::customers::{write_customers_toml, MAX_CUSTOMERS};
+use synwall_benches::customers::{Layout, LayoutKind, MAX_CUSTOMERS};
 use synwall_benches::flood::{self, FloodSpec, Shape};
 use synwall_benches::mix::{generate, MixSpec, Sizes};
 
@@ -28,7 +36,8 @@ Example: synwall-mkpcap --out mix.pcap --frames 8192 --sizes imix
 ";
 
 const USAGE: &str = "usage: synwall-mkpcap [--out FILE.pcap] [--frames N] [--sizes 64|imix] \
-[--malformed-pct P] [--seed S] [--customers N] [--customers-file FILE.toml] [--no-v6-prefixes] \
+[--malformed-pct P] [--seed S] [--customers N] [--syn-pct P] [--mailers N] \
+[--layout bench|billing] [--customers-file FILE.toml] [--no-v6-prefixes] \
 [--flood ACTIVE | --smtp-established ACTIVE]";
 
 /// Frames of a flood pcap when `--frames` is not given: at least this
@@ -104,6 +113,23 @@ fn parse_args() -> Result<Option<Args>, String> {
                 }
                 args.customers_given = true;
             }
+            "--syn-pct" => {
+                args.spec.syn_pct = value()?.parse().map_err(|e| format!("--syn-pct: {e}"))?;
+                if !(5.0..=50.0).contains(&args.spec.syn_pct) {
+                    return Err("--syn-pct must be within 5..=50".into());
+                }
+            }
+            "--mailers" => {
+                args.spec.mailers = value()?.parse().map_err(|e| format!("--mailers: {e}"))?;
+                if !(1..=1000).contains(&args.spec.mailers) {
+                    return Err("--mailers must be within 1..=1000".into());
+                }
+            }
+            "--layout" => {
+                let v = value()?;
+                args.spec.layout = LayoutKind::parse(&v)
+                    .ok_or_else(|| format!("--layout: {v:?} is not bench or billing"))?;
+            }
             "--customers-file" => args.customers_file = Some(value()?),
             "--no-v6-prefixes" => args.v6_prefixes = false,
             "-h" | "--help" => return Ok(None),
@@ -114,10 +140,13 @@ fn parse_args() -> Result<Option<Args>, String> {
         return Err(format!("nothing to do\n{USAGE}"));
     }
     if let Some((_, n)) = args.flood {
+        let mix = MixSpec::default();
         if args.spec.sizes != Sizes::Min
-            || args.spec.malformed_pct != MixSpec::default().malformed_pct
+            || args.spec.malformed_pct != mix.malformed_pct
+            || args.spec.syn_pct != mix.syn_pct
+            || args.spec.mailers != mix.mailers
         {
-            return Err("--sizes and --malformed-pct are for the mix; a flood is 64 B frames, none malformed".into());
+            return Err("--sizes, --malformed-pct, --syn-pct and --mailers are for the mix; a flood is 64 B frames, none malformed".into());
         }
         // A flood is played against the big table unless told otherwise.
         if !args.customers_given {
@@ -148,13 +177,17 @@ fn run(args: &Args) -> Result<(), String> {
                 (mix.frames, d)
             }
             Some((shape, active)) => {
-                let f = flood::generate(&FloodSpec {
-                    shape,
-                    frames: args.spec.frames,
-                    active,
-                    customers: args.spec.customers,
-                    seed: args.spec.seed,
-                });
+                let layout = Layout::new(args.spec.layout, args.spec.customers);
+                let f = flood::generate_in(
+                    &FloodSpec {
+                        shape,
+                        frames: args.spec.frames,
+                        active,
+                        customers: args.spec.customers,
+                        seed: args.spec.seed,
+                    },
+                    &layout,
+                );
                 let d = f.describe();
                 (f.frames, d)
             }
@@ -166,10 +199,15 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.customers_file {
         let file = std::fs::File::create(path).map_err(|e| format!("creating {path}: {e}"))?;
         let mut w = BufWriter::new(file);
-        write_customers_toml(&mut w, args.spec.customers, args.v6_prefixes)
+        Layout::new(args.spec.layout, args.spec.customers)
+            .write_customers_toml(&mut w, args.v6_prefixes)
             .and_then(|()| w.flush())
             .map_err(|e| format!("writing {path}: {e}"))?;
-        println!("{path}: {} customers", args.spec.customers);
+        println!(
+            "{path}: {} customers, {} layout",
+            args.spec.customers,
+            args.spec.layout.name()
+        );
     }
     Ok(())
 }

@@ -206,3 +206,170 @@ fn a_reload_asked_for_during_a_hand_over_runs_after_it() {
     assert_eq!(second.try_recv().map(|r| r["ok"].clone()), Ok(true.into()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The four customers of the renumbering test, in their first order.
+const FOUR: [(&str, &str, &str); 4] = [
+    ("alpha", "10.1.0.0/16", "limits = { \"5m\" = 50 }"),
+    ("beta", "10.2.0.0/16", "limits = { \"5m\" = 5 }"),
+    ("gamma", "10.3.0.0/16", "limits = { \"5m\" = 40 }"),
+    ("delta", "10.4.0.0/16", "limits = { \"5m\" = 30 }"),
+];
+
+fn four(order: &[usize]) -> String {
+    order
+        .iter()
+        .map(|&i| {
+            let (name, prefix, extra) = FOUR[i];
+            synwall_config::fixtures::customer(name, &[prefix], extra)
+        })
+        .collect()
+}
+
+/// A reload that reorders the customers and inserts one in front of them
+/// gives every one of them a new id (and each old id to someone else, a
+/// blocked customer's to an open one and the other way round):
+/// counts, blocks (a limit's and an operator's) and the allowance a worker
+/// had left all stay with the customer, by name, not with the id.
+#[test]
+fn a_reload_that_renumbers_customers_keeps_counts_blocks_and_allowances_with_each() {
+    let dir = temp_dir("renumber");
+    let path = config_file(&dir, &four(&[0, 1, 2, 3]));
+    let mut control = control_thread(&path);
+    let id = |control: &ControlThread, name: &str| control.plane.find(name).unwrap();
+    let old = control.generation().load_full();
+    let shard = &old.shards[0];
+    let sends = [("alpha", 7), ("beta", 8), ("gamma", 13), ("delta", 2)];
+    for (name, n) in sends {
+        for _ in 0..n {
+            shard.try_forward(id(&control, name));
+        }
+    }
+    control.tick_current();
+    let now = control.clock.now();
+    let delta = id(&control, "delta");
+    control
+        .plane
+        .block(
+            delta,
+            Some(Duration::from_secs(7200)),
+            "abuse #26",
+            "test",
+            now,
+        )
+        .unwrap();
+    control.tick_current();
+    assert!(control.plane.is_blocked(id(&control, "beta")), "over its 5");
+    let now = control.clock.now();
+    let counted: Vec<(u64, u64, Vec<u64>)> = FOUR
+        .iter()
+        .map(|&(n, ..)| {
+            let v = control.plane.customer_view(id(&control, n), now).unwrap();
+            (
+                v.seen,
+                v.forwarded,
+                v.windows.iter().map(|w| w.count).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(counted[1].0, 8);
+    // More SYNs after the tick: what alpha and gamma have left of their
+    // allowance on the worker is below what the last tick granted.
+    for (name, n) in [("alpha", 4), ("gamma", 6)] {
+        for _ in 0..n {
+            assert!(shard.try_forward(id(&control, name)));
+        }
+    }
+    let left = |name: &str| {
+        let i = id(&control, name);
+        shard.grant(i).saturating_sub(shard.read(i).forwarded)
+    };
+    let (alpha_left, gamma_left) = (left("alpha"), left("gamma"));
+    assert_eq!((alpha_left, gamma_left), (50 - 7 - 4, 40 - 13 - 6));
+    let before: Vec<(String, CustomerId)> = FOUR
+        .iter()
+        .map(|&(n, ..)| (n.to_owned(), id(&control, n)))
+        .collect();
+
+    // Reordered, behind a newcomer: alpha 3 → 6, beta 4 → 7, gamma 5 → 4,
+    // delta 6 → 5, and the newcomer gets 3.
+    let (requests, incoming) = bounded(16);
+    config_file(&dir, &(NEW_CUSTOMER.to_owned() + &four(&[2, 3, 0, 1])));
+    let reloaded = ask(&requests, Command::Reload);
+    serve_until_published(&mut control, &incoming, 2);
+    let next = control.generation().load_full();
+    let new_id = |name: &str| {
+        let (_, prefix, _) = FOUR.iter().find(|c| c.0 == name).unwrap();
+        let addr: std::net::IpAddr = prefix.split('/').next().unwrap().parse().unwrap();
+        next.classifier.lookup_addr(addr).unwrap()
+    };
+    for (name, old_id) in &before {
+        assert_ne!(new_id(name), *old_id, "{name} was not renumbered");
+    }
+    // The worker moves: its allowances follow the names.
+    assert_eq!(next.shards[0].grant(new_id("alpha")), 0, "carried, not yet");
+    control.stats()[0].generation.store(2, Relaxed);
+    {
+        let super::Reloading::HandingOver(h) = &mut control.reloading else {
+            panic!("no hand-over under way");
+        };
+        assert!(h.poll(control.stats.as_slice()));
+    }
+    assert_eq!(next.shards[0].grant(new_id("alpha")), alpha_left);
+    assert_eq!(next.shards[0].grant(new_id("gamma")), gamma_left);
+    assert!(next.shards[0].is_blocked(new_id("beta")));
+    assert!(next.shards[0].is_blocked(new_id("delta")));
+    assert!(!next.shards[0].is_blocked(new_id("alpha")));
+    assert!(!next.shards[0].is_blocked(new_id("gamma")));
+    let newco = next.classifier.lookup_addr("192.0.2.1".parse().unwrap());
+    assert!(!next.shards[0].is_blocked(newco.unwrap()));
+
+    control.serve(&incoming);
+    let reply = reloaded.try_recv().expect("reload answered");
+    assert_eq!(reply["ok"], true, "{reply}");
+    let now = control.clock.now();
+    let view = |name: &str| {
+        let i = control.plane.find(name).unwrap();
+        assert_eq!(i, new_id(name), "the plane and the classifier agree");
+        control.plane.customer_view(i, now).unwrap()
+    };
+    // As counted before the reload, plus the SYNs sent since.
+    for (i, (name, since, blocked)) in [
+        ("alpha", 4, false),
+        ("beta", 0, true),
+        ("gamma", 6, false),
+        ("delta", 0, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = view(name);
+        let (seen, forwarded, windows) = &counted[i];
+        assert_eq!(
+            (v.seen, v.forwarded),
+            (seen + since, forwarded + since),
+            "{name}"
+        );
+        let now: Vec<u64> = v.windows.iter().map(|w| w.count).collect();
+        let want: Vec<u64> = windows.iter().map(|c| c + since).collect();
+        assert_eq!(now, want, "{name}'s windows");
+        assert_eq!(v.state == "blocked", blocked, "{name}");
+        assert!(next.shards[0].is_blocked(v.id) == blocked, "{name}'s bit");
+    }
+    assert_eq!(view("beta").offences, 1);
+    let delta = serde_json::to_value(view("delta").reason).unwrap();
+    assert!(delta.to_string().contains("abuse #26"), "{delta}");
+    assert!(view("delta").until.is_some(), "the operator's 2 h stay");
+    let newco = newco.unwrap();
+    assert_eq!(control.plane.find("newco"), Some(newco));
+    assert_eq!(control.plane.customer_view(newco, now).unwrap().seen, 0);
+    // After the reload's tick: what alpha and gamma may still send is
+    // their own limit less their own count.
+    let sendable = |name: &str| {
+        let i = new_id(name);
+        (0..100).filter(|_| next.shards[0].try_forward(i)).count() as u64
+    };
+    assert_eq!(sendable("alpha"), 50 - 11);
+    assert_eq!(sendable("gamma"), 40 - 19);
+    assert_eq!(sendable("beta"), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
