@@ -540,7 +540,7 @@ fn main_loop(
             Duration::from_millis(10)
         };
         let wake = next_tick.min(Instant::now() + nap);
-        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        wait_for_request(served.requests, wake);
         if opts.stop.load(Relaxed) {
             break;
         }
@@ -580,6 +580,18 @@ fn main_loop(
                 last_at = Instant::now();
             }
         }
+    }
+}
+
+/// Naps until `deadline`, or until a request arrives: a request is served
+/// at once, not after the nap (1,000 requests pipelined on one connection
+/// took 10 s when each waited for the 10 ms nap).
+fn wait_for_request(requests: &Receiver<Request>, deadline: Instant) {
+    let mut select = crossbeam::channel::Select::new();
+    select.recv(requests);
+    // Ready also when the socket server is gone: nap out the rest then.
+    if select.ready_deadline(deadline).is_ok() && requests.is_empty() {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
