@@ -5,6 +5,7 @@
 //! answers within a second through all of it.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -226,6 +227,115 @@ fn a_thousand_pipelined_requests_are_answered_within_a_second() {
     sender.join().unwrap();
     eprintln!("{N} pipelined requests answered in {took:?}");
     assert!(took < PROMPT, "{N} pipelined requests took {took:?}");
+    run.signal("TERM");
+    run.wait(WAIT);
+}
+
+/// 500 connections to `/metrics` that send nothing, or a request head a
+/// byte at a time: a scrape is answered within a second all the same, and
+/// a 10 MB head is refused with 431.
+#[test]
+fn metrics_answer_during_a_slowloris() {
+    synwall_bin();
+    allow_open_files(2048);
+    let port = free_port();
+    let s = scenario(&format!("metrics_listen = \"127.0.0.1:{port}\""));
+    let mut run = s.spawn(TestDir::new("hostile-slowloris"), &[]);
+    let socket = run.dir().join("control.sock");
+    wait_ready(&mut run, &socket);
+    wait_until("a first scrape", WAIT, || {
+        http_get(port, "/metrics", Duration::from_secs(5)).ok()
+    });
+
+    let mut silent = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..500 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        if i % 2 == 0 {
+            silent.push(c);
+        } else {
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            slow.push(c);
+        }
+    }
+    // A byte on every slow connection every 100 ms, for as long as the
+    // scrapes below take.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for c in &mut slow {
+                    let _ = c.write_all(b"X");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            slow
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut worst = Duration::ZERO;
+    for i in 0..10 {
+        let started = Instant::now();
+        let got = http_get(port, "/metrics", Duration::from_secs(5));
+        let took = started.elapsed();
+        worst = worst.max(took);
+        let (code, body) = got.unwrap_or_else(|e| panic!("scrape #{i} during a slowloris: {e}"));
+        assert_eq!(code, 200, "scrape #{i}: {body}");
+        assert!(body.contains("synwall_build_info"), "scrape #{i}: {body}");
+        assert!(
+            took < PROMPT,
+            "scrape #{i} took {took:?} during a slowloris"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("worst scrape during a 500-connection slowloris: {worst:?}");
+
+    // A 10 MB head: 431, promptly, and the server goes on.
+    let mut big = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let writer = {
+        let mut w = big.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(b"GET /metrics HTTP/1.1\r\nX-Pad: ");
+            let chunk = vec![b'a'; 1 << 20];
+            for _ in 0..10 {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut reply = Vec::new();
+    let _ = big.read_to_end(&mut reply);
+    assert!(
+        reply.starts_with(b"HTTP/1.1 431 "),
+        "{:?}",
+        String::from_utf8_lossy(&reply[..reply.len().min(200)])
+    );
+    writer.join().unwrap();
+
+    // The silent ones are cut off.
+    let started = Instant::now();
+    for mut c in silent.into_iter().step_by(50) {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+    }
+    eprintln!(
+        "silent connections closed after {:?} more",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(25));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(trickler.join().unwrap());
+    assert_eq!(
+        http_get(port, "/metrics", Duration::from_secs(5))
+            .unwrap()
+            .0,
+        200
+    );
     run.signal("TERM");
     run.wait(WAIT);
 }
