@@ -157,14 +157,16 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
                 "restored state of {n} customers from {}",
                 config.control.state_dir.display()
             );
-            println!("synwall: {msg}");
+            crate::console::out(format!("synwall: {msg}"));
             let mut ev = Event::new(EventKind::Restore, plane.wall(clock.now()));
             ev.reason = Some(msg);
             restored = Some(ev);
         }
         Ok(None) => {}
         Err(e) if opts.fresh_state => {
-            eprintln!("synwall: {e}; starting with no saved state (--fresh-state)");
+            crate::console::err(format!(
+                "synwall: {e}; starting with no saved state (--fresh-state)"
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -264,7 +266,7 @@ fn register_ecosystem(
         "synwall frame outcomes, verdicts and control-plane gauges",
         source,
     ) {
-        eprintln!("synwall: DPDK telemetry unavailable: {e}");
+        crate::console::err(format!("synwall: DPDK telemetry unavailable: {e}"));
     }
     let single_process = config
         .dpdk
@@ -273,7 +275,9 @@ fn register_ecosystem(
         .any(|a| a == "--no-shconf" || a == "--in-memory");
     if !single_process {
         if let Err(e) = eal.enable_capture() {
-            eprintln!("synwall: packet capture (dpdk-dumpcap) unavailable: {e}");
+            crate::console::err(format!(
+                "synwall: packet capture (dpdk-dumpcap) unavailable: {e}"
+            ));
         }
     }
 }
@@ -575,7 +579,7 @@ fn main_loop(
         if let Some(every) = opts.stats_interval {
             if last_at.elapsed() >= every {
                 let now = StatsSnapshot::take(served.ports, served.stats);
-                println!("{}", now.line(&last, last_at.elapsed()));
+                crate::console::out(now.line(&last, last_at.elapsed()));
                 last = now;
                 last_at = Instant::now();
             }
@@ -619,13 +623,15 @@ impl Startup {
                 let line = control.status_line("forwarding");
                 control.notifier().ready(&line);
                 self.last_status = Instant::now();
-                println!("synwall: forwarding (every port started, every worker polling)");
+                crate::console::out(
+                    "synwall: forwarding (every port started, every worker polling)",
+                );
             }
             None => {
                 if !self.waiting_said && self.started.elapsed() >= Duration::from_secs(10) {
                     self.waiting_said = true;
-                    eprintln!(
-                        "synwall: still starting: not every worker has polled its queues after 10 s"
+                    crate::console::err(
+                        "synwall: still starting: not every worker has polled its queues after 10 s",
                     );
                 }
             }
@@ -633,7 +639,9 @@ impl Startup {
                 if let Some((w, after)) = self.stop_worker.filter(|_| !self.worker_stopped) {
                     if since.elapsed() >= after {
                         self.worker_stopped = true;
-                        eprintln!("synwall: {TEST_STOP_WORKER}: worker {w} stops polling now");
+                        crate::console::err(format!(
+                            "synwall: {TEST_STOP_WORKER}: worker {w} stops polling now"
+                        ));
                         served.workers.stop(w);
                     }
                 }
@@ -768,9 +776,9 @@ fn pool_size(config: &Config) -> (u32, u32) {
         None => ((need.saturating_add(1)).next_power_of_two() - 1, cache),
         Some(n) => {
             if n < need {
-                eprintln!(
+                crate::console::err(format!(
                     "synwall: warning: dpdk.mbufs = {n} is below the {need} that the rings, bursts and caches need; receiving will run short of mbufs (counted per port as rx_nombuf)"
-                );
+                ));
             }
             // DPDK wants a cache of at most 2/3 of the pool; an eighth keeps
             // most mbufs shared between lcores.

@@ -110,7 +110,7 @@ impl HookRunner {
         HookRunner::start(
             hook,
             QUEUE,
-            Box::new(|line: &str| eprintln!("synwall: {line}")),
+            Box::new(|line: &str| crate::console::err(format!("synwall: {line}"))),
         )
     }
 

@@ -339,3 +339,110 @@ fn metrics_answer_during_a_slowloris() {
     run.signal("TERM");
     run.wait(WAIT);
 }
+/// With stdout a pipe that nobody reads (a stalled journald), block and
+/// unblock churn fills it within a second; the control loop goes on:
+/// requests are answered, ticks run, and the lines it could not write are
+/// counted in `status` and `/metrics`.
+#[test]
+fn a_stdout_nobody_reads_does_not_wedge_the_control_plane() {
+    synwall_bin();
+    let port = free_port();
+    let s = scenario(&format!(
+        "metrics_listen = \"127.0.0.1:{port}\"\nstats_interval = \"1s\""
+    ));
+    let dir = TestDir::new("hostile-stdout");
+    let (config, _) = s.prepare(&dir);
+    let stderr = dir.join("synwall.stderr");
+    let mut child = Command::new(synwall_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["--duration", "300"])
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("spawning synwall");
+    // Held, never read: the pipe fills and stays full.
+    let _stdout = child.stdout.take();
+    let socket = dir.join("control.sock");
+    let output = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    wait_until("the appliance to forward", WAIT, || {
+        let v = status(&socket, Duration::from_secs(5)).ok()?;
+        (v["state"] == "forwarding").then_some(())
+    });
+
+    // 2,000 events of ~450 bytes each: more than the pipe (64 KiB) and the
+    // console queue (1,024 lines) hold together.
+    let reason = "r".repeat(200);
+    let stream = UnixStream::connect(&socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let started = Instant::now();
+    let mut done = 0;
+    'churn: for _ in 0..20 {
+        let mut batch = String::new();
+        for _ in 0..50 {
+            batch.push_str(&format!(
+                "{{\"cmd\":\"block\",\"customer\":\"acme\",\"reason\":\"{reason}\"}}\n\
+                 {{\"cmd\":\"unblock\",\"customer\":\"acme\",\"reason\":\"{reason}\"}}\n"
+            ));
+        }
+        writer.write_all(batch.as_bytes()).expect("sending churn");
+        for _ in 0..100 {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break 'churn;
+            }
+            let v: Value = serde_json::from_str(&line).expect("JSON");
+            if v["ok"] != true {
+                eprintln!("churn stopped after {done} requests: {v}");
+                break 'churn;
+            }
+            done += 1;
+        }
+    }
+    eprintln!("{done} churn requests in {:?}", started.elapsed());
+    let first = status(&socket, Duration::from_secs(3));
+    let first = first.unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "status after {done} churn requests with stdout full: {e}\n{}",
+            output()
+        )
+    });
+    assert_eq!(done, 2000, "every churn request answered");
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let second = status(&socket, Duration::from_secs(3)).expect("status");
+    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    let ticks = |v: &Value| v["ticks"].as_u64().expect("ticks");
+    assert!(
+        ticks(&second) > ticks(&first),
+        "ticks stopped: {first} {second}"
+    );
+    let dropped = second["stdout_dropped_lines"].as_u64();
+    eprintln!("stdout lines dropped: {dropped:?}");
+    assert!(dropped.is_some_and(|n| n > 0), "{second}");
+    wait_until("dropped lines in /metrics", WAIT, || {
+        let (_, text) = http_get(port, "/metrics", Duration::from_secs(5)).ok()?;
+        text.lines()
+            .find(|l| l.starts_with("synwall_stdout_dropped_lines_total "))
+            .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
+            .filter(|&n| n > 0.0)
+    });
+    // It stops on SIGTERM, with stdout still full.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exited = wait_timeout(&mut child, Duration::from_secs(30));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "{exited:?}\n{}",
+        output()
+    );
+}

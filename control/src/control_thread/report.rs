@@ -157,6 +157,9 @@ impl ControlThread {
                 "in_use": self.gauges.mempool_in_use.load(Relaxed),
             },
             "ticks": self.gauges.ticks.load(Relaxed),
+            // Lines stdout/stderr did not take (nobody reading): dropped,
+            // never waited for (crate::console).
+            "stdout_dropped_lines": crate::console::dropped(),
             "fleet": self.plane.fleet_view(),
             "generation": self.generation.load().number,
         })

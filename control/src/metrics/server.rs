@@ -84,7 +84,7 @@ impl MetricsServer {
                             // Until the handle is dropped.
                             let _ = stopped.await;
                         }
-                        Err(e) => eprintln!("synwall: metrics listener: {e}"),
+                        Err(e) => crate::console::err(format!("synwall: metrics listener: {e}")),
                     }
                 });
                 // Dropping the runtime cancels every task: the listener and
