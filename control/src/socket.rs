@@ -13,8 +13,10 @@
 //! the bytes it sent, never a thread, so thousands of them do not keep a
 //! fresh request waiting. Request clients and `events` followers are
 //! counted apart ([`SocketOptions::max_clients`],
-//! [`SocketOptions::max_followers`]); beyond either the newcomer is told why
-//! and closed. Each request must arrive whole within
+//! [`SocketOptions::max_followers`]). When every request slot is taken, the
+//! connection open longest without sending a request makes room for the
+//! newcomer; when all of them have asked something, the newcomer is told
+//! why and closed. Each request must arrive whole within
 //! [`SocketOptions::idle_timeout`] of the previous reply (or of the
 //! connection): a silent client, or one that sends half a line, is told so
 //! and closed.
@@ -634,6 +636,9 @@ struct Connection {
     broken: bool,
     /// Counted as a follower.
     follower: bool,
+    /// When it was accepted, and whether it has sent a request since.
+    accepted: Instant,
+    spoke: bool,
     /// What the epoll set watches for.
     interest: EpollFlags,
 }
@@ -737,7 +742,7 @@ impl Server {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        if self.requesters >= self.shared.opts.max_clients {
+        if self.requesters >= self.shared.opts.max_clients && !self.evict_a_silent_client() {
             refuse(stream, "too many clients");
             return;
         }
@@ -763,6 +768,30 @@ impl Server {
             .insert(token, Connection::new(stream, caller, interest, now));
         self.requesters += 1;
         self.count();
+    }
+
+    /// Makes room for a newcomer when every slot is taken: the connection
+    /// that has been open longest without sending a request is told why and
+    /// closed. Clients that asked something keep their slot (until their
+    /// idle timeout). False when there is no such connection.
+    fn evict_a_silent_client(&mut self) -> bool {
+        let silent = self
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.spoke && !c.follower && !c.closing)
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(&token, _)| token);
+        let Some(token) = silent else {
+            return false;
+        };
+        if let Some(conn) = self.connections.get_mut(&token) {
+            conn.queue(&error(
+                "the control socket is full and this connection has sent no request; closing it",
+            ));
+            conn.flush(Instant::now());
+        }
+        self.close(token);
+        true
     }
 
     /// Moves connection `token` along as far as it can go without waiting.
@@ -892,6 +921,8 @@ impl Connection {
             closing: false,
             broken: false,
             follower: false,
+            accepted: now,
+            spoke: false,
             interest,
         }
     }
@@ -1007,6 +1038,7 @@ impl Connection {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            self.spoke = true;
             match protocol::parse_line(&line) {
                 Err(e) => self.queue(&error(e)),
                 Ok(Command::Events) => return Next::Follow,
