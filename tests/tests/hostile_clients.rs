@@ -250,7 +250,11 @@ fn metrics_answer_during_a_slowloris() {
     let mut silent = Vec::new();
     let mut slow = Vec::new();
     for i in 0..500 {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        // Bounded: a server that accepts one client at a time leaves the
+        // rest to the kernel's backlog, where connect(2) waits for minutes.
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connection {i} of the slowloris: {e}"));
         if i % 2 == 0 {
             silent.push(c);
         } else {
