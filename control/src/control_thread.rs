@@ -274,7 +274,7 @@ impl ControlThread {
             return;
         }
         for e in events {
-            println!("synwall: event {}", e.to_line());
+            crate::console::out(format!("synwall: event {}", e.to_line()));
             let c = &mut self.block_events;
             match e.kind {
                 EventKind::Block => c.block += 1,
@@ -286,7 +286,7 @@ impl ControlThread {
             }
         }
         if let Err(e) = self.events.append(events) {
-            eprintln!("synwall: {e}");
+            crate::console::err(format!("synwall: {e}"));
         }
         if let Some(bus) = &self.bus {
             bus.publish(events);
@@ -354,7 +354,7 @@ impl ControlThread {
             }
             Err(e) => {
                 self.snapshot_failures += 1;
-                eprintln!("synwall: {e}; will retry");
+                crate::console::err(format!("synwall: {e}; will retry"));
                 self.snapshot_error = Some(e.to_string());
             }
         }
@@ -393,7 +393,7 @@ impl ControlThread {
             return false;
         }
         let line = self.status_line("forwarding");
-        eprintln!("synwall: {line}");
+        crate::console::err(format!("synwall: {line}"));
         self.notifier.status(&line);
         true
     }
@@ -418,7 +418,9 @@ impl ControlThread {
         // SIGHUP and `reload` are also how logrotate has the log reopened
         // (its postrotate), whether or not the config then loads.
         if let Err(e) = self.events.reopen() {
-            eprintln!("synwall: {e}; still writing to the event log opened before");
+            crate::console::err(format!(
+                "synwall: {e}; still writing to the event log opened before"
+            ));
         }
         if !matches!(self.reloading, Reloading::Idle) {
             self.queued.join(asked);
@@ -465,12 +467,12 @@ impl ControlThread {
                 .filter_map(|w| self.config.dpdk.cores.get(w))
                 .map(|c| c.to_string())
                 .collect();
-            eprintln!(
+            crate::console::err(format!(
                 "synwall: reload: the worker on lcore {} did not move to generation {} within {:?}; its new allowances stay 0 until the next tick",
                 lcores.join(","),
                 h.next.number,
                 self.hand_over_deadline
-            );
+            ));
         }
         self.finish_reload(*h);
         self.start_queued();
@@ -503,7 +505,9 @@ impl ControlThread {
     /// Rejects a reload: the reason is logged as a `reload` event, the
     /// running config stays.
     fn reject_reload(&mut self, why: String, asked: Asked) {
-        eprintln!("synwall: reload rejected, keeping the running config: {why}");
+        crate::console::err(format!(
+            "synwall: reload rejected, keeping the running config: {why}"
+        ));
         let mut ev = Event::reload(
             self.plane.wall(self.clock.now()),
             format!("rejected: {why}"),
@@ -579,7 +583,7 @@ impl ControlThread {
             reload.added,
             reload.removed
         );
-        println!("synwall: reloaded {msg}");
+        crate::console::out(format!("synwall: reloaded {msg}"));
         crate::plane::drop_in_background(std::mem::replace(&mut self.config, new));
         let mut ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
         ev.by = Some(asked.names());

@@ -302,17 +302,19 @@ fn speak(config: &Flowspec, shared: &Shared) {
                 st.syncs += 1;
                 st.last_sync = Some(Instant::now());
                 if r.added + r.withdrawn > 0 {
-                    println!(
+                    crate::console::out(format!(
                         "synwall: flowspec: {} rules announced ({} added, {} withdrawn)",
                         r.announced, r.added, r.withdrawn
-                    );
+                    ));
                 }
                 done = Some(number);
                 next = Instant::now() + RESYNC;
             }
             Err(why) => {
                 if st.up || st.last_error.as_deref() != Some(&why) {
-                    eprintln!("synwall: flowspec: {why} (counted; retrying every second)");
+                    crate::console::err(format!(
+                        "synwall: flowspec: {why} (counted; retrying every second)"
+                    ));
                 }
                 st.up = false;
                 st.errors += 1;
@@ -404,9 +406,9 @@ fn announced(config: &Flowspec, family: &str, v6: bool) -> Result<BTreeSet<Rule>
             Some(rule) => {
                 ours.insert(rule);
             }
-            None => eprintln!(
+            None => crate::console::err(format!(
                 "synwall: flowspec: {nlri} carries synwall's community but not the shape of its rules; left alone"
-            ),
+            )),
         }
     }
     Ok(ours)

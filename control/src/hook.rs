@@ -117,7 +117,7 @@ impl HookRunner {
         HookRunner::start(
             hook,
             QUEUE,
-            Box::new(|line: &str| eprintln!("synwall: {line}")),
+            Box::new(|line: &str| crate::console::err(format!("synwall: {line}"))),
             None,
         )
     }
@@ -129,7 +129,7 @@ impl HookRunner {
         HookRunner::start(
             hook,
             QUEUE,
-            Box::new(|line: &str| eprintln!("synwall: {line}")),
+            Box::new(|line: &str| crate::console::err(format!("synwall: {line}"))),
             Some(supervisor),
         )
     }

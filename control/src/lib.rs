@@ -9,6 +9,7 @@
 #[cfg(feature = "eal")]
 pub mod appliance;
 pub mod commands;
+pub mod console;
 pub mod control_thread;
 pub mod dirs;
 pub mod event;

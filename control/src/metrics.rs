@@ -608,6 +608,14 @@ impl Collector for SnapshotCollector {
             "Messages to systemd's NOTIFY_SOCKET that could not be sent.",
             s.notify_failures,
         )?;
+        // Process-wide, not part of the snapshot: every thread's lines go
+        // through the one console queue.
+        counter(
+            e,
+            "stdout_dropped_lines",
+            "Lines for stdout/stderr dropped because nobody read them fast enough (the control plane never waits for them).",
+            crate::console::dropped(),
+        )?;
 
         gauge(
             e,

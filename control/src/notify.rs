@@ -47,10 +47,10 @@ impl Notifier {
         // variable might).
         let watchdog = sd_notify::watchdog_enabled().filter(|d| !d.is_zero());
         if std::env::var_os("WATCHDOG_USEC").is_some() && watchdog.is_none() {
-            eprintln!(
+            crate::console::err(format!(
                 "synwall: ignoring WATCHDOG_USEC={:?} (not a positive number of microseconds for this process)",
                 std::env::var_os("WATCHDOG_USEC").unwrap_or_default()
-            );
+            ));
         }
         Notifier {
             enabled,
@@ -119,7 +119,9 @@ impl Notifier {
                 );
                 // Said once per kind of failure, counted always.
                 if self.last_error.as_deref() != Some(&why) {
-                    eprintln!("synwall: {why} (counted; forwarding is not affected)");
+                    crate::console::err(format!(
+                        "synwall: {why} (counted; forwarding is not affected)"
+                    ));
                 }
                 self.last_error = Some(why);
             }

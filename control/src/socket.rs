@@ -1,36 +1,52 @@
 //! The control socket server: a Unix stream socket speaking
-//! [`crate::protocol`], served by threads that never touch the control
-//! plane themselves.
+//! [`crate::protocol`], served by one thread that never touches the control
+//! plane itself.
 //!
 //! ```text
-//!  client ──► connection thread ──Request──► bounded queue ──► control loop
-//!         ◄── (blocking write,   ◄──reply── (try_send, never  ◄── execute()
-//!              write timeout)                blocks)
+//!  clients ──► server thread ──Request──► bounded queue ──► control loop
+//!          ◄── (epoll: accept,  ◄──reply── (try_send + wake, ◄── execute()
+//!               read, write)                never blocks)
 //! ```
 //!
-//! One accept thread, one thread per client (at most
-//! [`SocketOptions::max_clients`]; the next gets `too many clients` and is
-//! closed). A connection thread reads lines of at most 64 KiB (a longer one
-//! gets an error and the connection is closed: nothing is buffered without
-//! bound), parses them, tags them with the peer's `SO_PEERCRED` and hands
-//! them to the control loop through a bounded channel, then waits (bounded)
-//! for the reply. The control loop only ever `try_send`s: a client that is
-//! slow, silent or never reads costs its own thread, never the loop's time.
+//! One thread serves every connection from an epoll set (level-triggered,
+//! non-blocking sockets): an idle connection costs a file descriptor and
+//! the bytes it sent, never a thread, so thousands of them do not keep a
+//! fresh request waiting. Request clients and `events` followers are
+//! counted apart ([`SocketOptions::max_clients`],
+//! [`SocketOptions::max_followers`]). When every request slot is taken, the
+//! connection open longest without sending a request makes room for the
+//! newcomer; when all of them have asked something, the newcomer is told
+//! why and closed. Each request must arrive whole within
+//! [`SocketOptions::idle_timeout`] of the previous reply (or of the
+//! connection): a silent client, or one that sends half a line, is told so
+//! and closed.
 //!
-//! `events` is served in the connection thread from an [`EventBus`]
-//! subscription; a follower that falls behind by more than the backlog is
-//! dropped and its connection closed.
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::fd::AsFd;
+//! A connection's lines are at most 64 KiB (a longer one gets an error and
+//! the connection is closed: nothing is buffered without bound); each is
+//! parsed, tagged with the peer's `SO_PEERCRED` and handed to the control
+//! loop through a bounded channel. Requests on one connection are answered
+//! in order, one at a time: the next line is read once the reply is
+//! queued. The control loop waits on that channel (it does not nap past a
+//! request), only ever `try_send`s its reply, and wakes the server through
+//! an eventfd: a client that is slow, silent or never reads costs the
+//! loop nothing.
+//!
+//! `events` followers are fed from an [`EventBus`] subscription; a follower
+//! that falls behind by more than the backlog is dropped and its connection
+//! closed.
+use std::collections::{HashMap, HashSet};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam::channel::{self, Receiver, Sender, TryRecvError, TrySendError};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde_json::Value;
 
 use crate::event::Event;
@@ -45,12 +61,44 @@ pub struct Request {
     pub caller: Caller,
     /// Where the reply goes (capacity 1: `try_send` never blocks).
     pub reply: Sender<Value>,
+    /// The server to wake once the reply is sent, or the request dropped.
+    pub(crate) wake: Option<Wake>,
 }
 
 impl Request {
     /// Sends the reply without blocking; a client that gave up is ignored.
     pub fn answer(self, reply: Value) {
         let _ = self.reply.try_send(reply);
+        // Dropping `self` wakes the server.
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(wake) = &self.wake {
+            wake.wake();
+        }
+    }
+}
+
+/// Wakes the server thread from its epoll wait: a reply is ready, an event
+/// was published, or the server is to stop. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Wake(Arc<EventFd>);
+
+impl Wake {
+    fn new() -> nix::Result<Wake> {
+        EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map(|fd| Wake(Arc::new(fd)))
+    }
+
+    /// Never blocks: a counter that is already set stays set.
+    pub(crate) fn wake(&self) {
+        let _ = self.0.write(1);
+    }
+
+    fn clear(&self) {
+        let _ = self.0.read();
     }
 }
 
@@ -60,6 +108,8 @@ impl Request {
 pub struct EventBus {
     subscribers: Arc<Mutex<Vec<Sender<String>>>>,
     backlog: usize,
+    /// The socket server that feeds the followers.
+    wake: Option<Wake>,
 }
 
 impl EventBus {
@@ -69,6 +119,7 @@ impl EventBus {
         EventBus {
             subscribers: Arc::new(Mutex::new(Vec::new())),
             backlog: backlog.max(1),
+            wake: None,
         }
     }
 
@@ -93,6 +144,10 @@ impl EventBus {
         }
         let lines: Vec<String> = events.iter().map(Event::to_line).collect();
         subscribers.retain(|tx| lines.iter().all(|l| tx.try_send(l.clone()).is_ok()));
+        drop(subscribers);
+        if let Some(wake) = &self.wake {
+            wake.wake();
+        }
     }
 
     /// Followers right now.
@@ -165,9 +220,14 @@ pub struct SocketOptions {
     pub mode: u32,
     /// Group given to the socket file.
     pub group: Option<String>,
-    /// Clients served at once; more are refused.
+    /// Request clients connected at once (idle ones included; `events`
+    /// followers are not counted here); more are refused.
     pub max_clients: usize,
-    /// A client that sends nothing for this long is disconnected.
+    /// `events` followers at once; more are refused.
+    pub max_followers: usize,
+    /// Each request must arrive whole within this long of the connection
+    /// or of the previous reply; a client that sends nothing, or half a
+    /// line, for longer is told so and disconnected.
     pub idle_timeout: Duration,
     /// How long a request waits for the control loop.
     pub reply_timeout: Duration,
@@ -189,8 +249,9 @@ impl Default for SocketOptions {
         SocketOptions {
             mode: 0o660,
             group: None,
-            max_clients: 64,
-            idle_timeout: Duration::from_secs(60),
+            max_clients: 4096,
+            max_followers: 64,
+            idle_timeout: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             queue: 256,
@@ -264,12 +325,15 @@ pub enum SocketError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The accept thread could not be started.
+    /// The server thread could not be started.
     #[error("starting the control socket thread: {0}")]
     Spawn(std::io::Error),
+    /// The server's epoll set or wake-up eventfd could not be created.
+    #[error("setting up the control socket's event loop: {0}")]
+    EventLoop(nix::Error),
 }
 
-/// What the accept thread and every connection thread share.
+/// What the server thread and the [`ControlSocket`] handle share.
 #[derive(Debug)]
 struct Shared {
     requests: Sender<Request>,
@@ -281,16 +345,17 @@ struct Shared {
     opts: SocketOptions,
 }
 
-/// The running control socket. Dropping it stops accepting and removes the
-/// socket file (if it is still the one this server created); connections
-/// already open end on their own (their next read, write or timeout).
+/// The running control socket. Dropping it stops the server thread, which
+/// closes every connection, and removes the socket file (if it is still
+/// the one this server created).
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
     /// Device and inode of the socket file we created.
     file: (u64, u64),
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
+    wake: Wake,
+    server: Option<JoinHandle<()>>,
 }
 
 impl ControlSocket {
@@ -338,21 +403,32 @@ impl ControlSocket {
             }
         };
         let (requests, rx) = channel::bounded(opts.queue.max(1));
-        let shared = Arc::new(Shared {
-            requests,
-            events: EventBus::new(opts.event_backlog),
-            stop: AtomicBool::new(false),
-            clients: AtomicUsize::new(0),
-            dataplane: AtomicU8::new(opts.dataplane.to_u8()),
-            opts,
+        let server = Wake::new().and_then(|wake| {
+            let shared = Arc::new(Shared {
+                requests,
+                events: EventBus {
+                    wake: Some(wake.clone()),
+                    ..EventBus::new(opts.event_backlog)
+                },
+                stop: AtomicBool::new(false),
+                clients: AtomicUsize::new(0),
+                dataplane: AtomicU8::new(opts.dataplane.to_u8()),
+                opts,
+            });
+            let server = Server::new(listener, wake.clone(), shared.clone())?;
+            Ok((server, wake, shared))
         });
-        let accept = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("synwall-ctl-accept".into())
-                .spawn(move || accept_loop(listener, shared))
+        let (server, wake, shared) = match server {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(SocketError::EventLoop(e));
+            }
         };
-        let accept = match accept {
+        let thread = std::thread::Builder::new()
+            .name("synwall-ctl".into())
+            .spawn(move || server.run());
+        let thread = match thread {
             Ok(handle) => handle,
             Err(e) => {
                 let _ = std::fs::remove_file(path);
@@ -364,7 +440,8 @@ impl ControlSocket {
                 path: path.to_owned(),
                 file,
                 shared,
-                accept: Some(accept),
+                wake,
+                server: Some(thread),
             },
             rx,
         ))
@@ -380,7 +457,7 @@ impl ControlSocket {
         &self.shared.events
     }
 
-    /// Clients connected right now.
+    /// Connections open right now: request clients and `events` followers.
     pub fn clients(&self) -> usize {
         self.shared.clients.load(Ordering::Relaxed)
     }
@@ -401,7 +478,8 @@ impl ControlSocket {
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(handle) = self.accept.take() {
+        self.wake.wake();
+        if let Some(handle) = self.server.take() {
             let _ = handle.join();
         }
         // Only our own file: a successor may already have bound the path.
@@ -476,175 +554,609 @@ fn prepare(
     Ok((meta.dev(), meta.ino()))
 }
 
-/// How often the accept thread looks at the stop flag.
-const ACCEPT_POLL_MS: u16 = 100;
+/// Epoll tokens: the listener, the wake-up eventfd, then connections.
+const LISTENER: u64 = 0;
+const WAKER: u64 = 1;
+const FIRST_CONNECTION: u64 = 2;
 
-fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
-    use nix::poll::{poll, PollFd, PollFlags};
-    while !shared.stop.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, ACCEPT_POLL_MS) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS.into()));
-                continue;
+/// The longest the server sleeps: how often it checks deadlines and the
+/// stop flag.
+const SWEEP_MS: u16 = 50;
+
+/// How long accepting pauses when accept(2) fails (out of file
+/// descriptors): the listener stays readable, so retrying at once spins.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Output a connection may have waiting before the server stops reading
+/// its requests (or taking its events) until the client reads.
+const OUTPUT_HIGH: usize = 256 * 1024;
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Connections that became readable or writable at once, per wait.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// How long a `reload` request may wait for its result.
+const RELOAD_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The server thread's state: the listener, every connection, and the
+/// epoll set that says which of them can go on.
+struct Server {
+    listener: UnixListener,
+    epoll: Epoll,
+    wake: Wake,
+    shared: Arc<Shared>,
+    connections: HashMap<u64, Connection>,
+    /// Connections waiting for the control loop or following events: what
+    /// a wake-up may concern.
+    busy: HashSet<u64>,
+    next_token: u64,
+    /// Request clients and followers open (`connections` split by kind).
+    requesters: usize,
+    followers: usize,
+    /// Accepting is paused until then (accept failed: out of descriptors).
+    accept_paused_until: Option<Instant>,
+    scratch: Vec<u8>,
+}
+
+/// Where a connection is in its conversation.
+enum Phase {
+    /// Waiting for a request line, which must be whole by `since` plus
+    /// the idle timeout.
+    Reading { since: Instant },
+    /// A request is with the control loop.
+    Waiting {
+        answer: Receiver<Value>,
+        deadline: Instant,
+        timeout: Duration,
+    },
+    /// An `events` follower; what it sends is read and dropped.
+    Following(Receiver<String>),
+}
+
+/// One client connection: a non-blocking socket, what it sent that is not
+/// yet a request, and what it has not yet read.
+struct Connection {
+    stream: UnixStream,
+    caller: Caller,
+    phase: Phase,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Bytes of `output` written.
+    written: usize,
+    /// Since when a write has made no progress (the write deadline counts
+    /// from here).
+    stalled_since: Option<Instant>,
+    /// The client closed its end (what it sent before is still served).
+    eof: bool,
+    /// Close once the output is written.
+    closing: bool,
+    /// Reading or writing failed: close now.
+    broken: bool,
+    /// Counted as a follower.
+    follower: bool,
+    /// When it was accepted, and whether it has sent a request since.
+    accepted: Instant,
+    spoke: bool,
+    /// What the epoll set watches for.
+    interest: EpollFlags,
+}
+
+/// What a connection asks of the server after a step.
+enum Next {
+    Keep,
+    Close,
+    /// It sent `events`: make it a follower (or refuse).
+    Follow,
+}
+
+impl Server {
+    fn new(listener: UnixListener, wake: Wake, shared: Arc<Shared>) -> nix::Result<Server> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
+        epoll.add(&*wake.0, EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+        Ok(Server {
+            listener,
+            epoll,
+            wake,
+            shared,
+            connections: HashMap::new(),
+            busy: HashSet::new(),
+            next_token: FIRST_CONNECTION,
+            requesters: 0,
+            followers: 0,
+            accept_paused_until: None,
+            scratch: vec![0; READ_CHUNK],
+        })
+    }
+
+    fn run(mut self) {
+        let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
+        let mut last_sweep = Instant::now();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(SWEEP_MS)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(_) => {
+                    // Should not happen on a valid epoll set; do not spin.
+                    std::thread::sleep(Duration::from_millis(SWEEP_MS.into()));
+                    0
+                }
+            };
+            let now = Instant::now();
+            for ev in &events[..n] {
+                match ev.data() {
+                    LISTENER => self.accept(now),
+                    WAKER => {
+                        self.wake.clear();
+                        let busy: Vec<u64> = self.busy.iter().copied().collect();
+                        for token in busy {
+                            self.step(token, now);
+                        }
+                    }
+                    token => {
+                        self.step(token, now);
+                        // The peer is gone: what it sent was served above,
+                        // and nobody can read a reply.
+                        if ev
+                            .events()
+                            .intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
+                        {
+                            self.close(token);
+                        }
+                    }
+                }
+            }
+            if now.duration_since(last_sweep) >= Duration::from_millis(SWEEP_MS.into()) {
+                self.sweep(now);
+                last_sweep = now;
             }
         }
-        if shared.stop.load(Ordering::Relaxed) {
-            break;
+    }
+
+    /// Accepts every connection waiting.
+    fn accept(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.admit(stream, now),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(_) => {
+                    // Out of file descriptors and the like: the waiting
+                    // clients stay in the backlog; try again shortly.
+                    let mut none = EpollEvent::new(EpollFlags::empty(), LISTENER);
+                    let _ = self.epoll.modify(&self.listener, &mut none);
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
         }
-        match listener.accept() {
-            Ok((stream, _)) => admit(stream, &shared),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
-            // Out of file descriptors and the like: back off, keep serving.
-            Err(_) => std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS.into())),
+    }
+
+    fn admit(&mut self, stream: UnixStream, now: Instant) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        if self.requesters >= self.shared.opts.max_clients && !self.evict_a_silent_client() {
+            refuse(stream, "too many clients");
+            return;
+        }
+        let caller = match peer(&stream) {
+            Ok(c) => c,
+            Err(e) => {
+                refuse(stream, &format!("reading peer credentials: {e}"));
+                return;
+            }
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let interest = EpollFlags::EPOLLIN;
+        if self
+            .epoll
+            .add(&stream, EpollEvent::new(interest, token))
+            .is_err()
+        {
+            refuse(stream, "the control socket is out of resources; try again");
+            return;
+        }
+        self.connections
+            .insert(token, Connection::new(stream, caller, interest, now));
+        self.requesters += 1;
+        self.count();
+    }
+
+    /// Makes room for a newcomer when every slot is taken: the connection
+    /// that has been open longest without sending a request is told why and
+    /// closed. Clients that asked something keep their slot (until their
+    /// idle timeout). False when there is no such connection.
+    fn evict_a_silent_client(&mut self) -> bool {
+        let silent = self
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.spoke && !c.follower && !c.closing)
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(&token, _)| token);
+        let Some(token) = silent else {
+            return false;
+        };
+        if let Some(conn) = self.connections.get_mut(&token) {
+            conn.queue(&error(
+                "the control socket is full and this connection has sent no request; closing it",
+            ));
+            conn.flush(Instant::now());
+        }
+        self.close(token);
+        true
+    }
+
+    /// Moves connection `token` along as far as it can go without waiting.
+    fn step(&mut self, token: u64, now: Instant) {
+        let Some(conn) = self.connections.get_mut(&token) else {
+            return;
+        };
+        let mut next = conn.step(&self.shared, &self.wake, &mut self.scratch, now);
+        if matches!(next, Next::Follow) {
+            if self.followers >= self.shared.opts.max_followers {
+                conn.queue(&error(format!(
+                    "too many event followers (limit {}); try again later",
+                    self.shared.opts.max_followers
+                )));
+                conn.closing = true;
+            } else {
+                conn.phase = Phase::Following(self.shared.events.subscribe());
+                conn.input = Vec::new();
+                conn.follower = true;
+                self.requesters -= 1;
+                self.followers += 1;
+                conn.queue(&serde_json::json!({"ok": true, "events": "following"}));
+            }
+            next = conn.step(&self.shared, &self.wake, &mut self.scratch, now);
+        }
+        match next {
+            Next::Close => self.close(token),
+            Next::Keep | Next::Follow => {
+                if matches!(conn.phase, Phase::Reading { .. }) {
+                    self.busy.remove(&token);
+                } else {
+                    self.busy.insert(token);
+                }
+                let interest = conn.interest();
+                if interest != conn.interest {
+                    let mut ev = EpollEvent::new(interest, token);
+                    if self.epoll.modify(&conn.stream, &mut ev).is_err() {
+                        self.close(token);
+                        return;
+                    }
+                    conn.interest = interest;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, token: u64) {
+        let Some(conn) = self.connections.remove(&token) else {
+            return;
+        };
+        self.busy.remove(&token);
+        let _ = self.epoll.delete(&conn.stream);
+        if conn.follower {
+            self.followers -= 1;
+        } else {
+            self.requesters -= 1;
+        }
+        self.count();
+    }
+
+    fn count(&self) {
+        self.shared
+            .clients
+            .store(self.requesters + self.followers, Ordering::Relaxed);
+    }
+
+    /// Deadlines: idle and slow clients, unanswered requests, clients that
+    /// do not read; and accepting again after a pause.
+    fn sweep(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|t| now >= t) {
+            self.accept_paused_until = None;
+            let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, LISTENER);
+            let _ = self.epoll.modify(&self.listener, &mut ev);
+        }
+        let opts = &self.shared.opts;
+        let mut due = Vec::new();
+        let mut dead = Vec::new();
+        for (&token, conn) in &mut self.connections {
+            if conn
+                .stalled_since
+                .is_some_and(|t| now.duration_since(t) >= opts.write_timeout)
+            {
+                dead.push(token);
+                continue;
+            }
+            match &conn.phase {
+                Phase::Reading { since }
+                    if !conn.closing && now.duration_since(*since) >= opts.idle_timeout =>
+                {
+                    let secs = opts.idle_timeout.as_secs_f64();
+                    let why = if conn.input.iter().all(u8::is_ascii_whitespace) {
+                        format!("idle for {secs} s; closing the connection")
+                    } else {
+                        format!(
+                            "idle for {secs} s in the middle of a request (a request must \
+                             arrive whole within {secs} s); closing the connection"
+                        )
+                    };
+                    conn.queue(&error(why));
+                    conn.closing = true;
+                    due.push(token);
+                }
+                Phase::Waiting { deadline, .. } if now >= *deadline => due.push(token),
+                _ => {}
+            }
+        }
+        for token in dead {
+            self.close(token);
+        }
+        for token in due {
+            self.step(token, now);
         }
     }
 }
 
-/// Counts a client in for as long as its thread runs.
-struct ClientSlot(Arc<Shared>);
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+impl Connection {
+    fn new(stream: UnixStream, caller: Caller, interest: EpollFlags, now: Instant) -> Connection {
+        Connection {
+            stream,
+            caller,
+            phase: Phase::Reading { since: now },
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            stalled_since: None,
+            eof: false,
+            closing: false,
+            broken: false,
+            follower: false,
+            accepted: now,
+            spoke: false,
+            interest,
+        }
     }
-}
 
-fn admit(stream: UnixStream, shared: &Arc<Shared>) {
-    // Accepted sockets are blocking on Linux; make sure.
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(shared.opts.write_timeout));
-    if shared.clients.fetch_add(1, Ordering::Relaxed) >= shared.opts.max_clients {
-        shared.clients.fetch_sub(1, Ordering::Relaxed);
-        refuse(stream, "too many clients");
-        return;
+    /// Takes replies and events, writes what it can, and reads and hands
+    /// on requests while the client keeps up with the replies.
+    fn step(&mut self, shared: &Shared, wake: &Wake, scratch: &mut [u8], now: Instant) -> Next {
+        self.collect(shared, now);
+        self.flush(now);
+        let mut next = Next::Keep;
+        if !self.closing && !self.broken {
+            next = self.take_requests(shared, wake, scratch, now);
+            self.flush(now);
+        }
+        if self.broken || (self.closing && self.pending() == 0) {
+            return Next::Close;
+        }
+        next
     }
-    let slot = ClientSlot(shared.clone());
-    let spawned = std::thread::Builder::new()
-        .name("synwall-ctl-client".into())
-        .spawn(move || {
-            let shared = slot.0.clone();
-            serve(stream, &shared);
-            drop(slot);
-        });
-    // On failure the closure (stream and slot) is dropped: the client sees
-    // the connection close and the slot is given back.
-    let _ = spawned;
+
+    /// A reply from the control loop, or events for a follower, into the
+    /// output.
+    fn collect(&mut self, shared: &Shared, now: Instant) {
+        match &self.phase {
+            Phase::Reading { .. } => {}
+            Phase::Waiting {
+                answer,
+                deadline,
+                timeout,
+            } => {
+                let reply = match answer.try_recv() {
+                    Ok(v) => v,
+                    Err(TryRecvError::Empty) if now < *deadline => return,
+                    Err(TryRecvError::Empty) => error(format!(
+                        "the appliance did not answer within {} s",
+                        timeout.as_secs_f64()
+                    )),
+                    Err(TryRecvError::Disconnected) => error("the appliance dropped the request"),
+                };
+                self.phase = Phase::Reading { since: now };
+                self.queue(&reply);
+            }
+            Phase::Following(events) => {
+                while self.pending() < OUTPUT_HIGH {
+                    match events.try_recv() {
+                        Ok(line) => {
+                            self.output.extend_from_slice(line.as_bytes());
+                            self.output.push(b'\n');
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            let why = format!(
+                                "event stream fell behind by more than {} lines; reconnect",
+                                shared.events.backlog
+                            );
+                            self.queue(&error(why));
+                            self.closing = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads and serves request lines until one has to wait for the
+    /// control loop, the client has to read its replies first, or there is
+    /// nothing more to read.
+    fn take_requests(
+        &mut self,
+        shared: &Shared,
+        wake: &Wake,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Next {
+        if matches!(self.phase, Phase::Following(_)) {
+            self.drain_input(scratch);
+            return Next::Keep;
+        }
+        while matches!(self.phase, Phase::Reading { .. })
+            && !self.closing
+            && self.pending() < OUTPUT_HIGH
+        {
+            let line = match next_line(&mut self.input, MAX_LINE) {
+                Some(Ok(line)) => line,
+                Some(Err(e)) => {
+                    self.queue(&error(e));
+                    self.closing = true;
+                    break;
+                }
+                None if self.eof => {
+                    if self.input.is_empty() {
+                        self.closing = true;
+                        break;
+                    }
+                    // A last line without a newline still counts.
+                    std::mem::take(&mut self.input)
+                }
+                None => {
+                    match self.stream.read(scratch) {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => self.input.extend_from_slice(&scratch[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => self.broken = true,
+                    }
+                    if self.broken {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.spoke = true;
+            match protocol::parse_line(&line) {
+                Err(e) => self.queue(&error(e)),
+                Ok(Command::Events) => return Next::Follow,
+                Ok(cmd) => match dispatch(cmd, self.caller, shared, wake) {
+                    Dispatched::Now(reply) => self.queue(&reply),
+                    Dispatched::Later { answer, timeout } => {
+                        self.phase = Phase::Waiting {
+                            answer,
+                            deadline: now + timeout,
+                            timeout,
+                        };
+                        continue;
+                    }
+                },
+            }
+            self.phase = Phase::Reading { since: now };
+        }
+        Next::Keep
+    }
+
+    /// A follower's input: read and dropped, to see it leave.
+    fn drain_input(&mut self, scratch: &mut [u8]) {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.broken = true;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.broken = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, reply: &Value) {
+        self.output.extend_from_slice(reply_line(reply).as_bytes());
+    }
+
+    fn pending(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    /// Writes what the socket takes now.
+    fn flush(&mut self, now: Instant) {
+        while self.pending() > 0 && !self.broken {
+            match self.stream.write(&self.output[self.written..]) {
+                Ok(0) => self.broken = true,
+                Ok(n) => {
+                    self.written += n;
+                    self.stalled_since = None;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert(now);
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.broken = true,
+            }
+        }
+        if self.pending() == 0 {
+            self.output.clear();
+            self.written = 0;
+        } else if self.written >= OUTPUT_HIGH {
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// What to wait for: more input while a request is wanted (and the
+    /// client reads its replies), the socket taking output while some
+    /// waits.
+    fn interest(&self) -> EpollFlags {
+        let wants_input = match self.phase {
+            Phase::Reading { .. } => {
+                !self.closing
+                    && !self.eof
+                    && self.pending() < OUTPUT_HIGH
+                    && !self.input.contains(&b'\n')
+                    && self.input.len() <= MAX_LINE
+            }
+            Phase::Following(_) => !self.eof,
+            Phase::Waiting { .. } => false,
+        };
+        let mut interest = EpollFlags::empty();
+        if wants_input {
+            interest |= EpollFlags::EPOLLIN;
+        }
+        if self.pending() > 0 {
+            interest |= EpollFlags::EPOLLOUT;
+        }
+        interest
+    }
 }
 
 /// Tells a client why it is turned away, without waiting on it.
 fn refuse(mut stream: UnixStream, why: &str) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.set_nonblocking(true);
     let _ = stream.write_all(reply_line(&error(why)).as_bytes());
 }
 
-/// What [`read_line`] found.
-#[derive(Debug, PartialEq, Eq)]
-enum LineRead {
-    /// A line (without its newline) is in the buffer.
-    Line,
-    /// The client closed.
-    Eof,
-    /// The line is longer than the cap; the rest was not read.
-    TooLong,
-}
-
-/// Reads one line of at most `cap` bytes into `out` (cleared first).
-fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>, cap: usize) -> std::io::Result<LineRead> {
-    out.clear();
-    loop {
-        let buf = match r.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            // A last line without a newline still counts.
-            return Ok(if out.is_empty() {
-                LineRead::Eof
-            } else {
-                LineRead::Line
-            });
+/// The first line of `input` (without its newline), taken out of it; an
+/// error once a line is longer than `cap`; `None` while no line is whole.
+fn next_line(input: &mut Vec<u8>, cap: usize) -> Option<Result<Vec<u8>, ProtocolError>> {
+    match input.iter().position(|&b| b == b'\n') {
+        Some(i) if i > cap => Some(Err(ProtocolError::TooLong)),
+        Some(i) => {
+            let mut line: Vec<u8> = input.drain(..=i).collect();
+            line.pop();
+            Some(Ok(line))
         }
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i, true),
-            None => (buf.len(), false),
-        };
-        if out.len() + take > cap {
-            return Ok(LineRead::TooLong);
-        }
-        out.extend_from_slice(&buf[..take]);
-        r.consume(take + usize::from(done));
-        if done {
-            return Ok(LineRead::Line);
-        }
-    }
-}
-
-fn write_reply(w: &mut UnixStream, reply: &Value) -> std::io::Result<()> {
-    w.write_all(reply_line(reply).as_bytes())
-}
-
-/// Serves one client until it leaves, idles out, or breaks the protocol
-/// beyond repair (an oversized line).
-fn serve(stream: UnixStream, shared: &Shared) {
-    let mut writer = stream;
-    let caller = match peer(&writer) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = write_reply(
-                &mut writer,
-                &error(format!("reading peer credentials: {e}")),
-            );
-            return;
-        }
-    };
-    if writer
-        .set_read_timeout(Some(shared.opts.idle_timeout))
-        .is_err()
-    {
-        return;
-    }
-    let Ok(read_half) = writer.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::with_capacity(16 * 1024, read_half);
-    let mut line = Vec::with_capacity(512);
-    loop {
-        match read_line(&mut reader, &mut line, MAX_LINE) {
-            Ok(LineRead::Line) => {}
-            Ok(LineRead::Eof) => return,
-            Ok(LineRead::TooLong) => {
-                let _ = write_reply(&mut writer, &error(ProtocolError::TooLong));
-                return;
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                let secs = shared.opts.idle_timeout.as_secs_f64();
-                let _ = write_reply(
-                    &mut writer,
-                    &error(format!("idle for {secs} s; closing the connection")),
-                );
-                return;
-            }
-            Err(_) => return,
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let reply = match protocol::parse_line(&line) {
-            Err(e) => error(e),
-            Ok(Command::Events) => return follow(&mut writer, shared),
-            Ok(cmd) => dispatch(cmd, caller, shared),
-        };
-        if write_reply(&mut writer, &reply).is_err() {
-            return;
-        }
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
-        }
+        None if input.len() > cap => Some(Err(ProtocolError::TooLong)),
+        None => None,
     }
 }
 
@@ -658,18 +1170,29 @@ fn peer(stream: &UnixStream) -> nix::Result<Caller> {
     })
 }
 
-/// Hands a request to the control loop and waits (bounded) for its reply.
-/// While the dataplane is not ready the loop does not run: `status` is
-/// answered here, saying so.
-fn dispatch(cmd: Command, caller: Caller, shared: &Shared) -> Value {
+/// What became of a request.
+enum Dispatched {
+    /// Answered (or refused) at once.
+    Now(Value),
+    /// With the control loop: its reply comes on `answer`, or after
+    /// `timeout` it is reported as not answered.
+    Later {
+        answer: Receiver<Value>,
+        timeout: Duration,
+    },
+}
+
+/// Hands a request to the control loop. While the dataplane is not ready
+/// the loop does not run: `status` is answered here, saying so.
+fn dispatch(cmd: Command, caller: Caller, shared: &Shared, wake: &Wake) -> Dispatched {
     if cmd == Command::Status {
         let state = Dataplane::from_u8(shared.dataplane.load(Ordering::Acquire));
         if state != Dataplane::Forwarding {
-            return protocol::ok(serde_json::json!({
+            return Dispatched::Now(protocol::ok(serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "state": state.state(),
                 "dataplane": state.as_str(),
-            }));
+            })));
         }
     }
     // A reload reads the whole customers file first: at a million
@@ -680,139 +1203,51 @@ fn dispatch(cmd: Command, caller: Caller, shared: &Shared) -> Value {
         shared.opts.reply_timeout
     };
     let (reply, answer) = channel::bounded(1);
-    match shared.requests.try_send(Request { cmd, caller, reply }) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            return error("the appliance is busy (request queue full); try again")
-        }
-        Err(TrySendError::Disconnected(_)) => return error("the appliance is shutting down"),
-    }
-    match answer.recv_timeout(timeout) {
-        Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => error(format!(
-            "the appliance did not answer within {} s",
-            timeout.as_secs_f64()
-        )),
-        Err(RecvTimeoutError::Disconnected) => error("the appliance dropped the request"),
-    }
-}
-
-/// How long a `reload` request may wait for its result.
-const RELOAD_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// How often a quiet `events` follower is checked for having left.
-const FOLLOW_CHECK: Duration = Duration::from_millis(500);
-
-/// Streams event lines to the client until it leaves or falls behind.
-fn follow(writer: &mut UnixStream, shared: &Shared) {
-    let events = shared.events.subscribe();
-    if write_reply(
-        writer,
-        &serde_json::json!({"ok": true, "events": "following"}),
-    )
-    .is_err()
-    {
-        return;
-    }
-    let mut text = String::new();
-    loop {
-        match events.recv_timeout(FOLLOW_CHECK) {
-            Ok(line) => {
-                // Whatever else is queued goes out in the same write.
-                text.clear();
-                text.push_str(&line);
-                text.push('\n');
-                while let Ok(more) = events.try_recv() {
-                    text.push_str(&more);
-                    text.push('\n');
-                }
-                if writer.write_all(text.as_bytes()).is_err() {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if shared.stop.load(Ordering::Relaxed) || client_left(writer) {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = write_reply(
-                    writer,
-                    &error(format!(
-                        "event stream fell behind by more than {} lines; reconnect",
-                        shared.events.backlog
-                    )),
-                );
-                return;
-            }
-        }
-    }
-}
-
-/// Whether a follower closed its end (input it sends is discarded).
-fn client_left(stream: &mut UnixStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut buf = [0u8; 1024];
-    let left = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break true,
-        }
+    let request = Request {
+        cmd,
+        caller,
+        reply,
+        wake: Some(wake.clone()),
     };
-    stream.set_nonblocking(false).is_err() || left
+    match shared.requests.try_send(request) {
+        Ok(()) => Dispatched::Later { answer, timeout },
+        Err(TrySendError::Full(_)) => Dispatched::Now(error(
+            "the appliance is busy (request queue full); try again",
+        )),
+        Err(TrySendError::Disconnected(_)) => {
+            Dispatched::Now(error("the appliance is shutting down"))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], cap: usize) -> Vec<Result<(LineRead, Vec<u8>), ErrorKind>> {
-        // A tiny buffer so lines straddle fills.
-        let mut r = BufReader::with_capacity(3, input);
-        let mut out = Vec::new();
+    /// Every line `next_line` takes from `input`, and what stops it.
+    fn lines(input: &[u8], cap: usize) -> (Vec<Vec<u8>>, Option<ProtocolError>, Vec<u8>) {
+        let mut input = input.to_vec();
         let mut got = Vec::new();
         loop {
-            match read_line(&mut r, &mut out, cap) {
-                Ok(LineRead::Eof) => return got,
-                Ok(LineRead::TooLong) => {
-                    got.push(Ok((LineRead::TooLong, out.clone())));
-                    return got;
-                }
-                Ok(l) => got.push(Ok((l, out.clone()))),
-                Err(e) => {
-                    got.push(Err(e.kind()));
-                    return got;
-                }
+            match next_line(&mut input, cap) {
+                Some(Ok(line)) => got.push(line),
+                Some(Err(e)) => return (got, Some(e), input),
+                None => return (got, None, input),
             }
         }
     }
 
     #[test]
     fn lines_are_split_and_capped() {
-        let got = lines(b"ab\n\ncdefg\nxyz", 8);
-        let texts: Vec<&[u8]> = got
-            .iter()
-            .map(|r| r.as_ref().unwrap().1.as_slice())
-            .collect();
-        assert_eq!(texts, [&b"ab"[..], b"", b"cdefg", b"xyz"]);
-        // Exactly the cap is fine; one more is not.
-        assert_eq!(
-            lines(b"12345678\n", 8)[0],
-            Ok((LineRead::Line, b"12345678".to_vec()))
-        );
-        assert!(matches!(
-            lines(b"123456789\n", 8)[0],
-            Ok((LineRead::TooLong, _))
-        ));
-        assert!(matches!(
-            lines(b"123456789", 8)[0],
-            Ok((LineRead::TooLong, _))
-        ));
+        let (got, err, rest) = lines(b"ab\n\ncdefg\nxyz", 8);
+        assert_eq!(got, [&b"ab"[..], b"", b"cdefg"]);
+        assert_eq!((err, rest), (None, b"xyz".to_vec()), "half a line waits");
+        // Exactly the cap is fine; one more is not, with or without its
+        // newline yet.
+        assert_eq!(lines(b"12345678\n", 8).0, [b"12345678".to_vec()]);
+        assert_eq!(lines(b"123456789\n", 8).1, Some(ProtocolError::TooLong));
+        assert_eq!(lines(b"123456789", 8).1, Some(ProtocolError::TooLong));
+        assert_eq!(lines(b"12345678", 8).1, None);
     }
 
     #[test]

@@ -347,6 +347,25 @@ fn clients_beyond_the_limit_are_turned_away() {
 }
 
 #[test]
+fn a_full_socket_makes_room_by_closing_the_longest_silent_client() {
+    let h = Harness::with(|o| o.max_clients = 3, true);
+    let mut oldest = h.connect();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut asked = h.connect();
+    assert_eq!(asked.ask(r#"{"cmd":"status"}"#)["ok"], true);
+    let _silent = h.connect();
+    // Full: the newcomer is served, the oldest silent client goes.
+    let t = Instant::now();
+    assert_eq!(h.ask(r#"{"cmd":"blocks"}"#)["ok"], true);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let e = oldest.read().expect("a notice");
+    assert!(error_of(&e).contains("has sent no request"), "{e}");
+    assert!(oldest.closed());
+    // The client that asked something keeps its slot.
+    assert_eq!(asked.ask(r#"{"cmd":"status"}"#)["ok"], true);
+}
+
+#[test]
 fn a_control_loop_that_does_not_answer_times_out() {
     let h = Harness::with(|o| o.reply_timeout = Duration::from_millis(200), false);
     let e = h.ask(r#"{"cmd":"status"}"#);

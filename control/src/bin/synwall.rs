@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use synwall_config::Config;
-use synwall_control::appliance::{self, RunOptions};
+use synwall_control::appliance::{self, ApplianceError, RunOptions};
+use synwall_control::console;
+use synwall_control::summary::Summary;
 
 /// What `synwall --help` opens with: what the command does, then an example.
 const ABOUT: &str = "synwall: the inline appliance: counts outbound TCP SYNs to SMTP per customer \
@@ -117,10 +119,22 @@ fn main() -> ExitCode {
         stats_interval: config.control.stats_interval,
         stop,
     };
-    let summary = match appliance::run(&config, opts) {
+    let code = report(&args, appliance::run(&config, opts));
+    // What is still queued for stdout and stderr, unless nobody reads them.
+    console::flush(EXIT_FLUSH);
+    code
+}
+
+/// How long the last lines may take to be written at exit.
+const EXIT_FLUSH: Duration = Duration::from_secs(2);
+
+/// Writes the summary file and the last line (through the console queue,
+/// after the run's own lines); the exit code.
+fn report(args: &Args, result: Result<Summary, ApplianceError>) -> ExitCode {
+    let summary = match result {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("synwall: {e}");
+            console::err(format!("synwall: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -128,17 +142,20 @@ fn main() -> ExitCode {
         let text = match serde_json::to_string_pretty(&summary) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("synwall: encoding the summary: {e}");
+                console::err(format!("synwall: encoding the summary: {e}"));
                 return ExitCode::FAILURE;
             }
         };
         if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("synwall: writing the summary to {}: {e}", path.display());
+            console::err(format!(
+                "synwall: writing the summary to {}: {e}",
+                path.display()
+            ));
             return ExitCode::FAILURE;
         }
     }
     let v = summary.verdicts;
-    println!(
+    console::out(format!(
         "synwall: stopped after {:.1}s: rx {} forwarded {} reverse {} blocked {} reset {} malformed-dropped {} tx-full {}",
         summary.elapsed_secs,
         v.rx,
@@ -148,6 +165,6 @@ fn main() -> ExitCode {
         v.reset_sent,
         v.dropped_malformed,
         v.tx_full
-    );
+    ));
     ExitCode::SUCCESS
 }

@@ -169,6 +169,9 @@ impl ControlThread {
                 "write_failures": self.events.write_failures(),
                 "last_error": self.events.last_error(),
             },
+            // Lines stdout/stderr did not take (nobody reading): dropped,
+            // never waited for (crate::console).
+            "stdout_dropped_lines": crate::console::dropped(),
             "fleet": self.plane.fleet_view(),
             "generation": self.generation.load().number,
         })

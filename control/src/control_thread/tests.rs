@@ -80,7 +80,14 @@ fn ask(requests: &Sender<Request>, cmd: Command) -> Receiver<Value> {
         gid: 0,
         pid: 42,
     };
-    requests.try_send(Request { cmd, caller, reply }).unwrap();
+    requests
+        .try_send(Request {
+            cmd,
+            caller,
+            reply,
+            wake: None,
+        })
+        .unwrap();
     answer
 }
 

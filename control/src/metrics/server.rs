@@ -1,16 +1,31 @@
-//! The `/metrics` HTTP listener: one thread, one request at a time, with
-//! deadlines (see [`MetricsServer`]).
+//! The `/metrics` HTTP listener: hyper's HTTP/1 server on a one-thread
+//! tokio runtime, every connection a task with deadlines (see
+//! [`MetricsServer`]).
+//!
+//! Why hyper and not tiny_http: tiny_http 0.12 reads a request head line
+//! without a bound (a 10 MB head is buffered whole; no 431), has no read
+//! timeout (a silent client holds a pool thread forever, and the pool
+//! grows a thread per such client), and its accept thread exits on the
+//! first accept error (EMFILE under a flood would end `/metrics` for
+//! good). hyper bounds the head ([`MAX_REQUEST_HEAD`], answering 431),
+//! times out its reading, and costs a small task, not a thread, per
+//! connection.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE as TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::oneshot;
 
 use super::{MetricsRegistry, CONTENT_TYPE};
 
@@ -18,29 +33,32 @@ use super::{MetricsRegistry, CONTENT_TYPE};
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a client may take to read the response.
 pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
-/// The longest request head read; longer ones get 431.
+/// The longest request head read; longer ones get 431 (hyper's smallest
+/// read buffer).
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// How often the server looks at its stop flag while idle or waiting on a
-/// client: the bound on how long [`MetricsServer`]'s drop takes.
-const STOP_POLL: Duration = Duration::from_millis(100);
+/// Connections served at once; more are closed on accept. Each costs a
+/// descriptor and a task of a few KiB for at most the two deadlines.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long accepting pauses after accept(2) fails (out of descriptors).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// The HTTP listener: one thread that answers `GET /metrics` (and `HEAD`)
-/// with [`MetricsRegistry::encode`], 404 for any other path, 405 for other
-/// methods on `/metrics`.
+/// The HTTP listener: answers `GET /metrics` (and `HEAD`) with
+/// [`MetricsRegistry::encode`], 404 for any other path, 405 for other
+/// methods on `/metrics`, 400 for what is not HTTP, 431 for a head over
+/// [`MAX_REQUEST_HEAD`].
 ///
-/// Requests are served one at a time, one per connection
-/// (`Connection: close`), each within [`REQUEST_DEADLINE`] to read and
-/// [`RESPONSE_DEADLINE`] to write, with a request head of at most
-/// [`MAX_REQUEST_HEAD`] bytes: a slow or idle client delays the next scrape
-/// by a few seconds at worst and never grows memory or threads. Other
-/// clients wait in the kernel's accept backlog.
+/// Connections are served concurrently (at most [`MAX_CONNECTIONS`]), one
+/// request each (`Connection: close`): the head must arrive within
+/// [`REQUEST_DEADLINE`] and the response be read within
+/// [`RESPONSE_DEADLINE`]; a connection that misses either is closed
+/// without an answer. Idle and slow clients therefore never delay a
+/// scrape, and cost memory and descriptors only for a few seconds.
 ///
-/// Dropping it stops the thread and closes the socket (within about
-/// 100 ms).
+/// Dropping it stops the thread, closes the listener and every connection.
 #[derive(Debug)]
 pub struct MetricsServer {
     local_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -51,16 +69,30 @@ impl MetricsServer {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("synwall-metrics".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || serve(&listener, &registry, &stop)
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            tokio::spawn(accept_loop(listener, registry));
+                            // Until the handle is dropped.
+                            let _ = stopped.await;
+                        }
+                        Err(e) => crate::console::err(format!("synwall: metrics listener: {e}")),
+                    }
+                });
+                // Dropping the runtime cancels every task: the listener and
+                // the connections close.
             })?;
         Ok(MetricsServer {
             local_addr,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -73,194 +105,119 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
-            // A panic was already caught per request; nothing is left to
-            // report here.
             let _ = thread.join();
         }
     }
 }
 
-/// The server thread: waits for connections, a poll slice at a time so it
-/// sees `stop`, and answers each in turn.
-fn serve(listener: &TcpListener, registry: &Mutex<MetricsRegistry>, stop: &AtomicBool) {
-    let slice = PollTimeout::try_from(STOP_POLL).unwrap_or(PollTimeout::NONE);
-    while !stop.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, slice) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+/// Counts a connection in while its task runs.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, registry: Arc<Mutex<MetricsRegistry>>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(_) => {
-                // Should not happen on a valid listening socket; do not spin.
-                std::thread::sleep(STOP_POLL);
+                // Out of descriptors and the like: the waiting clients stay
+                // in the backlog; try again shortly, never give up.
+                tokio::time::sleep(ACCEPT_PAUSE).await;
                 continue;
             }
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::Relaxed);
+            continue; // closed on drop
         }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                // A bug in encoding must not take the listener down with it.
-                let _ = catch_unwind(AssertUnwindSafe(|| {
-                    let _ = answer(stream, registry, stop);
-                }));
-            }
-            // WouldBlock: the client went away between poll and accept.
-            // Others (EMFILE, ECONNABORTED): try again after the next poll.
-            Err(_) => continue,
-        }
+        let slot = Slot(open.clone());
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            serve(stream, registry).await;
+            drop(slot);
+        });
     }
 }
 
-/// Reads one request from `stream` and writes the answer.
-fn answer(
-    mut stream: TcpStream,
+/// One connection: one request, within the deadlines.
+async fn serve(stream: tokio::net::TcpStream, registry: Arc<Mutex<MetricsRegistry>>) {
+    let head_read = Arc::new(AtomicBool::new(false));
+    let service = {
+        let head_read = head_read.clone();
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            head_read.store(true, Ordering::Relaxed);
+            let response = respond(&request, &registry);
+            async move { Ok::<_, Infallible>(response) }
+        })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_DEADLINE)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .keep_alive(false);
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    match tokio::time::timeout(REQUEST_DEADLINE, connection.as_mut()).await {
+        Ok(_) => return,
+        // No head yet (a silent client, or one too slow): dropping the
+        // connection closes it without an answer.
+        Err(_) if !head_read.load(Ordering::Relaxed) => return,
+        Err(_) => {}
+    }
+    let _ = tokio::time::timeout(RESPONSE_DEADLINE, connection).await;
+}
+
+/// The response to a request head.
+fn respond(
+    request: &Request<Incoming>,
     registry: &Mutex<MetricsRegistry>,
-    stop: &AtomicBool,
-) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    let response = match read_head(&mut stream, stop)? {
-        Head::Complete(buf) => respond(&buf, registry),
-        Head::TooLarge => plain(
-            431,
-            "Request Header Fields Too Large",
-            "request head too large\n",
-        ),
-        Head::Gone => return Ok(()),
-    };
-    let deadline = Instant::now() + RESPONSE_DEADLINE;
-    write_by(&mut stream, &response, deadline, stop)?;
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(())
-}
-
-/// What came in on a connection.
-enum Head {
-    /// The bytes up to and including the blank line.
-    Complete(Vec<u8>),
-    /// Over [`MAX_REQUEST_HEAD`] without a blank line.
-    TooLarge,
-    /// Closed, timed out or the server is stopping: nothing to answer.
-    Gone,
-}
-
-/// Reads until the end of the request head, within [`REQUEST_DEADLINE`].
-fn read_head(stream: &mut TcpStream, stop: &AtomicBool) -> io::Result<Head> {
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    loop {
-        if let Some(end) = find_head_end(&buf[..len]) {
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if len == buf.len() {
-            return Ok(Head::TooLarge);
-        }
-        let Some(wait) = remaining(deadline, stop) else {
-            return Ok(Head::Gone);
-        };
-        stream.set_read_timeout(Some(wait))?;
-        match stream.read(&mut buf[len..]) {
-            Ok(0) => return Ok(Head::Gone),
-            Ok(n) => len += n,
-            Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(e),
-        }
+) -> Response<Full<Bytes>> {
+    if request.uri().path() != "/metrics" {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: metrics are at /metrics\n",
+        );
     }
-}
-
-/// Where the head ends (after `\r\n\r\n`), if it has.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-/// Writes all of `bytes` before `deadline`, or gives up.
-fn write_by(
-    stream: &mut TcpStream,
-    mut bytes: &[u8],
-    deadline: Instant,
-    stop: &AtomicBool,
-) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let Some(wait) = remaining(deadline, stop) else {
-            return Err(io::ErrorKind::TimedOut.into());
-        };
-        stream.set_write_timeout(Some(wait))?;
-        match stream.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// The next wait: at most [`STOP_POLL`], `None` once past `deadline` or
-/// stopping.
-fn remaining(deadline: Instant, stop: &AtomicBool) -> Option<Duration> {
-    let left = deadline.checked_duration_since(Instant::now())?;
-    if stop.load(Ordering::Relaxed) || left.is_zero() {
-        return None;
-    }
-    Some(left.min(STOP_POLL))
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// The response to a complete request head.
-fn respond(head: &[u8], registry: &Mutex<MetricsRegistry>) -> Vec<u8> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) | Err(_) => {
-            return plain(400, "Bad Request", "malformed request\n");
-        }
-    }
-    let (Some(method), Some(target)) = (request.method, request.path) else {
-        return plain(400, "Bad Request", "malformed request\n");
-    };
-    let path = target.split('?').next().unwrap_or(target);
-    if path != "/metrics" {
-        return plain(404, "Not Found", "not found: metrics are at /metrics\n");
-    }
-    if method != "GET" && method != "HEAD" {
-        let mut r = plain(405, "Method Not Allowed", "use GET\n");
-        // Insert Allow after the status line.
-        let at = r.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        r.splice(at..at, b"Allow: GET, HEAD\r\n".iter().copied());
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let body = registry
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .encode();
-    let mut r = status_and_headers(200, "OK", CONTENT_TYPE, body.len());
-    if method == "GET" {
-        r.extend_from_slice(body.as_bytes());
-    }
-    r
+    with_headers(StatusCode::OK, CONTENT_TYPE, body)
 }
 
 /// A short plain-text response.
-fn plain(code: u16, reason: &str, body: &str) -> Vec<u8> {
-    let mut r = status_and_headers(code, reason, "text/plain; charset=utf-8", body.len());
-    r.extend_from_slice(body.as_bytes());
-    r
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    with_headers(status, "text/plain; charset=utf-8", body.to_owned())
 }
 
-fn status_and_headers(code: u16, reason: &str, content_type: &str, len: usize) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
-         Connection: close\r\nCache-Control: no-store\r\n\r\n"
-    )
-    .into_bytes()
+fn with_headers(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    let len = body.len();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(TYPE, HeaderValue::from_static(content_type));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
