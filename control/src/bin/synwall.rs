@@ -11,6 +11,18 @@ use synwall_control::appliance::{self, ApplianceError, RunOptions};
 use synwall_control::console;
 use synwall_control::summary::Summary;
 
+/// jemalloc, not glibc malloc: each reload reads the customers file and
+/// builds the classifier on a thread of its own and frees the old
+/// generation on another, so glibc spreads a generation's small
+/// allocations over per-thread arenas and keeps what it freed (120 reloads
+/// of 100k customers: 227 -> 506 or 853 MiB anonymous, growing in steps;
+/// 335 MiB even with `MALLOC_ARENA_MAX=1`). jemalloc purges freed pages
+/// of every arena back to the kernel after its decay time (10 s): 87 MiB
+/// after the same 120 reloads (`scripts/reload-rss`; BENCHMARKS.md,
+/// "Memory across reloads").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// What `synwall --help` opens with: what the command does, then an example.
 const ABOUT: &str = "synwall: the inline appliance: counts outbound TCP SYNs to SMTP per customer \
 and blocks customers over their limits, on DPDK ports.
