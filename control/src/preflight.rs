@@ -23,21 +23,18 @@ pub fn problems(config: &Config) -> Vec<String> {
             ));
         }
     }
-    let control = &config.control;
-    let socket_dir = parent(&control.socket);
-    let events_dir = parent(&control.events);
     // The state directory is not checked here: an unusable one stops the
     // start at the snapshot, naming `--fresh-state`, with which synwall
     // runs and reports every failed snapshot.
-    for (key, dir) in [
-        ("control.events", events_dir),
-        ("control.socket", socket_dir),
-    ] {
+    for (what, dir) in crate::dirs::of_config(config) {
+        if what == "state" {
+            continue;
+        }
         if let Err(why) = writable(dir) {
-            out.push(format!("{key}: {why}"));
+            out.push(format!("control.{what}: {why}"));
         }
     }
-    if let Some(hook) = &control.hook {
+    if let Some(hook) = &config.control.hook {
         if let Err(why) = runnable(&hook.command[0]) {
             out.push(format!("control.hook: {why}"));
         }
@@ -70,13 +67,6 @@ const CPUS: &str = "/sys/devices/system/cpu";
 
 fn cpu_exists(cpu: usize) -> bool {
     Path::new(&format!("{CPUS}/cpu{cpu}/topology/core_id")).exists()
-}
-
-fn parent(file: &Path) -> &Path {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 /// Whether synwall can write in `dir`, or create it: the nearest existing
