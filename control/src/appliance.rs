@@ -365,6 +365,7 @@ fn run_with_eal(
         });
     }
     control.attach(main, eal.tsc_hz(), socket.events().clone());
+    control.attach_history();
     let stop_worker = test_stop_worker(config.dpdk.cores.len())?;
 
     let (mbufs, cache) = pool_size(config);
@@ -413,6 +414,7 @@ fn run_with_eal(
     control.settle_reload();
     control.tick_current();
     control.save();
+    control.finish_history();
     let port_summaries = ports
         .iter()
         .map(port_summary)

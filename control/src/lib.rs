@@ -16,6 +16,7 @@ pub mod event;
 pub mod fleet;
 pub mod flowspec;
 pub mod grant;
+pub mod history;
 pub mod hook;
 pub mod metrics;
 pub mod notify;

@@ -127,6 +127,22 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     }
 }
 
+/// Moves `dir`'s history (and its write-ahead log) to
+/// `history.sqlite.damaged-<now_ms>`.
+fn set_aside(dir: &Path, now_ms: u64, why: String) -> Result<Damage, StoreError> {
+    let path = dir.join(FILE_NAME);
+    let moved_to = dir.join(format!("{FILE_NAME}.damaged-{now_ms}"));
+    std::fs::rename(&path, &moved_to).map_err(|io| StoreError::Damaged {
+        path: path.clone(),
+        why: format!("{why}; and it cannot be moved aside: {io}"),
+    })?;
+    for tail in ["-wal", "-shm"] {
+        let side = dir.join(format!("{FILE_NAME}{tail}"));
+        let _ = std::fs::rename(&side, format!("{}{tail}", moved_to.display()));
+    }
+    Ok(Damage { moved_to, why })
+}
+
 impl Store {
     /// The history in `dir` for writing, created if missing. A file that
     /// cannot be opened, fails SQLite's `quick_check`, or is of another
@@ -138,28 +154,21 @@ impl Store {
         match Store::open_checked(&path, now_ms) {
             Ok(s) => Ok((s, None)),
             Err(e) => {
-                let moved_to = dir.join(format!("{FILE_NAME}.damaged-{now_ms}"));
-                std::fs::rename(&path, &moved_to).map_err(|io| StoreError::Damaged {
-                    path: path.clone(),
-                    why: format!("{e}; and it cannot be moved aside: {io}"),
-                })?;
-                for tail in ["-wal", "-shm"] {
-                    let side = dir.join(format!("{FILE_NAME}{tail}"));
-                    let _ = std::fs::rename(
-                        &side,
-                        dir.join(format!("{FILE_NAME}.damaged-{now_ms}{tail}")),
-                    );
-                }
+                let damage = set_aside(dir, now_ms, e.to_string())?;
                 let store = Store::open_checked(&path, now_ms)?;
-                Ok((
-                    store,
-                    Some(Damage {
-                        moved_to,
-                        why: e.to_string(),
-                    }),
-                ))
+                Ok((store, Some(damage)))
             }
         }
+    }
+
+    /// Sets this file aside as damaged (`why`) and starts a new one: for
+    /// damage found after opening (a row that does not decode).
+    pub fn replace(self, now_ms: u64, why: String) -> Result<(Store, Damage), StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        let path = self.path.clone();
+        drop(self);
+        let damage = set_aside(&dir, now_ms, why)?;
+        Ok((Store::open_checked(&path, now_ms)?, damage))
     }
 
     fn open_checked(path: &Path, now_ms: u64) -> Result<Store, StoreError> {

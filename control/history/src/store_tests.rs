@@ -155,6 +155,11 @@ fn a_corrupt_row_is_an_error_not_a_panic() {
     assert!(matches!(e, StoreError::Damaged { .. }), "{e}");
     let e = s.write(&[count("acme", M0, 1, 1)], &[]).unwrap_err();
     assert!(e.to_string().contains("minute row"), "{e}");
+    // The writer then sets it aside and starts afresh.
+    let (mut s, damage) = s.replace(T0 + 1, e.to_string()).unwrap();
+    assert!(damage.moved_to.exists());
+    s.write(&[count("acme", M0, 1, 1)], &[]).unwrap();
+    assert_eq!(s.series("acme", M0, M0 + 1).unwrap().unwrap().seen(), 1);
 }
 
 #[test]
