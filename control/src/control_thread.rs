@@ -471,6 +471,25 @@ impl ControlThread {
                 self.start_reload(Some(req));
                 continue;
             }
+            if let Command::WhatIf { .. } | Command::Suggest { .. } = req.cmd {
+                // Every customer's history: read and replayed off this
+                // thread.
+                match crate::choosing::prepare(&req.cmd, self) {
+                    Ok(job) => {
+                        let _ = std::thread::Builder::new()
+                            .name("synwall-what-if".into())
+                            .spawn(move || {
+                                let reply = match job.run() {
+                                    Ok(v) => crate::protocol::ok(v),
+                                    Err(e) => crate::protocol::error(e),
+                                };
+                                req.answer(reply);
+                            });
+                    }
+                    Err(e) => req.answer(crate::protocol::error(e)),
+                }
+                continue;
+            }
             let reply = execute(req.cmd.clone(), &req.caller, self);
             req.answer(reply);
         }

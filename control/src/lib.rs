@@ -8,6 +8,7 @@
 
 #[cfg(feature = "eal")]
 pub mod appliance;
+pub mod choosing;
 pub mod commands;
 pub mod console;
 pub mod control_thread;
@@ -32,6 +33,7 @@ pub mod summary;
 pub mod supervise;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod whatif;
 pub mod window;
 #[cfg(feature = "eal")]
 pub mod worker;
