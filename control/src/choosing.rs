@@ -108,13 +108,6 @@ pub fn history(
         ));
     }
     let step = minutes(step);
-    if span.0 / step > MAX_STEPS {
-        return Err(format!(
-            "--since {} by --step {step_text} is {} steps; at most {MAX_STEPS}: take a longer step",
-            span.1,
-            span.0 / step
-        ));
-    }
     let w = match window_name {
         Some(name) => window(ops, name)?,
         None => 0,
@@ -139,6 +132,13 @@ pub fn history(
     let now = now_minute(ops);
     let from = first_minute(&store, now, &span)?;
     let to = now + 1;
+    if (to - from) / step > MAX_STEPS {
+        return Err(format!(
+            "--since {} by --step {step_text} is {} steps; at most {MAX_STEPS}: take a longer step",
+            span.1,
+            (to - from) / step
+        ));
+    }
     let windows = ops.plane().windows().to_vec();
     let wlen = minutes(windows[w].length).max(1);
     let series = store
