@@ -767,6 +767,14 @@ fn tick_cost_at_a_million_customers() {
         total / rounds,
         worst
     );
+    // Once a minute the history takes what the ticks gathered.
+    let t = Instant::now();
+    let recent = plane.take_recent();
+    println!(
+        "take_recent for the history, {} customers: {:?}",
+        recent.len(),
+        t.elapsed()
+    );
 }
 
 #[test]

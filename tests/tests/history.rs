@@ -116,6 +116,13 @@ fn history_survives_restart_and_answers_history_what_if_suggest() {
         table.contains("PEAK(5m)") && table.contains('|') && table.contains("block"),
         "{table}"
     );
+    // What docs/choosing-limits.md shows (`--nocapture`).
+    println!("$ synwallctl history spammer --step 1m\n{table}");
+    for args in [&["what-if", "5m=5"][..], &["suggest", "--headroom", "1"]] {
+        let (code, out, _) = ctl(&socket, args);
+        assert_eq!(code, Some(0), "{args:?}");
+        println!("$ synwallctl {}\n{out}", args.join(" "));
+    }
     let q = json(&socket, &["history", "quiet", "--step", "1m"]);
     assert_eq!(q["seen"], 10);
 
