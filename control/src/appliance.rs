@@ -641,6 +641,7 @@ fn main_loop(
                 .mempool_in_use
                 .store(u64::from(served.pool.in_use()), Relaxed);
             control.update_metrics();
+            control.report_history_damage();
         }
         startup.check(control, served, gauges.ticks.load(Relaxed));
         if let Some(every) = opts.stats_interval {

@@ -22,6 +22,12 @@ pub const MAX_SINCE: Duration = Duration::from_secs(90 * 86_400);
 /// The most steps a `history` reply holds.
 pub const MAX_STEPS: i64 = 10_000;
 
+/// `what-if` and `suggest` runs at once (each on its own thread).
+pub const MAX_JOBS: usize = 2;
+
+/// Those under way.
+pub static JOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The widest `--headroom`.
 pub const MAX_HEADROOM: f64 = 100.0;
 

@@ -274,12 +274,17 @@ impl ControlThread {
         self.report_history_damage();
     }
 
-    /// A damaged history set aside and replaced: an event.
-    fn report_history_damage(&mut self) {
+    /// A damaged history set aside and replaced: an event (the main loop
+    /// asks once a second).
+    pub fn report_history_damage(&mut self) {
         let Some(writer) = &self.history else {
             return;
         };
         let damage = writer.take_damage();
+        self.history_damage_events(damage);
+    }
+
+    fn history_damage_events(&mut self, damage: Vec<synwall_history::Damage>) {
         let at = self.plane.wall(self.clock.now());
         let events: Vec<Event> = damage
             .into_iter()
@@ -299,12 +304,13 @@ impl ControlThread {
     /// Writes the minute under way and stops the history writer.
     pub fn finish_history(&mut self) {
         if let Some(writer) = self.history.take() {
-            writer.finish(crate::history::Batch {
+            let damage = writer.finish(crate::history::Batch {
                 minute: self.history_minute,
                 counts: self.plane.take_recent(),
                 blocks: std::mem::take(&mut self.history_blocks),
                 done: None,
             });
+            self.history_damage_events(damage);
         }
     }
 
@@ -473,18 +479,31 @@ impl ControlThread {
             }
             if let Command::WhatIf { .. } | Command::Suggest { .. } = req.cmd {
                 // Every customer's history: read and replayed off this
-                // thread.
+                // thread (at most MAX_JOBS at once: each reads every
+                // customer's history).
+                let running = crate::choosing::JOBS.load(Relaxed);
+                if running >= crate::choosing::MAX_JOBS {
+                    req.answer(crate::protocol::error(format!(
+                        "{running} what-if/suggest runs are under way; ask again when one is done"
+                    )));
+                    continue;
+                }
                 match crate::choosing::prepare(&req.cmd, self) {
                     Ok(job) => {
-                        let _ = std::thread::Builder::new()
+                        crate::choosing::JOBS.fetch_add(1, Relaxed);
+                        let spawned = std::thread::Builder::new()
                             .name("synwall-what-if".into())
                             .spawn(move || {
                                 let reply = match job.run() {
                                     Ok(v) => crate::protocol::ok(v),
                                     Err(e) => crate::protocol::error(e),
                                 };
+                                crate::choosing::JOBS.fetch_sub(1, Relaxed);
                                 req.answer(reply);
                             });
+                        if spawned.is_err() {
+                            crate::choosing::JOBS.fetch_sub(1, Relaxed);
+                        }
                     }
                     Err(e) => req.answer(crate::protocol::error(e)),
                 }

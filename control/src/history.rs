@@ -68,22 +68,26 @@ pub struct HistoryWriter {
 }
 
 impl HistoryWriter {
-    /// Opens (or creates, or replaces a damaged) `state_dir`'s history and
-    /// starts the writer thread. Never fails: a store that cannot be
-    /// opened is reported in the health, and tried again at each batch.
+    /// Starts the writer thread, which opens (or creates, or replaces a
+    /// damaged) `state_dir`'s history: SQLite's check of a large file
+    /// takes seconds, which the start of forwarding does not wait for.
+    /// Never fails: a store that cannot be opened is reported in the
+    /// health, and tried again at each batch.
     pub fn start(state_dir: &Path, wall_ms: u64) -> HistoryWriter {
         let health = Arc::new(Mutex::new(HistoryHealth {
             path: state_dir.join(synwall_history::FILE_NAME),
             ok: true,
             ..HistoryHealth::default()
         }));
-        let store = open(state_dir, wall_ms, &health);
         let (tx, rx) = bounded(QUEUE);
         let dir = state_dir.to_owned();
         let h = health.clone();
         let thread = std::thread::Builder::new()
             .name("synwall-history".into())
-            .spawn(move || write_loop(dir, store, rx, h))
+            .spawn(move || {
+                let store = open(&dir, wall_ms, &h);
+                write_loop(dir, store, rx, h)
+            })
             .map_err(|e| {
                 lock(&health).last_error = Some(format!("no history writer thread: {e}"));
             })
@@ -117,8 +121,8 @@ impl HistoryWriter {
     }
 
     /// Sends the last batch and waits (at most 10 s) until it is written
-    /// and the thread has ended.
-    pub fn finish(mut self, mut last: Batch) {
+    /// and the thread has ended; returns damage not yet reported.
+    pub fn finish(mut self, mut last: Batch) -> Vec<Damage> {
         let (done_tx, done_rx) = bounded(1);
         last.done = Some(done_tx);
         if let Some(tx) = self.tx.take() {
@@ -134,6 +138,7 @@ impl HistoryWriter {
                 let _ = t.join();
             }
         }
+        self.take_damage()
     }
 }
 
