@@ -366,6 +366,7 @@ fn run_with_eal(
         });
     }
     control.attach(main, eal.tsc_hz(), socket.events().clone());
+    control.attach_history();
     let stop_worker = test_stop_worker(config.dpdk.cores.len())?;
 
     let (mbufs, cache) = pool_size(config);
@@ -414,6 +415,7 @@ fn run_with_eal(
     control.settle_reload();
     control.tick_current();
     control.save();
+    control.finish_history();
     let port_summaries = ports
         .iter()
         .map(port_summary)
@@ -640,6 +642,7 @@ fn main_loop(
                 .mempool_in_use
                 .store(u64::from(served.pool.in_use()), Relaxed);
             control.update_metrics();
+            control.report_history_damage();
         }
         startup.check(control, served, gauges.ticks.load(Relaxed));
         if let Some(every) = opts.stats_interval {

@@ -162,6 +162,21 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
         }
         Command::Metrics => Ok(json!({ "metrics": ops.metrics_text() })),
         Command::Fleet => Ok(json!({ "fleet": ops.plane().fleet_view() })),
+        Command::History {
+            customer,
+            since,
+            step,
+            window,
+        } => crate::choosing::history(
+            ops,
+            &customer,
+            since.as_deref(),
+            step.as_deref(),
+            window.as_deref(),
+        ),
+        Command::WhatIf { .. } | Command::Suggest { .. } => {
+            crate::choosing::prepare(&cmd, ops)?.run()
+        }
     }
 }
 
@@ -178,7 +193,7 @@ fn unknown_customer(name: &str) -> Refusal {
 }
 
 /// A customer by name, or by an address inside its prefixes.
-fn resolve(ops: &mut dyn Operate, name: &str) -> Result<CustomerId, Refusal> {
+pub(crate) fn resolve(ops: &mut dyn Operate, name: &str) -> Result<CustomerId, Refusal> {
     if let Some(id) = ops.plane().find(name) {
         return Ok(id);
     }
@@ -210,7 +225,7 @@ fn unknown_window(ops: &mut dyn Operate, name: &str) -> Refusal {
 }
 
 /// A window by name, or by length (`"60m"` finds `"1h"`).
-fn window(ops: &mut dyn Operate, name: &str) -> Result<usize, Refusal> {
+pub(crate) fn window(ops: &mut dyn Operate, name: &str) -> Result<usize, Refusal> {
     let plane = ops.plane();
     if let Some(w) = plane.window_index(name) {
         return Ok(w);

@@ -165,6 +165,12 @@ pub struct ControlThread {
     /// The TSC frequency (once the EAL is up; 0 before): the fleet's grant
     /// stamps are TSC values.
     tsc_hz: u64,
+    /// The per-customer history's writer thread, once attached.
+    history: Option<crate::history::HistoryWriter>,
+    /// The wall-clock minute the plane's recent counts belong to, and the
+    /// blocks since the last batch.
+    history_minute: i64,
+    history_blocks: Vec<synwall_history::BlockRecord>,
 }
 
 impl ControlThread {
@@ -220,6 +226,9 @@ impl ControlThread {
             snapshot_error: None,
             flowspec,
             tsc_hz: 0,
+            history: None,
+            history_minute: 0,
+            history_blocks: Vec::new(),
         }
     }
 
@@ -229,6 +238,85 @@ impl ControlThread {
         self.main_lcore = Some(main_lcore);
         self.tsc_hz = tsc_hz;
         self.bus = Some(bus);
+    }
+
+    /// Starts keeping the per-customer history in the state directory
+    /// (off this thread: [`crate::history`]).
+    pub fn attach_history(&mut self) {
+        let wall = self.plane.wall(self.clock.now()).0;
+        self.history_minute = synwall_history::minute_of_ms(wall);
+        self.history = Some(crate::history::HistoryWriter::start(
+            &self.config.control.state_dir,
+            wall,
+        ));
+        self.report_history_damage();
+    }
+
+    /// Hands the plane's counts to the history writer once a wall-clock
+    /// minute has ended (`force`: now, for the minute under way). The
+    /// tick that crosses into a new minute carries at most one tick of
+    /// SYNs of the new minute into the old one.
+    fn record_history(&mut self, force: bool) {
+        let Some(writer) = &self.history else {
+            return;
+        };
+        let minute = synwall_history::minute_of_ms(self.plane.wall(self.clock.now()).0);
+        if minute == self.history_minute && !force {
+            return;
+        }
+        writer.send(crate::history::Batch {
+            minute: self.history_minute,
+            counts: self.plane.take_recent(),
+            blocks: std::mem::take(&mut self.history_blocks),
+            done: None,
+        });
+        self.history_minute = minute;
+        self.report_history_damage();
+    }
+
+    /// A damaged history set aside and replaced: an event (the main loop
+    /// asks once a second).
+    pub fn report_history_damage(&mut self) {
+        let Some(writer) = &self.history else {
+            return;
+        };
+        let damage = writer.take_damage();
+        self.history_damage_events(damage);
+    }
+
+    fn history_damage_events(&mut self, damage: Vec<synwall_history::Damage>) {
+        let at = self.plane.wall(self.clock.now());
+        let events: Vec<Event> = damage
+            .into_iter()
+            .map(|d| {
+                let mut e = Event::new(EventKind::History, at);
+                e.reason = Some(format!(
+                    "history damaged ({}); moved to {} and started a new one",
+                    d.why,
+                    d.moved_to.display()
+                ));
+                e
+            })
+            .collect();
+        self.emit(&events);
+    }
+
+    /// Writes the minute under way and stops the history writer.
+    pub fn finish_history(&mut self) {
+        if let Some(writer) = self.history.take() {
+            let damage = writer.finish(crate::history::Batch {
+                minute: self.history_minute,
+                counts: self.plane.take_recent(),
+                blocks: std::mem::take(&mut self.history_blocks),
+                done: None,
+            });
+            self.history_damage_events(damage);
+        }
+    }
+
+    /// The history writer's health (`None` before it is attached).
+    pub fn history_health(&self) -> Option<crate::history::HistoryHealth> {
+        self.history.as_ref().map(|h| h.health())
     }
 
     /// The running config.
@@ -275,6 +363,25 @@ impl ControlThread {
         }
         for e in events {
             crate::console::out(format!("synwall: event {}", e.to_line()));
+            if let (
+                Some(_),
+                Some(customer),
+                EventKind::Block | EventKind::Unblock | EventKind::Expire,
+            ) = (&self.history, &e.customer, e.kind)
+            {
+                self.history_blocks.push(synwall_history::BlockRecord {
+                    customer: customer.clone(),
+                    at_ms: e.ts.0,
+                    kind: match e.kind {
+                        EventKind::Block => "block",
+                        EventKind::Unblock => "unblock",
+                        _ => "expire",
+                    }
+                    .to_owned(),
+                    until_ms: e.until.map(|u| u.0),
+                    reason: e.reason.clone().unwrap_or_default(),
+                });
+            }
             let c = &mut self.block_events;
             match e.kind {
                 EventKind::Block => c.block += 1,
@@ -334,6 +441,7 @@ impl ControlThread {
             }
         }
         self.emit(&events);
+        self.record_history(false);
         if let Some(f) = &self.flowspec {
             let blocked = self.plane.blocks().into_iter().map(|b| b.id);
             f.set(crate::flowspec::desired(&self.config, blocked));
@@ -367,6 +475,38 @@ impl ControlThread {
         while let Ok(req) = requests.try_recv() {
             if req.cmd == Command::Reload {
                 self.start_reload(Some(req));
+                continue;
+            }
+            if let Command::WhatIf { .. } | Command::Suggest { .. } = req.cmd {
+                // Every customer's history: read and replayed off this
+                // thread (at most MAX_JOBS at once: each reads every
+                // customer's history).
+                let running = crate::choosing::JOBS.load(Relaxed);
+                if running >= crate::choosing::MAX_JOBS {
+                    req.answer(crate::protocol::error(format!(
+                        "{running} what-if/suggest runs are under way; ask again when one is done"
+                    )));
+                    continue;
+                }
+                match crate::choosing::prepare(&req.cmd, self) {
+                    Ok(job) => {
+                        crate::choosing::JOBS.fetch_add(1, Relaxed);
+                        let spawned = std::thread::Builder::new()
+                            .name("synwall-what-if".into())
+                            .spawn(move || {
+                                let reply = match job.run() {
+                                    Ok(v) => crate::protocol::ok(v),
+                                    Err(e) => crate::protocol::error(e),
+                                };
+                                crate::choosing::JOBS.fetch_sub(1, Relaxed);
+                                req.answer(reply);
+                            });
+                        if spawned.is_err() {
+                            crate::choosing::JOBS.fetch_sub(1, Relaxed);
+                        }
+                    }
+                    Err(e) => req.answer(crate::protocol::error(e)),
+                }
                 continue;
             }
             let reply = execute(req.cmd.clone(), &req.caller, self);
@@ -573,6 +713,8 @@ impl ControlThread {
             );
         }
         drop(staying);
+        // The history takes this minute's counts under the old names.
+        self.record_history(true);
         let reload = self.plane.reconfigure(&new, self.clock.now());
         self.plane.attach_fresh(&next.shards);
         self.classifier = classifier;

@@ -105,6 +105,9 @@ pub enum EventKind {
     /// The fleet's Redis went down, came back, or lost its state
     /// (`reason`; `by` names this appliance).
     Fleet,
+    /// The per-customer history was found damaged, set aside and started
+    /// anew (`reason`).
+    History,
 }
 
 /// One event: one JSON line in the event log.

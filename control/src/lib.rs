@@ -8,6 +8,7 @@
 
 #[cfg(feature = "eal")]
 pub mod appliance;
+pub mod choosing;
 pub mod commands;
 pub mod console;
 pub mod control_thread;
@@ -16,6 +17,7 @@ pub mod event;
 pub mod fleet;
 pub mod flowspec;
 pub mod grant;
+pub mod history;
 pub mod hook;
 pub mod metrics;
 pub mod notify;
@@ -31,6 +33,7 @@ pub mod summary;
 pub mod supervise;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod whatif;
 pub mod window;
 #[cfg(feature = "eal")]
 pub mod worker;

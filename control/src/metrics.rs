@@ -193,6 +193,8 @@ pub struct MetricsSnapshot {
     pub flowspec: crate::flowspec::FlowspecStatus,
     /// `[fleet]`: the Redis side.
     pub fleet: Option<FleetMetrics>,
+    /// The per-customer history's writer (`None`: not kept).
+    pub history: Option<crate::history::HistoryHealth>,
 }
 
 /// The fleet's figures (`[fleet]` only).
@@ -334,6 +336,7 @@ impl MetricsRegistry {
             watchdog_withheld: snapshot.watchdog_withheld,
             notify_failures: snapshot.notify_failures,
             flowspec: snapshot.flowspec.clone(),
+            history: snapshot.history.clone(),
         };
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         current.customers_omitted = given - kept.customers.len();
@@ -578,6 +581,38 @@ impl Collector for SnapshotCollector {
                 .into_iter()
                 .map(|(r, n)| ([("result", r)], n)),
         )?;
+        if let Some(h) = &s.history {
+            gauge(
+                e,
+                "history_ok",
+                "1 while the per-customer history's last write succeeded (see status.history).",
+                u64::from(h.ok),
+            )?;
+            gauge(
+                e,
+                "history_bytes",
+                "Size of the per-customer history on disk.",
+                h.bytes,
+            )?;
+            counter_family(
+                e,
+                "history_batches",
+                "Minute batches of the per-customer history: written, failed, dropped (writer behind).",
+                [
+                    ("written", h.written),
+                    ("failed", h.failures),
+                    ("dropped", h.dropped),
+                ]
+                .into_iter()
+                .map(|(r, n)| ([("result", r)], n)),
+            )?;
+            counter(
+                e,
+                "history_replaced",
+                "Damaged history files set aside and replaced by a new one.",
+                h.replaced,
+            )?;
+        }
         counter(
             e,
             "event_log_write_failures",

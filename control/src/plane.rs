@@ -362,6 +362,9 @@ pub struct ControlPlane {
     pending: Vec<Event>,
     /// `[fleet]`: floors, leases and the Redis link.
     pub(crate) fleet: Option<FleetLocal>,
+    /// SYNs seen and forwarded per customer since the history last took
+    /// them ([`ControlPlane::take_recent`]).
+    recent: IdMap<(u64, u64)>,
     /// Tests: runs between reading a customer's counters and writing its
     /// grants, to play the worker racing the tick.
     #[cfg(test)]
@@ -431,6 +434,7 @@ impl ControlPlane {
             fleet: config.fleet.as_ref().map(|f| {
                 FleetLocal::new(f, &lengths, config.control.tick, wall_mapping.wall0, now)
             }),
+            recent: IdMap::default(),
             #[cfg(test)]
             race: None,
         };
@@ -585,6 +589,16 @@ impl ControlPlane {
         self.fleet
             .as_ref()
             .map_or(serde_json::Value::Null, |f| f.view())
+    }
+
+    /// Per customer (by name), the SYNs seen and forwarded since the last
+    /// call: what the history records for the minute just ended.
+    pub fn take_recent(&mut self) -> Vec<(Box<str>, u64, u64)> {
+        let names = &self.names;
+        self.recent
+            .drain()
+            .map(|(c, (seen, fwd))| (names[c.index()].clone(), seen, fwd))
+            .collect()
     }
 
     /// Customers with window state.
@@ -1000,6 +1014,9 @@ impl ControlPlane {
 
         let was_blocked = self.blocked.contains(&c);
         if dseen > 0 {
+            let r = self.recent.entry(c).or_default();
+            r.0 += dseen;
+            r.1 += dfwd;
             let rec = self.records.entry(c).or_default();
             rec.seen += dseen;
             rec.forwarded += dfwd;
@@ -1272,6 +1289,15 @@ impl ControlPlane {
                 })
                 .collect()
         };
+        // The history's counts follow their customers (a removed one's
+        // are the caller's to take first).
+        for (c, (seen, fwd)) in self.recent.drain() {
+            if let Some(Some(new)) = id_map.get(c.index()) {
+                let r = next.recent.entry(*new).or_default();
+                r.0 += seen;
+                r.1 += fwd;
+            }
+        }
         next.base_seen = carry(&self.base_seen);
         next.base_fwd = carry(&self.base_fwd);
         next.attached = std::mem::take(&mut self.attached);

@@ -767,6 +767,14 @@ fn tick_cost_at_a_million_customers() {
         total / rounds,
         worst
     );
+    // Once a minute the history takes what the ticks gathered.
+    let t = Instant::now();
+    let recent = plane.take_recent();
+    println!(
+        "take_recent for the history, {} customers: {:?}",
+        recent.len(),
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -800,4 +808,27 @@ fn operator_unblock_restores_a_fresh_budget_but_expiry_does_not() {
     assert_eq!(send_n(&sh[0], PLAIN, 1), 0);
     plane.tick(until + 100, &sh);
     assert!(plane.is_blocked(PLAIN));
+}
+
+#[test]
+fn recent_counts_for_the_history_follow_names_across_a_reload() {
+    let (mut plane, sh) = started(2);
+    send_n(&sh[0], PLAIN, 30);
+    send_n(&sh[1], PLAIN, 5);
+    // SMALL (5m = 10, split 5 + 5 over the cores): 25 tried on core 0,
+    // 5 forwarded.
+    send_n(&sh[0], SMALL, 25);
+    plane.tick(100, &sh);
+    let mut got = plane.take_recent();
+    got.sort();
+    assert_eq!(got, vec![("plain".into(), 35, 35), ("small".into(), 25, 5)]);
+    assert!(plane.take_recent().is_empty(), "taken once");
+
+    // Counted, then renumbered by a reload before the history takes them:
+    // they stay with their customer's name.
+    send_n(&sh[0], PLAIN, 4);
+    plane.tick(200, &sh);
+    let next = config_with(&(customer("new", &["10.9.0.0/24"], "") + &customers()));
+    plane.reconfigure(&next, 300);
+    assert_eq!(plane.take_recent(), vec![("plain".into(), 4, 4)]);
 }

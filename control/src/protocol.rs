@@ -55,6 +55,9 @@ pub const COMMANDS: &[&str] = &[
     "events",
     "metrics",
     "fleet",
+    "history",
+    "what-if",
+    "suggest",
 ];
 
 /// One request. Customers are named by name or by any address inside
@@ -131,6 +134,48 @@ pub enum Command {
     Metrics,
     /// This appliance's view of the fleet (`[fleet]`).
     Fleet,
+    /// One customer's SYNs over time, from the history (`choosing`).
+    History {
+        /// Name or address (or the name of a customer since removed).
+        customer: String,
+        /// How far back (`"7d"`, the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+        /// One row per step (`"1h"`, the default; whole minutes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        /// The window whose peaks and limit are shown (default: the shortest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<String>,
+    },
+    /// Replays the history against other limits.
+    WhatIf {
+        /// One customer (name or address); with neither this nor `plan`: all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<String>,
+        /// The customers on a plan.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
+        /// Window name → the limit to try (windows not named keep theirs).
+        #[serde(default)]
+        limits: std::collections::BTreeMap<String, u64>,
+        /// How far back (`"30d"`, the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
+    /// Peaks per window and a suggested limit.
+    Suggest {
+        /// The customers on a plan (default: all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
+        /// How far back (`"30d"`, the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+        /// The suggested limit is the 99th percentile of peaks times this
+        /// (`"2"`, the default; a decimal number from 1 to 100).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        headroom: Option<String>,
+    },
 }
 
 fn default_top() -> usize {
@@ -157,6 +202,9 @@ impl Command {
             Command::Events => "events",
             Command::Metrics => "metrics",
             Command::Fleet => "fleet",
+            Command::History { .. } => "history",
+            Command::WhatIf { .. } => "what-if",
+            Command::Suggest { .. } => "suggest",
         }
     }
 

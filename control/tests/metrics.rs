@@ -115,6 +115,15 @@ fn known_snapshot() -> MetricsSnapshot {
             withdrawals: 1,
             ..Default::default()
         },
+        history: Some(synwall_control::history::HistoryHealth {
+            ok: false,
+            bytes: 4096,
+            written: 9,
+            failures: 2,
+            dropped: 1,
+            replaced: 1,
+            ..Default::default()
+        }),
     }
 }
 
@@ -269,6 +278,13 @@ fn encodes_the_snapshot_exactly() {
             r#"synwall_hook_runs_total{result="dropped"} 0"#,
             r#"synwall_snapshot_writes_total{result="ok"} 7"#,
             r#"synwall_snapshot_writes_total{result="failed"} 3"#,
+            "# TYPE synwall_history_ok gauge",
+            "synwall_history_ok 0",
+            "synwall_history_bytes 4096",
+            r#"synwall_history_batches_total{result="written"} 9"#,
+            r#"synwall_history_batches_total{result="failed"} 2"#,
+            r#"synwall_history_batches_total{result="dropped"} 1"#,
+            "synwall_history_replaced_total 1",
             "synwall_event_log_write_failures_total 2",
             "# TYPE synwall_workers_stalled gauge",
             "synwall_workers_stalled 1",

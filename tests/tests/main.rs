@@ -27,6 +27,7 @@ mod flowspec;
 mod forwarding;
 mod fuzz_corpus;
 mod gen;
+mod history;
 mod hostile_clients;
 mod hostile_files;
 mod malformed;

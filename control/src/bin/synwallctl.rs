@@ -119,6 +119,55 @@ enum Cmd {
     /// This appliance's view of the fleet: Redis nodes and health, leases
     /// held, customers on floors only, the last round trip.
     Fleet,
+    /// A customer's SYNs over time, with its limit and blocks: a table and
+    /// a chart (docs/choosing-limits.md).
+    History {
+        /// Name or IP address.
+        customer: String,
+        /// How far back, e.g. 2d (default 7d; at most 90d).
+        #[arg(long)]
+        since: Option<String>,
+        /// One row per step, e.g. 10m (default 1h).
+        #[arg(long)]
+        step: Option<String>,
+        /// The window whose peaks and limit are charted (default: the shortest).
+        #[arg(long)]
+        window: Option<String>,
+    },
+    /// Replays the history against other limits: who would have been
+    /// blocked, when, how long, and how many SYNs dropped, beside what the
+    /// current limits do.
+    #[command(group = clap::ArgGroup::new("who").args(["customer", "plan", "all"]))]
+    WhatIf {
+        /// Only this customer (name or IP address).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only the customers on this plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Every customer (the default).
+        #[arg(long)]
+        all: bool,
+        /// How far back (default 30d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Limits to try, e.g. 5m=200 1h=800 (other windows keep theirs).
+        #[arg(value_name = "WINDOW=LIMIT")]
+        limits: Vec<String>,
+    },
+    /// Per window: customers' peaks (p50, p90, p99, max), a suggested limit
+    /// and the customers it would catch.
+    Suggest {
+        /// Only the customers on this plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// How far back (default 30d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Suggested = p99 of peaks x this (default 2).
+        #[arg(long)]
+        headroom: Option<String>,
+    },
 }
 
 /// Exit codes scripts can rely on.
@@ -232,6 +281,52 @@ fn request(cmd: Cmd) -> Result<Command, String> {
         Cmd::Events => Command::Events,
         Cmd::Metrics => Command::Metrics,
         Cmd::Fleet => Command::Fleet,
+        Cmd::History {
+            customer,
+            since,
+            step,
+            window,
+        } => Command::History {
+            customer,
+            since,
+            step,
+            window,
+        },
+        Cmd::WhatIf {
+            customer,
+            plan,
+            all: _,
+            since,
+            limits,
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for l in &limits {
+                let (w, v) = l
+                    .split_once('=')
+                    .ok_or_else(|| format!("'{l}': write WINDOW=LIMIT, e.g. 5m=200"))?;
+                let v: u64 = v
+                    .parse()
+                    .map_err(|_| format!("'{l}': the limit is a whole number of SYNs"))?;
+                if map.insert(w.to_owned(), v).is_some() {
+                    return Err(format!("window {w} is given twice"));
+                }
+            }
+            Command::WhatIf {
+                customer,
+                plan,
+                limits: map,
+                since,
+            }
+        }
+        Cmd::Suggest {
+            plan,
+            since,
+            headroom,
+        } => Command::Suggest {
+            plan,
+            since,
+            headroom,
+        },
     })
 }
 
@@ -438,6 +533,9 @@ fn plain(s: &str) -> String {
 /// The reply as an operator reads it.
 fn human(command: &Command, r: &Value) -> String {
     match command {
+        Command::History { .. } => history_page(r),
+        Command::WhatIf { .. } => what_if_page(r),
+        Command::Suggest { .. } => suggest_page(r),
         Command::Customers { .. } => {
             let window = text(&r["window"]);
             let mut rows = vec![vec![
@@ -768,4 +866,220 @@ fn nested(out: &mut String, v: &Value, depth: usize) {
         }
         other => out.push_str(&format!("{pad}{}\n", text(other))),
     }
+}
+
+/// Width of the chart column of `history`.
+const CHART: usize = 40;
+
+/// One chart cell row: `value` as a bar on a scale of `top`, the limit as
+/// a `|` (the bar past it drawn `#`).
+fn bar(value: u64, limit: Option<u64>, top: u64) -> String {
+    let top = top.max(1);
+    let cells = |v: u64| ((v.min(top) as f64 / top as f64) * CHART as f64).round() as usize;
+    let n = cells(value);
+    let at = limit.map(cells);
+    (0..CHART.max(at.map_or(0, |a| a + 1)))
+        .map(|i| match at {
+            Some(a) if i == a => '|',
+            Some(a) if i < n && i > a => '#',
+            _ if i < n => '=',
+            _ => ' ',
+        })
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// `history`: the table with a chart column, then the blocks.
+fn history_page(r: &Value) -> String {
+    let window = text(&r["window"]);
+    let limit = r["limit"].as_u64();
+    let steps = r["steps"].as_array().cloned().unwrap_or_default();
+    let top = steps
+        .iter()
+        .filter_map(|s| s["peak"].as_u64())
+        .chain(limit)
+        .max()
+        .unwrap_or(1);
+    let mut out = format!(
+        "{}: {} to {}, {}-minute steps; peak = most SYNs in any {window} window (limit {})\n",
+        text(&r["customer"]),
+        text(&r["from"]),
+        text(&r["to"]),
+        r["step_minutes"],
+        limit.map_or("unknown: not in the config".into(), |l| l.to_string()),
+    );
+    let mut rows = vec![vec![
+        "START".to_owned(),
+        "SEEN".into(),
+        "FORWARDED".into(),
+        format!("PEAK({window})"),
+        format!("0 .. {top}  (| = limit)"),
+    ]];
+    for s in &steps {
+        let peak = s["peak"].as_u64().unwrap_or(0);
+        rows.push(vec![
+            text(&s["start"]),
+            s["seen"].to_string(),
+            s["forwarded"].to_string(),
+            peak.to_string(),
+            bar(peak, limit, top),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out.push_str(&format!(
+        "total: {} SYNs seen, {} forwarded{}\n",
+        r["seen"],
+        r["forwarded"],
+        if r["hourly"] == Value::Bool(true) {
+            " (older than 48 h: hourly buckets)"
+        } else {
+            ""
+        }
+    ));
+    let blocks = r["blocks"].as_array().cloned().unwrap_or_default();
+    if blocks.is_empty() {
+        out.push_str("no blocks in this span\n");
+    }
+    for b in &blocks {
+        out.push_str(&format!(
+            "{} {:<7} {}{}\n",
+            text(&b["at"]),
+            text(&b["kind"]),
+            plain(b["reason"].as_str().unwrap_or("")),
+            b["until"]
+                .as_str()
+                .map(|u| format!(", until {u}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
+}
+
+fn notes(r: &Value) -> String {
+    r["estimate"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| format!("estimate: {}\n", text(n)))
+        .collect()
+}
+
+/// `what-if`: per customer, the tried limits beside the current ones.
+fn what_if_page(r: &Value) -> String {
+    let limits: Vec<String> = r["limits"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(w, l)| format!("{w}={l}"))
+        .collect();
+    let mut out = format!(
+        "{} customers with history, {} to {}; trying {}\n",
+        r["customers"],
+        text(&r["from"]),
+        text(&r["to"]),
+        if limits.is_empty() {
+            "the current limits".to_owned()
+        } else {
+            limits.join(" ")
+        }
+    );
+    let mut rows = vec![vec![
+        "CUSTOMER".to_owned(),
+        "FIRST BLOCK".into(),
+        "WINDOW".into(),
+        "BLOCKS".into(),
+        "BLOCKED MIN".into(),
+        "DROPPED".into(),
+        "NOW: FIRST BLOCK".into(),
+        "BLOCKS".into(),
+        "DROPPED".into(),
+    ]];
+    for c in r["blocked"].as_array().into_iter().flatten() {
+        let (a, n) = (&c["what_if"], &c["current"]);
+        let first = |v: &Value| v.as_str().map_or("-".to_owned(), str::to_owned);
+        rows.push(vec![
+            text(&c["customer"]),
+            first(&a["first_block"]),
+            first(&a["first_window"]),
+            a["blocks"].to_string(),
+            a["blocked_minutes"].to_string(),
+            a["dropped"].to_string(),
+            first(&n["first_block"]),
+            n["blocks"].to_string(),
+            n["dropped"].to_string(),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    let line = |name: &str, s: &Value| {
+        format!(
+            "{name}: {} customers blocked, {} blocks, {} SYNs dropped\n",
+            s["customers_blocked"], s["blocks"], s["dropped"]
+        )
+    };
+    out.push_str(&line("what-if", &r["what_if"]));
+    out.push_str(&line("current", &r["current"]));
+    out.push_str(&notes(r));
+    out
+}
+
+/// `suggest`: per window, the peaks' distribution and the suggestion.
+fn suggest_page(r: &Value) -> String {
+    let mut out = format!(
+        "{} customers with history{}, {} to {}; suggested = p99 x {}\n",
+        r["customers"],
+        r["plan"]
+            .as_str()
+            .map(|p| format!(" on plan {p}"))
+            .unwrap_or_default(),
+        text(&r["from"]),
+        text(&r["to"]),
+        r["headroom"]
+    );
+    let mut rows = vec![vec![
+        "WINDOW".to_owned(),
+        "P50".into(),
+        "P90".into(),
+        "P99".into(),
+        "MAX".into(),
+        "CURRENT".into(),
+        "SUGGESTED".into(),
+        "CAUGHT".into(),
+    ]];
+    let mut caught = String::new();
+    for w in r["windows"].as_array().into_iter().flatten() {
+        let d = &w["distribution"];
+        let list = w["caught"].as_array().cloned().unwrap_or_default();
+        rows.push(vec![
+            text(&w["window"]),
+            d["p50"].to_string(),
+            d["p90"].to_string(),
+            d["p99"].to_string(),
+            d["max"].to_string(),
+            w["current"].to_string(),
+            w["suggested"].to_string(),
+            list.len().to_string(),
+        ]);
+        if !list.is_empty() {
+            let names: Vec<String> = list
+                .iter()
+                .take(20)
+                .map(|c| format!("{} ({})", text(&c["customer"]), c["peak"]))
+                .collect();
+            caught.push_str(&format!(
+                "{} {}: {}{}\n",
+                text(&w["window"]),
+                w["suggested"],
+                names.join(", "),
+                if list.len() > 20 { ", ..." } else { "" }
+            ));
+        }
+    }
+    out.push_str(&table(&rows));
+    if !caught.is_empty() {
+        out.push_str("caught by the suggested limit (peak), to check against the abuse desk:\n");
+        out.push_str(&caught);
+    }
+    out.push_str(&notes(r));
+    out
 }

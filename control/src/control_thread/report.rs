@@ -97,6 +97,7 @@ impl ControlThread {
                 .as_ref()
                 .map(|f| f.status())
                 .unwrap_or_default(),
+            history: self.history_health(),
         };
         if let Ok(mut m) = registry.lock() {
             m.update(&snapshot);
@@ -164,6 +165,7 @@ impl ControlThread {
                 "failures": self.snapshot_failures,
                 "last_error": self.snapshot_error,
             },
+            "history": self.history_health(),
             "event_log": {
                 "path": self.events.path().display().to_string(),
                 "write_failures": self.events.write_failures(),
