@@ -10,10 +10,8 @@
 //! of random sources walks. A lookup is one load, or two.
 //! IPv6 customers use a handful of prefix lengths (/48, /56, /64 ...), so
 //! IPv6 is one exact-match hash table per configured length, probed longest
-//! first; with several lengths, a summary keyed by the shortest length's
-//! block names the lengths worth probing, so a lookup reads the summary's
-//! line and (as a rule) one table's. A /0 is kept aside as the family's
-//! fallback rather than filled into the tables.
+//! first: a lookup is at most one probe per distinct length. A /0 is kept
+//! aside as the family's fallback rather than filled into the tables.
 //!
 //! Lookups allocate nothing and cannot panic: every index is in range by
 //! the type it indexes (`a >> 8` into a `[u32; 1 << 24]`) or goes through
@@ -287,15 +285,14 @@ impl Classifier {
     ) {
         let mut first = [0u32; LOOKUP_BATCH];
         for (&src, e) in srcs.iter().zip(first.iter_mut()) {
-            *e = match src.into() {
-                SrcAddr::V4(a) => self.v4.first_level(a),
-                SrcAddr::V6(a) => self.v6.first_level(a),
-            };
+            if let SrcAddr::V4(a) = src.into() {
+                *e = self.v4.first_level(a);
+            }
         }
         for (&src, (o, &e)) in srcs.iter().zip(out.iter_mut().zip(first.iter())) {
             *o = match src.into() {
                 SrcAddr::V4(a) => self.v4.finish(e, a),
-                SrcAddr::V6(a) => self.v6.finish(e, a),
+                SrcAddr::V6(a) => self.v6.lookup(a),
             };
             if let Some(id) = *o {
                 found(id);
@@ -538,36 +535,16 @@ fn group_of(e: u32) -> (usize, u32) {
 /// IPv6: one exact-match table per configured length, longest first.
 /// Lengths up to /64 (every customer prefix in practice) are keyed by the
 /// top 64 bits in a [`ShortTable`] whose probe reads one cache line.
-///
-/// With several such lengths (a provider's /64s beside /56s and /48s), a
-/// lookup would prefetch and probe a line per length: three lines for an
-/// address nobody owns. So a *summary* table, keyed by the address's block
-/// of the shortest of those lengths (its /48, say), says which lengths hold
-/// a prefix inside that block: a lookup reads the summary's line, then only
-/// the tables it names (one, as a rule), and an address in a block without
-/// customers is answered from the summary alone. Exact by construction: a
-/// prefix at least as long as the block that covers an address lies in the
-/// address's block.
 struct V6Table {
     /// /65../128: the length's mask and masked address → customer (rare:
     /// not prefetched).
     long: Vec<(u128, HashMap<u128, CustomerId, FxBuildHasher>)>,
     /// /1../64, longest first.
     short: Vec<ShortTable>,
-    /// With two to [`SUMMARIZED`] short lengths: block of the shortest one
-    /// → bit `j` set where `short[j]` holds a prefix inside the block.
-    summary: Option<ShortTable>,
     /// The /0's customer.
     default: Option<CustomerId>,
     prefixes: usize,
 }
-
-/// The most short IPv6 lengths a summary describes (one bit each of a
-/// `u32`); with more, every length is probed.
-const SUMMARIZED: usize = 32;
-
-/// A [`V6Table`] first level without a summary: probe every short length.
-const EVERY_LENGTH: u32 = u32::MAX;
 
 impl V6Table {
     /// `sorted`: valid, no duplicates, ascending length.
@@ -575,12 +552,10 @@ impl V6Table {
         let mut t = V6Table {
             long: Vec::new(),
             short: Vec::new(),
-            summary: None,
             default: None,
             prefixes: sorted.len(),
         };
         let mut rest = sorted;
-        let mut short_lengths = Vec::new();
         while let Some(&(len, ..)) = rest.first() {
             let n = rest.iter().take_while(|p| p.0 == len).count();
             let (same_len, tail) = rest.split_at(n);
@@ -588,12 +563,9 @@ impl V6Table {
             if len == 0 {
                 t.default = same_len.first().map(|p| p.2);
             } else if len <= 64 {
-                short_lengths.push(same_len);
                 t.short.push(ShortTable::build(
                     (v6_mask(len) >> 64) as u64,
-                    same_len
-                        .iter()
-                        .map(|&(_, a, c, _)| ((a >> 64) as u64, c.get())),
+                    same_len.iter().map(|&(_, a, c, _)| ((a >> 64) as u64, c)),
                     same_len.len(),
                     node,
                 ));
@@ -605,87 +577,33 @@ impl V6Table {
         }
         t.long.reverse();
         t.short.reverse();
-        short_lengths.reverse();
-        if (2..=SUMMARIZED).contains(&t.short.len()) {
-            // The shortest length's mask: the last table's, longest first.
-            let block = t.short.last().map_or(0, |s| s.mask);
-            let mut lengths: HashMap<u64, u32, FxBuildHasher> = HashMap::default();
-            for (j, same_len) in short_lengths.iter().enumerate() {
-                for &(_, a, ..) in same_len.iter() {
-                    *lengths.entry((a >> 64) as u64 & block).or_default() |= 1 << j;
-                }
-            }
-            t.summary = Some(ShortTable::build(
-                block,
-                lengths.iter().map(|(&k, &m)| (k, m)),
-                lengths.len(),
-                node,
-            ));
-        }
         t
     }
 
-    /// Stage 1 of a burst lookup: start loading the summary's bucket, or
-    /// without a summary the first bucket of every length.
+    /// Stage 1 of a burst lookup: start loading the first bucket of every
+    /// length (customers use a few: /48, /56, /64).
     #[inline(always)]
     fn prefetch(&self, a: u128) {
         let top = (a >> 64) as u64;
-        match &self.summary {
-            Some(s) => s.prefetch(top),
-            None => {
-                for t in &self.short {
-                    t.prefetch(top);
-                }
-            }
-        }
-    }
-
-    /// Stage 2: which short lengths may hold `a` (bit `j`: `short[j]`),
-    /// and a prefetch of the longest one's bucket.
-    #[inline(always)]
-    fn first_level(&self, a: u128) -> u32 {
-        let Some(summary) = &self.summary else {
-            return EVERY_LENGTH;
-        };
-        let top = (a >> 64) as u64;
-        let lengths = summary.get(top).unwrap_or(0);
-        if let Some(t) = self.short.get(lengths.trailing_zeros() as usize) {
+        for t in &self.short {
             t.prefetch(top);
         }
-        lengths
     }
 
-    /// Stage 3: the customer of `a`, probing the short lengths in
-    /// `lengths` (from [`V6Table::first_level`]) longest first.
-    #[inline(always)]
-    fn finish(&self, mut lengths: u32, a: u128) -> Option<CustomerId> {
+    #[inline]
+    fn lookup(&self, a: u128) -> Option<CustomerId> {
         for (mask, map) in &self.long {
             if let Some(&c) = map.get(&(a & mask)) {
                 return Some(c);
             }
         }
         let top = (a >> 64) as u64;
-        if self.summary.is_none() {
-            return self
-                .short
-                .iter()
-                .find_map(|t| t.get(top))
-                .map(CustomerId)
-                .or(self.default);
-        }
-        while lengths != 0 {
-            let j = lengths.trailing_zeros() as usize;
-            lengths &= lengths - 1;
-            if let Some(c) = self.short.get(j).and_then(|t| t.get(top)) {
-                return Some(CustomerId(c));
+        for t in &self.short {
+            if let Some(c) = t.get(top) {
+                return Some(c);
             }
         }
         self.default
-    }
-
-    #[inline]
-    fn lookup(&self, a: u128) -> Option<CustomerId> {
-        self.finish(self.first_level(a), a)
     }
 }
 
@@ -693,7 +611,7 @@ impl V6Table {
 const SLOTS: usize = 5;
 
 /// One cache line of an IPv6 exact-match table: up to five masked /64
-/// keys and their values (customer ids, or a summary's length bits).
+/// keys and their customers.
 #[derive(Clone, Copy, Zeroable)]
 #[repr(C, align(64))]
 struct Bucket {
@@ -719,7 +637,7 @@ struct ShortTable {
 impl ShortTable {
     fn build(
         mask: u64,
-        entries: impl Iterator<Item = (u64, u32)>,
+        entries: impl Iterator<Item = (u64, CustomerId)>,
         count: usize,
         node: Option<u32>,
     ) -> ShortTable {
@@ -738,7 +656,7 @@ impl ShortTable {
                 let used = bucket.used as usize;
                 if let (Some(k), Some(i)) = (bucket.keys.get_mut(used), bucket.ids.get_mut(used)) {
                     *k = key;
-                    *i = id;
+                    *i = id.get();
                     bucket.used += 1;
                     break;
                 }
@@ -764,7 +682,7 @@ impl ShortTable {
     }
 
     #[inline]
-    fn get(&self, top: u64) -> Option<u32> {
+    fn get(&self, top: u64) -> Option<CustomerId> {
         let key = top & self.mask;
         let wrap = self.buckets.len() - 1;
         let mut b = self.home(key);
@@ -772,7 +690,7 @@ impl ShortTable {
             let bucket = self.buckets.get(b)?;
             let used = (bucket.used as usize).min(SLOTS);
             if let Some(s) = bucket.keys[..used].iter().position(|&k| k == key) {
-                return bucket.ids.get(s).copied();
+                return bucket.ids.get(s).copied().map(CustomerId);
             }
             if used < SLOTS {
                 return None;
@@ -1003,76 +921,24 @@ mod tests {
                 .collect();
             let t = ShortTable::build(
                 u64::MAX,
-                keys.iter().enumerate().map(|(i, &k)| (k, i as u32)),
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, &k)| (k, CustomerId(i as u32))),
                 count,
                 None,
             );
             assert!(t.buckets.iter().map(|b| b.used as usize).sum::<usize>() == count);
             for (i, &k) in keys.iter().enumerate() {
-                assert_eq!(t.get(k), Some(i as u32), "{count}: key {k:#x}");
+                assert_eq!(
+                    t.get(k).map(CustomerId::get),
+                    Some(i as u32),
+                    "{count}: key {k:#x}"
+                );
             }
             for k in keys.iter().map(|k| k | 1) {
-                assert_eq!(t.get(k), None);
+                assert_eq!(t.get(k).map(CustomerId::get), None);
             }
         }
-    }
-
-    #[test]
-    fn v6_summary_names_the_lengths_of_each_block() {
-        // /64s, a /56 and a /48 (with a /64 inside it) in different /48s.
-        let c = build(
-            5,
-            [
-                ("2001:db8:1::".parse().unwrap(), 48, 0),
-                ("2001:db8:1:7::".parse().unwrap(), 64, 1),
-                ("2001:db8:2:100::".parse().unwrap(), 56, 2),
-                ("2001:db8:3:5::".parse().unwrap(), 64, 3),
-                ("2001:db8:3:6::".parse().unwrap(), 64, 4),
-            ],
-        )
-        .unwrap();
-        let top = |s: &str| (u128::from(s.parse::<Ipv6Addr>().unwrap()) >> 64) as u64;
-        let summary = c.v6.summary.as_ref().expect("three lengths: a summary");
-        // short[] is longest first: bit 0 /64, bit 1 /56, bit 2 /48.
-        assert_eq!(summary.get(top("2001:db8:1:ffff::")), Some(0b101));
-        assert_eq!(summary.get(top("2001:db8:2::")), Some(0b010));
-        assert_eq!(summary.get(top("2001:db8:3::")), Some(0b001));
-        assert_eq!(summary.get(top("2001:db8:4::")), None);
-        assert_eq!(lookup(&c, v6("2001:db8:1:7::1")), Some(1));
-        assert_eq!(lookup(&c, v6("2001:db8:1:8::1")), Some(0));
-        assert_eq!(lookup(&c, v6("2001:db8:2:1ff::1")), Some(2));
-        assert_eq!(lookup(&c, v6("2001:db8:2:200::1")), None);
-        assert_eq!(lookup(&c, v6("2001:db8:3:6::1")), Some(4));
-        assert_eq!(lookup(&c, v6("2001:db8:3:7::1")), None);
-        assert_eq!(lookup(&c, v6("2001:db8:4::1")), None);
-        // One length: no summary, one probe as before.
-        let one = build(1, [("2001:db8:3:5::".parse().unwrap(), 64, 0)]).unwrap();
-        assert!(one.v6.summary.is_none());
-    }
-
-    #[test]
-    fn v6_more_lengths_than_a_summary_holds() {
-        // 40 nested prefixes /25../64 of one address: probed one by one.
-        let host: u128 = 0x2001_0db8_1234_5678_9abc_def0_0000_0001;
-        let prefixes: Vec<(u128, u8, u32)> = (25u8..=64)
-            .map(|len| (host & v6_mask(len), len, u32::from(len)))
-            .collect();
-        let c = build(
-            65,
-            prefixes
-                .iter()
-                .map(|&(a, len, id)| (IpAddr::V6(Ipv6Addr::from(a)), len, id)),
-        )
-        .unwrap();
-        assert!(c.v6.summary.is_none());
-        for len in 24u8..=64 {
-            // The address that leaves the /len at its last bit.
-            let q = host ^ (1u128 << (128 - u32::from(len) - 1));
-            let want = reference(&prefixes, q, |a, l, q| q & v6_mask(l) == a);
-            assert_eq!(lookup(&c, SrcAddr::V6(q)), want, "{len}");
-            assert_eq!(lookup_burst(&c, &[SrcAddr::V6(q)]), vec![want]);
-        }
-        assert_eq!(lookup(&c, SrcAddr::V6(host)), Some(64));
     }
 
     #[test]
