@@ -335,3 +335,59 @@ fn a_broken_customers_file_is_rejected_and_everything_stays() {
     let wb = run.events_of("would_block", Some("alpha"));
     assert_eq!(wb.len(), 1, "{wb:?}");
 }
+
+/// A reload that puts the customers file in another order (and a new
+/// customer first) gives every customer a new id: each count, block and
+/// spent allowance stays with its customer, by name, not with its old id.
+#[test]
+fn reload_that_renumbers_customers_keeps_each_ones_state() {
+    // alpha: 60 SYNs, monitor; gamma: 30 SYNs over a limit of 20 (blocked
+    // after exactly 20); beta: a standing block, no traffic.
+    let mut frames = syns(1, 60);
+    frames.extend(syns(9, 30));
+    let before = customer("alpha", &["10.1.0.0/16"], "mode = \"monitor\"")
+        + &customer("beta", &["10.3.0.0/16"], "blocked = true")
+        + &customer("gamma", &["10.9.0.0/16"], "limits = { \"5m\" = 20 }");
+    let first = scenario(&frames, &before);
+    let mut running = first.spawn(TestDir::new("reload-renumber"), &[]);
+    wait_counted(&mut running, 60);
+    running.wait_for_event("gamma's block", WAIT, |e| {
+        e["kind"] == "block" && e["customer"] == "gamma"
+    });
+
+    // Reversed, with delta in front: alpha's id goes 0 -> 3, gamma's 2 -> 1.
+    let after = customer("delta", &["10.5.0.0/16"], "")
+        + &customer("gamma", &["10.9.0.0/16"], "limits = { \"5m\" = 20 }")
+        + &customer("beta", &["10.3.0.0/16"], "blocked = true")
+        + &customer(
+            "alpha",
+            &["10.1.0.0/16"],
+            "mode = \"monitor\"\nlimits = { \"5m\" = 50 }",
+        );
+    let text = scenario(&frames, &after).config(running.dir());
+    let reason = reload(&mut running, &text, 1);
+    assert!(!reason.starts_with("rejected"), "{reason}");
+    // alpha's 60 (not gamma's 30, nor nobody's 0) meets alpha's new limit.
+    let would = running.wait_for_event("alpha's would_block after the reload", WAIT, |e| {
+        e["kind"] == "would_block" && e["customer"] == "alpha"
+    });
+    assert_eq!(would["count"], 60, "alpha's count moved: {would}");
+    assert_eq!(would["limit"], 50, "{would}");
+
+    running.signal("TERM");
+    let run = running.wait(WAIT);
+    assert!(run.exit.status.success(), "{:?}", run.exit);
+    run.assert_customers(&[("gamma", 30, 20, 10), ("alpha", 60, 60, 0)]);
+    assert_eq!(run.window_count("alpha", "5m"), 60);
+    // Windows count what was forwarded: gamma's 20, its 10 dropped are not.
+    assert_eq!(run.window_count("gamma", "5m"), 20);
+    assert_eq!(run.customer_state("gamma").as_deref(), Some("blocked"));
+    assert_eq!(run.customer_state("beta").as_deref(), Some("blocked"));
+    assert_eq!(run.customer_state("alpha").as_deref(), Some("open"));
+    assert_ne!(run.customer_state("delta").as_deref(), Some("blocked"));
+    run.assert_consistent();
+    // gamma was blocked once, before the reload; nobody else was.
+    assert_eq!(run.events_of("block", Some("gamma")).len(), 1);
+    assert!(run.events_of("block", Some("alpha")).is_empty());
+    assert!(run.events_of("block", Some("delta")).is_empty());
+}
