@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use synwall_config::{parse_duration, Config, Mode};
 use synwall_dataplane::classify::{Classifier, CustomerId};
 
-use crate::event::{Event, EventKind, Setting};
-use crate::plane::{ControlPlane, PlaneError};
-use crate::protocol::{error, ok, Caller, Command};
+use synwall_engine::event::{Event, EventKind, Setting};
+use synwall_engine::plane::{ControlPlane, PlaneError};
+use synwall_protocol::{error, ok, Caller, Command};
 
 /// What the control thread lends [`execute`]: the plane and the few things
 /// around it that only the running appliance knows.
@@ -91,7 +91,7 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
             let id = resolve(ops, &customer)?;
             let duration = match duration.as_deref() {
                 None => None,
-                Some(text) => Some(crate::protocol::block_duration(text)?),
+                Some(text) => Some(synwall_protocol::block_duration(text)?),
             };
             let reason = reason.unwrap_or_else(|| "operator block".to_owned());
             let now = ops.now();
@@ -469,13 +469,13 @@ fn persist_limit(
 
 /// Replaces `path` with `text` by writing a sibling and renaming it over,
 /// keeping the file's permissions. The sibling is created anew, never
-/// through a link ([`crate::dirs::create_new`]).
+/// through a link ([`synwall_engine::dirs::create_new`]).
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".synwall-tmp");
     let tmp = PathBuf::from(tmp);
-    crate::dirs::create_new(&tmp, 0o600)?.write_all(text.as_bytes())?;
+    synwall_engine::dirs::create_new(&tmp, 0o600)?.write_all(text.as_bytes())?;
     if let Ok(meta) = std::fs::metadata(path) {
         std::fs::set_permissions(&tmp, meta.permissions())?;
     }
@@ -490,7 +490,7 @@ mod tests {
 
     impl Fake {
         fn run(&mut self, line: &str) -> Value {
-            let cmd = crate::protocol::parse_line(line.as_bytes()).unwrap();
+            let cmd = synwall_protocol::parse_line(line.as_bytes()).unwrap();
             execute(cmd, &CALLER, self)
         }
 

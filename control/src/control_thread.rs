@@ -17,18 +17,18 @@ use synwall_dataplane::generation::SharedGeneration;
 use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 
 use crate::commands::{execute, Operate};
-use crate::event::{Event, EventKind, EventLog};
 use crate::flowspec::FlowspecSpeaker;
-use crate::grant;
 use crate::hook::HookRunner;
 use crate::metrics::{BlockEventCounts, MetricsRegistry};
 use crate::notify::{Liveness, Notifier};
-use crate::plane::ControlPlane;
-use crate::protocol::Command;
 use crate::reload::{self, Asked, HandOver, Prepared, Reading, HAND_OVER_DEADLINE};
-use crate::snapshot;
 use crate::socket::{EventBus, Request};
 use crate::summary::{PortSummary, RemovedCustomers};
+use synwall_engine::event::{Event, EventKind, EventLog};
+use synwall_engine::grant;
+use synwall_engine::plane::ControlPlane;
+use synwall_engine::snapshot;
+use synwall_protocol::Command;
 
 mod report;
 #[cfg(test)]
@@ -574,6 +574,9 @@ impl ControlThread {
         }
         drop(staying);
         let reload = self.plane.reconfigure(&new, self.clock.now());
+        if let Some(old) = self.plane.take_retired() {
+            crate::reload::drop_in_background(old);
+        }
         self.plane.attach_fresh(&next.shards);
         self.classifier = classifier;
         let msg = format!(
@@ -584,7 +587,7 @@ impl ControlThread {
             reload.removed
         );
         crate::console::out(format!("synwall: reloaded {msg}"));
-        crate::plane::drop_in_background(std::mem::replace(&mut self.config, new));
+        crate::reload::drop_in_background(std::mem::replace(&mut self.config, new));
         let mut ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
         ev.by = Some(asked.names());
         self.emit(&[ev]);

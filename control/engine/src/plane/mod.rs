@@ -61,10 +61,12 @@ use synwall_dataplane::shard::{CellRead, WorkerShard};
 use synwall_dataplane::CustomerId;
 
 use crate::event::{Event, EventKind, Setting, Timestamp};
-use crate::fleet::link::{Announcement, Said};
+use crate::fleet::lease::{Announcement, LeaseConnector, Said};
 use crate::fleet::local::FleetLocal;
 use crate::grant;
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
+
+pub mod snapshot;
 
 /// State changes kept per customer.
 pub const HISTORY: usize = 16;
@@ -362,6 +364,11 @@ pub struct ControlPlane {
     pending: Vec<Event>,
     /// `[fleet]`: floors, leases and the Redis link.
     pub(crate) fleet: Option<FleetLocal>,
+    /// What opens the fleet's links (a reload's new fleet state gets it).
+    connector: Option<Arc<dyn LeaseConnector>>,
+    /// The plane a reload replaced, for the caller to free
+    /// ([`ControlPlane::take_retired`]).
+    retired: Option<Box<ControlPlane>>,
     /// Tests: runs between reading a customer's counters and writing its
     /// grants, to play the worker racing the tick.
     #[cfg(test)]
@@ -392,6 +399,22 @@ impl ControlPlane {
             },
             now,
         )
+    }
+
+    /// Gives the fleet state (`[fleet]`) what opens its links to the
+    /// shared store; without it a fleet's customers live on their floors.
+    pub fn connect_fleet(&mut self, connector: Arc<dyn LeaseConnector>) {
+        if let Some(f) = self.fleet.as_mut() {
+            f.connect(connector.clone());
+        }
+        self.connector = Some(connector);
+    }
+
+    /// The plane the last [`ControlPlane::reconfigure`] replaced: freeing
+    /// a million customers' worth of memory takes long enough to delay a
+    /// tick, so the caller frees it where that does not matter.
+    pub fn take_retired(&mut self) -> Option<Box<ControlPlane>> {
+        self.retired.take()
     }
 
     fn with_wall_mapping(config: &Config, wall_mapping: WallMapping, now: u64) -> ControlPlane {
@@ -431,6 +454,8 @@ impl ControlPlane {
             fleet: config.fleet.as_ref().map(|f| {
                 FleetLocal::new(f, &lengths, config.control.tick, wall_mapping.wall0, now)
             }),
+            connector: None,
+            retired: None,
             #[cfg(test)]
             race: None,
         };
@@ -564,7 +589,7 @@ impl ControlPlane {
     }
 
     /// The fleet's `/metrics` figures; `None` without `[fleet]`.
-    pub fn fleet_metrics(&self) -> Option<crate::metrics::FleetMetrics> {
+    pub fn fleet_metrics(&self) -> Option<crate::fleet::FleetMetrics> {
         self.fleet.as_ref().map(FleetLocal::metrics)
     }
 
@@ -1254,6 +1279,9 @@ impl ControlPlane {
         next.base_seen = carry(&self.base_seen);
         next.base_fwd = carry(&self.base_fwd);
         next.attached = std::mem::take(&mut self.attached);
+        if let Some(c) = self.connector.clone() {
+            next.connect_fleet(c);
+        }
         // The fleet state carries over when the windows stay (a reload
         // that changes them starts the floors afresh).
         if let Some(mut f) = self.fleet.take() {
@@ -1264,24 +1292,18 @@ impl ControlPlane {
         }
         next.restore(&snapshot, now);
         let removed = self.names.len() - kept;
-        // The old plane (a million names and limit sets at scale) is freed
-        // off the control thread, which has ticks to run.
-        drop_in_background(std::mem::replace(self, next));
+        // The old plane (a million names and limit sets at scale) is left
+        // for the caller to free off the control thread, which has ticks
+        // to run.
+        self.retired = None;
+        let old = std::mem::replace(self, next);
+        self.retired = Some(Box::new(old));
         Reload {
             id_map,
             added: n - kept,
             removed,
         }
     }
-}
-
-/// Drops `value` on a short-lived thread of its own (or here, if no
-/// thread can be started): freeing a million customers' worth of memory
-/// takes long enough to delay a tick.
-pub fn drop_in_background<T: Send + 'static>(value: T) {
-    let _ = std::thread::Builder::new()
-        .name("synwall-free".into())
-        .spawn(move || drop(value));
 }
 
 fn fill_reason(e: &mut Event, reason: &Reason) {
@@ -1305,5 +1327,4 @@ fn fill_reason(e: &mut Event, reason: &Reason) {
 }
 
 #[cfg(test)]
-#[path = "plane_tests.rs"]
 mod tests;
