@@ -22,6 +22,7 @@ mod error;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod lcores;
+mod lean;
 mod load;
 mod model;
 mod prefix;

@@ -9,12 +9,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::raw::{DurationText, FileMode, RawConfig, RawCustomer, RawCustomersFile, RawFleet};
+mod customers;
+
+use crate::raw::{DurationText, FileMode, RawConfig, RawCustomersFile, RawFleet};
 use crate::{
-    parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Customer, Detect,
-    Dpdk, Fleet, Flowspec, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
+    parse_duration, Block, BlockAction, BlockScope, Config, ConfigError, Control, Detect, Dpdk,
+    Fleet, Flowspec, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, Prefix, Window,
     MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
+use customers::Customers;
 
 /// `[windows]` when the table is absent: name → default limit.
 pub const DEFAULT_WINDOWS: &[(&str, u64)] = &[("5m", 100), ("1h", 500), ("1d", 2000)];
@@ -135,8 +138,13 @@ impl Config {
         };
         let flowspec = file.flowspec(&raw)?;
 
+        // The customers file's text, and what toml made of it when the
+        // lean reader could not read it, outlive the duplicate checks
+        // that borrow names from them.
+        let list_text: String;
+        let list: RawCustomersFile;
         let mut customers = Customers::new(&windows, &plans);
-        customers.add(&file, raw.customers)?;
+        customers.add_raw(&file, &raw.customers)?;
         let customers_file = match &raw.customers_file {
             None => None,
             Some(name) if name.trim().is_empty() => {
@@ -151,18 +159,24 @@ impl Config {
                     "; customers_file = {name:?} in {} (relative paths are resolved against that file's directory)",
                     path.display()
                 );
-                let text = read(&resolved, &hint)?;
-                let list: RawCustomersFile =
-                    toml::from_str(&text).map_err(|e| syntax(&resolved, e))?;
+                list_text = read(&resolved, &hint)?;
+                let list_file = File {
+                    path: &resolved,
+                    text: &list_text,
+                };
                 customers.first_file_len = Some(customers.list.len());
                 customers.main_path = path.to_owned();
-                customers.add(
-                    &File {
-                        path: &resolved,
-                        text: &text,
-                    },
-                    list.customers,
-                )?;
+                if customers.add_lean(&list_file, &list_text)?.is_none() {
+                    // Beyond the lean reader's subset: toml reads it (and
+                    // words its syntax errors), from the main file's
+                    // customers on.
+                    customers = Customers::new(&windows, &plans);
+                    customers.add_raw(&file, &raw.customers)?;
+                    customers.first_file_len = Some(customers.list.len());
+                    customers.main_path = path.to_owned();
+                    list = toml::from_str(&list_text).map_err(|e| syntax(&resolved, e))?;
+                    customers.add_raw(&list_file, &list.customers)?;
+                }
                 Some(resolved)
             }
         };
@@ -1100,135 +1114,4 @@ fn valid_customer_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-@:+".contains(&b))
-}
-
-/// Customers being collected across the config file and the customers file.
-struct Customers<'w> {
-    windows: &'w [Window],
-    plans: &'w BTreeMap<String, Limits>,
-    list: Vec<Customer>,
-    names: HashMap<String, u32>,
-    prefixes: HashMap<Prefix, u32>,
-    /// Customers from the main file, once the customers file is being read.
-    first_file_len: Option<usize>,
-    main_path: PathBuf,
-}
-
-impl<'w> Customers<'w> {
-    fn new(windows: &'w [Window], plans: &'w BTreeMap<String, Limits>) -> Self {
-        Customers {
-            windows,
-            plans,
-            list: Vec::new(),
-            names: HashMap::new(),
-            prefixes: HashMap::new(),
-            first_file_len: None,
-            main_path: PathBuf::new(),
-        }
-    }
-
-    /// Where customer `id` was defined, for "already used by" messages.
-    fn origin(&self, id: u32) -> String {
-        let id = id as usize;
-        let name = &self.list[id].name;
-        match self.first_file_len {
-            Some(first) if id < first => {
-                format!("customer[{id}] ({name:?}) in {}", self.main_path.display())
-            }
-            Some(first) => format!("customer[{}] ({name:?})", id - first),
-            None => format!("customer[{id}] ({name:?})"),
-        }
-    }
-
-    fn add(&mut self, file: &File<'_>, raw: Vec<RawCustomer>) -> Result<(), ConfigError> {
-        self.list.reserve(raw.len());
-        self.names.reserve(raw.len());
-        self.prefixes.reserve(raw.len());
-        for (i, customer) in raw.into_iter().enumerate() {
-            let offset = customer.name.span().start;
-            let name = customer.name.into_inner();
-            let who = if name.is_empty() {
-                format!("customer[{i}]")
-            } else {
-                format!("customer[{i}] ({name:?})")
-            };
-            let err =
-                |field: &str, why: String| file.invalid_at(offset, format!("{who}.{field}"), why);
-            let Ok(id) = u32::try_from(self.list.len()) else {
-                return Err(err(
-                    "name",
-                    "too many customers; at most 2^32 are supported".to_owned(),
-                ));
-            };
-            if !valid_customer_name(&name) {
-                return Err(err(
-                    "name",
-                    format!("{name:?} is not a valid name; use 1 to {MAX_NAME} of A-Z a-z 0-9 . _ - @ : + (no spaces)"),
-                ));
-            }
-            if let Some(&other) = self.names.get(&name) {
-                return Err(err(
-                    "name",
-                    format!(
-                        "{name:?} is already the name of {}; customer names must be unique",
-                        self.origin(other)
-                    ),
-                ));
-            }
-            if customer.prefixes.is_empty() {
-                return Err(err(
-                    "prefixes",
-                    "is empty; list the customer's address space, e.g. [\"198.51.100.0/24\"]"
-                        .to_owned(),
-                ));
-            }
-            let mut prefixes = Vec::with_capacity(customer.prefixes.len());
-            for (j, text) in customer.prefixes.iter().enumerate() {
-                let field = format!("prefixes[{j}]");
-                let prefix: Prefix = text
-                    .parse()
-                    .map_err(|e: crate::PrefixError| err(&field, e.to_string()))?;
-                if let Some(&owner) = self.prefixes.get(&prefix) {
-                    let why = if owner == id {
-                        format!("{prefix} is listed twice for this customer; list it once")
-                    } else {
-                        format!(
-                            "{prefix} is already owned by {}; a prefix belongs to one customer only (a more specific prefix may be carved out of a larger one)",
-                            self.origin(owner)
-                        )
-                    };
-                    return Err(err(&field, why));
-                }
-                self.prefixes.insert(prefix, id);
-                prefixes.push(prefix);
-            }
-            if let Some(plan) = &customer.plan {
-                if !self.plans.contains_key(plan) {
-                    let known: Vec<&str> = self.plans.keys().map(String::as_str).collect();
-                    let known = if known.is_empty() {
-                        "no plans are defined".to_owned()
-                    } else {
-                        format!("defined plans: {}", known.join(", "))
-                    };
-                    return Err(err("plan", format!("plan {plan:?} is not defined; add [plans.{}] or fix the name ({known})", bare_or_quoted(plan))));
-                }
-            }
-            let overrides = match &customer.limits {
-                None => Limits::unset(self.windows.len()),
-                Some(table) => limits(self.windows, table)
-                    .map_err(|(k, why)| err(&format!("limits.{k}"), why))?,
-            };
-            self.names.insert(name.clone(), id);
-            self.list.push(Customer {
-                id,
-                name,
-                prefixes,
-                plan: customer.plan,
-                overrides,
-                mode: customer.mode,
-                blocked: customer.blocked.unwrap_or(false),
-            });
-        }
-        Ok(())
-    }
 }

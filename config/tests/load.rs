@@ -1093,6 +1093,141 @@ fn customers_file_is_resolved_relative_to_the_config() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Loads a config whose customers file holds `list` (the main file has
+/// customer "main" with 192.0.2.0/24); the error's text, or the customers.
+fn with_customers_file(list: &str) -> Result<Vec<Customer>, String> {
+    let dir = temp_dir("list");
+    std::fs::write(dir.join("customers.toml"), list).unwrap();
+    let main = dir.join("synwall.toml");
+    std::fs::write(
+        &main,
+        format!(
+            "customers_file = \"customers.toml\"\n{BASE}[plans.gold]\n\"5m\" = 9\n{}",
+            customer("main", &["192.0.2.0/24"], "")
+        ),
+    )
+    .unwrap();
+    let got = Config::load(&main);
+    std::fs::remove_dir_all(&dir).unwrap();
+    got.map(|c| c.customers)
+        .map_err(|e| e.to_string().replace(&dir.display().to_string(), "DIR"))
+}
+
+/// `list` as the lean reader would not take it (the first entry's name
+/// under a quoted key, which is the same TOML): toml reads it instead.
+fn beyond_the_lean_subset(list: &str) -> String {
+    let forced = list.replacen("name = ", "\"name\" = ", 1);
+    assert_ne!(forced, list);
+    forced
+}
+
+#[test]
+fn customers_file_errors_are_the_first_in_file_order() {
+    let c = |name: &str, prefixes: &[&str], keys: &str| customer(name, prefixes, keys);
+    for (list, expected) in [
+        // A bad plan before a prefix taken from an earlier customer.
+        (
+            [
+                c("a", &["10.0.0.0/24"], ""),
+                c("b", &["10.0.1.0/24"], "plan = \"silver\""),
+                c("c", &["10.0.0.0/24"], ""),
+            ]
+            .concat(),
+            "DIR/customers.toml:7: customer[1] (\"b\").plan: plan \"silver\" is not defined",
+        ),
+        // A prefix taken before a bad one of the same customer.
+        (
+            [
+                c("a", &["10.0.0.0/24"], ""),
+                c("b", &["10.0.0.0/24", "10.0.0.300/32"], ""),
+            ]
+            .concat(),
+            "DIR/customers.toml:7: customer[1] (\"b\").prefixes[0]: 10.0.0.0/24 is already owned by customer[0] (\"a\")",
+        ),
+        // A bad prefix before a taken one of the same customer.
+        (
+            [
+                c("a", &["10.0.0.0/24"], ""),
+                c("b", &["10.0.0.300/32", "10.0.0.0/24"], ""),
+            ]
+            .concat(),
+            "DIR/customers.toml:7: customer[1] (\"b\").prefixes[0]: \"10.0.0.300/32\" is not an IP prefix",
+        ),
+        // A taken name before a prefix of the main file's customer.
+        (
+            [
+                c("a", &["10.0.0.0/24"], ""),
+                c("a", &["192.0.2.0/24"], ""),
+            ]
+            .concat(),
+            "DIR/customers.toml:7: customer[1] (\"a\").name: \"a\" is already the name of customer[0] (\"a\")",
+        ),
+        // A prefix of the main file's customer, an IPv6 one twice.
+        (
+            [
+                c("a", &["2001:db8::/48", "192.0.2.0/24"], ""),
+                c("b", &["2001:db8::/48"], ""),
+            ]
+            .concat(),
+            "DIR/customers.toml:3: customer[0] (\"a\").prefixes[1]: 192.0.2.0/24 is already owned by customer[0] (\"main\") in DIR/synwall.toml",
+        ),
+        (
+            [
+                c("a", &["2001:db8::/48"], ""),
+                c("b", &["2001:db8::/48"], "limits = { \"7m\" = 1 }"),
+            ]
+            .concat(),
+            "DIR/customers.toml:7: customer[1] (\"b\").prefixes[0]: 2001:db8::/48 is already owned by customer[0] (\"a\")",
+        ),
+        // The same prefix twice in one customer, then a bad limit.
+        (
+            c("a", &["10.0.0.1", "10.0.0.1/32"], "limits = { \"7m\" = 1 }"),
+            "DIR/customers.toml:3: customer[0] (\"a\").prefixes[1]: 10.0.0.1/32 is listed twice for this customer",
+        ),
+        (
+            c("main", &["10.0.0.1"], ""),
+            "DIR/customers.toml:3: customer[0] (\"main\").name: \"main\" is already the name of customer[0] (\"main\") in DIR/synwall.toml",
+        ),
+    ] {
+        let lean = with_customers_file(&list).expect_err(&list);
+        assert!(lean.starts_with(expected), "{lean}\nexpected: {expected}\n{list}");
+        let toml = with_customers_file(&beyond_the_lean_subset(&list)).expect_err(&list);
+        assert_eq!(lean, toml, "{list}");
+    }
+}
+
+#[test]
+fn the_lean_reader_and_toml_read_customers_files_alike() {
+    let list = [
+        "# from provisioning\n",
+        &customer("a", &["10.0.0.0/29", "2001:db8::/64"], "plan = 'gold'\nmode = \"monitor\""),
+        &customer("b", &["10.0.0.8"], "limits = { \"5m\" = 0, 1h = 7 }  # closed\nblocked = true"),
+        "[[customer]]\nname = \"c\"\nprefixes = [\n  \"10.0.1.0/24\",  # office\n  \"2001:db8:1::/48\",\n]\r\nmode = 'exempt'\n",
+    ]
+    .concat();
+    let lean = with_customers_file(&list).unwrap();
+    let toml = with_customers_file(&beyond_the_lean_subset(&list)).unwrap();
+    assert_eq!(lean, toml);
+    assert_eq!(lean.len(), 4);
+    assert_eq!(lean[1].plan.as_deref(), Some("gold"));
+    assert_eq!(lean[2].overrides.get(0), Some(0));
+    assert_eq!(lean[2].overrides.get(1), Some(7));
+    assert!(lean[2].blocked);
+    assert_eq!(lean[3].prefixes.len(), 2);
+    assert_eq!(lean[3].mode, Some(Mode::Exempt));
+    // What toml refuses is refused with toml's words.
+    let msg = with_customers_file(&format!("{list}name = \"d\"\n")).unwrap_err();
+    assert!(
+        msg.contains("duplicate key") || msg.contains("name"),
+        "{msg}"
+    );
+    let msg = with_customers_file(&list.replace("1h = 7", "1h = 7_")).unwrap_err();
+    assert!(
+        msg.starts_with("DIR/customers.toml: TOML parse error at line"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn missing_config_file() {
     let path = temp_dir("missing").join("nope.toml");

@@ -124,41 +124,45 @@ impl Worker {
                     // Counted in registers, published once per burst.
                     let mut tally = Tally::default();
                     let frames = rx.as_slice().iter().map(frame);
-                    let verdicts =
-                        self.judge
-                            .judge(frames, &gen.policy, classifier, shard, &mut tally);
+                    self.judge
+                        .judge(frames, &gen.policy, classifier, shard, &mut tally);
+                    let judge = &self.judge;
                     // What is forwarded stays in `rx`, in order; the rest
-                    // moves out (the rare case: out of the loop's way).
-                    let away = |i| match verdicts.get(i) {
-                        Some(Verdict::DropBlocked) => Some(Away::Blocked),
-                        Some(Verdict::DropMalformed) => Some(Away::Malformed),
-                        Some(Verdict::Reset) => Some(Away::Reset),
-                        Some(Verdict::Forward) | None => None,
-                    };
-                    rx.retain_or(away, |what, m| match what {
-                        Away::Blocked => {
-                            tally.dropped_blocked += 1;
-                            keep(dropped, m, stats);
-                        }
-                        Away::Malformed => {
-                            tally.dropped_malformed += 1;
-                            keep(dropped, m, stats);
-                        }
-                        Away::Reset => {
-                            let parsed = parse_frame(frame(&m), &gen.policy);
-                            let mut m = m;
-                            match syn_to_rst(m.data_mut(), &parsed) {
-                                Some(len) if m.set_len(len) => {
-                                    tally.reset_sent += 1;
-                                    keep(back, m, stats);
-                                }
-                                _ => {
-                                    tally.dropped_blocked += 1;
-                                    keep(dropped, m, stats);
+                    // moves out (the rare case: out of the loop's way, and
+                    // a burst that forwards everything is not walked).
+                    if judge.away() > 0 {
+                        let verdicts = judge.verdicts();
+                        let away = |i| match verdicts.get(i) {
+                            Some(Verdict::Forward) | None => None,
+                            Some(Verdict::DropBlocked) => Some(Away::Blocked),
+                            Some(Verdict::DropMalformed) => Some(Away::Malformed),
+                            Some(Verdict::Reset) => Some(Away::Reset),
+                        };
+                        rx.retain_or(away, |what, m| match what {
+                            Away::Blocked => {
+                                tally.dropped_blocked += 1;
+                                keep(dropped, m, stats);
+                            }
+                            Away::Malformed => {
+                                tally.dropped_malformed += 1;
+                                keep(dropped, m, stats);
+                            }
+                            Away::Reset => {
+                                let parsed = parse_frame(frame(&m), &gen.policy);
+                                let mut m = m;
+                                match syn_to_rst(m.data_mut(), &parsed) {
+                                    Some(len) if m.set_len(len) => {
+                                        tally.reset_sent += 1;
+                                        keep(back, m, stats);
+                                    }
+                                    _ => {
+                                        tally.dropped_blocked += 1;
+                                        keep(dropped, m, stats);
+                                    }
                                 }
                             }
-                        }
-                    });
+                        });
+                    }
                     tally.forwarded = rx.len() as u64;
                     tally.publish(stats);
                 }

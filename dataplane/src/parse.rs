@@ -78,8 +78,15 @@ pub mod tcp_flags {
 /// 65536-bit bitmap so that a lookup is one load and one shift whatever the
 /// number of ports, and the destinations exempt from watching (the
 /// provider's own relays), checked only for TCP to a watched port.
+///
+/// In front of the bitmap sits a one-word filter, bit `port % 64` of every
+/// watched port: most TCP goes to ports the filter already rules out, so a
+/// frame to an unwatched port reads no word of the 8 KiB bitmap (whose
+/// scattered loads `perf annotate` put at a tenth of a busy mix's parse).
 #[derive(Clone, PartialEq, Eq)]
 pub struct WatchedPorts {
+    /// Bit `p % 64` set for every watched port `p`.
+    filter: u64,
     bits: [u64; 1024],
     exempt: ExemptDestinations,
 }
@@ -108,6 +115,7 @@ impl WatchedPorts {
     /// A set holding exactly `ports` (duplicates are harmless).
     pub fn new(ports: &[u16]) -> Self {
         let mut set = Self {
+            filter: 0,
             bits: [0; 1024],
             exempt: ExemptDestinations::default(),
         };
@@ -121,15 +129,18 @@ impl WatchedPorts {
     pub fn insert(&mut self, port: u16) {
         if let Some(word) = self.bits.get_mut(usize::from(port >> 6)) {
             *word |= 1 << (port & 63);
+            self.filter |= 1 << (port & 63);
         }
     }
 
     /// Whether `port` is watched.
     #[inline]
     pub fn contains(&self, port: u16) -> bool {
-        self.bits
-            .get(usize::from(port >> 6))
-            .is_some_and(|word| word >> (port & 63) & 1 == 1)
+        self.filter >> (port & 63) & 1 == 1
+            && self
+                .bits
+                .get(usize::from(port >> 6))
+                .is_some_and(|word| word >> (port & 63) & 1 == 1)
     }
 
     /// The watched ports, ascending (for display and config round trips).
@@ -897,11 +908,20 @@ mod tests {
         for p in [0, 25, 63, 64, 65535] {
             assert!(w.contains(p), "{p}");
         }
-        for p in [1, 24, 26, 62, 65, 65534] {
+        // 89, 128 and 65471 pass the one-word filter (25, 0 and 63 mod
+        // 64) and are not watched.
+        for p in [1, 24, 26, 62, 65, 89, 128, 65471, 65534] {
             assert!(!w.contains(p), "{p}");
         }
         assert_eq!(w.iter().collect::<Vec<_>>(), vec![0, 25, 63, 64, 65535]);
         assert!(!WatchedPorts::default().contains(25));
+        // Every port of a few sets, against the set itself.
+        for ports in [&[25u16][..], &[25, 465, 587], &[2525, 25, 1], &[]] {
+            let w = WatchedPorts::new(ports);
+            for p in 0..=u16::MAX {
+                assert_eq!(w.contains(p), ports.contains(&p), "{ports:?} {p}");
+            }
+        }
     }
 
     #[test]

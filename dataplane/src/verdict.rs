@@ -128,6 +128,9 @@ pub struct BurstJudge {
     syns: [bool; BURST],
     /// The customers of `keys`.
     found: [Option<CustomerId>; BURST],
+    /// Frames in the last burst, and how many of them were not forwarded.
+    frames: usize,
+    away: usize,
 }
 
 impl Default for BurstJudge {
@@ -138,6 +141,8 @@ impl Default for BurstJudge {
             slots: [0; BURST],
             syns: [false; BURST],
             found: [None; BURST],
+            frames: 0,
+            away: 0,
         }
     }
 }
@@ -164,11 +169,15 @@ impl BurstJudge {
         // Stage 1: parse; settle what needs no customer, pack the rest.
         let mut n = 0;
         let mut k = 0;
+        let mut away = 0;
         for (frame, v) in frames.zip(self.verdicts.iter_mut()) {
             let parsed = parse_frame(frame, policy);
             count(parsed.outcome, tally);
             *v = match pending(&parsed, policy) {
-                Err(settled) => settled,
+                Err(settled) => {
+                    away += usize::from(settled != Verdict::Forward);
+                    settled
+                }
                 Ok(src) => {
                     if let (Some(key), Some(slot), Some(syn)) = (
                         self.keys.get_mut(k),
@@ -201,10 +210,27 @@ impl BurstJudge {
             {
                 if let Some(v) = self.verdicts.get_mut(usize::from(slot)) {
                     *v = decide(syn, customer, policy, shard, tally);
+                    away += usize::from(*v != Verdict::Forward);
                 }
             }
         }
+        self.frames = n;
+        self.away = away;
         &self.verdicts[..n]
+    }
+
+    /// The verdicts of the last burst (what [`BurstJudge::judge`] returned).
+    #[inline]
+    pub fn verdicts(&self) -> &[Verdict] {
+        self.verdicts.get(..self.frames).unwrap_or(&[])
+    }
+
+    /// How many frames of the last burst [`BurstJudge::judge`] decided
+    /// were not to be forwarded: 0 (the common case) lets the caller send
+    /// the burst as it came, without walking its verdicts.
+    #[inline]
+    pub fn away(&self) -> usize {
+        self.away
     }
 }
 
@@ -635,9 +661,11 @@ mod tests {
                 let mut got = Vec::new();
                 for chunk in frames.chunks(BURST) {
                     let burst = chunk.iter().map(|f| Frame { data: f, wire_len: f.len() });
-                    got.extend_from_slice(
-                        judge_burst.judge(burst, &policy, &c, &many, &mut many_tally),
-                    );
+                    let verdicts = judge_burst.judge(burst, &policy, &c, &many, &mut many_tally);
+                    let away = verdicts.iter().filter(|v| **v != Verdict::Forward).count();
+                    got.extend_from_slice(verdicts);
+                    prop_assert_eq!(judge_burst.away(), away);
+                    prop_assert_eq!(judge_burst.verdicts(), &got[got.len() - chunk.len()..]);
                 }
                 prop_assert_eq!(got, want);
                 prop_assert_eq!(many_tally.outcomes, one_tally.outcomes);

@@ -32,26 +32,7 @@ use synwall_benches::traffic::{build, Label, Trace};
 use synwall_benches::verify::{self, VerifyOptions};
 use synwall_benches::{appliance, report};
 
-/// What `synwall-gen --help` opens with: what the command does, an example,
-/// then [`USAGE`].
-const ABOUT: &str = "synwall-gen: the traffic generator bench: sends customer and background \
-traffic through synwall (or any DPDK device) and measures rate, loss and latency.
-
-Example: synwall-gen --config benches/profiles/memif-gen.toml run --rate 20000 --duration 10
-";
-
-const USAGE: &str =
-    "usage: synwall-gen --config PROFILE.toml (run|ndr|latency|verify) [--report PATH] [--out PCAP]
-                   [--queues N] [--cores LIST]
-  run:     [--rate PPS|max] [--duration SECS]
-  ndr:     [--trial SECS] [--pdr-loss RATIO] [--precision RATIO] [--max-rate PPS] [--min-rate PPS]
-           [--max-trials N] [--no-calibration]
-  latency: [--rate PPS] [--probe-rate PPS] [--duration SECS]
-  verify:  [--synwall BIN] [--appliance-config FILE] [--workdir DIR] [--appliance-duration SECS]";
-
 enum Failure {
-    /// `--help`: not a failure; the help goes to stdout.
-    Help,
     Usage(String),
     Run(String),
     Verify,
@@ -60,71 +41,30 @@ enum Failure {
 struct Args {
     config: PathBuf,
     mode: Option<String>,
+    /// Each option given, by the name typed (`--rate`); flags map to "".
     opts: BTreeMap<String, String>,
 }
 
-const FLAGS: [&str; 1] = ["--no-calibration"];
-const VALUED: [&str; 20] = [
-    "--queues",
-    "--cores",
-    "--report",
-    "--out",
-    "--rate",
-    "--duration",
-    "--trial",
-    "--pdr-loss",
-    "--precision",
-    "--max-rate",
-    "--min-rate",
-    "--max-trials",
-    "--probe-rate",
-    "--synwall",
-    "--appliance-config",
-    "--workdir",
-    "--appliance-duration",
-    "--loss-ratio",
-    "--seed",
-    "--frames",
-];
-
-fn parse_args() -> Result<Args, Failure> {
-    let mut config = None;
-    let mut mode = None;
+/// The command line, parsed by [`synwall_benches::cli::command`]: `--help`
+/// and usage errors end the process there (exit 0 and 2).
+fn parse_args() -> Args {
+    let m = synwall_benches::cli::command().get_matches();
     let mut opts = BTreeMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Err(Failure::Help),
-            "--config" => {
-                config =
-                    Some(PathBuf::from(it.next().ok_or_else(|| {
-                        Failure::Usage("--config needs a value".into())
-                    })?))
-            }
-            f if FLAGS.contains(&f) => {
-                opts.insert(f.to_owned(), String::new());
-            }
-            f if VALUED.contains(&f) => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| Failure::Usage(format!("{f} needs a value")))?;
-                opts.insert(f.to_owned(), v);
-            }
-            m @ ("run" | "ndr" | "latency" | "verify") if mode.is_none() => {
-                mode = Some(m.to_owned())
-            }
-            other => {
-                return Err(Failure::Usage(format!(
-                    "unknown argument {other:?}\n{USAGE}"
-                )))
-            }
+    for id in m.ids().map(|id| id.as_str()) {
+        if !id.starts_with("--") || id == "--config" {
+            continue;
+        }
+        if let Ok(Some(v)) = m.try_get_one::<String>(id) {
+            opts.insert(id.to_owned(), v.clone());
+        } else if m.get_flag(id) {
+            opts.insert(id.to_owned(), String::new());
         }
     }
-    let config = config.ok_or_else(|| Failure::Usage(format!("--config is required\n{USAGE}")))?;
-    if mode.is_none() && !opts.contains_key("--out") {
-        return Err(Failure::Usage(format!("no MODE given\n{USAGE}")));
+    Args {
+        config: PathBuf::from(m.get_one::<String>("--config").cloned().unwrap_or_default()),
+        mode: m.get_one::<String>("mode").cloned(),
+        opts,
     }
-    Ok(Args { config, mode, opts })
 }
 
 impl Args {
@@ -545,7 +485,12 @@ fn mode_verify(args: &Args, profile: &Profile, trace: &Trace) -> Result<(Value, 
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().and_then(|args| {
+    // `synwall-gen --write-docs DIR`: the man page and completion (scripts/package).
+    if let Some(code) = synwall_dist::write_if_asked(synwall_benches::cli::command) {
+        return code;
+    }
+    let args = parse_args();
+    let result = (|| {
         let mut profile = Profile::load(&args.config).map_err(|e| Failure::Usage(e.to_string()))?;
         let cores = args
             .opts
@@ -607,13 +552,9 @@ fn main() -> ExitCode {
         } else {
             Err(Failure::Verify)
         }
-    });
+    })();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Help) => {
-            println!("{ABOUT}\n{USAGE}");
-            ExitCode::SUCCESS
-        }
         Err(Failure::Verify) => ExitCode::from(1),
         Err(Failure::Usage(e)) => {
             eprintln!("synwall-gen: {e}");

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use synwall_config::Config;
 use synwall_control::appliance::{self, ApplianceError, RunOptions};
 use synwall_control::console;
@@ -62,6 +62,10 @@ fn main() -> ExitCode {
             Some(program) => synwall_control::supervise::supervise(program, &argv[3..]),
             None => ExitCode::from(127),
         };
+    }
+    // `synwall --write-docs DIR`: the man page and completion (scripts/package).
+    if let Some(code) = synwall_dist::write_if_asked(Args::command) {
+        return code;
     }
     let args = Args::parse();
     let config = match Config::load(&args.config) {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::Value;
 use synwall_protocol::{Command, Mode, DEFAULT_SOCKET, DEFAULT_TOP};
 
@@ -142,6 +142,10 @@ fn emit(text: &str) {
 }
 
 fn main() -> ExitCode {
+    // `synwallctl --write-docs DIR`: the man page and completion (scripts/package).
+    if let Some(code) = synwall_dist::write_if_asked(Cli::command) {
+        return code;
+    }
     let cli = Cli::parse();
     let command = match request(cli.command) {
         Ok(c) => c,
