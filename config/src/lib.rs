@@ -40,9 +40,9 @@ pub use load::{
     MAX_SOCKET_PATH,
 };
 pub use model::{
-    Block, BlockAction, BlockScope, Config, Control, Customer, Detect, Dpdk, Fleet, Flowspec, Hook,
-    LcoreChoice, Limits, Link, MalformedPolicy, Mode, UnknownName, Window, MAX_EXEMPT_DESTINATIONS,
-    MAX_WINDOWS,
+    Block, BlockAction, BlockScope, Config, Control, Customer, CustomerList, Detect, Dpdk, Fleet,
+    Flowspec, Hook, LcoreChoice, Limits, Link, MalformedPolicy, Mode, UnknownName, Window,
+    MAX_EXEMPT_DESTINATIONS, MAX_WINDOWS,
 };
 pub use prefix::{Prefix, PrefixError};
 pub use read::{read_bounded, show_bytes, Links, MAX_CONFIG_BYTES};

@@ -208,7 +208,7 @@ impl Config {
             block,
             control,
             flowspec,
-            customers,
+            customers: customers.into(),
             fleet,
         })
     }

@@ -1109,7 +1109,7 @@ fn with_customers_file(list: &str) -> Result<Vec<Customer>, String> {
     .unwrap();
     let got = Config::load(&main);
     std::fs::remove_dir_all(&dir).unwrap();
-    got.map(|c| c.customers)
+    got.map(|c| c.customers.to_vec())
         .map_err(|e| e.to_string().replace(&dir.display().to_string(), "DIR"))
 }
 

@@ -10,7 +10,6 @@ use synwall_dataplane::classify::ClassifierError;
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, WorkerStats};
-use synwall_dataplane::CustomerId;
 use synwall_dpdk::{
     DpdkError, Eal, Launched, Mempool, Port, PortConfig, PortStats, RxQueue, TxQueue, BURST,
 };
@@ -190,7 +189,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     // Lifetime totals restored from the snapshot: the summary reports this
     // run's counts, so remember where each customer started.
     let now = clock.now();
-    let baseline: HashMap<String, (u64, u64)> = CustomerId::all(plane.customers())
+    let baseline: HashMap<String, (u64, u64)> = plane
+        .recorded()
+        .into_iter()
         .filter_map(|id| plane.customer_view(id, now))
         .filter(|v| v.seen > 0)
         .map(|v| (v.name, (v.seen, v.forwarded)))

@@ -8,7 +8,6 @@ use serde::Serialize;
 use synwall_config::Config;
 use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, VerdictTotals, WorkerStats};
-use synwall_dataplane::CustomerId;
 use synwall_dpdk::PortStats;
 
 use synwall_engine::plane::ControlPlane;
@@ -133,7 +132,9 @@ impl Summary {
                 busy_ratio: s.busy_ratio(),
             })
             .collect();
-        let customers = CustomerId::all(plane.customers())
+        let customers = plane
+            .recorded()
+            .into_iter()
             .filter_map(|id| plane.customer_view(id, now))
             .filter_map(|v| {
                 let (seen0, fwd0) = baseline.get(&v.name).copied().unwrap_or((0, 0));

@@ -35,6 +35,7 @@ mod netns;
 mod operator;
 mod persistence;
 mod prometheus;
+mod protocol_doc;
 mod reload;
 mod reset;
 mod scope;

@@ -466,8 +466,20 @@ impl ControlPlane {
             #[cfg(test)]
             race: None,
         };
+        // Most customers have neither a plan nor limits of their own: their
+        // set is the windows' defaults, looked up once, not a million times.
+        let mut defaults = None;
         for customer in &config.customers {
-            let limits = plane.intern(config.effective_limits(customer));
+            let limits = match defaults {
+                Some(i) if customer.plan.is_none() && customer.overrides.is_unset() => i,
+                _ => {
+                    let i = plane.intern(config.effective_limits(customer));
+                    if customer.plan.is_none() && customer.overrides.is_unset() {
+                        defaults = Some(i);
+                    }
+                    i
+                }
+            };
             plane.names.push(customer.name.as_str().into());
             plane.dense.push(Dense {
                 limits,

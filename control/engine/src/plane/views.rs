@@ -98,6 +98,15 @@ impl ControlPlane {
         self.windows.count(customer, window, now)
     }
 
+    /// Customers that ever sent a watched SYN or were blocked, in id
+    /// order: the only ones with anything to report beyond their limits,
+    /// so a summary walks these, not the whole table.
+    pub fn recorded(&self) -> Vec<CustomerId> {
+        let mut ids: Vec<CustomerId> = self.records.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Everything about `customer` at `now`.
     pub fn customer_view(&self, customer: CustomerId, now: u64) -> Option<CustomerView> {
         let d = self.dense.get(customer.index())?;
