@@ -17,17 +17,17 @@ use synwall_dpdk::{
 use crossbeam::channel::Receiver;
 
 use crate::control_thread::{ControlThread, Gauges, MonoClock, PortStatus, Start};
-use crate::event::{wall_now_ms, Event, EventKind, EventLog};
 use crate::hook::HookRunner;
 use crate::metrics::MetricsServer;
 use crate::notify::{Liveness, Notifier};
-use crate::plane::ControlPlane;
 use crate::setup::{placed_classifier, policy, worker_nodes};
-use crate::snapshot;
 use crate::socket::{ControlSocket, Dataplane, Request, SocketError, SocketOptions};
 use crate::state_lock::{LockError, StateLock};
 use crate::summary::{MempoolSummary, PortSummary, Summary};
 use crate::worker::{Direction, RxPath, Worker};
+use synwall_engine::event::{wall_now_ms, Event, EventKind, EventLog};
+use synwall_engine::plane::ControlPlane;
+use synwall_engine::snapshot;
 
 /// Why the appliance could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +37,11 @@ pub enum ApplianceError {
     #[error("building the customer table: {0}")]
     Classifier(#[from] ClassifierError),
     #[error("{0} (start with --fresh-state to ignore it and start with no saved state)")]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
+    Snapshot(#[from] synwall_engine::snapshot::SnapshotError),
     #[error(transparent)]
-    EventLog(#[from] crate::event::EventLogError),
+    EventLog(#[from] synwall_engine::event::EventLogError),
     #[error(transparent)]
-    Dir(#[from] crate::dirs::DirError),
+    Dir(#[from] synwall_engine::dirs::DirError),
     #[error(transparent)]
     Lock(#[from] crate::state_lock::LockError),
     #[error(transparent)]
@@ -153,6 +153,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
     let policy = Arc::new(policy(config));
     let clock = MonoClock::start();
     let mut plane = ControlPlane::new(config, clock.now(), wall_now_ms());
+    plane.connect_fleet(std::sync::Arc::new(synwall_fleet::Redis));
     // Held until the run ends: a second synwall on this state dir refuses.
     let _lock = lock_state_dir(&config.control.state_dir)?;
     let mut restored = None;
@@ -236,7 +237,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<Summary, ApplianceError>
         _ => None,
     };
     if let Some(dir) = config.control.socket.parent() {
-        crate::dirs::prepare("socket", dir)?;
+        synwall_engine::dirs::prepare("socket", dir)?;
     }
     // Bound before the EAL starts, so an operator sees a starting appliance
     // (`status` says `"dataplane": "starting"`) rather than none.
@@ -285,9 +286,9 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<Option<StateLock>, ApplianceE
         ));
         Ok(None)
     };
-    match crate::dirs::prepare("state", dir) {
+    match synwall_engine::dirs::prepare("state", dir) {
         Ok(()) => {}
-        Err(e @ crate::dirs::DirError::Unsafe { .. }) => return Err(e.into()),
+        Err(e @ synwall_engine::dirs::DirError::Unsafe { .. }) => return Err(e.into()),
         Err(e) => return unlocked(&e),
     }
     match StateLock::take(dir) {

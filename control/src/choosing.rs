@@ -12,9 +12,9 @@ use synwall_config::{format_duration, parse_duration, Config};
 use synwall_history::{stats, Series, Store, StoreError};
 
 use crate::commands::{resolve, window, Operate};
-use crate::event::rfc3339;
-use crate::protocol::{Command, MAX_LIMIT};
 use crate::whatif::{self, Candidate};
+use synwall_engine::event::rfc3339;
+use synwall_protocol::{Command, MAX_LIMIT};
 
 /// The longest `--since`: the hourly history's retention.
 pub const MAX_SINCE: Duration = Duration::from_secs(90 * 86_400);

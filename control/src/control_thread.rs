@@ -17,18 +17,18 @@ use synwall_dataplane::generation::SharedGeneration;
 use synwall_dataplane::shard::{WorkerShard, WorkerStats};
 
 use crate::commands::{execute, Operate};
-use crate::event::{Event, EventKind, EventLog};
 use crate::flowspec::FlowspecSpeaker;
-use crate::grant;
 use crate::hook::HookRunner;
 use crate::metrics::{BlockEventCounts, MetricsRegistry};
 use crate::notify::{Liveness, Notifier};
-use crate::plane::ControlPlane;
-use crate::protocol::Command;
 use crate::reload::{self, Asked, HandOver, Prepared, Reading, HAND_OVER_DEADLINE};
-use crate::snapshot;
 use crate::socket::{EventBus, Request};
 use crate::summary::{PortSummary, RemovedCustomers};
+use synwall_engine::event::{Event, EventKind, EventLog};
+use synwall_engine::grant;
+use synwall_engine::plane::ControlPlane;
+use synwall_engine::snapshot;
+use synwall_protocol::Command;
 
 mod report;
 #[cfg(test)]
@@ -483,7 +483,7 @@ impl ControlThread {
                 // customer's history).
                 let running = crate::choosing::JOBS.load(Relaxed);
                 if running >= crate::choosing::MAX_JOBS {
-                    req.answer(crate::protocol::error(format!(
+                    req.answer(synwall_protocol::error(format!(
                         "{running} what-if/suggest runs are under way; ask again when one is done"
                     )));
                     continue;
@@ -495,8 +495,8 @@ impl ControlThread {
                             .name("synwall-what-if".into())
                             .spawn(move || {
                                 let reply = match job.run() {
-                                    Ok(v) => crate::protocol::ok(v),
-                                    Err(e) => crate::protocol::error(e),
+                                    Ok(v) => synwall_protocol::ok(v),
+                                    Err(e) => synwall_protocol::error(e),
                                 };
                                 crate::choosing::JOBS.fetch_sub(1, Relaxed);
                                 req.answer(reply);
@@ -505,7 +505,7 @@ impl ControlThread {
                             crate::choosing::JOBS.fetch_sub(1, Relaxed);
                         }
                     }
-                    Err(e) => req.answer(crate::protocol::error(e)),
+                    Err(e) => req.answer(synwall_protocol::error(e)),
                 }
                 continue;
             }
@@ -716,6 +716,9 @@ impl ControlThread {
         // The history takes this minute's counts under the old names.
         self.record_history(true);
         let reload = self.plane.reconfigure(&new, self.clock.now());
+        if let Some(old) = self.plane.take_retired() {
+            crate::reload::drop_in_background(old);
+        }
         self.plane.attach_fresh(&next.shards);
         self.classifier = classifier;
         let msg = format!(
@@ -726,7 +729,7 @@ impl ControlThread {
             reload.removed
         );
         crate::console::out(format!("synwall: reloaded {msg}"));
-        crate::plane::drop_in_background(std::mem::replace(&mut self.config, new));
+        crate::reload::drop_in_background(std::mem::replace(&mut self.config, new));
         let mut ev = Event::reload(self.plane.wall(self.clock.now()), msg.clone());
         ev.by = Some(asked.names());
         self.emit(&[ev]);

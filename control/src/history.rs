@@ -181,7 +181,7 @@ fn write_loop(
 ) {
     let mut since_prune = PRUNE_EVERY;
     for mut batch in rx {
-        let wall_ms = crate::event::wall_now_ms();
+        let wall_ms = synwall_engine::event::wall_now_ms();
         let counts: Vec<MinuteCount> = batch
             .counts
             .drain(..)

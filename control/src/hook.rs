@@ -29,7 +29,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use synwall_config::Hook;
 
-use crate::event::{Event, EventKind};
+use synwall_engine::event::{Event, EventKind};
 
 /// Events waiting for the hook; more are dropped (and counted).
 pub const QUEUE: usize = 256;
@@ -492,10 +492,10 @@ fn describe(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Setting, Timestamp};
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
+    use synwall_engine::event::{Setting, Timestamp};
 
     /// A scratch directory for one test, removed at the end.
     struct Scratch(PathBuf);

@@ -45,6 +45,7 @@ use synwall_dataplane::shard::VerdictTotals;
 
 use crate::hook::HookStats;
 use synwall_dpdk::PortStats;
+pub use synwall_engine::fleet::FleetMetrics;
 
 pub mod server;
 
@@ -195,42 +196,6 @@ pub struct MetricsSnapshot {
     pub fleet: Option<FleetMetrics>,
     /// The per-customer history's writer (`None`: not kept).
     pub history: Option<crate::history::HistoryHealth>,
-}
-
-/// The fleet's figures (`[fleet]` only).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FleetMetrics {
-    /// Leases held now, and their unspent SYNs.
-    pub leases_held: u64,
-    pub leased_outstanding: u64,
-    /// SYNs granted by leases since start.
-    pub leased_syns: u64,
-    /// Rounds sent, calls answered, calls failed since start.
-    pub rounds: u64,
-    pub replies: u64,
-    pub failures: u64,
-    /// The Redis node (the `node` label).
-    pub node: String,
-    /// The last round trip, seconds.
-    pub rtt_seconds: f64,
-    /// 1 while Redis answers, 0 while customers fall back to their floors.
-    pub redis_up: u64,
-    /// Customers that wanted a lease at the last tick and got none
-    /// (Redis down or quarantined): on their floors only.
-    pub customers_on_floors: u64,
-    /// Milliseconds left of a lost-state quarantine.
-    pub quarantine_ms: u64,
-    /// Subscriptions to the fleet's announcements since start.
-    pub subscriptions: u64,
-    /// Missed announcements applied from the notes since start.
-    pub notes_applied: u64,
-    /// 1 while every customer's notes are being re-read.
-    pub reread_in_progress: u64,
-    /// This appliance's blocks, unblocks and set-limits not yet taken by
-    /// Redis (kept and sent again).
-    pub announcements_waiting: u64,
-    /// Announcements given up (too many waiting, or refused by Redis).
-    pub announcements_lost: u64,
 }
 
 /// What the collector encodes on each scrape.

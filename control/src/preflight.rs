@@ -26,7 +26,7 @@ pub fn problems(config: &Config) -> Vec<String> {
     // The state directory is not checked here: an unusable one stops the
     // start at the snapshot, naming `--fresh-state`, with which synwall
     // runs and reports every failed snapshot.
-    for (what, dir) in crate::dirs::of_config(config) {
+    for (what, dir) in synwall_engine::dirs::of_config(config) {
         if what == "state" {
             continue;
         }

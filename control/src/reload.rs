@@ -32,10 +32,10 @@ use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::generation::{Generation, SharedGeneration};
 use synwall_dataplane::shard::WorkerStats;
 
-use crate::grant::{self, Carried};
-use crate::plane::ControlPlane;
 use crate::setup::placed_classifier;
 use crate::socket::Request;
+use synwall_engine::grant::{self, Carried};
+use synwall_engine::plane::ControlPlane;
 
 /// How a reload event names a SIGHUP (the sender is not known).
 pub const SIGHUP_BY: &str = "signal SIGHUP";
@@ -50,6 +50,16 @@ pub struct Prepared {
     pub classifier: Classifier,
 }
 
+/// Drops `value` on a short-lived thread of its own (or here, if no
+/// thread can be started): freeing a million customers' worth of memory
+/// (the plane or the config a reload replaced) takes long enough to delay
+/// a tick.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("synwall-free".into())
+        .spawn(move || drop(value));
+}
+
 /// The slow half of a reload: reads the config (and its customers file)
 /// and builds the classifier. Touches nothing of the running appliance.
 pub fn prepare(path: &Path) -> Result<Prepared, String> {
@@ -61,8 +71,8 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
 /// The socket reply to a `reload` request.
 pub fn reply(result: &Result<String, String>) -> Value {
     match result {
-        Ok(message) => crate::protocol::ok(json!({ "message": message })),
-        Err(why) => crate::protocol::error(why),
+        Ok(message) => synwall_protocol::ok(json!({ "message": message })),
+        Err(why) => synwall_protocol::error(why),
     }
 }
 

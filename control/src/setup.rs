@@ -1,10 +1,12 @@
 //! What the dataplane is built from a config: the policy, the classifier,
 //! and where (which NUMA node) its tables go. Used at start (`appliance`)
 //! and on reload (`operator`); needs no EAL.
-use synwall_config::{Config, Customer, LcoreChoice};
-use synwall_dataplane::classify::{Classifier, ClassifierError, CustomerId};
+use synwall_config::{Config, LcoreChoice};
+use synwall_dataplane::classify::{Classifier, ClassifierError};
 use synwall_dataplane::parse::WatchedPorts;
 use synwall_dataplane::verdict::{BlockAction, BlockScope, MalformedPolicy, Policy};
+pub use synwall_engine::classifier::classifier;
+use synwall_engine::classifier::classifier_on;
 
 /// The dataplane policy the config describes.
 pub fn policy(config: &Config) -> Policy {
@@ -31,27 +33,10 @@ pub fn policy(config: &Config) -> Policy {
     }
 }
 
-/// The classifier over every customer's prefixes.
-pub fn classifier(customers: &[Customer]) -> Result<Classifier, ClassifierError> {
-    classifier_on(None, customers)
-}
-
 /// The classifier of `config`'s customers, its tables on the NUMA node of
 /// the workers that read them.
 pub fn placed_classifier(config: &Config) -> Result<Classifier, ClassifierError> {
     classifier_on(shared_node(&worker_nodes(config)), &config.customers)
-}
-
-fn classifier_on(node: Option<u32>, customers: &[Customer]) -> Result<Classifier, ClassifierError> {
-    Classifier::build_on(
-        node,
-        customers.len(),
-        customers.iter().flat_map(|c| {
-            c.prefixes
-                .iter()
-                .map(move |p| (p.addr, p.len, CustomerId::new(c.id)))
-        }),
-    )
 }
 
 /// The NUMA node of each worker core, where its shard is placed: worker

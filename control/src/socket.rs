@@ -1,5 +1,5 @@
 //! The control socket server: a Unix stream socket speaking
-//! [`crate::protocol`], served by one thread that never touches the control
+//! [`synwall_protocol`], served by one thread that never touches the control
 //! plane itself.
 //!
 //! ```text
@@ -49,8 +49,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde_json::Value;
 
-use crate::event::Event;
-use crate::protocol::{self, error, reply_line, Caller, Command, ProtocolError, MAX_LINE};
+use synwall_engine::event::Event;
+use synwall_protocol::{error, reply_line, Caller, Command, ProtocolError, MAX_LINE};
 
 /// One request for the control loop. Answer it with [`Request::answer`].
 #[derive(Debug)]
@@ -1039,7 +1039,7 @@ impl Connection {
                 continue;
             }
             self.spoke = true;
-            match protocol::parse_line(&line) {
+            match synwall_protocol::parse_line(&line) {
                 Err(e) => self.queue(&error(e)),
                 Ok(Command::Events) => return Next::Follow,
                 Ok(cmd) => match dispatch(cmd, self.caller, shared, wake) {
@@ -1188,7 +1188,7 @@ fn dispatch(cmd: Command, caller: Caller, shared: &Shared, wake: &Wake) -> Dispa
     if cmd == Command::Status {
         let state = Dataplane::from_u8(shared.dataplane.load(Ordering::Acquire));
         if state != Dataplane::Forwarding {
-            return Dispatched::Now(protocol::ok(serde_json::json!({
+            return Dispatched::Now(synwall_protocol::ok(serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "state": state.state(),
                 "dataplane": state.as_str(),
@@ -1255,7 +1255,7 @@ mod tests {
         let bus = EventBus::new(2);
         let slow = bus.subscribe();
         let fast = bus.subscribe();
-        let ev = Event::reload(crate::event::Timestamp(0), "x");
+        let ev = Event::reload(synwall_engine::event::Timestamp(0), "x");
         bus.publish(&[ev.clone(), ev.clone()]);
         assert_eq!(fast.try_iter().count(), 2);
         assert_eq!(bus.followers(), 2);

@@ -10,7 +10,7 @@ use synwall_dataplane::parse::Outcome;
 use synwall_dataplane::shard::{FrameTotals, VerdictTotals, WorkerStats};
 use synwall_dpdk::PortStats;
 
-use crate::plane::ControlPlane;
+use synwall_engine::plane::ControlPlane;
 
 /// One port, where it sits, and its counters: the summary's `ports`
 /// entries, the `/metrics` port series and the heart of `status`'s ports.

@@ -16,8 +16,8 @@ use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::shard::WorkerShard;
 
 use crate::commands::Operate;
-use crate::event::Event;
-use crate::plane::ControlPlane;
+use synwall_engine::event::Event;
+use synwall_engine::plane::ControlPlane;
 
 use synwall_config::fixtures::{customer, NET_NULL_HEAD};
 
@@ -100,7 +100,7 @@ impl Fake {
             .unwrap_or_else(|e| panic!("{e}"));
         Fake::build(
             config,
-            crate::event::wall_now_ms(),
+            synwall_engine::event::wall_now_ms(),
             FakeClock::Real(Instant::now()),
         )
     }

@@ -22,8 +22,8 @@ use synwall_dataplane::shard::WorkerShard;
 use synwall_dataplane::CustomerId;
 use synwall_history::Series;
 
-use crate::event::EventKind;
-use crate::plane::ControlPlane;
+use synwall_engine::event::EventKind;
+use synwall_engine::plane::ControlPlane;
 
 /// How long after a minute's SYNs the tick that counts them runs.
 pub const SETTLE_MS: u64 = 1_000;
@@ -141,7 +141,7 @@ pub fn replay(
     out
 }
 
-fn collect(plane: &ControlPlane, out: &mut [Replayed], e: crate::event::Event) {
+fn collect(plane: &ControlPlane, out: &mut [Replayed], e: synwall_engine::event::Event) {
     if e.kind != EventKind::Block {
         return;
     }

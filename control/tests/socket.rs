@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use synwall_control::commands::execute;
-use synwall_control::event::Event;
 use synwall_control::socket::{ControlSocket, Dataplane, SocketError, SocketOptions};
 use synwall_control::testing::Fake;
+use synwall_engine::event::Event;
 
 /// A socket in a fresh directory and a control loop thread serving it.
 struct Harness {
@@ -41,7 +41,7 @@ impl Harness {
     /// the socket has `followers` event followers (this one among them), or
     /// after 10 s.
     fn synwallctl_events(&self, followers: usize) -> std::process::Child {
-        let child = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
+        let child = Process::new(synwall_tests::bins::synwallctl_bin())
             .arg("--socket")
             .arg(&self.path)
             .arg("events")
@@ -437,7 +437,7 @@ fn socket_file_mode_group_and_lifecycle() {
 }
 
 fn synwallctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Process::new(env!("CARGO_BIN_EXE_synwallctl"))
+    let out = Process::new(synwall_tests::bins::synwallctl_bin())
         .arg("--socket")
         .arg(socket)
         .args(args)
@@ -627,7 +627,7 @@ fn a_follower_that_never_reads_is_dropped_without_stalling_the_loop() {
     assert_eq!(lazy.ask(r#"{"cmd":"events"}"#)["ok"], true);
     let bus = h.socket.as_ref().unwrap().events().clone();
     assert_eq!(bus.followers(), 1);
-    let mut ev = Event::reload(synwall_control::event::Timestamp(0), "x".repeat(200));
+    let mut ev = Event::reload(synwall_engine::event::Timestamp(0), "x".repeat(200));
     ev.customer = Some("acme".into());
     let batch = vec![ev; 100];
     let t = Instant::now();

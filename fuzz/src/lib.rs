@@ -12,8 +12,8 @@ pub mod config {
     use std::path::Path;
 
     use synwall_config::Config;
-    use synwall_control::setup;
-    use synwall_control::plane::ControlPlane;
+    use synwall_engine::classifier;
+    use synwall_engine::plane::ControlPlane;
 
     /// A directory that does not exist (`Config::from_str` reads no file
     /// anyway: a `customers_file` is refused the same way on every
@@ -34,7 +34,7 @@ pub mod config {
             );
             let _ = config.effective_mode(customer);
         }
-        let _ = setup::classifier(&config.customers);
+        let _ = classifier::classifier(&config.customers);
         let plane = ControlPlane::new(&config, 0, 0);
         assert_eq!(plane.customers(), config.customers.len());
     }
@@ -48,8 +48,8 @@ pub mod snapshot {
 
     use synwall_config::fixtures::{customer, NET_NULL_HEAD};
     use synwall_config::Config;
-    use synwall_control::plane::ControlPlane;
-    use synwall_control::snapshot;
+    use synwall_engine::plane::ControlPlane;
+    use synwall_engine::snapshot;
     use synwall_dataplane::shard::WorkerShard;
     use synwall_dataplane::CustomerId;
 
@@ -111,7 +111,7 @@ pub mod snapshot {
 
 /// The control protocol: one request line to a `Command`.
 pub mod protocol {
-    use synwall_control::protocol::{parse_line, MAX_LINE};
+    use synwall_protocol::{parse_line, MAX_LINE};
 
     pub fn check(data: &[u8]) {
         let Ok(cmd) = parse_line(data) else {

@@ -15,7 +15,7 @@ pub fn synwall_bin() -> &'static Path {
 /// once per test process.
 pub fn synwallctl_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build_bins(&[("synwall-control", "synwallctl")]).join("synwallctl"))
+    BIN.get_or_init(|| build_bins(&[("synwallctl", "synwallctl")]).join("synwallctl"))
 }
 
 /// The `synwall-gen` binary of the same profile as this test binary, built

@@ -23,7 +23,7 @@ fn bin_dir() -> &'static Path {
     DIR.get_or_init(|| {
         build_bins(&[
             ("synwall-control", "synwall"),
-            ("synwall-control", "synwallctl"),
+            ("synwallctl", "synwallctl"),
             ("synwall-benches", "synwall-gen"),
             ("synwall-benches", "synwall-mkpcap"),
         ])

@@ -143,7 +143,7 @@ fn run_fleet_with(
 
 /// The `synwallctl` binary next to `synwall`.
 fn ctl_bin() -> std::path::PathBuf {
-    build_bins(&[("synwall-control", "synwallctl")]).join("synwallctl")
+    build_bins(&[("synwallctl", "synwallctl")]).join("synwallctl")
 }
 
 /// Sends one control request to the appliance in `dir` and returns the reply.

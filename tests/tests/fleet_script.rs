@@ -4,8 +4,8 @@
 //! recovers, and bad replies are errors.
 use std::time::Duration;
 
-use synwall_control::fleet::node::Node;
-use synwall_control::fleet::script::{Call, Op, Reply, SharedWindow};
+use synwall_fleet::node::Node;
+use synwall_fleet::script::{Call, Op, ParseReply, Reply, SharedWindow};
 use synwall_tests::redis::RedisServer;
 use synwall_tests::TestDir;
 
@@ -250,10 +250,9 @@ fn an_unreachable_node_fails_every_call_and_reconnects() {
     one(&mut node, lease("acme", "a", 1, 0, 0, 10));
     redis.kill();
     let r = node.round(&[lease("acme", "a", 2, 0, 0, 10), lease("b", "a", 1, 0, 0, 1)]);
-    assert!(r.iter().all(|r| matches!(
-        r,
-        Err(synwall_control::fleet::node::CallError::Unreachable { .. })
-    )));
+    assert!(r
+        .iter()
+        .all(|r| matches!(r, Err(synwall_fleet::node::CallError::Unreachable { .. }))));
     redis.restart_empty();
     let back = one(&mut node, lease("acme", "a", 3, 0, 0, 10));
     assert_eq!(back.granted, 10);
@@ -294,7 +293,7 @@ fn malformed_replies_are_errors() {
 
 #[test]
 fn announcements_are_noted_with_the_servers_clock_and_read_back() {
-    use synwall_control::fleet::link::Said;
+    use synwall_fleet::link::Said;
     let (_dir, redis, mut node) = setup("script-notes");
     let notes = |node: &mut Node| {
         let mut n = one(node, call("acme", "c", Op::Notes)).notes;
@@ -387,8 +386,8 @@ fn announcements_are_noted_with_the_servers_clock_and_read_back() {
 
 #[test]
 fn customers_spread_over_a_three_master_cluster_all_work() {
-    use synwall_control::fleet::cluster::Router;
-    use synwall_control::fleet::node::CallError;
+    use synwall_fleet::cluster::Router;
+    use synwall_fleet::node::CallError;
     use synwall_tests::redis::RedisCluster;
 
     let dir = TestDir::new("script-cluster");

@@ -1,7 +1,7 @@
 //! `docs/protocol.md` against the real control socket: every example
 //! request in the page is sent, in page order, to a running `synwall`, and
 //! its reply must match the documented one; every command the protocol
-//! accepts ([`synwall_control::protocol::COMMANDS`]) must have an example.
+//! accepts ([`synwall_protocol::COMMANDS`]) must have an example.
 //!
 //! The page's examples are fenced blocks tagged `json request` (one line,
 //! as on the wire), `json reply` (the reply to the request before it,
@@ -30,9 +30,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use synwall_control::protocol::COMMANDS;
 use synwall_dataplane::craft::FrameBuilder;
 use synwall_dataplane::parse::tcp_flags::SYN;
+use synwall_protocol::COMMANDS;
 use synwall_tests::fixtures::{customer, MX};
 use synwall_tests::*;
 

@@ -92,8 +92,8 @@ fn main() -> ExitCode {
             eprintln!("synwall: {}: {e}", config.path.display());
             return ExitCode::from(2);
         }
-        for (what, dir) in synwall_control::dirs::of_config(&config) {
-            if let Err(e) = synwall_control::dirs::check(what, dir) {
+        for (what, dir) in synwall_engine::dirs::of_config(&config) {
+            if let Err(e) = synwall_engine::dirs::check(what, dir) {
                 eprintln!("synwall: {}: {e}", config.path.display());
                 return ExitCode::from(2);
             }

@@ -13,14 +13,14 @@ use synwall_dataplane::generation::Generation;
 use synwall_dataplane::CustomerId;
 
 use super::{ControlThread, MonoClock, Start};
-use crate::event::{wall_now_ms, EventLog};
 use crate::notify::Notifier;
-use crate::plane::ControlPlane;
-use crate::protocol::{Caller, Command};
 use crate::reload::HAND_OVER_DEADLINE;
 use crate::setup::{placed_classifier, policy, worker_nodes};
 use crate::socket::Request;
 use crate::testing::config_text;
+use synwall_engine::event::{wall_now_ms, EventLog};
+use synwall_engine::plane::ControlPlane;
+use synwall_protocol::{Caller, Command};
 
 /// A directory of its own under the system's temp dir.
 fn temp_dir(name: &str) -> PathBuf {

@@ -2,39 +2,17 @@
 //! through a channel and answering through another, so a tick never waits
 //! on Redis. At most one round is in flight; a round that takes longer
 //! than the node's timeout is answered with errors.
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::Duration;
-use synwall_dataplane::CustomerId;
 
-use super::cluster::{NodeReport, Router};
-use super::node::{CallError, Health};
-use super::script::{Call, Reply};
+use synwall_config::Fleet;
+pub use synwall_engine::fleet::lease::{Announcement, Answers, Heard, Round, Said, Tag};
+use synwall_engine::fleet::lease::{Call, LeaseConnector, LeaseLink, Subscription};
 
-/// What a call in a round is about, so that its answer finds its way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tag {
-    /// A lease call (or a peek) for this customer.
-    Lease(CustomerId),
-    /// A read of this customer's notes (after a resubscription).
-    Notes(CustomerId),
-    /// A block, unblock or set-limit this appliance announces: kept (by
-    /// this id) until Redis has taken it.
-    Announce(u64),
-    /// A release: the answer is not needed (a lost one is charged).
-    Other,
-}
-
-/// A round's calls, each with the caller's tag.
-pub type Round = Vec<(Tag, Call)>;
-/// A round's answers, same tags, plus the round trip, the nodes' health
-/// folded into one (any up, any lost state, the longest quarantine), and
-/// each node's own report.
-pub type Answers = (
-    Vec<(Tag, Result<Reply, CallError>)>,
-    Duration,
-    Health,
-    Vec<NodeReport>,
-);
+use crate::cluster::Router;
+use crate::node::Health;
 
 /// The control thread's end of the Redis thread.
 pub struct Link {
@@ -136,86 +114,62 @@ impl Link {
     }
 }
 
-/// The pub/sub channel the script announces blocks and unblocks on.
-pub const CHANNEL: &str = "synwall:blocks";
+impl LeaseLink for Link {
+    fn busy(&self) -> bool {
+        Link::busy(self)
+    }
 
-/// What an appliance announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Said {
-    /// A block.
-    Block,
-    /// An unblock (the windows are forgiven).
-    Unblock,
-    /// An operator's new limit for the window of this length.
-    Limit {
-        /// The window's length.
-        window_ms: u64,
-        /// The new limit.
-        value: u64,
-    },
-}
+    fn send(&mut self, round: Round) -> bool {
+        Link::send(self, round)
+    }
 
-/// A block, unblock or new limit announced by an appliance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
-    /// What.
-    pub said: Said,
-    /// The customer.
-    pub customer: String,
-    /// The appliance that made it.
-    pub app: String,
-    /// The server's clock when it was made, µs (0: not said).
-    pub version: u64,
-    /// Read from the customer's notes after a resubscription, not heard:
-    /// it may be one this appliance missed, or one long applied.
-    pub noted: bool,
-}
-
-impl Announcement {
-    /// Parses `block {c:NAME}:b APP`, `unblock {c:NAME}:b APP` and
-    /// `limit {c:NAME}:b APP WINDOW_MS VALUE`, each optionally followed by
-    /// its version; `None` for anything else.
-    pub fn parse(text: &str) -> Option<Announcement> {
-        let mut it = text.split(' ');
-        let verb = it.next()?;
-        let key = it.next()?;
-        let customer = key.strip_prefix("{c:")?.strip_suffix("}:b")?.to_owned();
-        let app = it.next()?.to_owned();
-        let said = match verb {
-            "block" => Said::Block,
-            "unblock" => Said::Unblock,
-            "limit" => Said::Limit {
-                window_ms: it.next()?.parse().ok()?,
-                value: it.next()?.parse().ok()?,
-            },
-            _ => return None,
-        };
-        let version = match it.next() {
-            Some(v) => v.parse().ok()?,
-            None => 0,
-        };
-        if it.next().is_some() {
-            return None;
-        }
-        Some(Announcement {
-            said,
-            customer,
-            app,
-            version,
-            noted: false,
-        })
+    fn poll(&mut self) -> Option<Answers> {
+        Link::poll(self)
     }
 }
 
-/// What the subscriber thread tells the control plane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Heard {
-    /// A (re)subscription: whatever was said while unsubscribed was
-    /// missed, and is to be read from the notes.
-    Subscribed,
-    /// An announcement.
-    Said(Announcement),
+/// The fleet's links over Redis: a [`Link`] for the rounds and a
+/// [`Subscriber`] for the announcements, each on threads of its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Redis;
+
+impl LeaseConnector for Redis {
+    fn link(&self, fleet: &Fleet, quarantine_ms: u64) -> Result<Box<dyn LeaseLink>, String> {
+        Link::start(&fleet.redis, fleet.timeout, quarantine_ms)
+            .map(|l| Box::new(l) as Box<dyn LeaseLink>)
+            .map_err(|e| e.to_string())
+    }
+
+    fn subscribe(&self, fleet: &Fleet) -> Result<Box<dyn Subscription>, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        subscribe(&fleet.redis, stop.clone())
+            .map(|heard| Box::new(Subscriber { heard, stop }) as Box<dyn Subscription>)
+            .map_err(|e| e.to_string())
+    }
 }
+
+/// The subscriber thread's end on the control thread; dropping it stops
+/// the thread.
+#[derive(Debug)]
+pub struct Subscriber {
+    heard: Receiver<Heard>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Subscription for Subscriber {
+    fn try_next(&mut self) -> Option<Heard> {
+        self.heard.try_recv().ok()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// The pub/sub channel the script announces blocks and unblocks on.
+pub const CHANNEL: &str = "synwall:blocks";
 
 /// How often the subscriber pings: a connection that stops answering
 /// (a stalled or unreachable Redis) is dropped and subscribed afresh.
@@ -229,9 +183,8 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// dropped and subscribed afresh.
 pub fn subscribe(
     urls: &[String],
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 ) -> Result<Receiver<Heard>, redis::RedisError> {
-    use std::sync::atomic::Ordering::Relaxed;
     let clients = urls
         .iter()
         .map(|u| redis::Client::open(u.as_str()))
@@ -290,55 +243,4 @@ pub fn subscribe(
         )))
     })?;
     Ok(rx)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn announcements_parse() {
-        assert_eq!(
-            Announcement::parse("block {c:acme}:b edge-a"),
-            Some(Announcement {
-                said: Said::Block,
-                customer: "acme".into(),
-                app: "edge-a".into(),
-                version: 0,
-                noted: false,
-            })
-        );
-        assert_eq!(
-            Announcement::parse("limit {c:a}:b x 300000 50 1764670000123456")
-                .unwrap()
-                .version,
-            1_764_670_000_123_456
-        );
-        assert_eq!(
-            Announcement::parse("unblock {c:a.b}:b x").unwrap().said,
-            Said::Unblock
-        );
-        assert_eq!(
-            Announcement::parse("limit {c:a}:b x 300000 50")
-                .unwrap()
-                .said,
-            Said::Limit {
-                window_ms: 300_000,
-                value: 50
-            }
-        );
-        for bad in [
-            "",
-            "block",
-            "block acme x",
-            "nope {c:a}:b x",
-            "block {c:a}:b",
-            "limit {c:a}:b x 300000",
-            "limit {c:a}:b x 5m 50",
-            "block {c:a}:b x v1",
-            "block {c:a}:b x 1 2",
-        ] {
-            assert_eq!(Announcement::parse(bad), None, "{bad}");
-        }
-    }
 }

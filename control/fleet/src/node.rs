@@ -10,48 +10,8 @@ use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, RedisError, Value};
 
-use super::script::{self, BadReply, Call, Reply};
-
-/// Why a call got no reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The node could not be reached or did not answer in time: nothing
-    /// is known about whether the call ran.
-    #[error("{url}: {message}")]
-    Unreachable {
-        /// The node.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The node answered with an error (the call did not run).
-    #[error("{url}: {message}")]
-    Refused {
-        /// The node.
-        url: String,
-        /// Redis's error, e.g. `MOVED 1234 127.0.0.1:7001`.
-        message: String,
-        /// The `MOVED`/`ASK` target, if it was a redirection.
-        moved: Option<String>,
-    },
-    /// The node lost its state, or is quarantined since it did: its
-    /// answers are not trusted (floors only).
-    #[error("{url}: quarantined ({left_ms} ms left): the node lost its state")]
-    Quarantined {
-        /// The node.
-        url: String,
-        /// What is left of the quarantine.
-        left_ms: u64,
-    },
-    /// The reply was not what the script returns.
-    #[error("{url}: {source}")]
-    Bad {
-        /// The node.
-        url: String,
-        /// What was wrong with it.
-        source: BadReply,
-    },
-}
+use crate::script::{self, BadReply, Call, Invoke, ParseReply, Reply};
+pub use synwall_engine::fleet::lease::{CallError, Health};
 
 /// One Redis node and its connection (opened when needed).
 pub struct Node {
@@ -75,19 +35,6 @@ pub struct Node {
     /// hash tag of one of its slots).
     epoch_key: String,
     quarantine_key: String,
-}
-
-/// What a round learnt about the node itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Health {
-    /// The node answered.
-    pub up: bool,
-    /// Its epoch changed since this appliance first saw it: it lost its
-    /// state (restarted without persistence, or failed over to a replica
-    /// that missed writes).
-    pub lost_state: bool,
-    /// A quarantine is in force on the node: what is left of it (ms).
-    pub quarantine_ms: u64,
 }
 
 const EPOCH_KEY: &str = "synwall:epoch";

@@ -518,6 +518,22 @@ pub fn validate(snap: &Snapshot, now_wall: u64) -> Result<(), String> {
 }
 
 impl ControlPlane {
+    /// After a restart: the fleet's floor windows were not saved, so every
+    /// SYN the restored windows count is taken as spent from the floor
+    /// (it may have been leased: then the floor is charged twice, which
+    /// only shrinks the budget). Without it a restarted appliance could
+    /// spend its floor a second time within a window.
+    pub fn restored_counts_are_floor_spend(&mut self, now: u64) {
+        let Some(f) = self.fleet.as_mut() else {
+            return;
+        };
+        for c in self.windows.customers() {
+            if let Some(rings) = self.windows.export(c, now) {
+                f.charge_floor(c, &rings, now);
+            }
+        }
+    }
+
     /// The names of the windows whose bits are set in `bits`.
     fn window_names(&self, bits: u16) -> Vec<String> {
         self.windows_meta

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::Value;
-use synwall_config::Mode;
-use synwall_control::protocol::{Command, DEFAULT_TOP};
+use synwall_protocol::{Command, Mode, DEFAULT_SOCKET, DEFAULT_TOP};
 
 /// What `synwallctl --help` opens with: what the command does, then an example.
 const ABOUT: &str = "synwallctl: the operator's command line for a running synwall: status, \
@@ -32,7 +31,7 @@ struct Cli {
     #[arg(
         long,
         env = "SYNWALL_SOCKET",
-        default_value = synwall_config::DEFAULT_SOCKET,
+        default_value = DEFAULT_SOCKET,
         global = true
     )]
     socket: PathBuf,
@@ -416,7 +415,7 @@ fn check_server(stream: &UnixStream, path: &Path, server_user: Option<&str>) -> 
          `ls -ld {dir} {shown}` and that synwall is running; if synwall runs as that user, say so \
          with --server-user (or SYNWALL_SERVER_USER)",
         cred.pid(),
-        synwall_control::dirs::user_name(uid),
+        user_name(uid),
         server_user.map(|u| format!(" or {u}")).unwrap_or_default()
     ))
 }
@@ -1082,4 +1081,13 @@ fn suggest_page(r: &Value) -> String {
     }
     out.push_str(&notes(r));
     out
+}
+
+/// `uid`'s user name and number ("nobody (uid 65534)"), or the number.
+fn user_name(uid: u32) -> String {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid));
+    user.ok().flatten().map_or_else(
+        || format!("uid {uid}"),
+        |u| format!("{} (uid {uid})", u.name),
+    )
 }

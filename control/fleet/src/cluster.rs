@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::node::{CallError, Health, Node};
-use super::script::{keys, Call, Reply};
+use crate::node::{CallError, Node};
+use crate::script::{keys, Call, Reply};
+pub use synwall_engine::fleet::lease::NodeReport;
 
 /// Slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -47,22 +48,6 @@ type Master = (String, Vec<(u16, u16)>);
 
 /// A round's answers, in call order, and the health of each node asked.
 pub type RoundResult = (Vec<Result<Reply, CallError>>, Vec<NodeReport>);
-
-/// How one node did in a round.
-#[derive(Debug, Clone, Default)]
-pub struct NodeReport {
-    /// The node.
-    pub url: String,
-    /// Its health after the round.
-    pub health: Health,
-    /// Its pipeline's round trip.
-    pub rtt: Duration,
-    /// The first error one of its calls got.
-    pub error: Option<String>,
-    /// Whether the round asked it (a master none of the round's customers
-    /// live on is only named, so the fleet view lists every master).
-    pub asked: bool,
-}
 
 /// One node and the slot ranges it serves.
 struct Routed {

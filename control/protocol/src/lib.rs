@@ -15,9 +15,14 @@
 //! command, a field that does not belong to the command, JSON that does not
 //! parse (with its column), bytes that are not UTF-8. Both `socat` and
 //! `synwallctl` speak it; `synwallctl` builds its requests from [`Command`].
+//!
+//! This crate is the operator API: `synwallctl` depends on it alone, so
+//! the operator's tool builds with no DPDK, Redis or Prometheus.
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use synwall_config::Mode;
+pub use synwall_config::{Mode, DEFAULT_SOCKET};
 
 /// The longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;

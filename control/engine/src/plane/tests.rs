@@ -721,7 +721,7 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
 }
 
 /// Times a tick at 1,000,000 customers (10,000 active) over 4 cores.
-/// `cargo test -p synwall-control --lib --release -- --ignored --nocapture tick_cost`
+/// `cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cost`
 #[test]
 #[ignore]
 fn tick_cost_at_a_million_customers() {

@@ -33,13 +33,12 @@ use serde_json::{json, Value};
 use synwall_config::Fleet;
 use synwall_dataplane::CustomerId;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use super::link::{self, Announcement, Heard, Link, Said, Tag};
-use super::node::CallError;
-use super::script::{Call, Op, Reply, SharedBlock, SharedWindow};
+use super::lease::{
+    Announcement, Call, CallError, Heard, LeaseConnector, LeaseLink, Op, Reply, Said, SharedBlock,
+    SharedWindow, Subscription, Tag,
+};
 use crate::window::{IdMap, Windows, MAX_WINDOWS};
 
 /// Customers whose notes one round reads, at most, during a re-read.
@@ -179,6 +178,42 @@ pub struct FleetStats {
     pub announcements_lost: u64,
 }
 
+/// The fleet's figures (`[fleet]` only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetMetrics {
+    /// Leases held now, and their unspent SYNs.
+    pub leases_held: u64,
+    pub leased_outstanding: u64,
+    /// SYNs granted by leases since start.
+    pub leased_syns: u64,
+    /// Rounds sent, calls answered, calls failed since start.
+    pub rounds: u64,
+    pub replies: u64,
+    pub failures: u64,
+    /// The Redis node (the `node` label).
+    pub node: String,
+    /// The last round trip, seconds.
+    pub rtt_seconds: f64,
+    /// 1 while Redis answers, 0 while customers fall back to their floors.
+    pub redis_up: u64,
+    /// Customers that wanted a lease at the last tick and got none
+    /// (Redis down or quarantined): on their floors only.
+    pub customers_on_floors: u64,
+    /// Milliseconds left of a lost-state quarantine.
+    pub quarantine_ms: u64,
+    /// Subscriptions to the fleet's announcements since start.
+    pub subscriptions: u64,
+    /// Missed announcements applied from the notes since start.
+    pub notes_applied: u64,
+    /// 1 while every customer's notes are being re-read.
+    pub reread_in_progress: u64,
+    /// This appliance's blocks, unblocks and set-limits not yet taken by
+    /// Redis (kept and sent again).
+    pub announcements_waiting: u64,
+    /// Announcements given up (too many waiting, or refused by Redis).
+    pub announcements_lost: u64,
+}
+
 /// What this appliance last heard of one Redis node (a standalone Redis,
 /// or one master of a Cluster).
 #[derive(Debug, Clone)]
@@ -208,18 +243,18 @@ pub struct FleetLocal {
     exhausted: IdMap<(usize, u64)>,
     outbox: Vec<(Tag, Call)>,
     announcing: Announcing,
-    link: Option<Link>,
+    link: Option<Box<dyn LeaseLink>>,
+    /// Opens the link and the subscription at the first tick.
+    connector: Option<Arc<dyn LeaseConnector>>,
     seq: u64,
     /// While down: when to try again.
     retry_at: u64,
     /// The round in flight was tagged with ids from before a reload.
     discard: bool,
-    /// The threads are started.
+    /// The links are opened.
     started: bool,
-    /// Tells the subscriber to stop.
-    stop: Arc<AtomicBool>,
     /// Announcements heard on the pub/sub channel.
-    heard: Option<Receiver<Heard>>,
+    heard: Option<Box<dyn Subscription>>,
     /// Unblocks and set-limits read from notes, for the plane to weigh.
     noted: Vec<(CustomerId, Announcement)>,
     /// The version (server µs) of the newest announcement applied, per
@@ -261,7 +296,6 @@ impl FleetLocal {
     ) -> FleetLocal {
         FleetLocal {
             started: false,
-            stop: Arc::new(AtomicBool::new(false)),
             heard: None,
             noted: Vec::new(),
             applied: Default::default(),
@@ -278,6 +312,7 @@ impl FleetLocal {
             outbox: Vec::new(),
             announcing: Announcing::default(),
             link: None,
+            connector: None,
             seq: wall_ms.saturating_mul(1000),
             retry_at: 0,
             discard: false,
@@ -290,21 +325,30 @@ impl FleetLocal {
         }
     }
 
-    /// Starts the Redis threads on first use (a plane built and dropped by
-    /// a reload never starts any).
+    /// What opens the links to the store (the appliance gives Redis's).
+    pub fn connect(&mut self, connector: Arc<dyn LeaseConnector>) {
+        self.connector = Some(connector);
+    }
+
+    /// Opens the links on first use (a plane built and dropped by a
+    /// reload never opens any). Without a connector there is no link:
+    /// customers live on their floors.
     fn start(&mut self) {
         if std::mem::replace(&mut self.started, true) {
             return;
         }
-        let urls = &self.config.redis;
+        let Some(connector) = self.connector.clone() else {
+            self.stats.last_error = Some("no link to the fleet's store".into());
+            return;
+        };
         let longest = self.lengths_ms.iter().copied().max().unwrap_or(0);
-        match Link::start(urls, self.config.timeout, longest) {
+        match connector.link(&self.config, longest) {
             Ok(l) => self.link = Some(l),
-            Err(e) => self.stats.last_error = Some(e.to_string()),
+            Err(e) => self.stats.last_error = Some(e),
         }
-        match link::subscribe(urls, self.stop.clone()) {
-            Ok(rx) => self.heard = Some(rx),
-            Err(e) => self.stats.last_error = Some(e.to_string()),
+        match connector.subscribe(&self.config) {
+            Ok(s) => self.heard = Some(s),
+            Err(e) => self.stats.last_error = Some(e),
         }
     }
 
@@ -323,12 +367,12 @@ impl FleetLocal {
     /// Blocks and unblocks other appliances announced since the last tick
     /// (a resubscription starts a re-read of the notes).
     pub fn announcements(&mut self) -> Vec<Announcement> {
-        let Some(rx) = &self.heard else {
+        let Some(heard) = self.heard.as_mut() else {
             return Vec::new();
         };
         let me = self.config.name.as_str();
         let mut out = Vec::new();
-        for h in std::iter::from_fn(|| rx.try_recv().ok()) {
+        for h in std::iter::from_fn(|| heard.try_next()) {
             match h {
                 Heard::Subscribed => {
                     self.stats.subscriptions += 1;
@@ -399,7 +443,7 @@ impl FleetLocal {
             r.failed.clear();
             r.active = true;
         }
-        if !r.active || self.link.as_ref().is_none_or(Link::busy) {
+        if !r.active || self.link.as_ref().is_none_or(|l| l.busy()) {
             return;
         }
         if r.queue.is_empty() && now >= r.retry_at {
@@ -547,7 +591,7 @@ impl FleetLocal {
     /// adopted, announcements settled; the fleet-wide blocks they carry.
     fn take_round(&mut self, now: u64) -> Vec<RemoteBlock> {
         let mut blocks = Vec::new();
-        let Some(answers) = self.link.as_mut().and_then(Link::poll) else {
+        let Some(answers) = self.link.as_mut().and_then(|l| l.poll()) else {
             return blocks;
         };
         let (answers, rtt, health, reports) = answers;
@@ -1033,7 +1077,7 @@ impl FleetLocal {
 
     /// Whether a round is in flight.
     pub fn busy(&self) -> bool {
-        self.link.as_ref().is_some_and(Link::busy)
+        self.link.as_ref().is_some_and(|l| l.busy())
     }
 
     /// Leases held now.
@@ -1042,9 +1086,9 @@ impl FleetLocal {
     }
 
     /// The `/metrics` figures.
-    pub fn metrics(&self) -> crate::metrics::FleetMetrics {
+    pub fn metrics(&self) -> FleetMetrics {
         let s = &self.stats;
-        crate::metrics::FleetMetrics {
+        FleetMetrics {
             leases_held: self.leases.len() as u64,
             leased_outstanding: self
                 .leases
@@ -1131,12 +1175,6 @@ impl FleetLocal {
             "announcements_waiting": self.announcing.calls.len(),
             "announcements_lost": s.announcements_lost,
         })
-    }
-}
-
-impl Drop for FleetLocal {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
