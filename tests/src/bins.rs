@@ -18,6 +18,21 @@ pub fn synwallctl_bin() -> &'static Path {
     BIN.get_or_init(|| build_bins(&[("synwallctl", "synwallctl")]).join("synwallctl"))
 }
 
+/// Runs `synwallctl --socket SOCKET args...`: exit code, stdout, stderr.
+pub fn ctl(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(synwallctl_bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("running synwallctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The `synwall-gen` binary of the same profile as this test binary, built
 /// once per test process.
 pub fn gen_bin() -> &'static Path {

@@ -138,21 +138,6 @@ fn check_refuses_mapped_prefixes_and_warns_of_catch_alls() {
     );
 }
 
-/// `synwallctl --socket SOCKET args...`: exit code, stdout, stderr.
-fn ctl(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(synwallctl_bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("running synwallctl");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn ask(socket: &Path, line: &str) -> Value {
     control_request(socket, format!("{line}\n").as_bytes(), WAIT).expect("a reply")
 }

@@ -6,7 +6,6 @@
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,21 +30,6 @@ fn syns(net: u8, n: u32) -> Vec<Vec<u8>> {
                 .build()
         })
         .collect()
-}
-
-/// `synwallctl --socket SOCKET args...`: exit code, stdout, stderr.
-fn ctl(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(synwallctl_bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("running synwallctl");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[track_caller]
