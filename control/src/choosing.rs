@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use synwall_config::{format_duration, parse_duration, Config};
 use synwall_history::{stats, Series, Store, StoreError};
 
-use crate::commands::{resolve, window, Operate};
+use crate::commands::{known_plan, resolve, window, Operate};
 use crate::whatif::{self, Candidate};
 use synwall_engine::event::rfc3339;
 use synwall_protocol::{Command, MAX_LIMIT};
@@ -232,17 +232,7 @@ fn select(
     }
     let config = ops.config();
     if let Some(p) = plan {
-        if !config.plans.contains_key(p) {
-            let plans: Vec<&str> = config.plans.keys().map(String::as_str).collect();
-            return Err(format!(
-                "unknown plan '{p}' (plans: {})",
-                if plans.is_empty() {
-                    "none".to_owned()
-                } else {
-                    plans.join(", ")
-                }
-            ));
-        }
+        known_plan(config, p)?;
     }
     Ok(config
         .customers

@@ -192,6 +192,22 @@ fn unknown_customer(name: &str) -> Refusal {
     format!("unknown customer '{name}'")
 }
 
+/// Refuses a plan the config does not define, naming the ones it does.
+pub(crate) fn known_plan(config: &Config, plan: &str) -> Result<(), Refusal> {
+    if config.plans.contains_key(plan) {
+        return Ok(());
+    }
+    let known: Vec<&str> = config.plans.keys().map(String::as_str).collect();
+    Err(format!(
+        "unknown plan '{plan}' (plans: {})",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
 /// A customer by name, or by an address inside its prefixes.
 pub(crate) fn resolve(ops: &mut dyn Operate, name: &str) -> Result<CustomerId, Refusal> {
     if let Some(id) = ops.plane().find(name) {
@@ -292,17 +308,7 @@ fn set_limit(
         }
         (None, Some(p)) => {
             let config = ops.config();
-            if !config.plans.contains_key(&p) {
-                let known: Vec<&str> = config.plans.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "unknown plan '{p}' (plans: {})",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ));
-            }
+            known_plan(config, &p)?;
             // Customers with their own override for this window keep it.
             let ids = config
                 .customers
