@@ -16,11 +16,11 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::host::{self, Machine};
-use super::pcap::mean_wire_size;
+use super::inputs::{flood_frames, mean_wire_size, mkpcap, out_dir, pool_mbufs, strings, Bins};
 use super::rates::{after_warmup, synwall_outside_tx_mpps, testpmd_tx_mpps};
-use super::result::{cpu_sum, BenchRun, Load, Round, Row, RowKind, Settings};
+use super::result::{cpu_sum, Begun, BenchRun, Round, Row, RowKind, Settings};
 use super::rounds::{ab_rounds, Runs};
-use super::sampled::{run_sampled, Timing};
+use super::sampled::{command_line, run_sampled, Timing};
 use super::stats::{fmt2, fmt2_dash, median, ratio};
 
 /// Seconds of per-second rates ignored at the start of each run.
@@ -218,18 +218,6 @@ fn plan(a: &Args) -> Result<Plan, String> {
     Ok(p)
 }
 
-/// Frames of the flood pcap for `active` customers.
-fn flood_frames(active: u64) -> u64 {
-    active.max(8192)
-}
-
-/// mbufs for a pcap of `frames` frames: the capture (infinite_rx keeps it in
-/// the pool) + 8192 for rings, bursts and caches, rounded up to 2^k - 1 (the
-/// size DPDK's mempool ring uses best).
-pub fn pool_mbufs(frames: u64) -> u64 {
-    (frames + 8192 + 1).next_power_of_two() - 1
-}
-
 /// The apps a row's rounds run, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum App {
@@ -362,19 +350,8 @@ impl Bench {
             self.timing(self.args.duration + 3),
         );
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let per_second = testpmd_tx_mpps(&text, 1);
-        let mpps = median(&after_warmup(&per_second, WARMUP as usize)).filter(|m| *m > 0.0);
-        let mut round = Round {
-            per_second,
-            mpps,
-            command,
-            ..Round::default()
-        };
-        match cpu {
-            Ok(cpu) => round.cpu = cpu,
-            Err(e) => round.failed = Some(e),
-        }
-        if round.failed.is_none() && mpps.is_none() {
+        let mut round = measured(testpmd_tx_mpps(&text, 1), command, cpu);
+        if round.failed.is_none() && round.mpps.is_none() {
             let why = text
                 .lines()
                 .find(|l| {
@@ -410,18 +387,7 @@ impl Bench {
             )
         });
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let per_second = synwall_outside_tx_mpps(&text);
-        let mpps = median(&after_warmup(&per_second, WARMUP as usize)).filter(|m| *m > 0.0);
-        let mut round = Round {
-            per_second,
-            mpps,
-            command,
-            ..Round::default()
-        };
-        match cpu {
-            Ok(cpu) => round.cpu = cpu,
-            Err(e) => round.failed = Some(e),
-        }
+        let mut round = measured(synwall_outside_tx_mpps(&text), command, cpu);
         let summary = std::fs::read_to_string(summary)
             .map_err(|e| format!("no summary ({e})"))
             .and_then(|t| {
@@ -449,7 +415,7 @@ impl Bench {
                 }
             }
         }
-        if round.failed.is_none() && mpps.is_none() {
+        if round.failed.is_none() && round.mpps.is_none() {
             round.failed = Some(format!("no outside tx rate in {}", log.display()));
         }
         round.mpps_per_cpu = ratio(round.mpps, cpu_sum(&round.cpu));
@@ -457,12 +423,25 @@ impl Bench {
     }
 }
 
-/// A command as one could type it (for the JSON).
-fn command_line(cmd: &Command) -> Vec<String> {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect()
+/// A run's round from its per-second rates (the median after warm-up; a
+/// rate of 0 is none) and its CPU sample (or why the run could not be made).
+fn measured(
+    per_second: Vec<f64>,
+    command: Vec<String>,
+    cpu: Result<Vec<Option<f64>>, String>,
+) -> Round {
+    let mpps = median(&after_warmup(&per_second, WARMUP as usize)).filter(|m| *m > 0.0);
+    let mut round = Round {
+        per_second,
+        mpps,
+        command,
+        ..Round::default()
+    };
+    match cpu {
+        Ok(cpu) => round.cpu = cpu,
+        Err(e) => round.failed = Some(e),
+    }
+    round
 }
 
 /// synwall's config for one run: `queues = W` rx queues on the inside port,
@@ -620,30 +599,6 @@ pub fn check_summary(d: &Value, shape: &str, active: u64) -> Result<String, Stri
     }
 }
 
-fn mkpcap(bin: &Path, args: &[String], quiet: bool) -> Result<(), String> {
-    let mut cmd = Command::new(bin);
-    cmd.args(args);
-    if quiet {
-        cmd.stdout(std::process::Stdio::null());
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} {} failed ({status})",
-            bin.display(),
-            args.join(" ")
-        ))
-    }
-}
-
-fn strings(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| (*s).to_owned()).collect()
-}
-
 fn new_row(
     id: String,
     kind: RowKind,
@@ -670,31 +625,10 @@ fn new_row(
     })
 }
 
-fn default_out() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!(
-        "synwall-bench.{}.{}",
-        std::process::id(),
-        host::unix_time()
-    ));
-    Ok(dir)
-}
-
 /// Runs the bench; returns the result and whether every run passed.
 pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     let p = plan(&args)?;
-    let out = match &args.out {
-        Some(o) => o.clone(),
-        None => default_out()?,
-    };
-    std::fs::create_dir_all(out.join("bin"))
-        .map_err(|e| format!("creating {}: {e}", out.display()))?;
-    let bin_dir = match &args.bin_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(Path::to_path_buf))
-            .ok_or("cannot tell where synwall-bench is; give --bin-dir")?,
-    };
+    let out = out_dir(args.out.as_deref(), "bench")?;
     let needs_testpmd = p.ratio || p.flood;
     if needs_testpmd
         && Command::new("dpdk-testpmd")
@@ -704,28 +638,19 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     {
         return Err("dpdk-testpmd not found (apt install dpdk-dev)".into());
     }
-    // Private copies: a concurrent rebuild must not swap binaries mid-benchmark.
-    let copy = |from: &Path, name: &str| -> Result<PathBuf, String> {
-        let to = out.join("bin").join(name);
-        std::fs::copy(from, &to).map_err(|e| format!("copying {}: {e}", from.display()))?;
-        Ok(to)
-    };
-    let synwall = copy(&bin_dir.join("synwall"), "synwall")?;
-    let mk = copy(&bin_dir.join("synwall-mkpcap"), "synwall-mkpcap")?;
-    let baseline = match &args.baseline {
-        Some(b) if b.is_file() => Some(copy(b, "synwall-baseline")?),
-        Some(b) => {
-            return Err(format!(
-                "--baseline: {} is not an executable synwall",
-                b.display()
-            ))
-        }
-        None => None,
-    };
-    let (commit, dirty) = host::commit();
+    let bins = Bins::new(&out, args.bin_dir.as_deref())?;
+    let synwall = bins.copy("synwall")?;
+    let mk = bins.copy("synwall-mkpcap")?;
+    let baseline = bins.baseline(args.baseline.as_deref())?;
+    let begun = Begun::now();
     println!(
-        "== synwall from {commit}{}",
-        if dirty { " + uncommitted changes" } else { "" }
+        "== synwall from {}{}",
+        begun.commit,
+        if begun.dirty {
+            " + uncommitted changes"
+        } else {
+            ""
+        }
     );
     // EAL memory (-m, MB): the flood holds up to F + 8192 mbufs of ~2.3 KB.
     let mem_mb = if p.flood { 1024 } else { 512 };
@@ -739,8 +664,6 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     };
     println!("== traffic mixes and customer tables in {}", out.display());
     let o = |f: &str| out.join(f).display().to_string();
-    let unix_time = host::unix_time();
-    let at_start = host::loadavg();
     let mut b = Bench {
         args: args.clone(),
         out: out.clone(),
@@ -770,7 +693,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
                 let f = flood_frames(c);
                 mkpcap(
                     &mk,
-                    &strings(&[
+                    &[
                         "--out",
                         &pcap,
                         kind_flag,
@@ -781,7 +704,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
                         &t,
                         "--layout",
                         l,
-                    ]),
+                    ],
                     false,
                 )?;
                 let traffic = if shape == "flood" {
@@ -817,36 +740,28 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
             }
             mkpcap(
                 &mk,
-                &strings(&[
+                &[
                     "--customers",
                     &t,
                     "--customers-file",
                     &o(&format!("customers-flood-{l}.toml")),
                     "--layout",
                     l,
-                ]),
+                ],
                 false,
             )?;
         }
     } else {
+        mkpcap(&mk, &["--out", &o("mix64.pcap"), "--sizes", "64"], false)?;
+        mkpcap(&mk, &["--out", &o("imix.pcap"), "--sizes", "imix"], false)?;
         mkpcap(
             &mk,
-            &strings(&["--out", &o("mix64.pcap"), "--sizes", "64"]),
-            false,
-        )?;
-        mkpcap(
-            &mk,
-            &strings(&["--out", &o("imix.pcap"), "--sizes", "imix"]),
-            false,
-        )?;
-        mkpcap(
-            &mk,
-            &strings(&[
+            &[
                 "--customers",
                 "1000",
                 "--customers-file",
                 &o("customers-1k.toml"),
-            ]),
+            ],
             true,
         )?;
         let busy = [
@@ -861,43 +776,35 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
         ];
         mkpcap(
             &mk,
-            &[
-                strings(&["--out", &o("mix15.pcap"), "--sizes", "64"]),
-                strings(&busy),
-            ]
-            .concat(),
+            &[&["--out", &o("mix15.pcap"), "--sizes", "64"][..], &busy].concat(),
+            false,
+        )?;
+        mkpcap(
+            &mk,
+            &[&["--out", &o("imix15.pcap"), "--sizes", "imix"][..], &busy].concat(),
             false,
         )?;
         mkpcap(
             &mk,
             &[
-                strings(&["--out", &o("imix15.pcap"), "--sizes", "imix"]),
-                strings(&busy),
-            ]
-            .concat(),
-            false,
-        )?;
-        mkpcap(
-            &mk,
-            &strings(&[
                 "--customers",
                 "1000",
                 "--layout",
                 "billing",
                 "--customers-file",
                 &o("customers-billing-1k.toml"),
-            ]),
+            ],
             true,
         )?;
         if p.run_1m {
             mkpcap(
                 &mk,
-                &strings(&[
+                &[
                     "--customers",
                     "1000000",
                     "--customers-file",
                     &o("customers-1m.toml"),
-                ]),
+                ],
                 true,
             )?;
         }
@@ -907,12 +814,12 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
                 if !f.exists() {
                     mkpcap(
                         &mk,
-                        &strings(&[
+                        &[
                             "--customers",
                             &c.to_string(),
                             "--customers-file",
                             &f.display().to_string(),
-                        ]),
+                        ],
                         true,
                     )?;
                 }
@@ -1036,58 +943,28 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     for r in &mut rows {
         r.finish(&pairs);
     }
-    let result = BenchRun {
-        bench: "dataplane".into(),
-        date: host::utc_minute(unix_time),
-        unix_time,
-        commit,
-        uncommitted_changes: dirty,
-        machine: Machine::this(),
-        load: Load {
-            at_start,
-            at_end: host::loadavg(),
-            wait_idle_secs: args.wait_idle,
-            max_compilers_at_start: b.runs.max_compilers,
-        },
-        settings: Settings {
-            duration_secs: args.duration,
-            repeat: args.repeat,
-            warmup_secs: WARMUP,
-            core: args.core,
-            hugepages: huge,
-            mem_mb,
-            mix: args.mix.clone(),
-            logs: out.display().to_string(),
-        },
-        command: std::env::args().collect(),
-        rows,
-        runs: b.runs.count,
-        failed_runs: b.runs.failed,
+    let settings = Settings {
+        duration_secs: args.duration,
+        repeat: args.repeat,
+        warmup_secs: WARMUP,
+        core: args.core,
+        hugepages: huge,
+        mem_mb,
+        mix: args.mix.clone(),
+        logs: out.display().to_string(),
     };
+    let result = BenchRun::finished("dataplane", begun, &b.runs, settings, rows, None);
     print!("{}", tables(&result, &p.workers));
-    result.write(&out.join("result.json"))?;
-    if let Some(j) = &args.json {
-        result.write(j)?;
-        println!("result: {}", j.display());
-    }
-    println!("logs: {}", out.display());
-    let ok = result.failed_runs == 0;
-    if ok {
-        println!(
-            "bench-dataplane: ok: all {} runs produced rates{}",
-            result.runs,
-            if p.flood {
-                ", every synwall summary passed its checks"
-            } else {
-                ""
-            }
-        );
+    let checks = if p.flood {
+        ", every synwall summary passed its checks"
     } else {
-        println!(
-            "bench-dataplane: FAILED: {} of {} runs failed (each run's line above says why)",
-            result.failed_runs, result.runs
-        );
-    }
+        ""
+    };
+    let ok = result.save(
+        &out,
+        args.json.as_deref(),
+        &format!("produced rates{checks}"),
+    )?;
     Ok((result, ok))
 }
 
@@ -1241,7 +1118,10 @@ pub fn tables(res: &BenchRun, workers: &[u32]) -> String {
             baseline_table(&mut t, &mixes);
         }
     }
-    let _ = writeln!(t, "\nper-run values (in run order):");
+    let _ = writeln!(
+        t,
+        "\nper-run values (each row and app, its runs in round order):"
+    );
     for r in &res.rows {
         for (app, s) in &r.apps {
             let col =
@@ -1284,6 +1164,7 @@ fn baseline_table(t: &mut String, rows: &[&Row]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::result::Load;
     use serde_json::json;
 
     /// A synwall `--summary-json` of a flood run, trimmed to two customers.
@@ -1375,9 +1256,6 @@ mod tests {
             "0"
         ])
         .is_err());
-        assert_eq!(pool_mbufs(8192), 32767);
-        assert_eq!(pool_mbufs(100_000), 131_071);
-        assert_eq!(pool_mbufs(8191), 16383);
     }
 
     fn round(mpps: f64, cpu: f64) -> Round {
@@ -1454,6 +1332,7 @@ mod tests {
             },
             command: vec!["synwall-bench".into(), "dataplane".into()],
             rows: vec![row],
+            million: None,
             runs: 6,
             failed_runs: 1,
         }

@@ -5,7 +5,8 @@
 //! `scripts/` are thin wrappers that build and exec it.
 pub mod dataplane;
 pub mod host;
-pub mod pcap;
+pub mod inputs;
+pub mod million;
 pub mod performance;
 pub mod rates;
 pub mod result;

@@ -5,12 +5,14 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::million::{fmt0, medians, BUILDS};
 use super::result::{BenchRun, Row, RowKind};
 use super::stats::{fmt2_dash, ratio};
 
 /// Where the lead's quiet-box results go, and the page they make.
 pub const MIXES_JSON: &str = "docs/perf/mixes.json";
 pub const FLOOD_JSON: &str = "docs/perf/flood.json";
+pub const MILLION_JSON: &str = "docs/perf/million.json";
 pub const PAGE: &str = "docs/performance.md";
 
 #[derive(clap::Args, Debug, Clone)]
@@ -130,7 +132,7 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
         };
         let _ = writeln!(
             p,
-            "- `{name}`: commit {}{}, {}, on {} ({} CPUs, DPDK {}, kernel {}); {} round(s) of {} s per app, hugepages {}; \
+            "- `{name}`: commit {}{}, {}, on {} ({} CPUs, DPDK {}, kernel {}); {} round(s) of {} s {}, hugepages {}; \
              load {} at the start and {} at the end; {quiet}; {} of {} runs failed.",
             r.commit,
             if r.uncommitted_changes { " with uncommitted changes" } else { "" },
@@ -141,6 +143,7 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
             m.kernel,
             r.settings.repeat,
             r.settings.duration_secs,
+            if r.million.is_some() { "of samples per run" } else { "per app" },
             if r.settings.hugepages { "yes" } else { "no (4 KB pages)" },
             r.load.at_start,
             r.load.at_end,
@@ -165,6 +168,7 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
     );
     let _ = writeln!(p, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut any = false;
+    let mut any_million = false;
     for (_, run) in runs {
         for r in shown(&run.rows) {
             any = true;
@@ -189,7 +193,39 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
             );
         }
     }
-    if !any {
+    for (name, run) in runs {
+        let Some(m) = &run.million else { continue };
+        let Some(rounds) = m.builds.get(BUILDS[0]) else {
+            continue;
+        };
+        let [secs, anon, hwm, tick] = medians(rounds);
+        if !any_million {
+            let _ = writeln!(p, "\n### A million customers\n");
+            let _ = writeln!(
+                p,
+                "synwall started against a large customers file, with ACTIVE of them sending SYNs at line rate from a \
+                 flood capture: seconds from the exec until `synwallctl status` says `forwarding`, the anonymous memory \
+                 it holds besides the EAL's hugepages (RssAnon and its high-water mark VmHWM, at the end), and the \
+                 control tick's cost (status's `tick_us`, once a second; median). Medians over rounds.\n"
+            );
+            let _ = writeln!(p, "| customers (layout) | active | seconds to forwarding | RssAnon MiB | VmHWM MiB | tick µs | from |");
+            let _ = writeln!(p, "|---|---:|---:|---:|---:|---:|---|");
+            any_million = true;
+        }
+        let _ = writeln!(
+            p,
+            "| {} ({}, {:.0} MiB file) | {} | {} | {} | {} | {} | `{name}` |",
+            thousands(m.customers),
+            m.layout,
+            m.file_mb,
+            thousands(m.active_customers),
+            fmt2_dash(secs),
+            fmt0(anon),
+            fmt0(hwm),
+            fmt0(tick)
+        );
+    }
+    if !any && !any_million {
         return Err("the results hold no synwall rows to show".into());
     }
     let io: Vec<f64> = runs
@@ -235,13 +271,15 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
     let _ = writeln!(p, "\n## Reproducing\n");
     let _ = writeln!(
         p,
-        "On a quiet machine (root, for hugepages), one command runs the mixes and the floods, writes \
-         `{MIXES_JSON}` and `{FLOOD_JSON}` and regenerates this page from them:\n\n\
+        "On a quiet machine (root, for hugepages), one command runs the mixes, the floods and the \
+         million-customer start, writes `{MIXES_JSON}`, `{FLOOD_JSON}` and `{MILLION_JSON}` and regenerates this page \
+         from them:\n\n\
          ```sh\nscripts/bench-performance                 # --repeat 3 --duration 10 --wait-idle 120 by default\n```\n\n\
          It runs `scripts/bench-dataplane --mixes \"mix64 imix mix15 imix15\" --json {MIXES_JSON}`, then \
          `scripts/bench-dataplane --mix flood --flood-customers \"8192 100000\" --smtp-customers 0 --json {FLOOD_JSON}`, \
-         then `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --out {PAGE}`. Commit the two JSON files \
-         and the page together."
+         `scripts/bench-million --json {MILLION_JSON}`, then \
+         `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --json {MILLION_JSON} --out {PAGE}`. Commit the \
+         three JSON files and the page together."
     );
     Ok(p)
 }
@@ -249,7 +287,7 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
 /// Reads the committed results and renders the page as the test and
 /// `scripts/bench-performance` do.
 pub fn render_committed(root: &Path) -> Result<String, String> {
-    let runs = [MIXES_JSON, FLOOD_JSON]
+    let runs = [MIXES_JSON, FLOOD_JSON, MILLION_JSON]
         .iter()
         .map(|n| Ok(((*n).to_owned(), BenchRun::read(&root.join(n))?)))
         .collect::<Result<Vec<_>, String>>()?;
@@ -279,7 +317,7 @@ mod tests {
         let committed = std::fs::read_to_string(root.join(PAGE)).unwrap();
         assert!(
             page == committed,
-            "{PAGE} differs from what `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --out {PAGE}` writes; regenerate it"
+            "{PAGE} differs from what `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --json {MILLION_JSON} --out {PAGE}` writes; regenerate it"
         );
     }
 }

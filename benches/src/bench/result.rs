@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::host::Machine;
+use super::host::{self, Machine};
+use super::rounds::Runs;
 use super::stats::{median_of, round_ratios};
 
 /// One bench run: a JSON file.
@@ -28,6 +29,9 @@ pub struct BenchRun {
     /// The driver's command line.
     pub command: Vec<String>,
     pub rows: Vec<Row>,
+    /// `synwall-bench million`'s measurements (start-up, memory, tick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub million: Option<Million>,
     /// Runs made and runs that failed (no rate, or a summary check failed).
     pub runs: usize,
     pub failed_runs: usize,
@@ -149,6 +153,40 @@ pub struct Round {
     pub command: Vec<String>,
 }
 
+/// A million customers, operator-sized: start-up, memory and tick cost.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Million {
+    pub customers: u64,
+    pub active_customers: u64,
+    pub layout: String,
+    /// Size of the customers file, MB.
+    pub file_mb: f64,
+    /// `synwall` (this build) and `baseline`: one entry a round.
+    pub builds: BTreeMap<String, Vec<MillionRound>>,
+}
+
+/// One start of synwall against the big table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MillionRound {
+    pub round: usize,
+    pub run: usize,
+    /// From the exec to `synwallctl status` saying `forwarding`.
+    pub secs_to_forwarding: Option<f64>,
+    /// `/proc/PID/status` at the end: anonymous memory besides the EAL's
+    /// hugepages, and its high-water mark (MiB).
+    pub rss_anon_mib: Option<f64>,
+    pub vm_hwm_mib: Option<f64>,
+    /// status's `tick_us`, once a second, and their median.
+    pub tick_us_samples: Vec<u64>,
+    pub tick_us: Option<f64>,
+    pub failed: Option<String>,
+    pub loadavg: String,
+    pub compilers_at_start: usize,
+    pub log: String,
+}
+
 /// A ratio on Mpps per CPU-second and on raw Mpps.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -237,7 +275,82 @@ impl Row {
     }
 }
 
+/// What a bench notes as it starts, for its result.
+#[derive(Debug, Clone)]
+pub struct Begun {
+    pub unix_time: u64,
+    pub loadavg: String,
+    pub commit: String,
+    pub dirty: bool,
+}
+
+impl Begun {
+    pub fn now() -> Self {
+        let (commit, dirty) = host::commit();
+        Begun {
+            unix_time: host::unix_time(),
+            loadavg: host::loadavg(),
+            commit,
+            dirty,
+        }
+    }
+}
+
 impl BenchRun {
+    /// The result of bench `bench`, begun at `begun`, with `runs` made.
+    pub fn finished(
+        bench: &str,
+        begun: Begun,
+        runs: &Runs,
+        settings: Settings,
+        rows: Vec<Row>,
+        million: Option<Million>,
+    ) -> Self {
+        BenchRun {
+            bench: bench.to_owned(),
+            date: host::utc_minute(begun.unix_time),
+            unix_time: begun.unix_time,
+            commit: begun.commit,
+            uncommitted_changes: begun.dirty,
+            machine: Machine::this(),
+            load: Load {
+                at_start: begun.loadavg,
+                at_end: host::loadavg(),
+                wait_idle_secs: runs.wait_idle,
+                max_compilers_at_start: runs.max_compilers,
+            },
+            settings,
+            command: std::env::args().collect(),
+            rows,
+            million,
+            runs: runs.count,
+            failed_runs: runs.failed,
+        }
+    }
+
+    /// Writes `OUT/result.json` and `--json FILE`, then the bench's last
+    /// word, computed from the runs: `ok` (with `ok_means`) or `FAILED`.
+    /// Returns whether every run passed.
+    pub fn save(&self, out: &Path, json: Option<&Path>, ok_means: &str) -> Result<bool, String> {
+        self.write(&out.join("result.json"))?;
+        if let Some(j) = json {
+            self.write(j)?;
+            println!("result: {}", j.display());
+        }
+        println!("logs: {}", out.display());
+        let name = format!("bench-{}", self.bench);
+        if self.failed_runs == 0 {
+            println!("{name}: ok: all {} runs {ok_means}", self.runs);
+            Ok(true)
+        } else {
+            println!(
+                "{name}: FAILED: {} of {} runs failed (each run's line above says why)",
+                self.failed_runs, self.runs
+            );
+            Ok(false)
+        }
+    }
+
     /// Reads a result file, saying which file and why when it cannot.
     pub fn read(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)

@@ -88,3 +88,11 @@ pub fn run_sampled(
     }
     Ok(shares)
 }
+
+/// A command as one could type it (for the JSON).
+pub fn command_line(cmd: &Command) -> Vec<String> {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}

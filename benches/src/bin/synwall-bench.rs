@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use synwall_benches::bench::{dataplane, performance};
+use synwall_benches::bench::{dataplane, million, performance};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,6 +22,8 @@ enum Cmd {
     /// The whole appliance on one worker core against dpdk-testpmd, back to
     /// back on net_pcap -> net_null (scripts/bench-dataplane).
     Dataplane(Box<dataplane::Args>),
+    /// A million customers: start-up, memory and tick cost (scripts/bench-million).
+    Million(million::Args),
     /// Writes docs/performance.md from bench results (--json).
     Report(performance::Args),
 }
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Cmd::Dataplane(a) => dataplane::run(*a).map(|(_, ok)| ok),
+        Cmd::Million(a) => million::run(a).map(|(_, ok)| ok),
         Cmd::Report(a) => performance::run(&a).map(|()| true),
     };
     match outcome {
