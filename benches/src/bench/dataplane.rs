@@ -1367,4 +1367,64 @@ mod tests {
         assert!(t.contains("| mix64 | synwall, 1k bench customers (whole-run mean nan) | 20.00 (**1 of 2 FAILED**) | 0.50 | 40.00 | | |"), "{t}");
         assert!(!t.contains("baseline"), "{t}");
     }
+
+    /// The flags of every `scripts/bench-dataplane` and `scripts/bench-million`
+    /// command quoted in BENCHMARKS.md and docs/ (continuation lines included)
+    /// are flags the driver takes: the documented commands keep working.
+    #[test]
+    fn documented_commands_use_flags_the_driver_takes() {
+        use clap::{Args as _, Command as ClapCommand};
+        let longs = |c: ClapCommand| -> Vec<String> {
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .chain(["help".to_owned()])
+                .collect()
+        };
+        let dataplane = longs(Args::augment_args(ClapCommand::new("dataplane")));
+        let million = longs(crate::bench::million::Args::augment_args(ClapCommand::new(
+            "million",
+        )));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut docs = vec![root.join("BENCHMARKS.md")];
+        docs.extend(
+            std::fs::read_dir(root.join("docs"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "md")),
+        );
+        let mut checked = 0;
+        for doc in docs {
+            let text = std::fs::read_to_string(&doc).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                for (script, known) in [
+                    ("scripts/bench-dataplane", &dataplane),
+                    ("scripts/bench-million", &million),
+                ] {
+                    let Some(at) = line.find(script) else {
+                        continue;
+                    };
+                    let mut cmd = line[at..].split('`').next().unwrap_or("").to_owned();
+                    let mut j = i;
+                    while cmd.trim_end().ends_with('\\') && j + 1 < lines.len() {
+                        j += 1;
+                        cmd.push(' ');
+                        cmd.push_str(lines[j].split('`').next().unwrap_or(""));
+                    }
+                    for flag in cmd.split_whitespace().filter_map(|w| w.strip_prefix("--")) {
+                        let flag = flag.trim_end_matches([',', ')', ';']);
+                        assert!(
+                            known.iter().any(|k| k == flag),
+                            "{}:{}: {script} --{flag} is not a flag of the driver",
+                            doc.display(),
+                            i + 1
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 50, "only {checked} documented flags found");
+    }
 }
