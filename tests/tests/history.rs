@@ -1,8 +1,9 @@
 //! The per-customer history with the real binaries (issue #24): counts and
 //! blocks survive a restart that renumbers customers, `history`,
 //! `what-if` and `suggest` answer from them, `report --svg` draws what
-//! `suggest` and `history` say, bad input gets clear errors and exit
-//! codes, and a corrupt history file is reported (stderr, status, event),
+//! `suggest` and `history` say, a reload that renames, adds, removes and
+//! renumbers customers leaves each one's history with it, bad input gets
+//! clear errors and exit codes, and a corrupt history file is reported (stderr, status, event),
 //! set aside and replaced while forwarding goes on.
 use std::fs;
 use std::net::Ipv4Addr;
@@ -438,6 +439,114 @@ fn report_draws_what_suggest_and_history_say_per_plan() {
     );
     refused(&socket, &["report"], 2, "--svg");
 
+    running.signal("TERM");
+    let done = running.wait(WAIT);
+    assert!(done.exit.status.success(), "{:?}", done.exit);
+}
+
+#[test]
+fn history_across_a_reload_stays_with_each_customer() {
+    synwallctl_bin();
+    // Limits no replay reaches: every SYN is forwarded, none blocked.
+    let sections = "[windows]\n\"5m\" = 1000000000000\n\"1h\" = 1000000000000\n\
+                    \"1d\" = 1000000000000";
+    let cust = |name: &str, net: u8| {
+        format!("[[customer]]\nname = \"{name}\"\nprefixes = [\"10.{net}.0.0/16\"]\n\n")
+    };
+    let before = [("alpha", 1), ("beta", 2), ("gamma", 3), ("delta", 4)];
+    // newcomer added in front (renumbering all), delta moved before beta,
+    // alpha renamed alpha2 (same addresses), gamma removed.
+    let after = [("newcomer", 9), ("delta", 4), ("beta", 2), ("alpha2", 1)];
+    let text = |cs: &[(&str, u8)]| cs.iter().map(|&(n, net)| cust(n, net)).collect::<String>();
+    let mut frames = Vec::new();
+    for &(_, net) in &before {
+        frames.extend(syns(net, 8));
+    }
+    // The capture replayed without end: traffic before and after the reload.
+    let mut s = Scenario::new(frames, Vec::new())
+        .sections(sections)
+        .customers(&text(&before));
+    s.duration = 300.0;
+    let dir = TestDir::new("history-reload");
+    let (config, _) = s.prepare(&dir);
+    let forever = replay_forever(&s.config(&dir), &dir, 1);
+    fs::write(&config, &forever).unwrap();
+    let mut running = s.spawn_prepared(dir, &[]);
+    let socket = running.dir().join("control.sock");
+    let seen = |socket: &Path, name: &str| -> Option<u64> {
+        let (code, out, _) = ctl(socket, &["--json", "customer", name]);
+        let v: Value = serde_json::from_str(&out)
+            .ok()
+            .filter(|_| code == Some(0))?;
+        v["customer"]["seen"].as_u64()
+    };
+    running.wait_for("gamma's SYNs counted", WAIT, |_| {
+        seen(&socket, "gamma").filter(|&n| n > 1_000)
+    });
+
+    let reloaded = forever.replace(&text(&before), &text(&after));
+    assert_ne!(reloaded, forever);
+    fs::write(&running.config, &reloaded).unwrap();
+    running.signal("HUP");
+    let ev = running.wait_for_event("the reload", WAIT, |e| e["kind"] == "reload");
+    assert!(
+        ev["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 added, 2 removed"),
+        "{ev}"
+    );
+    running.wait_for("alpha2's SYNs counted", WAIT, |_| {
+        seen(&socket, "alpha2").filter(|&n| n > 1_000)
+    });
+    running.signal("TERM");
+    let run2 = running.wait(WAIT);
+    assert!(run2.exit.status.success(), "{:?}", run2.exit);
+    let summary: Vec<(String, u64)> = run2
+        .all_customers()
+        .into_iter()
+        .map(|c| (c.name, c.seen))
+        .collect();
+    let removed = run2.summary["removed_customers"]["syn_seen"]
+        .as_u64()
+        .unwrap();
+
+    // Run 3 (the config after the reload, no traffic) answers `history`.
+    let mut s3 = Scenario::new(Vec::new(), Vec::new())
+        .sections(sections)
+        .customers(&text(&after));
+    s3.duration = 300.0;
+    let mut running = s3.spawn(run2.dir, &[]);
+    running.wait_forwarding(WAIT);
+    let socket = running.dir().join("control.sock");
+    let history = |name: &str| {
+        json(&socket, &["history", name, "--step", "1h"])["seen"]
+            .as_u64()
+            .unwrap()
+    };
+    // Customers the config has: every SYN of theirs this run, under their
+    // own name, whatever index they had before and after the reload.
+    for (name, n) in &summary {
+        assert_eq!(
+            history(name),
+            *n,
+            "{name}: history vs the run's count ({summary:?})"
+        );
+    }
+    let count = |name: &str| summary.iter().find(|c| c.0 == name).map(|c| c.1);
+    assert!(
+        count("delta") > count("alpha2").map(|n| n / 2),
+        "delta counted before and after: {summary:?}"
+    );
+    assert_eq!(history("newcomer"), 0, "sent nothing");
+    // The renamed one's SYNs before the reload stay under its old name,
+    // the removed one's under its name; together the run's removed count.
+    let (alpha, gamma) = (history("alpha"), history("gamma"));
+    assert!(
+        alpha > 1_000 && gamma > 1_000,
+        "alpha {alpha}, gamma {gamma}"
+    );
+    assert_eq!(alpha + gamma, removed, "alpha and gamma before the reload");
     running.signal("TERM");
     let done = running.wait(WAIT);
     assert!(done.exit.status.success(), "{:?}", done.exit);
