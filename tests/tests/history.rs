@@ -405,30 +405,16 @@ fn report_draws_what_suggest_and_history_say_per_plan() {
 
     // Bad input: clear errors and exit codes; the file is left alone.
     let before = std::fs::read(&file).unwrap();
-    refused(
-        &socket,
-        &["report", "--svg", path, "--plan", "silver"],
-        1,
-        "unknown plan 'silver'",
-    );
-    refused(
-        &socket,
-        &["report", "--svg", path, "--since", "100d"],
-        1,
-        "beyond the history",
-    );
-    refused(
-        &socket,
-        &["report", "--svg", path, "--since", "1d"],
-        1,
-        "reaches before the history begins",
-    );
-    refused(
-        &socket,
-        &["report", "--svg", path, "--top", "21"],
-        1,
-        "0 to 20",
-    );
+    for (args, says) in [
+        (["--plan", "silver"], "unknown plan 'silver'"),
+        (["--since", "100d"], "beyond the history"),
+        (["--since", "1d"], "reaches before the history begins"),
+        (["--top", "21"], "0 to 20"),
+    ] {
+        let mut all = vec!["report", "--svg", path];
+        all.extend(args);
+        refused(&socket, &all, 1, says);
+    }
     assert_eq!(std::fs::read(&file).unwrap(), before);
     let nowhere = running.dir().join("no-such-dir/report.svg");
     refused(

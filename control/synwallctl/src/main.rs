@@ -160,37 +160,42 @@ enum Cmd {
     /// Per window: customers' peaks (p50, p90, p99, max), a suggested limit
     /// and the customers it would catch.
     Suggest {
-        /// Only the customers on this plan.
-        #[arg(long)]
-        plan: Option<String>,
-        /// How far back (default 30d).
-        #[arg(long)]
-        since: Option<String>,
-        /// Suggested = p99 of peaks x this (default 2).
-        #[arg(long)]
-        headroom: Option<String>,
+        #[command(flatten)]
+        peaks: Peaks,
     },
-    /// Draws what `suggest` says as a picture (SVG): per plan, and for
-    /// all customers, a histogram of the customers' peaks in each window
-    /// with the current and the suggested limit drawn in, and the series
-    /// of the customers with the highest peaks.
+    /// Draws the peaks per plan, with the current and suggested limits,
+    /// and the top customers' series, as an SVG picture.
+    ///
+    /// One chart for all customers, then one per plan (or only --plan's):
+    /// per window a histogram of the customers' peaks with the current and
+    /// the suggested limit (as `suggest` gives them) drawn in, and the
+    /// shortest window's peaks step by step of the customers with the
+    /// highest peaks (as `history` gives them). See
+    /// docs/choosing-limits.md.
     Report {
         /// The SVG file to write (replaced if it exists).
         #[arg(long, value_name = "FILE")]
         svg: PathBuf,
-        /// Only this plan's chart.
-        #[arg(long)]
-        plan: Option<String>,
-        /// How far back (default 30d).
-        #[arg(long)]
-        since: Option<String>,
-        /// Suggested = p99 of peaks x this (default 2).
-        #[arg(long)]
-        headroom: Option<String>,
+        #[command(flatten)]
+        peaks: Peaks,
         /// How many customers' series per chart (0 to 20; 0: none).
         #[arg(long, default_value_t = DEFAULT_REPORT_TOP)]
         top: usize,
     },
+}
+
+/// Whose peaks `suggest` and `report` take, and how.
+#[derive(Debug, clap::Args)]
+struct Peaks {
+    /// Only the customers on this plan.
+    #[arg(long)]
+    plan: Option<String>,
+    /// How far back (default 30d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Suggested = p99 of peaks x this (default 2).
+    #[arg(long)]
+    headroom: Option<String>,
 }
 
 /// Exit codes scripts can rely on.
@@ -375,9 +380,12 @@ fn request(cmd: Cmd) -> Result<Command, String> {
             }
         }
         Cmd::Suggest {
-            plan,
-            since,
-            headroom,
+            peaks:
+                Peaks {
+                    plan,
+                    since,
+                    headroom,
+                },
         } => Command::Suggest {
             plan,
             since,
@@ -385,9 +393,12 @@ fn request(cmd: Cmd) -> Result<Command, String> {
         },
         Cmd::Report {
             svg: _,
-            plan,
-            since,
-            headroom,
+            peaks:
+                Peaks {
+                    plan,
+                    since,
+                    headroom,
+                },
             top,
         } => Command::Report {
             plan,
