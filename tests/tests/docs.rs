@@ -12,12 +12,6 @@ use std::process::Command;
 use synwall_protocol::COMMANDS;
 use synwall_tests::*;
 
-/// Pages another change adds in parallel: docs/performance.md is generated
-/// from the benchmarks' JSON on another branch (issue #25). Until such a
-/// page exists, a link to it is let pass; once it exists, links to it and
-/// its headings are checked like any other. Drop an entry once its page
-/// has landed.
-const PENDING: &[&str] = &["docs/performance.md"];
 
 /// The lines of a markdown text outside fenced code blocks, 1-based.
 fn prose(text: &str) -> impl Iterator<Item = (usize, &str)> {
@@ -113,8 +107,7 @@ fn broken_links(root: &Path) -> Vec<String> {
                     dir.join(file)
                 };
                 let Ok(body) = std::fs::read_to_string(root.join(&path)) else {
-                    let pending = PENDING.iter().any(|p| Path::new(p) == path);
-                    if !pending && !root.join(&path).is_dir() {
+                    if !root.join(&path).is_dir() {
                         errors.push(format!("{at}: no file {}", path.display()));
                     }
                     continue;
