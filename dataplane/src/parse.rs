@@ -1684,7 +1684,8 @@ mod tests {
     }
 
     proptest! {
-        /// Where the fast path answers, it answers as the general path.
+        /// Where the fast path answers, it answers as the general path;
+        /// and triage (both families' fast paths) always does.
         #[test]
         fn fast_path_agrees_with_the_general_path(
             (frame, _, _) in crafted(),
@@ -1701,9 +1702,12 @@ mod tests {
             let exempt = smtp().exempting([(IpAddr::V4(DST4), 24), (IpAddr::V6(dst6()), 64)]);
             for frame in [&f[..], &f[..keep]] {
                 for watched in [smtp(), exempt.clone()] {
+                    let general = parse_general(frame, 0, &watched);
                     if let Some(fast) = fast_ipv4(frame, &watched) {
-                        prop_assert_eq!(fast.parsed(), parse_general(frame, 0, &watched));
+                        prop_assert_eq!(fast.parsed(), general);
                     }
+                    let t = triage(frame, frame.len(), &watched);
+                    prop_assert_eq!((t.outcome, t.src, t.index()), (general.outcome, general.src, general.outcome.index()));
                 }
             }
         }
