@@ -14,9 +14,7 @@ use synwall_benches::mix::{generate, MixSpec, Sizes};
 use synwall_dataplane::classify::{Classifier, CustomerId};
 use synwall_dataplane::parse::{parse, parse_reference, triage, WatchedPorts};
 use synwall_dataplane::shard::WorkerShard;
-use synwall_dataplane::verdict::{
-    judge, BlockAction, BlockScope, BurstJudge, Frame, MalformedPolicy, Policy, Tally, BURST,
-};
+use synwall_dataplane::verdict::{judge, BurstJudge, Frame, Policy, Tally, BURST};
 
 /// Customers in the tables the mixes are played against.
 const CUSTOMERS: u32 = 1000;
@@ -141,24 +139,7 @@ fn burst_judge_equals_frame_by_frame_on_every_bench_frame() {
             .collect();
         for knobs in 0u8..8 {
             for watched in watched_sets() {
-                let policy = Policy {
-                    watched,
-                    action: if knobs & 1 != 0 {
-                        BlockAction::Reset
-                    } else {
-                        BlockAction::Drop
-                    },
-                    scope: if knobs & 2 != 0 {
-                        BlockScope::Smtp
-                    } else {
-                        BlockScope::Syn
-                    },
-                    malformed: if knobs & 4 != 0 {
-                        MalformedPolicy::Drop
-                    } else {
-                        MalformedPolicy::Forward
-                    },
-                };
+                let policy = Policy::from_knobs(watched, knobs);
                 let shard = || {
                     let s = WorkerShard::new(CUSTOMERS as usize + 1);
                     for id in (0..=CUSTOMERS).step_by(7) {

@@ -41,6 +41,32 @@ pub struct Policy {
     pub malformed: MalformedPolicy,
 }
 
+impl Policy {
+    /// `watched` with the switches in the low three bits of `knobs` (1:
+    /// reset, 2: scope smtp, 4: drop malformed): `0..8` is every
+    /// combination, for tests and fuzz targets that try them all.
+    pub fn from_knobs(watched: WatchedPorts, knobs: u8) -> Policy {
+        Policy {
+            watched,
+            action: if knobs & 1 != 0 {
+                BlockAction::Reset
+            } else {
+                BlockAction::Drop
+            },
+            scope: if knobs & 2 != 0 {
+                BlockScope::Smtp
+            } else {
+                BlockScope::Syn
+            },
+            malformed: if knobs & 4 != 0 {
+                MalformedPolicy::Drop
+            } else {
+                MalformedPolicy::Forward
+            },
+        }
+    }
+}
+
 /// The fate of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -712,12 +738,7 @@ mod tests {
                 grants in prop::collection::vec(prop::option::of(0u64..6), CUSTOMERS),
                 knobs in 0u8..8,
             ) {
-                let policy = Policy {
-                    watched: WatchedPorts::new(&[25]),
-                    action: if knobs & 1 != 0 { BlockAction::Reset } else { BlockAction::Drop },
-                    scope: if knobs & 2 != 0 { BlockScope::Smtp } else { BlockScope::Syn },
-                    malformed: if knobs & 4 != 0 { MalformedPolicy::Drop } else { MalformedPolicy::Forward },
-                };
+                let policy = Policy::from_knobs(WatchedPorts::new(&[25]), knobs);
                 let c = classifier();
                 let frames: Vec<Vec<u8>> =
                     frames.iter().map(|(k, h, j)| frame(*k, *h, j)).collect();
@@ -757,24 +778,7 @@ mod tests {
         fn needs_says_what_pending_says() {
             let src = SrcAddr::V4(0x0a00_0001);
             for knobs in 0u8..8 {
-                let policy = Policy {
-                    watched: WatchedPorts::new(&[25]),
-                    action: if knobs & 1 != 0 {
-                        BlockAction::Reset
-                    } else {
-                        BlockAction::Drop
-                    },
-                    scope: if knobs & 2 != 0 {
-                        BlockScope::Smtp
-                    } else {
-                        BlockScope::Syn
-                    },
-                    malformed: if knobs & 4 != 0 {
-                        MalformedPolicy::Drop
-                    } else {
-                        MalformedPolicy::Forward
-                    },
-                };
+                let policy = Policy::from_knobs(WatchedPorts::new(&[25]), knobs);
                 let needs = Needs::of(&policy);
                 for outcome in Outcome::all() {
                     let i = outcome.index();
