@@ -563,8 +563,9 @@ pub fn parse_chained(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> P
 /// to it).
 #[inline(always)]
 fn fast_ipv4(frame: &[u8], watched: &WatchedPorts) -> Option<FastV4> {
-    // Ethertype IPv4, or one customer VLAN tag and then IPv4: each with
-    // its header's offset a constant, so each checks bounds once.
+    // Ethertype IPv4, behind no tag, one customer tag or a service tag
+    // and a customer tag: each with its header's offset a constant, so
+    // each checks bounds once.
     match frame.get(12..18)? {
         [0x08, 0x00, ..] => fast_ipv4_at::<ETH_HLEN>(frame, watched),
         [0x81, 0x00, _, _, 0x08, 0x00] => fast_ipv4_at::<{ ETH_HLEN + VLAN_HLEN }>(frame, watched),
