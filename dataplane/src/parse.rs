@@ -470,9 +470,73 @@ enum Fragment {
 #[inline]
 pub fn parse(frame: &[u8], watched: &WatchedPorts) -> Parsed {
     match fast_ipv4(frame, watched) {
-        Some(parsed) => parsed,
+        Some(v4) => v4.parsed(),
         None => parse_general(frame, 0, watched),
     }
+}
+
+/// What decides a frame's fate before its customer is known: its outcome,
+/// and its source where the parser could read one. Exactly the `outcome`
+/// and `src` of [`parse_chained`]'s answer (a test holds them to it over
+/// every benchmark mix and mangled copies of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Triage {
+    /// The one outcome of this frame.
+    pub outcome: Outcome,
+    /// Its source address, as in [`Parsed::src`].
+    pub src: Option<SrcAddr>,
+    /// `outcome.index()`, worked out where the outcome was: on the fast
+    /// path a constant of each branch, not a `match` over the enum.
+    index: u8,
+}
+
+impl Triage {
+    #[inline(always)]
+    fn new(outcome: Outcome, src: Option<SrcAddr>) -> Self {
+        Triage {
+            outcome,
+            src,
+            index: outcome.index() as u8,
+        }
+    }
+
+    /// [`Outcome::index`] of the outcome.
+    #[inline(always)]
+    pub fn index(self) -> usize {
+        usize::from(self.index)
+    }
+}
+
+/// The burst judge's first look at a frame (its first segment `first`,
+/// the whole frame `wire_len` bytes): [`parse_chained`] cut down to its
+/// outcome and source. The common IPv4 frame builds no [`Parsed`] and
+/// writes nothing to memory; every other shape takes the general parser.
+#[inline(always)]
+pub fn triage(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> Triage {
+    if wire_len <= first.len() {
+        if let Some(v4) = fast_ipv4(first, watched) {
+            return Triage::new(v4.outcome, Some(SrcAddr::V4(v4.src)));
+        }
+        if let Some(v6) = fast_ipv6(first, watched) {
+            return v6;
+        }
+    }
+    triage_general(first, wire_len, watched)
+}
+
+/// [`triage`] of every shape the IPv4 fast path leaves: out of the loop's
+/// way.
+#[inline(never)]
+fn triage_general(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> Triage {
+    let beyond = wire_len.saturating_sub(first.len());
+    let parsed = parse_general(first, beyond, watched);
+    Triage::new(parsed.outcome, parsed.src)
+}
+
+/// The general parser alone, for every frame shape (what [`parse`] falls
+/// back to): the reference the fast paths are tested against.
+pub fn parse_reference(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> Parsed {
+    parse_general(first, wire_len.saturating_sub(first.len()), watched)
 }
 
 /// Parses a frame held in a chain of buffers (a jumbo frame received into
@@ -488,8 +552,9 @@ pub fn parse_chained(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> P
     }
 }
 
-/// The common case in one pass: an IPv4 frame, untagged or behind one
-/// 802.1Q tag (an inside port that is a trunk tags every frame), with a
+/// The common case in one pass: an IPv4 frame, untagged, behind one
+/// 802.1Q tag (an inside port that is a trunk tags every frame) or behind
+/// an 802.1ad service tag and an 802.1Q one (QinQ), with a
 /// 20-byte header, not a fragment, carrying TCP (with a sane data offset)
 /// or anything else. Reads one fixed 40-byte window after the Ethernet
 /// header, so the compiler checks bounds once. Returns `None` for
@@ -497,19 +562,110 @@ pub fn parse_chained(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> P
 /// answers exactly as `parse_general` would (a property test holds them
 /// to it).
 #[inline(always)]
-fn fast_ipv4(frame: &[u8], watched: &WatchedPorts) -> Option<Parsed> {
-    // Ethertype IPv4, or one customer VLAN tag and then IPv4: each with
-    // its header's offset a constant, so each checks bounds once.
+fn fast_ipv4(frame: &[u8], watched: &WatchedPorts) -> Option<FastV4> {
+    // Ethertype IPv4, behind no tag, one customer tag or a service tag
+    // and a customer tag: each with its header's offset a constant, so
+    // each checks bounds once.
     match frame.get(12..18)? {
         [0x08, 0x00, ..] => fast_ipv4_at::<ETH_HLEN>(frame, watched),
         [0x81, 0x00, _, _, 0x08, 0x00] => fast_ipv4_at::<{ ETH_HLEN + VLAN_HLEN }>(frame, watched),
+        [0x88, 0xa8, _, _, 0x81, 0x00] => match frame.get(20..22)? {
+            [0x08, 0x00] => fast_ipv4_at::<{ ETH_HLEN + 2 * VLAN_HLEN }>(frame, watched),
+            _ => None,
+        },
         _ => None,
+    }
+}
+
+/// [`triage`]'s fast path for IPv6, in the same shapes as [`fast_ipv4`]
+/// (untagged, one 802.1Q tag, 802.1ad + 802.1Q): a frame whose first next
+/// header is the upper layer (no extension header) in one buffer, with a
+/// whole TCP header if it is TCP. Everything else (extension headers, bad
+/// lengths, malformed TCP) is `None`, left to [`parse_general`]; where it
+/// answers, it answers as `parse_general` does.
+#[inline(always)]
+fn fast_ipv6(frame: &[u8], watched: &WatchedPorts) -> Option<Triage> {
+    match frame.get(12..18)? {
+        [0x86, 0xdd, ..] => fast_ipv6_at::<ETH_HLEN>(frame, watched),
+        [0x81, 0x00, _, _, 0x86, 0xdd] => fast_ipv6_at::<{ ETH_HLEN + VLAN_HLEN }>(frame, watched),
+        [0x88, 0xa8, _, _, 0x81, 0x00] => match frame.get(20..22)? {
+            [0x86, 0xdd] => fast_ipv6_at::<{ ETH_HLEN + 2 * VLAN_HLEN }>(frame, watched),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// [`fast_ipv6`] for an IPv6 header at `L3`.
+#[inline(always)]
+fn fast_ipv6_at<const L3: usize>(frame: &[u8], watched: &WatchedPorts) -> Option<Triage> {
+    let h: &[u8; IPV6_HLEN] = frame.get(L3..L3 + IPV6_HLEN)?.try_into().ok()?;
+    if h[0] >> 4 != 6 {
+        return None;
+    }
+    let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let payload = frame.get(L3 + IPV6_HLEN..L3 + IPV6_HLEN + payload_len)?;
+    let addr = |at: usize| -> Option<u128> {
+        let bytes: [u8; 16] = h.get(at..at + 16)?.try_into().ok()?;
+        Some(u128::from_be_bytes(bytes))
+    };
+    let src = addr(8)?;
+    let outcome = match h[6] {
+        IPPROTO_TCP => {
+            let t: &[u8; TCP_MIN_HLEN] = payload.get(..TCP_MIN_HLEN)?.try_into().ok()?;
+            let doff = usize::from(t[12] >> 4) * 4;
+            if doff < TCP_MIN_HLEN || doff > payload.len() {
+                return None;
+            }
+            let flags = t[13];
+            if !watched.contains(u16::from_be_bytes([t[2], t[3]])) {
+                Outcome::OtherIp
+            } else if watched.exempt.v6(addr(24)?) {
+                Outcome::ExemptDestination
+            } else if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
+                Outcome::WatchedSyn
+            } else {
+                Outcome::WatchedOther
+            }
+        }
+        // The chain walker's: extension headers, ESP, no next header.
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_ESP | IPV6_AUTH | IPV6_NO_NEXT
+        | IPV6_DEST_OPTS | IPV6_MOBILITY | IPV6_HIP | IPV6_SHIM6 => return None,
+        _ => Outcome::OtherIp,
+    };
+    Some(Triage::new(outcome, Some(SrcAddr::V6(src))))
+}
+
+/// What [`fast_ipv4`] read of a frame: a [`Parsed`] without the fields
+/// that are constants of the path. [`triage`] keeps the outcome and the
+/// source of it, in registers; [`parse`] builds the whole answer.
+#[derive(Clone, Copy)]
+struct FastV4 {
+    outcome: Outcome,
+    src: u32,
+    l3: u16,
+    l4_len: u16,
+    tcp_flags: u8,
+}
+
+impl FastV4 {
+    #[inline(always)]
+    fn parsed(self) -> Parsed {
+        Parsed {
+            outcome: self.outcome,
+            src: Some(SrcAddr::V4(self.src)),
+            l3_offset: self.l3,
+            l4_offset: self.l3 + IPV4_MIN_HLEN as u16,
+            l4_len: self.l4_len,
+            tcp_flags: self.tcp_flags,
+            fragment: false,
+        }
     }
 }
 
 /// [`fast_ipv4`] for an IPv4 header at `L3`.
 #[inline(always)]
-fn fast_ipv4_at<const L3: usize>(frame: &[u8], watched: &WatchedPorts) -> Option<Parsed> {
+fn fast_ipv4_at<const L3: usize>(frame: &[u8], watched: &WatchedPorts) -> Option<FastV4> {
     let h: &[u8; 40] = frame.get(L3..L3 + 40)?.try_into().ok()?;
     // Version 4 with IHL 5.
     if h[0] != 0x45 {
@@ -523,9 +679,7 @@ fn fast_ipv4_at<const L3: usize>(frame: &[u8], watched: &WatchedPorts) -> Option
     if u16::from_be_bytes([h[6], h[7]]) & (IPV4_MF | IPV4_FRAG_OFFSET) != 0 {
         return None;
     }
-    let src = Some(SrcAddr::V4(u32::from_be_bytes([
-        h[12], h[13], h[14], h[15],
-    ])));
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
     let l4_len = (total - IPV4_MIN_HLEN) as u16;
     let (outcome, tcp_flags) = if h[9] == IPPROTO_TCP {
         let doff = usize::from(h[32] >> 4) * 4;
@@ -549,14 +703,12 @@ fn fast_ipv4_at<const L3: usize>(frame: &[u8], watched: &WatchedPorts) -> Option
     } else {
         (Outcome::OtherIp, 0)
     };
-    Some(Parsed {
+    Some(FastV4 {
         outcome,
         src,
-        l3_offset: L3 as u16,
-        l4_offset: (L3 + IPV4_MIN_HLEN) as u16,
+        l3: L3 as u16,
         l4_len,
         tcp_flags,
-        fragment: false,
     })
 }
 
@@ -1533,7 +1685,8 @@ mod tests {
     }
 
     proptest! {
-        /// Where the fast path answers, it answers as the general path.
+        /// Where the fast path answers, it answers as the general path;
+        /// and triage (both families' fast paths) always does.
         #[test]
         fn fast_path_agrees_with_the_general_path(
             (frame, _, _) in crafted(),
@@ -1550,15 +1703,19 @@ mod tests {
             let exempt = smtp().exempting([(IpAddr::V4(DST4), 24), (IpAddr::V6(dst6()), 64)]);
             for frame in [&f[..], &f[..keep]] {
                 for watched in [smtp(), exempt.clone()] {
+                    let general = parse_general(frame, 0, &watched);
                     if let Some(fast) = fast_ipv4(frame, &watched) {
-                        prop_assert_eq!(fast, parse_general(frame, 0, &watched));
+                        prop_assert_eq!(fast.parsed(), general);
                     }
+                    let t = triage(frame, frame.len(), &watched);
+                    prop_assert_eq!((t.outcome, t.src, t.index()), (general.outcome, general.src, general.outcome.index()));
                 }
             }
         }
 
-        /// An IPv4 frame untagged or behind one 802.1Q tag takes the fast
-        /// path; behind two tags, or one 802.1ad tag, the general one.
+        /// An IPv4 frame untagged, behind one 802.1Q tag or behind
+        /// 802.1ad + 802.1Q takes the fast path; behind other stacks, or
+        /// one 802.1ad tag, the general one.
         #[test]
         fn one_customer_tag_takes_the_fast_path(
             a4 in any::<u32>(),
@@ -1569,10 +1726,17 @@ mod tests {
             let base = FrameBuilder::tcp_v4(Ipv4Addr::from(a4), DST4, 40000, dport, flags);
             let untagged = base.clone().build();
             let tagged = base.clone().vlan(TPID_8021Q, vid).build();
-            let qinq = base.clone().vlan(TPID_8021Q, vid).vlan(TPID_8021AD, 7).build();
+            let qinq = base.clone().vlan(TPID_8021AD, 7).vlan(TPID_8021Q, vid).build();
+            let inverted = base.clone().vlan(TPID_8021Q, vid).vlan(TPID_8021AD, 7).build();
             let outer = base.vlan(TPID_8021AD, vid).build();
-            for (frame, fast) in [(untagged, true), (tagged, true), (qinq, false), (outer, false)] {
-                let got = fast_ipv4(&frame, &smtp());
+            for (frame, fast) in [
+                (untagged, true),
+                (tagged, true),
+                (qinq, true),
+                (inverted, false),
+                (outer, false),
+            ] {
+                let got = fast_ipv4(&frame, &smtp()).map(FastV4::parsed);
                 prop_assert_eq!(got.is_some(), fast);
                 if let Some(got) = got {
                     prop_assert_eq!(got, parse_general(&frame, 0, &smtp()));

@@ -25,7 +25,7 @@ use synwall_dataplane::parse::{parse, tcp_flags, Outcome, SrcAddr, WatchedPorts}
 use synwall_dataplane::reset::syn_to_rst;
 use synwall_dataplane::shard::WorkerShard;
 use synwall_dataplane::verdict::{
-    judge, BlockAction, BlockScope, BurstJudge, Frame, MalformedPolicy, Policy, Tally, Verdict,
+    judge, BlockAction, BurstJudge, Frame, MalformedPolicy, Policy, Tally, Verdict,
 };
 
 /// Watched ports of the fuzzed policy.
@@ -57,24 +57,7 @@ pub fn check(data: &[u8]) {
     let Some((&knobs, frame)) = data.split_first() else {
         return;
     };
-    let policy = Policy {
-        watched: WatchedPorts::new(&WATCHED),
-        action: if knobs & 1 != 0 {
-            BlockAction::Reset
-        } else {
-            BlockAction::Drop
-        },
-        scope: if knobs & 2 != 0 {
-            BlockScope::Smtp
-        } else {
-            BlockScope::Syn
-        },
-        malformed: if knobs & 4 != 0 {
-            MalformedPolicy::Drop
-        } else {
-            MalformedPolicy::Forward
-        },
-    };
+    let policy = Policy::from_knobs(WatchedPorts::new(&WATCHED), knobs);
     let classifier = classifier();
     let fresh_shard = || {
         let shard = WorkerShard::new(3);
