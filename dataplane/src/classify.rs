@@ -25,7 +25,7 @@ use bytemuck::Zeroable;
 use rustc_hash::FxBuildHasher;
 
 use crate::parse::SrcAddr;
-use synwall_dpdk::{prefetch, HugeArray};
+use synwall_memory::{prefetch, HugeArray};
 
 /// A dense customer id: the customer's index in the configuration's
 /// customer list. Its own type, so that a customer id is never mixed up

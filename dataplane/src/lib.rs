@@ -1,7 +1,7 @@
 //! synwall's per-packet path: plain Rust over byte slices and ids (parse,
 //! classify, count, verdict), testable without EAL. It builds and tests with
-//! no DPDK on the machine: of the DPDK layer (`synwall-dpdk`) it uses only
-//! the table memory (huge pages, prefetch), which needs no EAL. The worker
+//! no DPDK on the machine: of the DPDK layer it uses only `synwall-memory`
+//! (huge-page table memory, prefetch, the TSC), which needs no EAL. The worker
 //! loop that feeds it mbufs lives with the appliance (`synwall-control`).
 #![forbid(unsafe_code)]
 

@@ -16,7 +16,7 @@ use bytemuck::Zeroable;
 use crate::classify::CustomerId;
 use crate::listing::{Listing, MAX_SLOTS};
 use crate::parse::Outcome;
-use synwall_dpdk::{prefetch, HugeArray};
+use synwall_memory::{prefetch, HugeArray};
 
 /// Adds one to a counter this thread alone writes.
 #[inline(always)]
@@ -266,7 +266,7 @@ impl WorkerShard {
     #[cold]
     #[inline(never)]
     fn stale(&self) -> bool {
-        synwall_dpdk::tsc_now() >= self.grants_until.0.load(Acquire)
+        synwall_memory::tsc_now() >= self.grants_until.0.load(Acquire)
     }
 
     /// Whether `id`'s watched traffic is dropped (false for ids out of
@@ -491,7 +491,7 @@ mod tests {
         s.set_expires(CustomerId::new(1), true);
         // Stamped in the past (a pause outlasted it): the marked grant is
         // refused, the unmarked one is still spent.
-        s.set_grants_until(synwall_dpdk::tsc_now().saturating_sub(1));
+        s.set_grants_until(synwall_memory::tsc_now().saturating_sub(1));
         assert!(
             !s.try_forward(CustomerId::new(1)),
             "stale marked grant spent"

@@ -71,13 +71,6 @@ impl Eal {
     }
 }
 
-/// The current TSC.
-#[inline]
-pub fn tsc_now() -> u64 {
-    // SAFETY: executes rdtsc; no preconditions.
-    unsafe { dpdk_sys::rte_rdtsc() }
-}
-
 /// A closure running on a worker lcore; [`Launched::wait`] joins it.
 #[must_use = "a launched lcore must be waited for"]
 #[derive(Debug)]

@@ -1,13 +1,14 @@
-//! The safe DPDK layer: the only crate of synwall, besides `dpdk-sys`, that
-//! contains `unsafe`. Every FFI call is wrapped in a small function that
-//! returns `Result`; ownership of DPDK objects lives in types.
+//! The safe DPDK layer: with `dpdk-sys` and `synwall-memory` (its other
+//! half, beside it in `dataplane/dpdk/memory/`) the only code of synwall
+//! that contains `unsafe`. Every FFI call is wrapped in a small function
+//! that returns `Result`; ownership of DPDK objects lives in types.
 //!
-//! Two halves. [`memory`](HugeArray) (huge-page arrays, `prefetch`,
-//! `cpu_node`) needs only libc and is all the pure packet path
-//! (`synwall-dataplane`) uses, so it is always built. Everything else needs
-//! the EAL and links libdpdk through `dpdk-sys`: it is the `eal` feature (on
-//! by default; `synwall-dataplane` turns it off, so it builds and tests with
-//! no DPDK on the machine).
+//! This crate is the EAL half and links libdpdk through `dpdk-sys`. The
+//! table memory and the cycle counter ([`HugeArray`], [`prefetch`],
+//! [`cpu_node`], [`tsc_now`]) need only libc: they are `synwall-memory`,
+//! re-exported here, which is all the pure packet path
+//! (`synwall-dataplane`) depends on, so it builds and tests with no DPDK on
+//! the machine.
 //!
 //! Who owns what:
 //! - [`Eal`] is the initialised EAL: one per process. Everything that needs
@@ -29,43 +30,21 @@
 //!   enabled lcore, a port found by name).
 #![allow(unsafe_code)]
 
-mod memory;
-mod port_stats;
-
-pub use memory::{cpu_node, prefetch, Backing, HugeArray, HUGE_PAGE};
-pub use port_stats::PortStats;
-
-#[cfg(not(feature = "eal"))]
-mod tsc;
-#[cfg(not(feature = "eal"))]
-pub use tsc::tsc_now;
-
-#[cfg(feature = "eal")]
 mod eal;
-#[cfg(feature = "eal")]
 mod error;
-#[cfg(feature = "eal")]
 mod lcore;
-#[cfg(feature = "eal")]
 mod mbuf;
-#[cfg(feature = "eal")]
 mod mempool;
-#[cfg(feature = "eal")]
 mod port;
-#[cfg(feature = "eal")]
+mod port_stats;
 mod telemetry;
 
-#[cfg(feature = "eal")]
 pub use eal::Eal;
-#[cfg(feature = "eal")]
 pub use error::{DpdkError, Result};
-#[cfg(feature = "eal")]
-pub use lcore::{tsc_now, Launched, LcoreId};
-#[cfg(feature = "eal")]
+pub use lcore::{Launched, LcoreId};
 pub use mbuf::{Mbuf, MbufBurst, BURST};
-#[cfg(feature = "eal")]
 pub use mempool::Mempool;
-#[cfg(feature = "eal")]
 pub use port::{LinkStatus, Port, PortConfig, PortId, RxQueue, TxQueue};
-#[cfg(feature = "eal")]
+pub use port_stats::PortStats;
+pub use synwall_memory::{cpu_node, prefetch, tsc_now, Backing, HugeArray, HUGE_PAGE};
 pub use telemetry::TelemetrySource;
