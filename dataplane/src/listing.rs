@@ -15,7 +15,7 @@ use std::sync::atomic::{
 };
 
 use crate::classify::CustomerId;
-use synwall_dpdk::HugeArray;
+use synwall_memory::HugeArray;
 
 /// Most slots a ring gets: beyond this many customers listed in one tick
 /// the tick's full scan (one line a customer per core) costs little beside
