@@ -1082,3 +1082,74 @@ fn a_syn_racing_the_clear_of_its_mark_is_read_by_the_next_tick() {
     assert_eq!((v.seen, v.forwarded, v.state), (2, 0, "open"));
     assert!(!plane.windows.is_active(c));
 }
+
+/// This thread's CPU time so far, in ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The tick's CPU cost at a million customers with `TICK_ACTIVE` of them
+/// (default 8192, spread over the ids) sending a SYN each between ticks,
+/// on `TICK_CORES` shards (default 1): CPU time of this thread, so a
+/// loaded box inflates it less than wall time. Prints, asserts nothing
+/// about time.
+///
+/// `TICK_ACTIVE=8192 cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cpu`
+#[test]
+#[ignore]
+fn tick_cpu_at_a_million_customers() {
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (active, cores) = (env("TICK_ACTIVE", 8192), env("TICK_CORES", 1));
+    const N: u32 = 1_000_000;
+    let mut cfg = config();
+    let template = cfg.customers[0].clone();
+    cfg.customers = (0..N)
+        .map(|i| synwall_config::Customer {
+            id: i,
+            name: format!("c{i}"),
+            ..template.clone()
+        })
+        .collect();
+    let sh = shards(cores as usize, N as usize);
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    plane.tick(0, &sh);
+    let mut now = 0;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        now += 100;
+        let t = thread_cpu_ns();
+        plane.tick(now, &sh);
+        idle.push(thread_cpu_ns() - t);
+    }
+    let stride = N / active.max(1);
+    let mut busy = Vec::new();
+    for r in 0..40 {
+        for a in 0..active {
+            send(&sh[(a % cores) as usize], CustomerId::new(a * stride));
+        }
+        now += 100;
+        let t = thread_cpu_ns();
+        plane.tick(now, &sh);
+        if r >= 5 {
+            busy.push(thread_cpu_ns() - t);
+        }
+    }
+    assert_eq!(plane.active(), active as usize);
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2] / 1000
+    };
+    println!(
+        "tick CPU µs, 1M customers, {cores} core(s): none active {}, {active} active {} (medians)",
+        median(&mut idle),
+        median(&mut busy)
+    );
+}
