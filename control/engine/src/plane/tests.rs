@@ -721,10 +721,9 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
 }
 
 /// Times a tick at 1,000,000 customers (10,000 active) over 4 cores.
-/// `cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cost`
-#[test]
-#[ignore]
-fn tick_cost_at_a_million_customers() {
+/// [`config`] with a million customers like [`PLAIN`], for the tick's
+/// benches.
+fn million_customers() -> Config {
     let mut cfg = config();
     let template = cfg.customers[0].clone();
     cfg.customers = (0..1_000_000u32)
@@ -734,6 +733,14 @@ fn tick_cost_at_a_million_customers() {
             ..template.clone()
         })
         .collect();
+    cfg
+}
+
+/// `cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cost`
+#[test]
+#[ignore]
+fn tick_cost_at_a_million_customers() {
+    let cfg = million_customers();
     let sh = shards(4, cfg.customers.len());
     let mut plane = ControlPlane::new(&cfg, 0, WALL0);
     let t = Instant::now();
@@ -1109,15 +1116,7 @@ fn tick_cpu_at_a_million_customers() {
     };
     let (active, cores) = (env("TICK_ACTIVE", 8192), env("TICK_CORES", 1));
     const N: u32 = 1_000_000;
-    let mut cfg = config();
-    let template = cfg.customers[0].clone();
-    cfg.customers = (0..N)
-        .map(|i| synwall_config::Customer {
-            id: i,
-            name: format!("c{i}"),
-            ..template.clone()
-        })
-        .collect();
+    let cfg = million_customers();
     let sh = shards(cores as usize, N as usize);
     let mut plane = ControlPlane::new(&cfg, 0, WALL0);
     plane.tick(0, &sh);
