@@ -5,6 +5,7 @@
 //! search, verify, reports).
 #![forbid(unsafe_code)]
 pub mod appliance;
+pub mod bench;
 pub mod cli;
 pub mod customers;
 pub mod engine;

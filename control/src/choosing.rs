@@ -147,22 +147,7 @@ pub fn history(
     }
     let windows = ops.plane().windows().to_vec();
     let wlen = minutes(windows[w].length).max(1);
-    let series = store
-        .series(&name, from - wlen, to)
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
-    let steps: Vec<Value> = series
-        .steps(from, to, step, wlen)
-        .into_iter()
-        .map(|s| {
-            json!({
-                "start": rfc3339(s.start as u64 * 60_000),
-                "seen": s.seen,
-                "forwarded": s.forwarded,
-                "peak": s.peak,
-            })
-        })
-        .collect();
+    let (series, steps) = steps(&store, &name, (from, to), step, wlen)?;
     let blocks = store
         .blocks(&name, from as u64 * 60_000)
         .map_err(|e| e.to_string())?;
@@ -201,7 +186,40 @@ pub fn history(
     }))
 }
 
-/// A `what-if` or `suggest` ready to run off the control thread.
+/// `name`'s series from `from` (and the `wlen` minutes before it, which
+/// the first steps' trailing peaks count) to `to`, and its rows of `step`
+/// minutes: what `history` shows, and `report` draws.
+fn steps(
+    store: &Store,
+    name: &str,
+    (from, to): (i64, i64),
+    step: i64,
+    wlen: i64,
+) -> Result<(Series, Vec<Value>), Refusal> {
+    let series = store
+        .series(name, from - wlen, to)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let rows = series
+        .steps(from, to, step, wlen)
+        .into_iter()
+        .map(|s| {
+            json!({
+                "start": rfc3339(s.start as u64 * 60_000),
+                "seen": s.seen,
+                "forwarded": s.forwarded,
+                "peak": s.peak,
+            })
+        })
+        .collect();
+    Ok((series, rows))
+}
+
+/// How many points a `report` series has at most: its step is the span
+/// over this, in whole minutes.
+pub const REPORT_POINTS: i64 = 120;
+
+/// A `what-if`, `suggest` or `report` ready to run off the control thread.
 #[derive(Debug)]
 pub struct Job {
     config: Config,
@@ -214,8 +232,32 @@ pub struct Job {
 
 #[derive(Debug)]
 enum JobKind {
-    WhatIf { asked: BTreeMap<String, u64> },
-    Suggest { plan: Option<String>, headroom: f64 },
+    WhatIf {
+        asked: BTreeMap<String, u64>,
+    },
+    Suggest {
+        plan: Option<String>,
+        headroom: f64,
+    },
+    Report {
+        plan: Option<String>,
+        headroom: f64,
+        top: usize,
+    },
+}
+
+/// `--headroom`, as `suggest` and `report` take it.
+fn headroom(text: Option<&str>) -> Result<f64, Refusal> {
+    let text = text.unwrap_or("2");
+    let headroom: f64 = text
+        .parse()
+        .map_err(|_| format!("bad --headroom '{text}': a number such as 2 or 1.5"))?;
+    if !(1.0..=MAX_HEADROOM).contains(&headroom) {
+        return Err(format!(
+            "--headroom {text}: between 1 (the busiest customer's peak) and {MAX_HEADROOM}"
+        ));
+    }
+    Ok(headroom)
 }
 
 /// The customers a `--customer C | --plan P | --all` names.
@@ -270,21 +312,26 @@ pub fn prepare(cmd: &Command, ops: &mut dyn Operate) -> Result<Job, Refusal> {
         Command::Suggest {
             plan,
             since: s,
-            headroom,
+            headroom: h,
         } => {
             let ids = select(ops, None, plan.as_deref())?;
-            let text = headroom.as_deref().unwrap_or("2");
-            let headroom: f64 = text
-                .parse()
-                .map_err(|_| format!("bad --headroom '{text}': a number such as 2 or 1.5"))?;
-            if !(1.0..=MAX_HEADROOM).contains(&headroom) {
-                return Err(format!(
-                    "--headroom {text}: between 1 (the busiest customer's peak) and {MAX_HEADROOM}"
-                ));
-            }
             let kind = JobKind::Suggest {
                 plan: plan.clone(),
-                headroom,
+                headroom: headroom(h.as_deref())?,
+            };
+            (ids, since(s.as_deref(), "30d")?, kind)
+        }
+        Command::Report {
+            plan,
+            since: s,
+            headroom: h,
+            top,
+        } => {
+            let ids = select(ops, None, plan.as_deref())?;
+            let kind = JobKind::Report {
+                plan: plan.clone(),
+                headroom: headroom(h.as_deref())?,
+                top: *top,
             };
             (ids, since(s.as_deref(), "30d")?, kind)
         }
@@ -353,6 +400,18 @@ impl Job {
             }
             JobKind::Suggest { plan, headroom } => {
                 suggest(&self.config, &who, &series, plan.as_deref(), headroom)
+            }
+            JobKind::Report {
+                plan,
+                headroom,
+                top,
+            } => {
+                let picked = Picked {
+                    who: &who,
+                    series: &series,
+                    span: (from, to),
+                };
+                report(&self.config, &store, &picked, plan, headroom, top)?
             }
         };
         let mut out = head;
@@ -475,4 +534,82 @@ fn suggest(
         })
         .collect();
     json!({"plan": plan, "headroom": headroom, "windows": windows})
+}
+
+/// The customers with history in a job's span, and their series.
+struct Picked<'a> {
+    who: &'a [Candidate],
+    series: &'a [Series],
+    /// First minute, and the minute after the last.
+    span: (i64, i64),
+}
+
+/// `report`: a chart for every customer (unless `plan` is given) and one
+/// per plan, each `suggest`'s answer for those customers with their
+/// peaks, and the series of the `top` customers with the highest peak in
+/// the shortest window (the rows `history --step` gives).
+fn report(
+    config: &Config,
+    store: &Store,
+    picked: &Picked,
+    plan: Option<String>,
+    headroom: f64,
+    top: usize,
+) -> Result<Value, Refusal> {
+    let (from, to) = picked.span;
+    let step = ((to - from) + REPORT_POINTS - 1) / REPORT_POINTS;
+    let step = step.max(1);
+    let groups: Vec<Option<String>> = match plan {
+        Some(p) => vec![Some(p)],
+        None => std::iter::once(None)
+            .chain(config.plans.keys().cloned().map(Some))
+            .collect(),
+    };
+    let plan_of: BTreeMap<&str, Option<&str>> = config
+        .customers
+        .iter()
+        .map(|c| (&*c.name, c.plan.as_deref()))
+        .collect();
+    let wlen = minutes(config.windows[0].length).max(1);
+    let mut charts = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let on = |c: &Candidate| {
+            group.is_none() || plan_of.get(c.name.as_str()).copied().flatten() == group.as_deref()
+        };
+        let (who, series): (Vec<Candidate>, Vec<Series>) = picked
+            .who
+            .iter()
+            .zip(picked.series)
+            .filter(|(c, _)| on(c))
+            .map(|(c, s)| (c.clone(), s.clone()))
+            .unzip();
+        let mut chart = suggest(config, &who, &series, group.as_deref(), headroom);
+        if let Some(Value::Array(ws)) = chart.get_mut("windows") {
+            for (w, m) in ws.iter_mut().zip(&config.windows) {
+                let len = minutes(m.length).max(1);
+                let mut peaks: Vec<u64> = series.iter().map(|s| s.peak(len)).collect();
+                peaks.sort_unstable_by(|a, b| b.cmp(a));
+                w["peaks"] = json!(peaks);
+            }
+        }
+        let mut ranked: Vec<(u64, &str)> = who
+            .iter()
+            .zip(&series)
+            .map(|(c, s)| (s.peak(wlen), c.name.as_str()))
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let mut tops = Vec::with_capacity(top);
+        for (peak, name) in ranked.into_iter().take(top) {
+            let (_, rows) = steps(store, name, (from, to), step, wlen)?;
+            tops.push(json!({"customer": name, "peak": peak, "steps": rows}));
+        }
+        chart["customers"] = json!(who.len());
+        chart["top"] = json!(tops);
+        charts.push(chart);
+    }
+    Ok(json!({
+        "step_minutes": step,
+        "window": config.windows[0].name,
+        "charts": charts,
+    }))
 }

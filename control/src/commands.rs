@@ -174,7 +174,7 @@ fn run(cmd: Command, caller: &Caller, ops: &mut dyn Operate) -> Result<Value, Re
             step.as_deref(),
             window.as_deref(),
         ),
-        Command::WhatIf { .. } | Command::Suggest { .. } => {
+        Command::WhatIf { .. } | Command::Suggest { .. } | Command::Report { .. } => {
             crate::choosing::prepare(&cmd, ops)?.run()
         }
     }

@@ -477,14 +477,16 @@ impl ControlThread {
                 self.start_reload(Some(req));
                 continue;
             }
-            if let Command::WhatIf { .. } | Command::Suggest { .. } = req.cmd {
+            if let Command::WhatIf { .. } | Command::Suggest { .. } | Command::Report { .. } =
+                req.cmd
+            {
                 // Every customer's history: read and replayed off this
                 // thread (at most MAX_JOBS at once: each reads every
                 // customer's history).
                 let running = crate::choosing::JOBS.load(Relaxed);
                 if running >= crate::choosing::MAX_JOBS {
                     req.answer(synwall_protocol::error(format!(
-                        "{running} what-if/suggest runs are under way; ask again when one is done"
+                        "{running} what-if/suggest/report runs are under way; ask again when one is done"
                     )));
                     continue;
                 }

@@ -12,7 +12,7 @@
 //! - bit 4: customer 1 (192.0.2.0/24) blocked
 //! - bit 5: customer 0's grant is spent (forwarded == grant)
 //!
-//! Besides "never panics", it checks what the README and the types promise:
+//! Besides "never panics", it checks what docs/architecture.md and the types promise:
 //! one outcome per frame, offsets inside the frame, verdicts that follow the
 //! policy, resets that are well-formed, and (against a small reference
 //! reader written for clarity, not speed) that every well-formed SYN to a
@@ -227,7 +227,7 @@ fn check_reset(frame: &[u8], syn: &synwall_dataplane::parse::Parsed) {
     assert_eq!(u16::from_be_bytes([rst[t], rst[t + 1]]), dport);
 }
 
-/// A well-formed SYN to a watched port as the README defines it.
+/// A well-formed SYN to a watched port as docs/architecture.md defines it.
 #[derive(Debug)]
 pub struct ReferenceSyn {
     pub src: SrcAddr,
@@ -242,7 +242,7 @@ fn be16(b: &[u8], at: usize) -> Option<usize> {
     ])))
 }
 
-/// A slow, plain reading of the README's "How a frame is judged": Ethernet,
+/// A slow, plain reading of docs/architecture.md, "How a frame is judged": Ethernet,
 /// at most two VLAN tags, IPv4 (options allowed, not a fragment) or IPv6
 /// (at most 8 extension headers, hop-by-hop only first, no fragment header),
 /// a complete TCP header with a sane data offset, SYN without ACK, to a

@@ -5,7 +5,7 @@
 //! combinations, runts and jumbo frames, broadcast and multicast. Almost all
 //! of them are (attempts at) SYNs to port 25 from a blocked customer.
 //!
-//! For each frame the test states the README's outcome and checks it twice:
+//! For each frame the test states the outcome docs/architecture.md gives it and checks it twice:
 //! in process against the parser (so a mismatch names the frame), and
 //! through the binary, where the summary's counters must match the whole
 //! corpus exactly. Then nothing that left the outside port may be a watched
@@ -34,7 +34,7 @@ fn syn6() -> FrameBuilder {
     FrameBuilder::tcp_v6(ACME6, MX6, 40000, 25, SYN)
 }
 
-/// A frame of the corpus and the outcome the README gives it.
+/// A frame of the corpus and the outcome docs/architecture.md gives it.
 struct Case {
     name: String,
     frame: Vec<u8>,

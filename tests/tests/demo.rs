@@ -110,6 +110,27 @@ fn the_demo_shows_the_hammer_blocked_and_checks_it() {
     );
     assert!(d.stdout.contains("ok    quiet:"), "{all}");
     assert!(d.stdout.contains("ok    mx.example:"), "{all}");
+    // It ends on the hammer's history chart: the table with PEAK(1m),
+    // a bar past the limit (`|`, then `#`), and the block with its reason.
+    let chart = d
+        .stdout
+        .split_once("The hammer's history (synwallctl history hammer")
+        .map(|(_, c)| c)
+        .unwrap_or_else(|| panic!("no history chart: {all}"));
+    assert!(
+        chart.contains("\nhammer: ") && chart.contains("PEAK(1m)"),
+        "{all}"
+    );
+    assert!(
+        chart.lines().any(|l| l.contains("|#")),
+        "a peak past the limit of 300: {all}"
+    );
+    assert!(
+        chart
+            .lines()
+            .any(|l| l.contains(" block ") && l.contains("limit: ")),
+        "the hammer's block: {all}"
+    );
     assert!(d.stdout.contains("Done: 'hammer' was blocked"), "{all}");
     assert!(!d.stdout.contains("FAIL"), "{all}");
     eprintln!("demo passed in {:?}", d.took);

@@ -18,6 +18,7 @@ mod careless_input;
 mod check;
 mod control_plane;
 mod demo;
+mod docs;
 mod event_log;
 mod exempt;
 mod faults;

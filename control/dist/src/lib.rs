@@ -8,10 +8,12 @@
 //! `main`: `BIN --write-docs DIR` then writes `DIR/BIN.SECTION` (the man
 //! page) and `DIR/BIN.bash` (the completion) and exits instead of running.
 //! The flag is not part of the command line clap parses, so it shows in no
-//! help and no completion.
+//! help and no completion. `synwall --write-docs DIR` also writes
+//! synwall.toml(5), made from the configuration reference (`reference`).
 #![forbid(unsafe_code)]
 
 mod pages;
+pub mod reference;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -56,7 +58,8 @@ pub fn write_if_asked(command: impl FnOnce() -> Command) -> Option<ExitCode> {
     })
 }
 
-/// Writes `DIR/NAME.SECTION` and `DIR/NAME.bash`; the paths written.
+/// Writes `DIR/NAME.SECTION` and `DIR/NAME.bash` (for synwall also
+/// `DIR/synwall.toml.5`); the paths written.
 pub fn write(cmd: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let name = cmd.get_name().to_owned();
     let page = page(&name).ok_or_else(|| {
@@ -68,9 +71,17 @@ pub fn write(cmd: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let man = dir.join(format!("{name}.{}", page.section));
     std::fs::write(&man, man_page(cmd.clone(), page)?)?;
+    let mut written = vec![man];
+    if name == "synwall" {
+        let version = cmd.get_version().unwrap_or_default().to_owned();
+        let config = dir.join(reference::FILE_NAME);
+        std::fs::write(&config, reference::config_man_page(&version))?;
+        written.push(config);
+    }
     let completion = dir.join(format!("{name}.bash"));
     std::fs::write(&completion, bash_completion(cmd))?;
-    Ok(vec![man, completion])
+    written.push(completion);
+    Ok(written)
 }
 
 /// The bash completion script of a command.

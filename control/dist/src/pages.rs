@@ -67,7 +67,7 @@ after it writes its last state snapshot.",
         (
             "SEE ALSO",
             "synwallctl(8), synwall.toml(5), synwall-gen(1), systemctl(1); \
-/usr/share/doc/synwall/operator-guide.md, /usr/share/doc/synwall/runbooks.md",
+/usr/share/doc/synwall/README.md (a map of the docs), /usr/share/doc/synwall/runbooks.md",
         ),
     ],
 };

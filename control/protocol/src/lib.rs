@@ -43,6 +43,11 @@ pub const MAX_BLOCK_DURATION: std::time::Duration = std::time::Duration::from_se
 /// above any SYN count a window can see.
 pub const MAX_LIMIT: u64 = (1 << 53) - 1;
 
+/// How many top customers' series a `report` chart draws when the request
+/// does not say, and at most.
+pub const DEFAULT_REPORT_TOP: usize = 5;
+pub const MAX_REPORT_TOP: usize = 20;
+
 /// The longest reason, in bytes.
 pub const MAX_REASON: usize = 1024;
 
@@ -63,6 +68,7 @@ pub const COMMANDS: &[&str] = &[
     "history",
     "what-if",
     "suggest",
+    "report",
 ];
 
 /// One request. Customers are named by name or by any address inside
@@ -181,6 +187,28 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         headroom: Option<String>,
     },
+    /// What `synwallctl report` draws, in one round trip: per plan (and
+    /// for every customer), `suggest`'s answer with each customer's peak,
+    /// and the series of the customers with the highest peaks.
+    Report {
+        /// Only this plan's chart (default: every customer's, then each
+        /// plan's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
+        /// How far back (`"30d"`, the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+        /// As `suggest`'s (`"2"`, the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        headroom: Option<String>,
+        /// How many customers' series per chart (0 to [`MAX_REPORT_TOP`]).
+        #[serde(default = "default_report_top")]
+        top: usize,
+    },
+}
+
+fn default_report_top() -> usize {
+    DEFAULT_REPORT_TOP
 }
 
 fn default_top() -> usize {
@@ -210,6 +238,7 @@ impl Command {
             Command::History { .. } => "history",
             Command::WhatIf { .. } => "what-if",
             Command::Suggest { .. } => "suggest",
+            Command::Report { .. } => "report",
         }
     }
 
@@ -338,6 +367,9 @@ impl Command {
             Command::Customers { top, .. } if *top > MAX_TOP => {
                 Err(format!("top {top} is too many; at most {MAX_TOP}"))
             }
+            Command::Report { top, .. } if *top > MAX_REPORT_TOP => Err(format!(
+                "top {top}: a chart draws 0 to {MAX_REPORT_TOP} customers' series"
+            )),
             Command::SetLimit { value, .. } if *value > MAX_LIMIT => Err(format!(
                 "limit {value} is too large; at most {MAX_LIMIT} (for no limit, set a plan or mode exempt)"
             )),
@@ -517,6 +549,7 @@ mod tests {
             r#"{"cmd":"reload"}"#,
             r#"{"cmd":"events"}"#,
             r#"{"cmd":"metrics"}"#,
+            r#"{"cmd":"report","plan":"gold","since":"7d","top":3}"#,
         ];
         for line in lines {
             let cmd = parse_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -574,6 +607,8 @@ mod tests {
         assert!(e.contains("at most 9007199254740991"), "{e}");
         let e = err(br#"{"cmd":"customers","top":18446744073709551615}"#);
         assert!(e.contains("at most 100000"), "{e}");
+        let e = err(br#"{"cmd":"report","top":21}"#);
+        assert!(e.contains("0 to 20"), "{e}");
         let long = vec![b' '; MAX_LINE + 1];
         assert_eq!(err(&long), "line too long (limit 64 KiB)");
     }

@@ -4,8 +4,11 @@
 //! Exit codes: 0 done; 1 the appliance refused (`"ok":false`); 2 usage;
 //! 3 cannot reach the appliance (no socket, access denied, no answer);
 //! 4 the process on the socket is not synwall's user (root, the user
-//! running synwallctl, or `--server-user`): nothing was sent to it.
+//! running synwallctl, or `--server-user`): nothing was sent to it;
+//! 5 `report`'s picture could not be drawn or written.
 #![forbid(unsafe_code)]
+
+mod report;
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::Value;
-use synwall_protocol::{Command, Mode, DEFAULT_SOCKET, DEFAULT_TOP};
+use synwall_protocol::{Command, Mode, DEFAULT_REPORT_TOP, DEFAULT_SOCKET, DEFAULT_TOP};
 
 /// What `synwallctl --help` opens with: what the command does, then an example.
 const ABOUT: &str = "synwallctl: the operator's command line for a running synwall: status, \
@@ -157,16 +160,42 @@ enum Cmd {
     /// Per window: customers' peaks (p50, p90, p99, max), a suggested limit
     /// and the customers it would catch.
     Suggest {
-        /// Only the customers on this plan.
-        #[arg(long)]
-        plan: Option<String>,
-        /// How far back (default 30d).
-        #[arg(long)]
-        since: Option<String>,
-        /// Suggested = p99 of peaks x this (default 2).
-        #[arg(long)]
-        headroom: Option<String>,
+        #[command(flatten)]
+        peaks: Peaks,
     },
+    /// Draws the peaks per plan, with the current and suggested limits,
+    /// and the top customers' series, as an SVG picture.
+    ///
+    /// One chart for all customers, then one per plan (or only --plan's):
+    /// per window a histogram of the customers' peaks with the current and
+    /// the suggested limit (as `suggest` gives them) drawn in, and the
+    /// shortest window's peaks step by step of the customers with the
+    /// highest peaks (as `history` gives them). See
+    /// docs/choosing-limits.md.
+    Report {
+        /// The SVG file to write (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        svg: PathBuf,
+        #[command(flatten)]
+        peaks: Peaks,
+        /// How many customers' series per chart (0 to 20; 0: none).
+        #[arg(long, default_value_t = DEFAULT_REPORT_TOP)]
+        top: usize,
+    },
+}
+
+/// Whose peaks `suggest` and `report` take, and how.
+#[derive(Debug, clap::Args)]
+struct Peaks {
+    /// Only the customers on this plan.
+    #[arg(long)]
+    plan: Option<String>,
+    /// How far back (default 30d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Suggested = p99 of peaks x this (default 2).
+    #[arg(long)]
+    headroom: Option<String>,
 }
 
 /// Exit codes scripts can rely on.
@@ -175,6 +204,8 @@ const USAGE: u8 = 2;
 const UNREACHABLE: u8 = 3;
 /// The socket's server is not who synwall runs as (see [`check_server`]).
 const IMPOSTOR: u8 = 4;
+/// `report`'s picture could not be drawn or written.
+const OUTPUT: u8 = 5;
 
 /// Writes to stdout; a closed pipe (`synwallctl ... | head`) ends the
 /// program quietly instead of panicking.
@@ -196,6 +227,10 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    let svg = match &cli.command {
+        Cmd::Report { svg, .. } => Some(svg.clone()),
+        _ => None,
+    };
     let command = match request(cli.command) {
         Ok(c) => c,
         Err(why) => {
@@ -232,10 +267,37 @@ fn main() -> ExitCode {
         eprintln!("synwallctl: {}", plain(why));
         return ExitCode::from(REFUSED);
     }
+    if let Some(path) = svg {
+        match write_report(&path, &reply) {
+            Ok(done) if !cli.json => emit(&done),
+            Ok(_) => {}
+            Err(why) => {
+                eprintln!("synwallctl: {why}");
+                return ExitCode::from(OUTPUT);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     if !cli.json {
         emit(&human(&command, &reply));
     }
     ExitCode::SUCCESS
+}
+
+/// Draws `report`'s reply into `path`; says what it wrote.
+fn write_report(path: &Path, reply: &Value) -> Result<String, String> {
+    let r: report::Report = serde_json::from_value(reply.clone())
+        .map_err(|e| format!("unexpected report reply from the appliance: {e}"))?;
+    let svg = report::svg(&r)?;
+    std::fs::write(path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let titles: Vec<String> = r.charts.iter().map(report::title).collect();
+    Ok(format!(
+        "wrote {}: {} to {}, {}\n",
+        path.display(),
+        r.from,
+        r.to,
+        titles.join(", ")
+    ))
 }
 
 /// The request for a subcommand.
@@ -318,13 +380,31 @@ fn request(cmd: Cmd) -> Result<Command, String> {
             }
         }
         Cmd::Suggest {
-            plan,
-            since,
-            headroom,
+            peaks:
+                Peaks {
+                    plan,
+                    since,
+                    headroom,
+                },
         } => Command::Suggest {
             plan,
             since,
             headroom,
+        },
+        Cmd::Report {
+            svg: _,
+            peaks:
+                Peaks {
+                    plan,
+                    since,
+                    headroom,
+                },
+            top,
+        } => Command::Report {
+            plan,
+            since,
+            headroom,
+            top,
         },
     })
 }
@@ -534,7 +614,7 @@ fn human(command: &Command, r: &Value) -> String {
     match command {
         Command::History { .. } => history_page(r),
         Command::WhatIf { .. } => what_if_page(r),
-        Command::Suggest { .. } => suggest_page(r),
+        Command::Suggest { .. } | Command::Report { .. } => suggest_page(r),
         Command::Customers { .. } => {
             let window = text(&r["window"]);
             let mut rows = vec![vec![

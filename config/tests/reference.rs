@@ -1,5 +1,8 @@
-//! synwall.toml(5) (`config/man/synwall.toml.5`, written by hand) describes
-//! every key of the schema.
+//! The configuration reference, `docs/configuration.md` (from which
+//! synwall.toml(5) is generated), describes every key of the schema, each
+//! exactly once: a `### \`key\`` heading (`####` for the keys of a table
+//! inside a table, `[control] hook`) in the section `## [table]`
+//! (`## Top level` for the top-level keys).
 //!
 //! The keys come from the schema itself, not from a list kept here: the
 //! raw structs reject unknown keys, and serde's error for one names every
@@ -16,7 +19,7 @@ const PROBE: &str = "__probe__";
 /// What a key holds, as far as the page is concerned.
 #[derive(Debug)]
 enum Shape {
-    /// A value: described by a `.B key` line in its table's section.
+    /// A value: described by a `### \`key\`` heading in its table's section.
     Leaf,
     /// A table of the schema with these keys (`[[...]]` when `array`).
     Table {
@@ -85,13 +88,18 @@ fn table(path: &[String]) -> Shape {
     Shape::Leaf
 }
 
-/// The page's sections by title (`.SH [dpdk]` → `[dpdk]`).
+/// The page's `##` sections by title (`## [dpdk]` → `[dpdk]`), outside
+/// code blocks.
 fn sections(page: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut title = String::new();
+    let mut code = false;
     for line in page.lines() {
-        if let Some(t) = line.strip_prefix(".SH ") {
-            title = t.trim_matches('"').to_owned();
+        if line.starts_with("```") {
+            code = !code;
+        }
+        if let Some(t) = line.strip_prefix("## ").filter(|_| !code) {
+            title = t.trim().to_owned();
             out.entry(title.clone()).or_insert_with(String::new);
         } else if let Some(body) = out.get_mut(&title) {
             body.push_str(line);
@@ -101,8 +109,22 @@ fn sections(page: &str) -> BTreeMap<String, String> {
     out
 }
 
-fn describes(body: &str, key: &str) -> bool {
-    body.lines().any(|l| l == format!(".B {key}"))
+/// How many headings of `key` the section's body has (`###` or `####`).
+fn headings(body: &str, key: &str) -> usize {
+    body.lines()
+        .filter(|l| {
+            let text = l.trim_start_matches('#');
+            l.len() - text.len() >= 3 && text == format!(" `{key}`")
+        })
+        .count()
+}
+
+fn describes(body: &str, key: &str) -> Result<(), String> {
+    match headings(body, key) {
+        1 => Ok(()),
+        0 => Err(format!("no heading `{key}`")),
+        n => Err(format!("{n} headings `{key}` (one is the rule)")),
+    }
 }
 
 /// What the page lacks for the keys of one table: `section` is where its
@@ -117,11 +139,11 @@ fn missing(
     for (key, shape) in keys {
         match shape {
             Shape::Leaf => {
-                if !describes(body, key) {
-                    out.push(format!("{key}: no `.B {key}` in section {section}"));
+                if let Err(e) = describes(body, key) {
+                    out.push(format!("{key}: {e} in section {section}"));
                 }
             }
-            Shape::Table { array, keys } if section == "TOP LEVEL" => {
+            Shape::Table { array, keys } if section == TOP => {
                 let title = if *array {
                     format!("[[{key}]]")
                 } else {
@@ -136,12 +158,12 @@ fn missing(
             // A table inside a table ([control] hook): its name and keys
             // are described in the outer table's section.
             Shape::Table { keys, .. } => {
-                if !describes(body, key) {
-                    out.push(format!("{key}: no `.B {key}` in section {section}"));
+                if let Err(e) = describes(body, key) {
+                    out.push(format!("{key}: {e} in section {section}"));
                 }
                 out.extend(missing(keys, section, pages));
             }
-            Shape::FreeTable if section != "TOP LEVEL" => {}
+            Shape::FreeTable if section != TOP => {}
             Shape::FreeTable => {
                 let found = pages
                     .keys()
@@ -155,21 +177,24 @@ fn missing(
     out
 }
 
+/// The section of the top-level keys.
+const TOP: &str = "Top level";
+
 fn page() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/synwall.toml.5");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
-fn every_key_of_the_schema_is_in_the_man_page() {
+fn every_key_of_the_schema_is_in_the_reference_once() {
     let Shape::Table { keys, .. } = table(&[]) else {
         panic!("the top level is not a table of the schema");
     };
     let pages = sections(&page());
-    let gaps = missing(&keys, "TOP LEVEL", &pages);
+    let gaps = missing(&keys, TOP, &pages);
     assert!(
         gaps.is_empty(),
-        "config/man/synwall.toml.5 does not describe:\n  {}",
+        "docs/configuration.md does not describe, once:\n  {}",
         gaps.join("\n  ")
     );
 }
@@ -201,16 +226,27 @@ fn the_probe_finds_nested_and_array_tables() {
     assert_eq!(names, ["command", "timeout"]);
 }
 
-/// A page without a key's line fails the check (the check can fail).
+/// A page without a key's heading, or with one twice, fails the check
+/// (the check can fail).
 #[test]
-fn a_missing_key_is_found() {
+fn a_missing_or_repeated_key_is_found() {
     let Shape::Table { keys, .. } = table(&[]) else {
         panic!("the top level is not a table of the schema");
     };
-    let cut = page().replace(".B lease_margin\n", "");
-    let gaps = missing(&keys, "TOP LEVEL", &sections(&cut));
+    let page = page();
+    let cut = page.replace("### `lease_margin`\n", "");
     assert_eq!(
-        gaps,
-        ["lease_margin: no `.B lease_margin` in section [fleet]"]
+        missing(&keys, TOP, &sections(&cut)),
+        ["lease_margin: no heading `lease_margin` in section [fleet]"]
+    );
+    let twice = page.replace("### `tick`\n", "### `tick`\n\n### `tick`\n");
+    assert_eq!(
+        missing(&keys, TOP, &sections(&twice)),
+        ["tick: 2 headings `tick` (one is the rule) in section [control]"]
+    );
+    let nested = page.replace("#### `timeout`\n", "");
+    assert_eq!(
+        missing(&keys, TOP, &sections(&nested)),
+        ["timeout: no heading `timeout` in section [control]"]
     );
 }

@@ -1,0 +1,146 @@
+//! What every bench starts from: its out directory, private copies of the
+//! binaries it runs, and the pcaps and customer tables synwall-mkpcap
+//! writes.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use synwall_dataplane::pcap::read_pcap;
+
+use super::host;
+
+/// `--out DIR`, or a new directory under /tmp named after the bench.
+pub fn out_dir(out: Option<&Path>, bench: &str) -> Result<PathBuf, String> {
+    let dir = match out {
+        Some(o) => o.to_path_buf(),
+        None => std::env::temp_dir().join(format!(
+            "synwall-{bench}.{}.{}",
+            std::process::id(),
+            host::unix_time()
+        )),
+    };
+    std::fs::create_dir_all(dir.join("bin"))
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Private copies of the binaries (a concurrent rebuild must not swap them
+/// mid-benchmark) in `out/bin`.
+pub struct Bins {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+impl Bins {
+    /// Copies from `--bin-dir`, or from beside this binary (target/release).
+    pub fn new(out: &Path, bin_dir: Option<&Path>) -> Result<Self, String> {
+        let from = match bin_dir {
+            Some(d) => d.to_path_buf(),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(Path::to_path_buf))
+                .ok_or("cannot tell where synwall-bench is; give --bin-dir")?,
+        };
+        Ok(Bins {
+            from,
+            to: out.join("bin"),
+        })
+    }
+
+    /// Copies the build's binary `name`.
+    pub fn copy(&self, name: &str) -> Result<PathBuf, String> {
+        self.copy_file(&self.from.join(name), name)
+    }
+
+    /// Copies `--baseline BIN` as `synwall-baseline`.
+    pub fn baseline(&self, bin: Option<&Path>) -> Result<Option<PathBuf>, String> {
+        match bin {
+            Some(b) if b.is_file() => self.copy_file(b, "synwall-baseline").map(Some),
+            Some(b) => Err(format!(
+                "--baseline: {} is not an executable synwall",
+                b.display()
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn copy_file(&self, from: &Path, name: &str) -> Result<PathBuf, String> {
+        let to = self.to.join(name);
+        std::fs::copy(from, &to).map_err(|e| format!("copying {}: {e}", from.display()))?;
+        Ok(to)
+    }
+}
+
+/// Runs synwall-mkpcap with `args` (its description lines to stdout unless
+/// `quiet`).
+pub fn mkpcap(bin: &Path, args: &[&str], quiet: bool) -> Result<(), String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    if quiet {
+        cmd.stdout(Stdio::null());
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {} failed ({status})",
+            bin.display(),
+            args.join(" ")
+        ))
+    }
+}
+
+pub fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Frames of the flood pcap for `active` customers.
+pub fn flood_frames(active: u64) -> u64 {
+    active.max(8192)
+}
+
+/// mbufs for a pcap of `frames` frames: the capture (infinite_rx keeps it in
+/// the pool) + 8192 for rings, bursts and caches, rounded up to 2^k - 1 (the
+/// size DPDK's mempool ring uses best).
+pub fn pool_mbufs(frames: u64) -> u64 {
+    (frames + 8192 + 1).next_power_of_two() - 1
+}
+
+/// Mean frame size on the wire of a capture (with the 4-byte FCS, 60 bytes
+/// minimum before it, as `Mix::mean_wire_size` counts) and its frames.
+pub fn mean_wire_size(path: &Path) -> Result<(f64, u64), String> {
+    let frames = read_pcap(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if frames.is_empty() {
+        return Err(format!("{}: no frames", path.display()));
+    }
+    let bytes: usize = frames.iter().map(|f| f.len().max(60) + 4).sum();
+    Ok((bytes as f64 / frames.len() as f64, frames.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_of_two_frames_and_bad_files() {
+        let dir = std::env::temp_dir().join(format!("synwall-bench-pcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("two.pcap");
+        synwall_dataplane::pcap::write_pcap(&p, &[vec![0; 42], vec![0; 124]]).unwrap();
+        assert_eq!(mean_wire_size(&p).unwrap(), (96.0, 2));
+        std::fs::write(&p, b"nope").unwrap();
+        assert!(mean_wire_size(&p).unwrap_err().contains("two.pcap"));
+        assert!(mean_wire_size(&dir.join("missing.pcap")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pools_hold_the_capture_and_8192_more() {
+        assert_eq!(pool_mbufs(8192), 32767);
+        assert_eq!(pool_mbufs(100_000), 131_071);
+        assert_eq!(pool_mbufs(8191), 16383);
+        assert_eq!(flood_frames(1000), 8192);
+    }
+}

@@ -1,0 +1,80 @@
+//! Medians and ratios as the bench tables show them.
+
+/// The median of the finite values, or `None` if there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The median of the values that are there.
+pub fn median_of(values: &[Option<f64>]) -> Option<f64> {
+    median(&values.iter().flatten().copied().collect::<Vec<_>>())
+}
+
+/// `a / b` when both are there and `b > 0`.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() => Some(a / b),
+        _ => None,
+    }
+}
+
+/// The ratio of `a` to `b` taken round by round (the runs of one round
+/// share the machine's load of the moment), then the median.
+pub fn round_ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Option<f64> {
+    let per_round: Vec<Option<f64>> = a
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| ratio(x, b.get(i).copied().flatten()))
+        .collect();
+    median_of(&per_round)
+}
+
+/// Two decimals, or `nan` where there is no value (the tables' cell).
+pub fn fmt2(v: Option<f64>) -> String {
+    v.map_or_else(|| "nan".to_owned(), |x| format!("{x:.2}"))
+}
+
+/// Two decimals, or `-` where there is no value.
+pub fn fmt2_dash(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 5.0]), Some(5.0));
+        assert_eq!(
+            median_of(&[None, Some(7.0), Some(1.0), Some(4.0)]),
+            Some(4.0)
+        );
+    }
+
+    #[test]
+    fn ratios_per_round_then_median() {
+        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(2.0)), None);
+        // rounds: 10/20, 30/20, 8/- -> median of 0.5 and 1.5
+        let a = [Some(10.0), Some(30.0), Some(8.0)];
+        let b = [Some(20.0), Some(20.0), None];
+        assert_eq!(round_ratios(&a, &b), Some(1.0));
+        assert_eq!(fmt2(Some(1.0 / 3.0)), "0.33");
+        assert_eq!(fmt2(None), "nan");
+        assert_eq!(fmt2_dash(None), "-");
+    }
+}
