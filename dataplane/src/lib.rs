@@ -10,6 +10,7 @@ pub mod classify;
 pub mod counters;
 pub mod craft;
 pub mod generation;
+pub mod listing;
 pub mod parse;
 pub mod pcap;
 pub mod reset;

@@ -7,13 +7,14 @@
 //! grants are written by the control plane only and read by the worker.
 //! What a worker touches for one customer is one [`CustomerCell`].
 use std::sync::atomic::{
-    AtomicU64,
+    AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
 
 use bytemuck::Zeroable;
 
 use crate::classify::CustomerId;
+use crate::listing::{Listing, MAX_SLOTS};
 use crate::parse::Outcome;
 use synwall_memory::{prefetch, HugeArray};
 
@@ -100,6 +101,9 @@ impl Default for WorkerStats {
 ///   plane reads them and takes deltas.
 /// - `grant`, `flags`: the control plane (once a tick, on a change); the
 ///   worker reads them.
+/// - `listed`: set to 1 by the worker when it lists the customer, back to 0
+///   by the control plane when it takes the listing (see
+///   [`WorkerShard::take_listed`]).
 #[derive(Debug, Zeroable)]
 #[repr(C, align(32))]
 pub struct CustomerCell {
@@ -113,13 +117,16 @@ pub struct CustomerCell {
     /// [`BLOCKED`]: the customer's watched traffic is dropped;
     /// [`EXPIRES`]: the grant holds a fleet lease, spent only while the
     /// shard's grants are fresh ([`WorkerShard::set_grants_until`]).
-    flags: AtomicU64,
+    flags: AtomicU32,
+    /// 1: the customer is in the shard's listing (or the listing
+    /// overflowed) since the control plane last took it.
+    listed: AtomicU32,
 }
 
 /// [`CustomerCell`] flag: blocked.
-const BLOCKED: u64 = 1;
+const BLOCKED: u32 = 1;
 /// [`CustomerCell`] flag: the grant expires with the shard's stamp.
-const EXPIRES: u64 = 2;
+const EXPIRES: u32 = 2;
 
 /// A customer's counters as the control plane read them: `forwarded` was
 /// loaded before `seen`, so `seen` covers every forward in `forwarded`.
@@ -153,6 +160,9 @@ pub struct WorkerShard {
     /// TSC until which marked grants may be spent (control plane writes,
     /// worker reads); `u64::MAX`: no expiry.
     grants_until: StampLine,
+    /// The customers this core counted since the control plane last took
+    /// them.
+    listing: Listing,
 }
 
 /// The shard's stamp on a cache line of its own: the control plane's
@@ -171,6 +181,14 @@ impl WorkerShard {
     /// [`WorkerShard::new`], its memory on NUMA `node` (that of the worker
     /// that writes it).
     pub fn on_node(customers: usize, node: Option<u32>) -> Self {
+        WorkerShard::with_listing(customers, node, customers.min(MAX_SLOTS))
+    }
+
+    /// [`WorkerShard::on_node`] with a listing ring of `slots` ids (rounded
+    /// up to a power of two). A ring of at least `customers` slots never
+    /// overflows (a customer is in it at most once); tests give a tiny one
+    /// to force the overflow path.
+    pub fn with_listing(customers: usize, node: Option<u32>, slots: usize) -> Self {
         let cells = HugeArray::<CustomerCell>::zeroed(customers, node);
         for c in cells.iter() {
             c.grant.store(u64::MAX, Relaxed);
@@ -178,7 +196,13 @@ impl WorkerShard {
         WorkerShard {
             cells,
             grants_until: StampLine(AtomicU64::new(u64::MAX)),
+            listing: Listing::new(slots, node),
         }
+    }
+
+    /// Slots in the listing ring.
+    pub fn listing_capacity(&self) -> usize {
+        self.listing.capacity()
     }
 
     /// Customer ids this shard has room for.
@@ -213,6 +237,9 @@ impl WorkerShard {
             return true;
         };
         bump(&c.seen);
+        if c.listed.load(Relaxed) == 0 {
+            self.list(c, id);
+        }
         let forwarded = c.forwarded.load(Relaxed);
         let flags = c.flags.load(Acquire);
         if flags & BLOCKED != 0 || forwarded >= c.grant.load(Relaxed) {
@@ -223,6 +250,18 @@ impl WorkerShard {
         }
         c.forwarded.store(forwarded + 1, Relaxed);
         true
+    }
+
+    /// Lists `id` (its first SYN on this core since the control plane last
+    /// took it): marks the cell, then pushes the id (see
+    /// [`WorkerShard::take_listed`]). Inline, on a cold path: as an
+    /// out-of-line call it cost a watched SYN about 2 instructions more
+    /// (callgrind), the loop keeping values safe across the call.
+    #[inline(always)]
+    fn list(&self, c: &CustomerCell, id: CustomerId) {
+        std::hint::cold_path();
+        c.listed.store(1, Relaxed);
+        self.listing.push(id);
     }
 
     /// Whether marked grants are past the shard's stamp.
@@ -262,7 +301,7 @@ impl WorkerShard {
             .is_some_and(|c| c.flags.load(Relaxed) & EXPIRES != 0)
     }
 
-    fn set_flag(&self, id: CustomerId, flag: u64, on: bool) {
+    fn set_flag(&self, id: CustomerId, flag: u32, on: bool) {
         if let Some(c) = self.cells.get(id.index()) {
             // One writer: a plain load and store.
             let old = c.flags.load(Relaxed);
@@ -304,10 +343,86 @@ impl WorkerShard {
         }
     }
 
-    /// Every customer's seen count, in id order (the tick's scan).
+    /// Every customer's seen count, in id order.
     #[inline]
     pub fn seen_counts(&self) -> impl Iterator<Item = u64> + '_ {
         self.cells.iter().map(|c| c.seen.load(Relaxed))
+    }
+
+    /// `id`'s seen count (0 out of range).
+    #[inline]
+    pub fn seen(&self, id: CustomerId) -> u64 {
+        self.cells
+            .get(id.index())
+            .map_or(0, |c| c.seen.load(Relaxed))
+    }
+
+    /// Takes the customers this core listed since the last take (control
+    /// plane only): appends their ids to `out` and clears their marks, so
+    /// the worker lists each again at its next SYN. Returns false if the
+    /// ring overflowed meanwhile: then customers with new counts may be
+    /// missing from `out`, and the caller must [`WorkerShard::sweep`] the
+    /// shard this tick.
+    ///
+    /// # Why no count is lost
+    ///
+    /// The worker, per watched SYN of `c`: bumps `seen`, loads `listed`;
+    /// if 0, stores 1 and pushes `c` (the ring's `Release`). The control
+    /// plane takes the ids (`Acquire`), clears their marks, and only then
+    /// reads their counts (against baselines, so a count read late is
+    /// counted late, never lost or twice). Take one SYN of `c`:
+    ///
+    /// - its worker loaded `listed == 0`: it pushes `c` after the bump, so
+    ///   the take that gets `c` (or, if the ring was full, the overflow
+    ///   flag and the sweep behind it) happens after the bump, and the
+    ///   reads of that tick include it;
+    /// - its worker loaded 1: that mark was set by an earlier listing (only
+    ///   the worker sets it), and the control plane's clear of it, at the
+    ///   take of that listing, is ordered after the set (the clear follows
+    ///   the `Acquire` of the id). Either the tick that clears it reads
+    ///   `seen` after the bump, or the bump raced the clear: the worker's
+    ///   store and the control plane's were in flight together. That is
+    ///   why the caller must look again, at the next tick, at every
+    ///   customer whose mark it cleared (compare `seen` with its
+    ///   baseline): a store is visible on another core well within a tick
+    ///   (the assumption the grants already rest on), so the next tick
+    ///   reads the bump.
+    ///
+    /// The mark cannot be set without the id being queued or the overflow
+    /// flag raised, and it is cleared only by a take or a sweep that has
+    /// seen both, so a customer is never stuck marked and unlisted.
+    pub fn take_listed(&self, out: &mut Vec<CustomerId>) -> bool {
+        let start = out.len();
+        let overflowed = self.listing.take(out);
+        for id in &out[start..] {
+            if let Some(c) = self.cells.get(id.index()) {
+                c.listed.store(0, Relaxed);
+            }
+        }
+        !overflowed
+    }
+
+    /// After an overflow (control plane only, after
+    /// [`WorkerShard::take_listed`] returned false): one pass over the
+    /// cells that clears every mark (appending the cleared ids to
+    /// `cleared`: look at them again next tick, as after a take) and calls
+    /// `each` with the id and seen count of each of the first `n`
+    /// customers.
+    pub fn sweep(
+        &self,
+        n: usize,
+        cleared: &mut Vec<CustomerId>,
+        mut each: impl FnMut(CustomerId, u64),
+    ) {
+        for (id, c) in CustomerId::all(self.cells.len()).zip(self.cells.iter()) {
+            if c.listed.load(Relaxed) != 0 {
+                c.listed.store(0, Relaxed);
+                cleared.push(id);
+            }
+            if id.index() < n {
+                each(id, c.seen.load(Relaxed));
+            }
+        }
     }
 
     /// `id`'s cumulative grant (`u64::MAX` unlimited; 0 out of range).
@@ -327,6 +442,22 @@ impl WorkerShard {
         }
     }
 
+    /// [`WorkerShard::try_forward`] as a worker runs it when its load of
+    /// `id`'s mark still reads the 1 that the control plane has just
+    /// cleared (the clear reaches this core after the load): the SYN is
+    /// counted, `id` is not listed again. For tests of the tick's recheck,
+    /// never while a worker runs on this shard.
+    #[doc(hidden)]
+    pub fn forward_past_a_cleared_mark(&self, id: CustomerId) -> bool {
+        let Some(c) = self.cells.get(id.index()) else {
+            return true;
+        };
+        c.listed.store(1, Relaxed);
+        let forwarded = self.try_forward(id);
+        c.listed.store(0, Relaxed);
+        forwarded
+    }
+
     /// Overwrites `id`'s counters, as if its worker had counted them: for
     /// tests and tools that stand in for a worker, never while one runs on
     /// this shard.
@@ -335,6 +466,9 @@ impl WorkerShard {
         if let Some(c) = self.cells.get(id.index()) {
             c.seen.store(seen, Relaxed);
             c.forwarded.store(forwarded, Relaxed);
+            if c.listed.load(Relaxed) == 0 {
+                self.list(c, id);
+            }
         }
     }
 }

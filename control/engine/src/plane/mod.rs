@@ -49,13 +49,20 @@
 //!
 //! # Cost
 //!
-//! A tick scans each core's seen counts once, linearly (one load from each
-//! customer's 32-byte cell and a compare with a 4-byte baseline per
-//! customer and core; every forwarded SYN also bumps seen, so forwarded
-//! needn't be scanned), then works
-//! only on customers that changed, have window state, are blocked or were
-//! touched by an operator. Idle customers cost 8 bytes per core of
-//! baselines plus ~8 bytes, and no work beyond the scan.
+//! A tick works on the customers that can have changed, not on the table:
+//! each worker lists a customer in a bounded ring the first time it counts
+//! one of its SYNs after the tick last took it (one load of a mark in the
+//! cell the SYN touches anyway, and on that first SYN a store and a push),
+//! and the tick takes every core's ring
+//! ([`synwall_dataplane::shard::WorkerShard::take_listed`], where the
+//! argument that no count is lost lives). It evaluates those, the ones it
+//! cleared last tick whose counts moved since, and the customers with
+//! window state, a block, an operator's change or a fleet lease. A ring
+//! that overflowed (more customers listed in one tick than its slots,
+//! `min(customers, 64 Ki)`) makes that tick scan the core's cells instead:
+//! one load and a compare with a 4-byte baseline per customer, as every
+//! tick did before the rings. Idle customers cost 8 bytes per core of
+//! baselines plus ~8 bytes, and no work.
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -366,6 +373,14 @@ pub struct ControlPlane {
     /// Identity of the shards last ticked with.
     attached: Vec<usize>,
     cands: Vec<CustomerId>,
+    /// The customers whose listing marks the last tick cleared: this tick
+    /// looks at their counts again (`WorkerShard::take_listed`).
+    recheck: Vec<CustomerId>,
+    /// A spare buffer for the next tick's cleared marks.
+    cleared: Vec<CustomerId>,
+    /// Ticks that found a worker's listing ring overflowed and scanned
+    /// the table instead.
+    listing_overflows: u64,
     reads: Vec<u64>,
     /// Events raised outside a tick (config blocks), returned by the next.
     pending: Vec<Event>,
@@ -459,6 +474,9 @@ impl ControlPlane {
             base_fwd: Vec::new(),
             attached: Vec::new(),
             cands: Vec::new(),
+            recheck: Vec::new(),
+            cleared: Vec::new(),
+            listing_overflows: 0,
             reads: Vec::new(),
             pending: Vec::new(),
             fleet: config.fleet.as_ref().map(|f| {

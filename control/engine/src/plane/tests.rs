@@ -721,10 +721,9 @@ fn reconfigure_keeps_state_by_name_across_renumbering() {
 }
 
 /// Times a tick at 1,000,000 customers (10,000 active) over 4 cores.
-/// `cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cost`
-#[test]
-#[ignore]
-fn tick_cost_at_a_million_customers() {
+/// [`config`] with a million customers like [`PLAIN`], for the tick's
+/// benches.
+fn million_customers() -> Config {
     let mut cfg = config();
     let template = cfg.customers[0].clone();
     cfg.customers = (0..1_000_000u32)
@@ -734,6 +733,14 @@ fn tick_cost_at_a_million_customers() {
             ..template.clone()
         })
         .collect();
+    cfg
+}
+
+/// `cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cost`
+#[test]
+#[ignore]
+fn tick_cost_at_a_million_customers() {
+    let cfg = million_customers();
     let sh = shards(4, cfg.customers.len());
     let mut plane = ControlPlane::new(&cfg, 0, WALL0);
     let t = Instant::now();
@@ -831,4 +838,317 @@ fn recent_counts_for_the_history_follow_names_across_a_reload() {
     let next = config_with(&(customer("new", &["10.9.0.0/24"], "") + &customers()));
     plane.reconfigure(&next, 300);
     assert_eq!(plane.take_recent(), vec![("plain".into(), 4, 4)]);
+}
+
+/// Many customers, limit 10 in 5 minutes (one in ten closed: limit 0 in
+/// 1h), sending a few SYNs at a time on random cores across many ticks,
+/// most of them starting cold (no window state, so only the workers'
+/// listing brings them to a tick). Each is blocked at exactly its limit by
+/// the tick after it tries for more, never forwards past it, and the
+/// plane's totals equal what the workers counted. `slots` sizes each
+/// core's listing ring: a tiny ring overflows every tick and the tick
+/// scans instead.
+fn listed_customers_are_exact(slots: usize) -> u64 {
+    const N: usize = 300;
+    let customers: String = (0..N)
+        .map(|i| {
+            let limits = if i % 10 == 0 {
+                "limits = { \"1h\" = 0 }"
+            } else {
+                "limits = { \"5m\" = 10 }"
+            };
+            customer(
+                &format!("c{i}"),
+                &[&format!("10.{}.{}.0/24", i / 256, i % 256)],
+                limits,
+            )
+        })
+        .collect();
+    let cfg = config_with(&customers);
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    let sh: Vec<Arc<WorkerShard>> = (0..2)
+        .map(|_| Arc::new(WorkerShard::with_listing(N, None, slots)))
+        .collect();
+    plane.tick(0, &sh);
+    let mut rng = Rng(0x1157 ^ slots as u64);
+    let (mut sent, mut fwd) = (vec![0u64; N], vec![0u64; N]);
+    // The tick at which each customer first tried past its limit.
+    let mut over_at: Vec<Option<u64>> = vec![None; N];
+    let mut now = 0;
+    for tick in 1..=200u64 {
+        // A new handful of customers wakes up each tick; the rest of the
+        // awake ones keep going.
+        let awake = ((tick as usize) * 3).min(N);
+        for _ in 0..40 {
+            let i = rng.below(awake as u64) as usize;
+            let c = CustomerId::new(i as u32);
+            let limit = if i.is_multiple_of(10) { 0 } else { 10 };
+            for _ in 0..rng.below(4) {
+                let s = rng.below(2) as usize;
+                sent[i] += 1;
+                if send(&sh[s], c) {
+                    fwd[i] += 1;
+                } else if fwd[i] >= limit && over_at[i].is_none() {
+                    over_at[i] = Some(tick);
+                }
+            }
+        }
+        now += 1000;
+        plane.tick(now, &sh);
+        for (i, &at) in over_at.iter().enumerate() {
+            if at == Some(tick) {
+                assert!(
+                    plane.is_blocked(CustomerId::new(i as u32)),
+                    "c{i} ({slots} slots) tried past its limit at tick {tick} and is open"
+                );
+            }
+        }
+    }
+    plane.tick(now + 1000, &sh);
+    let mut blocked = 0;
+    for i in 0..N {
+        let c = CustomerId::new(i as u32);
+        let limit = if i % 10 == 0 { 0 } else { 10 };
+        let v = plane.customer_view(c, now + 1000).unwrap();
+        assert_eq!(
+            (v.seen, v.forwarded),
+            (sent[i], fwd[i]),
+            "c{i} ({slots} slots): counts"
+        );
+        assert!(fwd[i] <= limit, "c{i}: {} forwarded past {limit}", fwd[i]);
+        if over_at[i].is_some() {
+            blocked += 1;
+            assert_eq!(fwd[i], limit, "c{i}: blocked before its limit");
+            match v.reason {
+                Some(Reason::Limit {
+                    count, limit: l, ..
+                }) => {
+                    assert_eq!((count, l), (limit, limit), "c{i}: blocked at");
+                }
+                other => panic!("c{i} ({slots} slots): sent {} and {other:?}", sent[i]),
+            }
+        } else {
+            assert_eq!(v.state, "open", "c{i}: blocked under its limit");
+        }
+    }
+    assert!(blocked > N / 2, "only {blocked} reached their limit");
+    plane.listing_overflows()
+}
+
+#[test]
+fn listed_customers_are_blocked_at_exactly_their_limit() {
+    assert_eq!(
+        listed_customers_are_exact(WorkerShard::new(300).listing_capacity()),
+        0
+    );
+}
+
+#[test]
+fn an_overflowing_listing_falls_back_to_the_scan_and_stays_exact() {
+    let overflows = listed_customers_are_exact(2);
+    assert!(
+        overflows > 100,
+        "the tiny ring overflowed only {overflows} times"
+    );
+}
+
+/// Workers on their own threads count while the plane ticks, with tiny
+/// listing rings so that takes, overflows and sweeps all race the workers'
+/// marks: once the workers stop, every SYN is in the plane's totals.
+#[test]
+fn counts_racing_the_tick_are_never_lost() {
+    const N: usize = 64;
+    let customers: String = (0..N)
+        .map(|i| customer(&format!("c{i}"), &[&format!("10.0.{i}.0/24")], ""))
+        .collect();
+    let cfg = config_with(&customers);
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    for slots in [4, N] {
+        let sh: Vec<Arc<WorkerShard>> = (0..2)
+            .map(|_| Arc::new(WorkerShard::with_listing(N, None, slots)))
+            .collect();
+        plane.attach_fresh(&sh);
+        let before: Vec<u64> = (0..N)
+            .map(|i| {
+                plane
+                    .customer_view(CustomerId::new(i as u32), 0)
+                    .unwrap()
+                    .seen
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = sh
+            .iter()
+            .enumerate()
+            .map(|(w, s)| {
+                let (s, stop) = (s.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut rng = Rng(0xabc + w as u64);
+                    let mut sent = [0u64; N];
+                    while !stop.load(Relaxed) {
+                        // Sparse: most customers go quiet between SYNs,
+                        // so a lost listing is not covered by a later one.
+                        let i = rng.below(N as u64) as usize;
+                        s.try_forward(CustomerId::new(i as u32));
+                        sent[i] += 1;
+                        for _ in 0..rng.below(200) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut now = 0;
+        while t0.elapsed() < Duration::from_millis(300) {
+            now += 1;
+            plane.tick(now, &sh);
+        }
+        stop.store(true, Relaxed);
+        let mut sent = [0u64; N];
+        for w in workers {
+            for (t, n) in sent.iter_mut().zip(w.join().unwrap()) {
+                *t += n;
+            }
+        }
+        // Two ticks: the one after the workers stopped, and the recheck
+        // of what it cleared.
+        plane.tick(now + 1, &sh);
+        plane.tick(now + 2, &sh);
+        for i in 0..N {
+            let v = plane
+                .customer_view(CustomerId::new(i as u32), now + 2)
+                .unwrap();
+            assert_eq!(v.seen - before[i], sent[i], "c{i}, {slots} slots");
+        }
+    }
+}
+
+/// A customer whose windows drained (no state left, so only a listing
+/// brings it back to a tick) is listed again at its next SYN, on every
+/// core, each time it comes back; also when its listing overflowed a
+/// one-slot ring (another customer took the slot) and the tick swept.
+#[test]
+fn a_customer_back_after_its_windows_drained_is_listed_again() {
+    let cfg = config();
+    for slots in [cfg.customers.len(), 1] {
+        let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+        let sh: Vec<Arc<WorkerShard>> = (0..2)
+            .map(|_| Arc::new(WorkerShard::with_listing(cfg.customers.len(), None, slots)))
+            .collect();
+        plane.tick(0, &sh);
+        let mut now = 0;
+        for round in 1..=3u64 {
+            for s in &sh {
+                assert!(send(s, MX));
+                assert!(send(s, PLAIN));
+            }
+            now += 100;
+            plane.tick(now, &sh);
+            assert!(
+                plane.windows.is_active(PLAIN),
+                "{slots}, round {round}: not counted"
+            );
+            // Past the longest window (1h): the state drains.
+            now += 2 * HOUR;
+            plane.tick(now, &sh);
+            assert!(
+                !plane.windows.is_active(PLAIN),
+                "round {round}: still active"
+            );
+            let v = plane.customer_view(PLAIN, now).unwrap();
+            assert_eq!(v.seen, 2 * round, "{slots} slots, round {round}");
+        }
+        assert_eq!(plane.listing_overflows() > 0, slots == 1);
+    }
+}
+
+/// A SYN whose worker read the listing mark just before the tick's clear
+/// reached it is not listed again: the next tick's recheck of the cleared
+/// customers reads it. (A customer with a limit of 1 on two cores: its
+/// SYNs on the core granted 0 are dropped without a block, so it gets no
+/// window state that would bring it back to the tick anyway.)
+#[test]
+fn a_syn_racing_the_clear_of_its_mark_is_read_by_the_next_tick() {
+    let cfg = config_with(&customer(
+        "one",
+        &["10.0.0.0/24"],
+        "limits = { \"5m\" = 1 }",
+    ));
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    let sh = shards(2, 1);
+    let c = CustomerId::new(0);
+    plane.tick(0, &sh);
+    assert_eq!((sh[0].grant(c), sh[1].grant(c)), (1, 0));
+    assert!(!send(&sh[1], c), "core 1 holds no grant");
+    plane.tick(100, &sh);
+    assert!(!sh[1].forward_past_a_cleared_mark(c));
+    plane.tick(200, &sh);
+    let v = plane.customer_view(c, 200).unwrap();
+    assert_eq!((v.seen, v.forwarded, v.state), (2, 0, "open"));
+    assert!(!plane.windows.is_active(c));
+}
+
+/// This thread's CPU time so far, in ns (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// The tick's CPU cost at a million customers with `TICK_ACTIVE` of them
+/// (default 8192, spread over the ids) sending a SYN each between ticks,
+/// on `TICK_CORES` shards (default 1): CPU time of this thread, so a
+/// loaded box inflates it less than wall time. Prints, asserts nothing
+/// about time.
+///
+/// `TICK_ACTIVE=8192 cargo test -p synwall-engine --lib --release -- --ignored --nocapture tick_cpu`
+#[test]
+#[ignore]
+fn tick_cpu_at_a_million_customers() {
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (active, cores) = (env("TICK_ACTIVE", 8192), env("TICK_CORES", 1));
+    const N: u32 = 1_000_000;
+    let cfg = million_customers();
+    let sh = shards(cores as usize, N as usize);
+    let mut plane = ControlPlane::new(&cfg, 0, WALL0);
+    plane.tick(0, &sh);
+    let mut now = 0;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        now += 100;
+        let t = thread_cpu_ns();
+        plane.tick(now, &sh);
+        idle.push(thread_cpu_ns() - t);
+    }
+    let stride = N / active.max(1);
+    let mut busy = Vec::new();
+    for r in 0..40 {
+        for a in 0..active {
+            send(&sh[(a % cores) as usize], CustomerId::new(a * stride));
+        }
+        now += 100;
+        let t = thread_cpu_ns();
+        plane.tick(now, &sh);
+        if r >= 5 {
+            busy.push(thread_cpu_ns() - t);
+        }
+    }
+    assert_eq!(plane.active(), active as usize);
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2] / 1000
+    };
+    println!(
+        "tick CPU µs, 1M customers, {cores} core(s): none active {}, {active} active {} (medians)",
+        median(&mut idle),
+        median(&mut busy)
+    );
 }

@@ -108,16 +108,48 @@ impl ControlPlane {
 
         let mut cands = std::mem::take(&mut self.cands);
         cands.clear();
+        // The customers the workers listed since the last tick, their
+        // marks cleared: these and last tick's (`recheck`) are the ones
+        // whose counts can have changed (see `WorkerShard::take_listed`
+        // for why last tick's too).
+        let recheck = std::mem::take(&mut self.recheck);
+        let mut cleared = std::mem::take(&mut self.cleared);
+        cleared.clear();
+        let mut complete = true;
+        for shard in shards {
+            complete &= shard.take_listed(&mut cleared);
+        }
+        if !complete {
+            self.listing_overflows += 1;
+        }
         if self.all_dirty {
+            if !complete {
+                for shard in shards {
+                    shard.sweep(n, &mut cleared, |_, _| {});
+                }
+            }
             cands.extend(CustomerId::all(n));
         } else {
-            // Core-major: each pass streams one core's array and its
-            // baseline sequentially.
-            for (shard, base) in shards.iter().zip(&self.base_seen) {
-                for (c, (seen, b)) in CustomerId::all(n).zip(shard.seen_counts().zip(&base[..n])) {
-                    if seen as u32 != *b {
-                        cands.push(c);
-                    }
+            cands.extend(cleared.iter().copied());
+            if !complete {
+                // A ring overflowed: some listed customers are not in it.
+                // Scan every core's counts (core-major: each pass streams
+                // one core's cells and its baselines).
+                for (shard, base) in shards.iter().zip(&self.base_seen) {
+                    shard.sweep(n, &mut cleared, |c, seen| {
+                        if base.get(c.index()).is_some_and(|&b| seen as u32 != b) {
+                            cands.push(c);
+                        }
+                    });
+                }
+            }
+            for &c in &recheck {
+                let changed = shards.iter().zip(&self.base_seen).any(|(shard, base)| {
+                    base.get(c.index())
+                        .is_some_and(|&b| shard.seen(c) as u32 != b)
+                });
+                if changed {
+                    cands.push(c);
                 }
             }
             cands.extend(self.windows.customers());
@@ -132,6 +164,10 @@ impl ControlPlane {
             cands.sort_unstable();
             cands.dedup();
         }
+        cleared.sort_unstable();
+        cleared.dedup();
+        self.recheck = cleared;
+        self.cleared = recheck;
         let mut reads = std::mem::take(&mut self.reads);
         for &c in &cands {
             self.evaluate(c, now, shards, &mut reads, &mut events);

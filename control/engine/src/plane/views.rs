@@ -98,6 +98,12 @@ impl ControlPlane {
             .collect()
     }
 
+    /// Ticks that found a worker's listing ring overflowed and scanned the
+    /// whole table instead (see `WorkerShard::take_listed`).
+    pub fn listing_overflows(&self) -> u64 {
+        self.listing_overflows
+    }
+
     /// Customers with window state.
     pub fn active(&self) -> usize {
         self.windows.active()
