@@ -142,7 +142,6 @@ fn a_broken_link_is_found() {
     std::fs::write(
         dir.join("README.md"),
         "# t\n\n[a](docs/a.md#the-b-part) [gone](docs/gone.md) `[not](a link)`\n\n\
-         [pending, not there yet](docs/performance.md)\n\n\
          ```\n[not](in code)\n```\n",
     )
     .unwrap();
