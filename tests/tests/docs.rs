@@ -12,7 +12,6 @@ use std::process::Command;
 use synwall_protocol::COMMANDS;
 use synwall_tests::*;
 
-
 /// The lines of a markdown text outside fenced code blocks, 1-based.
 fn prose(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let mut fenced = false;
