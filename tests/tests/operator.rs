@@ -381,6 +381,17 @@ fn block_and_unblock_through_synwallctl_while_traffic_flows() {
         text.contains("synwall_verdicts_total"),
         "no verdict counters in /metrics:\n{text}"
     );
+    // `synwallctl metrics` prints the same exposition text, line by line
+    // (not one line of escaped `\n`s).
+    let metrics = ctl(dir, &sock, &["metrics"]);
+    assert_eq!(metrics.code, Some(0), "{metrics:?}");
+    let out = &metrics.stdout;
+    assert!(
+        out.lines().any(|l| l.starts_with("# TYPE synwall_verdicts"))
+            && out.lines().any(|l| l.starts_with("synwall_verdicts_total{")),
+        "synwallctl metrics is not the exposition text, line by line:\n{}",
+        metrics.stdout
+    );
 
     // Block: exit 0, and the block is in force.
     let block = ctl(

@@ -591,6 +591,15 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// A multi-line text (the metrics' exposition format) as its lines, each
+/// with its other control characters escaped as [`plain`] does.
+fn lines(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.split('\n').map(plain).collect::<Vec<_>>().join("\n"),
+        None => text(v),
+    }
+}
+
 /// `s` with every control character escaped (`\n`, `\u{1b}`): text from
 /// the appliance (reasons, names, errors that quote a request) never forges
 /// a table row or reaches the terminal as an escape sequence.
@@ -711,7 +720,7 @@ fn human(command: &Command, r: &Value) -> String {
             None => format!("default mode: {}{}\n", text(&r["mode"]), was(r)),
         },
         Command::Reload => format!("{}\n", text(&r["message"])),
-        Command::Metrics => text(&r["metrics"]),
+        Command::Metrics => lines(&r["metrics"]),
         Command::Fleet if r["fleet"].is_null() => {
             "no [fleet] in the config: this appliance enforces alone\n".to_owned()
         }
@@ -1170,4 +1179,15 @@ fn user_name(uid: u32) -> String {
         || format!("uid {uid}"),
         |u| format!("{} (uid {uid})", u.name),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_keep_their_lines_and_lose_other_control_characters() {
+        let v = Value::String("# TYPE a counter\na 1\nb{x=\"\u{1b}[2J\"} 2\n".into());
+        assert_eq!(lines(&v), "# TYPE a counter\na 1\nb{x=\"\\u{1b}[2J\"} 2\n");
+    }
 }
