@@ -18,3 +18,6 @@ pub mod shard;
 pub mod verdict;
 
 pub use classify::CustomerId;
+/// The cache-line hint the tables are read with, for the control plane
+/// that walks the same tables.
+pub use synwall_memory::prefetch;

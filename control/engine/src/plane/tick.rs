@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use synwall_config::Mode;
 use synwall_dataplane::shard::{CellRead, WorkerShard};
-use synwall_dataplane::CustomerId;
+use synwall_dataplane::{prefetch, CustomerId};
 
 use super::{ControlPlane, Reason};
 use crate::event::{Event, EventKind};
 use crate::grant;
 use crate::window::MAX_WINDOWS;
+
+/// How many candidates ahead of the one evaluated the tick prefetches: a
+/// few customers' evaluation covers a memory access.
+const PREFETCH_AHEAD: usize = 8;
 
 impl ControlPlane {
     /// Attaches shards that started at zero (a new generation's, already
@@ -169,7 +173,10 @@ impl ControlPlane {
         self.recheck = cleared;
         self.cleared = recheck;
         let mut reads = std::mem::take(&mut self.reads);
-        for &c in &cands {
+        for (k, &c) in cands.iter().enumerate() {
+            if let Some(&ahead) = cands.get(k + PREFETCH_AHEAD) {
+                self.prefetch(ahead, shards);
+            }
             self.evaluate(c, now, shards, &mut reads, &mut events);
         }
         self.reads = reads;
@@ -180,6 +187,27 @@ impl ControlPlane {
             f.end_tick();
         }
         events
+    }
+
+    /// Starts loading what [`evaluate`](Self::evaluate) reads first of
+    /// `c`: its dense entry, its baselines and its cell on every core. The
+    /// candidates are scattered over tables of a million entries, so each
+    /// is a cache miss; a profile of the appliance's tick at 8,192 active
+    /// of 1M customers put 42 % of the tick's samples on the dense entry's
+    /// load alone.
+    fn prefetch(&self, c: CustomerId, shards: &[Arc<WorkerShard>]) {
+        let ci = c.index();
+        if let Some(d) = self.dense.get(ci) {
+            prefetch(d);
+        }
+        for (s, shard) in shards.iter().enumerate() {
+            shard.prefetch(c);
+            for base in [&self.base_seen, &self.base_fwd] {
+                if let Some(b) = base.get(s).and_then(|b| b.get(ci)) {
+                    prefetch(b);
+                }
+            }
+        }
     }
 
     /// One customer's share of a tick. See the module docs for the grant
