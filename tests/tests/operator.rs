@@ -387,8 +387,11 @@ fn block_and_unblock_through_synwallctl_while_traffic_flows() {
     assert_eq!(metrics.code, Some(0), "{metrics:?}");
     let out = &metrics.stdout;
     assert!(
-        out.lines().any(|l| l.starts_with("# TYPE synwall_verdicts"))
-            && out.lines().any(|l| l.starts_with("synwall_verdicts_total{")),
+        out.lines()
+            .any(|l| l.starts_with("# TYPE synwall_verdicts"))
+            && out
+                .lines()
+                .any(|l| l.starts_with("synwall_verdicts_total{")),
         "synwallctl metrics is not the exposition text, line by line:\n{}",
         metrics.stdout
     );
