@@ -501,14 +501,20 @@ fn u(v: &Value) -> u64 {
 
 /// outside tx packets / elapsed seconds of a `--summary-json`, in Mpps.
 pub fn summary_mean_mpps(d: &Value) -> Option<f64> {
+    summary_mpps(d, "outside", "tx_packets")
+}
+
+/// `counter` (`tx_packets`, `rx_packets`) of the ports on `side` over the
+/// elapsed seconds of a `--summary-json`, in Mpps.
+pub fn summary_mpps(d: &Value, side: &str, counter: &str) -> Option<f64> {
     let ports = d["ports"].as_array()?;
-    let tx: u64 = ports
+    let packets: u64 = ports
         .iter()
-        .filter(|p| p["side"] == "outside")
-        .map(|p| u(&p["tx_packets"]))
+        .filter(|p| p["side"] == side)
+        .map(|p| u(&p[counter]))
         .sum();
     let secs = d["elapsed_secs"].as_f64().filter(|s| *s > 0.0)?;
-    Some(tx as f64 / secs / 1e6)
+    Some(packets as f64 / secs / 1e6)
 }
 
 /// Checks a synwall summary of a flood run (`shape` flood: SYNs only; smtp:
@@ -1333,6 +1339,7 @@ mod tests {
             command: vec!["synwall-bench".into(), "dataplane".into()],
             rows: vec![row],
             million: None,
+            fleet: None,
             runs: 6,
             failed_runs: 1,
         }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,6 +25,7 @@ use super::host;
 use super::inputs::{flood_frames, mkpcap, out_dir, pool_mbufs, strings, Bins};
 use super::result::{Begun, BenchRun, Million, MillionRound, Settings};
 use super::rounds::{ab_rounds, Runs};
+use super::sampled::stop_by;
 use super::stats::{fmt2, median, median_of};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -213,7 +214,8 @@ impl Bench {
             r.rss_anon_mib = status_mib(&status, "RssAnon:");
             r.vm_hwm_mib = status_mib(&status, "VmHWM:");
         }
-        stop(&mut child);
+        // SIGINT now, SIGKILL after 30 s.
+        let _ = stop_by(&mut child, Instant::now(), Duration::from_secs(30));
         r.tick_us = median(
             &r.tick_us_samples
                 .iter()
@@ -249,20 +251,6 @@ impl Bench {
             r.compilers_at_start
         );
         r
-    }
-}
-
-/// SIGINT, then SIGKILL after 30 s.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while matches!(child.try_wait(), Ok(None)) {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

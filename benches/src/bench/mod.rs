@@ -4,6 +4,7 @@
 //! result) written once, and the subcommands that use it. The scripts under
 //! `scripts/` are thin wrappers that build and exec it.
 pub mod dataplane;
+pub mod fleet;
 pub mod host;
 pub mod inputs;
 pub mod million;

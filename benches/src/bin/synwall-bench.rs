@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use synwall_benches::bench::{dataplane, million, performance};
+use synwall_benches::bench::{dataplane, fleet, million, performance};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,6 +24,9 @@ enum Cmd {
     Dataplane(Box<dataplane::Args>),
     /// A million customers: start-up, memory and tick cost (scripts/bench-million).
     Million(million::Args),
+    /// The fleet on loopback Redis: Redis load, and the dataplane with
+    /// [fleet] off and on (scripts/bench-fleet).
+    Fleet(fleet::Args),
     /// Writes docs/performance.md from bench results (--json).
     Report(performance::Args),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Cmd::Dataplane(a) => dataplane::run(*a).map(|(_, ok)| ok),
         Cmd::Million(a) => million::run(a).map(|(_, ok)| ok),
+        Cmd::Fleet(a) => fleet::run(a).map(|(_, ok)| ok),
         Cmd::Report(a) => performance::run(&a).map(|()| true),
     };
     match outcome {
