@@ -16,7 +16,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::host::{self, Machine};
-use super::inputs::{flood_frames, mean_wire_size, mkpcap, out_dir, pool_mbufs, strings, Bins};
+use super::inputs::{flood_frames, mean_wire_size, mkpcap, pool_mbufs, strings, Common};
 use super::rates::{after_warmup, synwall_outside_tx_mpps, testpmd_tx_mpps};
 use super::result::{cpu_sum, Begun, BenchRun, Round, Row, RowKind, Settings};
 use super::rounds::{ab_rounds, Runs};
@@ -33,6 +33,8 @@ const MIXES: [&str; 4] = ["mix64", "imix", "mix15", "imix15"];
 /// always took (lists are space-separated, as the script took them).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
     /// Seconds per run (more than 4: 2 s warm-up, CPU sampled from 3 s).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -42,21 +44,12 @@ pub struct Args {
     /// The worker lcore (the main lcore is 0).
     #[arg(long, default_value_t = 1)]
     pub core: u32,
-    /// Where the pcaps, configs, logs and summaries go (default: a new /tmp dir).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The wrapper did not build (recorded in the command only).
-    #[arg(long)]
-    pub no_build: bool,
     /// Skip the 64 B mix against 1M customers.
     #[arg(long)]
     pub no_1m: bool,
     /// Use --no-huge (4 KB pages) even where hugepages are free.
     #[arg(long)]
     pub no_huge: bool,
-    /// Before each run, wait up to SECS for no compiler to be running.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub wait_idle: u64,
     /// Add the scaling table (synwall alone, --workers x --customers).
     #[arg(long)]
     pub scaling: bool,
@@ -90,13 +83,6 @@ pub struct Args {
     /// A second synwall binary run right after synwall in every round.
     #[arg(long, value_name = "SYNWALL_BIN")]
     pub baseline: Option<PathBuf>,
-    /// Write the result (every round's values, medians, ratios) as JSON here
-    /// (it is always written to OUT/result.json too).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Where synwall and synwall-mkpcap are (default: beside this binary).
-    #[arg(long, value_name = "DIR")]
-    pub bin_dir: Option<PathBuf>,
 }
 
 /// The checked options.
@@ -634,7 +620,7 @@ fn new_row(
 /// Runs the bench; returns the result and whether every run passed.
 pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     let p = plan(&args)?;
-    let out = out_dir(args.out.as_deref(), "bench")?;
+    let (out, bins) = args.common.dirs("bench")?;
     let needs_testpmd = p.ratio || p.flood;
     if needs_testpmd
         && Command::new("dpdk-testpmd")
@@ -644,7 +630,6 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     {
         return Err("dpdk-testpmd not found (apt install dpdk-dev)".into());
     }
-    let bins = Bins::new(&out, args.bin_dir.as_deref())?;
     let synwall = bins.copy("synwall")?;
     let mk = bins.copy("synwall-mkpcap")?;
     let baseline = bins.baseline(args.baseline.as_deref())?;
@@ -678,7 +663,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
         baseline,
         ncpu: u32::try_from(Machine::this().cpus.max(1)).unwrap_or(1),
         tag: format!("swb{}", std::process::id()),
-        runs: Runs::new(args.wait_idle),
+        runs: Runs::new(args.common.wait_idle),
     };
     let mut rows: Vec<(Row, Setup)> = Vec::new();
     if p.flood {
@@ -968,7 +953,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     };
     let ok = result.save(
         &out,
-        args.json.as_deref(),
+        args.common.json.as_deref(),
         &format!("produced rates{checks}"),
     )?;
     Ok((result, ok))
@@ -1216,14 +1201,7 @@ mod tests {
 
     #[test]
     fn options_are_checked_before_anything_runs() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let plan_of =
-            |argv: &[&str]| plan(&Cli::try_parse_from([&["x"], argv].concat()).unwrap().args);
+        let plan_of = |argv: &[&str]| plan(&crate::bench::inputs::parse_args::<Args>(argv));
         assert!(plan_of(&[]).unwrap().run_1m);
         assert!(plan_of(&["--duration", "4"])
             .unwrap_err()

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::dataplane::summary_mpps;
 use super::host;
-use super::inputs::{flood_frames, mkpcap, out_dir, pool_mbufs, Bins};
+use super::inputs::{flood_frames, mkpcap, pool_mbufs, Common};
 use super::result::{Begun, BenchRun, Round, Row, RowKind, Settings};
 use super::rounds::{ab_rounds, Runs};
 use super::sampled::{command_line, run_sampled, stop_by, Timing};
@@ -36,6 +36,8 @@ use super::stats::{fmt2, median, ratio};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
     /// Seconds each run is measured (part 1 after a 3 s warm-up).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -48,21 +50,6 @@ pub struct Args {
     /// Active customers in the flood (and in the customers file).
     #[arg(long, default_value_t = 10_000)]
     pub customers: u64,
-    /// Where the files and logs go (default: a new /tmp dir).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The wrapper did not build (recorded in the command only).
-    #[arg(long)]
-    pub no_build: bool,
-    /// Before each run, wait up to SECS for no compiler to be running.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub wait_idle: u64,
-    /// Write the result as JSON here too (always OUT/result.json).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Where synwall, synwallctl and synwall-mkpcap are (default: beside this binary).
-    #[arg(long, value_name = "DIR")]
-    pub bin_dir: Option<PathBuf>,
 }
 
 /// Seconds part 1's appliances run before Redis is sampled.
@@ -533,8 +520,7 @@ fn check(a: &Args) -> Result<(), String> {
 
 pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     check(&a)?;
-    let out = out_dir(a.out.as_deref(), "bench-fleet")?;
-    let bins = Bins::new(&out, a.bin_dir.as_deref())?;
+    let (out, bins) = a.common.dirs("bench-fleet")?;
     let synwall = bins.copy("synwall")?;
     let synwallctl = bins.copy("synwallctl")?;
     let mk = bins.copy("synwall-mkpcap")?;
@@ -568,7 +554,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
         appliances: a.appliances,
         mbufs: pool_mbufs(frames),
         duration: a.duration,
-        runs: Runs::new(a.wait_idle),
+        runs: Runs::new(a.common.wait_idle),
     };
     println!(
         "== part 1: {} appliances, {} active customers each, tick 100 ms",
@@ -624,7 +610,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     };
     let mut result = BenchRun::finished("fleet", begun, &b.runs, settings, vec![row], None);
     result.fleet = Some(load);
-    let ok = result.save(&out, a.json.as_deref(), "left a summary with a rate")?;
+    let ok = result.save(&out, a.common.json.as_deref(), "left a summary with a rate")?;
     Ok((result, ok))
 }
 
@@ -717,13 +703,7 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let c = |argv: &[&str]| check(&Cli::try_parse_from([&["x"], argv].concat()).unwrap().args);
+        let c = |argv: &[&str]| check(&crate::bench::inputs::parse_args::<Args>(argv));
         assert!(c(&[]).is_ok());
         assert!(c(&["--appliances", "0"])
             .unwrap_err()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::host;
-use super::inputs::{flood_frames, mkpcap, out_dir, pool_mbufs, strings, Bins};
+use super::inputs::{flood_frames, mkpcap, pool_mbufs, strings, Common};
 use super::result::{Begun, BenchRun, Million, MillionRound, Settings};
 use super::rounds::{ab_rounds, Runs};
 use super::sampled::stop_by;
@@ -30,6 +30,8 @@ use super::stats::{fmt2, median, median_of};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
     /// Customers in the customers file.
     #[arg(long, default_value_t = 1_000_000)]
     pub customers: u64,
@@ -48,21 +50,6 @@ pub struct Args {
     /// A second synwall binary run right after this one in every round.
     #[arg(long, value_name = "SYNWALL_BIN")]
     pub baseline: Option<PathBuf>,
-    /// Where the files and logs go (default: a new /tmp dir).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The wrapper did not build (recorded in the command only).
-    #[arg(long)]
-    pub no_build: bool,
-    /// Before each run, wait up to SECS for no compiler to be running.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub wait_idle: u64,
-    /// Write the result as JSON here too (always OUT/result.json).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Where synwall, synwallctl and synwall-mkpcap are (default: beside this binary).
-    #[arg(long, value_name = "DIR")]
-    pub bin_dir: Option<PathBuf>,
 }
 
 const MEM_MB: u64 = 1024;
@@ -306,8 +293,7 @@ pub fn medians(rounds: &[MillionRound]) -> [Option<f64>; 4] {
 
 pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     check(&a)?;
-    let out = out_dir(a.out.as_deref(), "million")?;
-    let bins = Bins::new(&out, a.bin_dir.as_deref())?;
+    let (out, bins) = a.common.dirs("million")?;
     let synwall = bins.copy("synwall")?;
     let synwallctl = bins.copy("synwallctl")?;
     let mk = bins.copy("synwall-mkpcap")?;
@@ -363,7 +349,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
         mem,
         mbufs: pool_mbufs(frames),
         duration: a.duration,
-        runs: Runs::new(a.wait_idle),
+        runs: Runs::new(a.common.wait_idle),
     };
     let mut builds = vec![(BUILDS[0], synwall)];
     builds.extend(baseline.map(|p| (BUILDS[1], p)));
@@ -393,7 +379,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     let result = BenchRun::finished("million", begun, &b.runs, settings, vec![], Some(million));
     let ok = result.save(
         &out,
-        a.json.as_deref(),
+        a.common.json.as_deref(),
         "reached forwarding and sampled tick and memory",
     )?;
     Ok((result, ok))
@@ -422,13 +408,7 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let c = |argv: &[&str]| check(&Cli::try_parse_from([&["x"], argv].concat()).unwrap().args);
+        let c = |argv: &[&str]| check(&crate::bench::inputs::parse_args::<Args>(argv));
         assert!(c(&[]).is_ok());
         assert!(c(&["--active", "0"]).unwrap_err().contains("--active"));
         assert!(c(&["--customers", "2000000"])
