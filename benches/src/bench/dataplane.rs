@@ -622,13 +622,8 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     let p = plan(&args)?;
     let (out, bins) = args.common.dirs("bench")?;
     let needs_testpmd = p.ratio || p.flood;
-    if needs_testpmd
-        && Command::new("dpdk-testpmd")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        return Err("dpdk-testpmd not found (apt install dpdk-dev)".into());
+    if needs_testpmd {
+        host::need_testpmd()?;
     }
     let synwall = bins.copy("synwall")?;
     let mk = bins.copy("synwall-mkpcap")?;
@@ -1318,6 +1313,7 @@ mod tests {
             rows: vec![row],
             million: None,
             fleet: None,
+            gen: None,
             runs: 6,
             failed_runs: 1,
         }
@@ -1353,8 +1349,8 @@ mod tests {
         assert!(!t.contains("baseline"), "{t}");
     }
 
-    /// The flags of every `scripts/bench-dataplane` and `scripts/bench-million`
-    /// command quoted in BENCHMARKS.md and docs/ (continuation lines included)
+    /// The flags of every `scripts/bench-dataplane`, `bench-million`,
+    /// `bench-fleet` and `bench-gen` command quoted in BENCHMARKS.md and docs/ (continuation lines included)
     /// are flags the driver takes: the documented commands keep working.
     #[test]
     fn documented_commands_use_flags_the_driver_takes() {
@@ -1368,6 +1364,12 @@ mod tests {
         let dataplane = longs(Args::augment_args(ClapCommand::new("dataplane")));
         let million = longs(crate::bench::million::Args::augment_args(ClapCommand::new(
             "million",
+        )));
+        let fleet = longs(crate::bench::fleet::Args::augment_args(ClapCommand::new(
+            "fleet",
+        )));
+        let gen = longs(crate::bench::gen::Args::augment_args(ClapCommand::new(
+            "gen",
         )));
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut docs = vec![root.join("BENCHMARKS.md")];
@@ -1386,6 +1388,8 @@ mod tests {
                 for (script, known) in [
                     ("scripts/bench-dataplane", &dataplane),
                     ("scripts/bench-million", &million),
+                    ("scripts/bench-fleet", &fleet),
+                    ("scripts/bench-gen", &gen),
                 ] {
                     let Some(at) = line.find(script) else {
                         continue;

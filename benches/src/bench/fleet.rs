@@ -68,16 +68,40 @@ pub const APPS: [(&str, Option<f64>); 3] = [
 pub struct FleetLoad {
     pub appliances: u32,
     pub active_customers: u64,
+    pub redis: RedisRates,
+    pub round_trip: RoundTrip,
+    pub leases_held: u64,
+    /// Each appliance's inside rx Mpps (whole run).
+    pub appliance_mpps: Vec<Option<f64>>,
+}
+
+/// Redis's work per second over part 1's window.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RedisRates {
     pub commands_per_sec: Option<f64>,
     pub lease_calls_per_sec: Option<f64>,
     /// Mean server-side µs of one lease script call.
     pub usec_per_call: Option<f64>,
-    pub round_trip_ms: Vec<f64>,
-    pub round_trip_median_ms: Option<f64>,
-    pub round_trip_max_ms: Option<f64>,
-    pub leases_held: u64,
-    /// Each appliance's inside rx Mpps (whole run).
-    pub appliance_mpps: Vec<Option<f64>>,
+}
+
+/// The appliances' `last_rtt_ms`, sampled once a second.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoundTrip {
+    pub samples_ms: Vec<f64>,
+    pub median_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl RoundTrip {
+    pub fn of(samples_ms: Vec<f64>) -> Self {
+        RoundTrip {
+            median_ms: median(&samples_ms),
+            max_ms: samples_ms.iter().copied().reduce(f64::max),
+            samples_ms,
+        }
+    }
 }
 
 /// Redis's counters at one moment: commands processed, and the lease
@@ -111,14 +135,14 @@ impl RedisCounters {
     }
 
     /// Commands/s, lease calls/s and µs per call from `self` to `later`.
-    pub fn rates(&self, later: &Self, secs: f64) -> [Option<f64>; 3] {
+    pub fn rates(&self, later: &Self, secs: f64) -> RedisRates {
         let d = |a: u64, b: u64| Some(b.saturating_sub(a) as f64);
         let calls = d(self.evalsha_calls, later.evalsha_calls);
-        [
-            ratio(d(self.commands, later.commands), Some(secs)),
-            ratio(calls, Some(secs)),
-            ratio(d(self.evalsha_usec, later.evalsha_usec), calls),
-        ]
+        RedisRates {
+            commands_per_sec: ratio(d(self.commands, later.commands), Some(secs)),
+            lease_calls_per_sec: ratio(calls, Some(secs)),
+            usec_per_call: ratio(d(self.evalsha_usec, later.evalsha_usec), calls),
+        }
     }
 }
 
@@ -336,16 +360,11 @@ impl Bench {
             .filter_map(|n| self.fleet_view(n)?["leases_held"].as_u64())
             .sum();
         stop_all(&mut children, Instant::now() + Duration::from_secs(120));
-        let [commands_per_sec, lease_calls_per_sec, usec_per_call] = before.rates(&after, secs);
         let mut load = FleetLoad {
             appliances: self.appliances,
             active_customers: customers,
-            commands_per_sec,
-            lease_calls_per_sec,
-            usec_per_call,
-            round_trip_median_ms: median(&rtt),
-            round_trip_max_ms: rtt.iter().copied().reduce(f64::max),
-            round_trip_ms: rtt,
+            redis: before.rates(&after, secs),
+            round_trip: RoundTrip::of(rtt),
             leases_held,
             appliance_mpps: Vec::new(),
         };
@@ -469,11 +488,11 @@ pub fn tables(load: &FleetLoad, row: &Row, duration: u64) -> String {
     let _ = writeln!(
         t,
         "| {} | {} | {} | {} | {} | {} |",
-        f(load.commands_per_sec, 0),
-        f(load.lease_calls_per_sec, 0),
-        f(load.usec_per_call, 1),
-        f(load.round_trip_median_ms, 2),
-        f(load.round_trip_max_ms, 2),
+        f(load.redis.commands_per_sec, 0),
+        f(load.redis.lease_calls_per_sec, 0),
+        f(load.redis.usec_per_call, 1),
+        f(load.round_trip.median_ms, 2),
+        f(load.round_trip.max_ms, 2),
         load.leases_held
     );
     let _ = writeln!(t, "\nDataplane, one appliance, the same flood: Mpps inside rx (frames decided per second), the worker thread's CPU share, frames dropped for want of a grant\n");
@@ -505,7 +524,7 @@ pub fn tables(load: &FleetLoad, row: &Row, duration: u64) -> String {
     t
 }
 
-fn check(a: &Args) -> Result<(), String> {
+pub(crate) fn check(a: &Args) -> Result<(), String> {
     if a.duration == 0 || a.repeat == 0 || a.appliances == 0 || a.customers == 0 {
         return Err("--duration, --repeat, --appliances and --customers must be at least 1".into());
     }
@@ -639,10 +658,16 @@ mod tests {
         assert_eq!((after.evalsha_calls, after.evalsha_usec), (400, 6000));
         assert_eq!(
             before.rates(&after, 2.0),
-            [Some(1000.0), Some(200.0), Some(15.0)]
+            RedisRates {
+                commands_per_sec: Some(1000.0),
+                lease_calls_per_sec: Some(200.0),
+                usec_per_call: Some(15.0)
+            }
         );
         // No lease call: no time per call.
-        assert_eq!(before.rates(&before, 2.0)[2], None);
+        assert_eq!(before.rates(&before, 2.0).usec_per_call, None);
+        let rtt = RoundTrip::of(vec![3.0, 1.0, 8.0]);
+        assert_eq!((rtt.median_ms, rtt.max_ms), (Some(3.0), Some(8.0)));
     }
 
     #[test]
@@ -686,8 +711,11 @@ mod tests {
         let load = FleetLoad {
             appliances: 4,
             active_customers: 10,
-            commands_per_sec: Some(1234.4),
-            usec_per_call: Some(15.04),
+            redis: RedisRates {
+                commands_per_sec: Some(1234.4),
+                usec_per_call: Some(15.04),
+                ..RedisRates::default()
+            },
             leases_held: 40,
             ..FleetLoad::default()
         };
@@ -699,17 +727,5 @@ mod tests {
         );
         // floor 0.5: 1.0 and 0.9 -> 0.95; floor 0: 1.0 and 1.6 -> 1.3
         assert!(t.contains("floor 0.5 0.950, floor 0 1.300"), "{t}");
-    }
-
-    #[test]
-    fn options_are_checked() {
-        let c = |argv: &[&str]| check(&crate::bench::inputs::parse_args::<Args>(argv));
-        assert!(c(&[]).is_ok());
-        assert!(c(&["--appliances", "0"])
-            .unwrap_err()
-            .contains("--appliances"));
-        assert!(c(&["--customers", "2000000"])
-            .unwrap_err()
-            .contains("--customers"));
     }
 }

@@ -5,6 +5,7 @@
 //! `scripts/` are thin wrappers that build and exec it.
 pub mod dataplane;
 pub mod fleet;
+pub mod gen;
 pub mod host;
 pub mod inputs;
 pub mod million;
@@ -14,3 +15,51 @@ pub mod result;
 pub mod rounds;
 pub mod sampled;
 pub mod stats;
+
+#[cfg(test)]
+mod tests {
+    use super::inputs::parse_args;
+    use super::{fleet, gen, million};
+
+    /// `argv` through the checks of `driver`'s options.
+    fn checked(driver: &str, argv: &[&str]) -> Result<(), String> {
+        match driver {
+            "fleet" => fleet::check(&parse_args(argv)),
+            "gen" => gen::check(&parse_args(argv)),
+            "million" => million::check(&parse_args(argv)),
+            _ => Err(format!("no driver {driver}")),
+        }
+    }
+
+    #[test]
+    fn every_driver_checks_its_options() {
+        // (driver, arguments, None: they pass, Some: the error says it)
+        let cases: [(&str, &[&str], Option<&str>); 10] = [
+            ("fleet", &[], None),
+            ("fleet", &["--appliances", "0"], Some("--appliances")),
+            ("fleet", &["--customers", "2000000"], Some("--customers")),
+            ("gen", &["--no-latency"], None),
+            (
+                "gen",
+                &["--duration", "0", "--no-latency"],
+                Some("--duration"),
+            ),
+            (
+                "gen",
+                &["--only-latency", "--no-latency"],
+                Some("nothing to run"),
+            ),
+            ("million", &[], None),
+            ("million", &["--active", "0"], Some("--active")),
+            ("million", &["--customers", "2000000"], Some("--customers")),
+            ("million", &["--layout", "tidy"], Some("tidy")),
+        ];
+        for (driver, argv, says) in cases {
+            match (checked(driver, argv), says) {
+                (Ok(()), None) => {}
+                (Err(e), Some(s)) => assert!(e.contains(s), "{driver} {argv:?}: {e}"),
+                (got, _) => panic!("{driver} {argv:?}: {got:?}, expected {says:?}"),
+            }
+        }
+    }
+}
