@@ -139,6 +139,18 @@ fn times(a: Option<f64>, b: Option<f64>) -> String {
     ratio(b, a).map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
+/// The last four cells of a latency row: what synwall adds to testpmd's
+/// p50 (column 0) and p99 (column `p99`), in µs, then the ratios.
+fn compare(tp: &[Option<f64>], sw: &[Option<f64>], p99: usize) -> String {
+    format!(
+        "{} | {} | {} | {}",
+        added(tp[0], sw[0]),
+        added(tp[p99], sw[p99]),
+        times(tp[0], sw[0]),
+        times(tp[p99], sw[p99])
+    )
+}
+
 /// The latency tables from every round's trials of both forwarders.
 pub fn latency_tables(res: &LatencyRounds, rounds: usize, rate: u64) -> String {
     let none = Vec::new();
@@ -193,15 +205,12 @@ pub fn latency_tables(res: &LatencyRounds, rounds: usize, rate: u64) -> String {
         let (tp, sw) = (cols("testpmd", i, &keys), cols("synwall", i, &keys));
         let _ = writeln!(
             t,
-            "| {load} % | {} / {} | {} | {} | {} | {} | {} | {} |",
+            "| {load} % | {} / {} | {} | {} | {} |",
             offered("testpmd", i),
             offered("synwall", i),
             joined(&tp),
             joined(&sw),
-            added(tp[0], sw[0]),
-            added(tp[1], sw[1]),
-            times(tp[0], sw[0]),
-            times(tp[1], sw[1])
+            compare(&tp, &sw, 1)
         );
     }
     let _ = writeln!(
@@ -226,13 +235,10 @@ pub fn latency_tables(res: &LatencyRounds, rounds: usize, rate: u64) -> String {
         };
         let _ = writeln!(
             t,
-            "| {load} % | {} | {} | {} | {} | {} | {} |",
+            "| {load} % | {} | {} | {} |",
             row(&tp),
             row(&sw),
-            added(tp[0], sw[0]),
-            added(tp[2], sw[2]),
-            times(tp[0], sw[0]),
-            times(tp[2], sw[2])
+            compare(&tp, &sw, 2)
         );
     }
     t

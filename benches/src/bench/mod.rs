@@ -19,7 +19,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests {
     use super::inputs::parse_args;
-    use super::{fleet, gen, million};
+    use super::{dataplane, fleet, gen, million};
 
     /// `argv` through the checks of `driver`'s options.
     fn checked(driver: &str, argv: &[&str]) -> Result<(), String> {
@@ -27,6 +27,7 @@ mod tests {
             "fleet" => fleet::check(&parse_args(argv)),
             "gen" => gen::check(&parse_args(argv)),
             "million" => million::check(&parse_args(argv)),
+            "dataplane" => dataplane::plan(&parse_args(argv)).map(|_| ()),
             _ => Err(format!("no driver {driver}")),
         }
     }
@@ -34,7 +35,38 @@ mod tests {
     #[test]
     fn every_driver_checks_its_options() {
         // (driver, arguments, None: they pass, Some: the error says it)
-        let cases: [(&str, &[&str], Option<&str>); 10] = [
+        let cases: [(&str, &[&str], Option<&str>); 19] = [
+            ("dataplane", &[], None),
+            ("dataplane", &["--duration", "4"], Some("--duration")),
+            ("dataplane", &["--core", "0"], Some("main lcore")),
+            ("dataplane", &["--mixes", "mix64 mix99"], Some("mix99")),
+            ("dataplane", &["--workers", "1 0"], Some("--workers: 0")),
+            ("dataplane", &["--mix", "storm"], Some("storm")),
+            ("dataplane", &["--no-ratio"], Some("nothing to run")),
+            (
+                "dataplane",
+                &[
+                    "--mix",
+                    "flood",
+                    "--flood-table",
+                    "100",
+                    "--flood-customers",
+                    "1000",
+                ],
+                Some("--flood"),
+            ),
+            (
+                "dataplane",
+                &[
+                    "--mix",
+                    "flood",
+                    "--flood-customers",
+                    "",
+                    "--smtp-customers",
+                    "0",
+                ],
+                Some("leave nothing to run"),
+            ),
             ("fleet", &[], None),
             ("fleet", &["--appliances", "0"], Some("--appliances")),
             ("fleet", &["--customers", "2000000"], Some("--customers")),
