@@ -1,6 +1,6 @@
-# Sourced (not run) by the scripts that drive a forwarder (synwall,
-# dpdk-testpmd) with synwall-gen over net_memif: scripts/demo,
-# scripts/bench-gen, scripts/soak-memif.
+# Sourced (not run) by the scripts that drive synwall with synwall-gen over
+# net_memif: scripts/demo, scripts/soak-memif. (scripts/bench-gen's driver,
+# benches/src/bench/gen.rs, does the same in Rust: run_held.)
 #
 # Why the order matters: when a memif peer disconnects, DPDK 22.11's memif
 # PMD (memif_disconnect, on the EAL interrupt thread) unmaps the shared
