@@ -367,74 +367,8 @@ const V4_MAX_CUSTOMER: u32 = EXT - 2;
 /// entries never have all three shift bits set (their shift is 0..=4).
 const REGULAR: u32 = EXT | (7 << GROUP_SHIFT_BITS);
 const REGULAR_SHIFT_BITS: u32 = 25;
-/// A `/24` entry whose top four bits are these is a *ranked* /24: bits
-/// 0..28 index a [`RankLine`] and its customer id base. It answers a /24
-/// whose owners are consecutive customer ids in address order with prefixes
-/// of any mix of sizes and unowned gaps between them (a billing layout's
-/// VPS /32s beside /29s, listed in address order): one cache line for the
-/// whole /24, where its extension group takes up to sixteen (1 KiB for a
-/// /24 holding a /32), so a flood from many customers walks a sixteenth of
-/// the lines. Group entries never have this shift (theirs is 0..=4), and a
-/// regular entry has all three shift bits set.
-const RANK: u32 = EXT | (6 << GROUP_SHIFT_BITS);
-const RANK_INDEX: u32 = GROUP_BASE;
 const REGULAR_BASE: u32 = (1 << REGULAR_SHIFT_BITS) - 1;
 const TBL24_LEN: usize = 1 << 24;
-
-/// A ranked /24 (see [`RANK`]): `starts` has bit `i` set where a customer's
-/// prefix begins at last octet `i`, `holes` has bit `i` set where no prefix
-/// of the /24 covers last octet `i`. The customer of octet `x` is the base
-/// id of its line plus the number of prefixes starting at or before `x`,
-/// minus one.
-#[derive(Clone, Copy, Zeroable)]
-#[repr(C, align(64))]
-struct RankLine {
-    starts: [u64; 4],
-    holes: [u64; 4],
-}
-
-impl RankLine {
-    /// Marks the addresses `lo..lo + span` (within one word: `span` is a
-    /// power of two up to 64 and `lo` a multiple of it) as a hole.
-    fn hole(&mut self, lo: usize, span: usize) {
-        if let Some(w) = self.holes.get_mut(lo / 64) {
-            *w |= (u64::MAX >> (64 - span)) << (lo % 64);
-        }
-    }
-
-    fn start(&mut self, lo: usize) {
-        if let Some(w) = self.starts.get_mut(lo / 64) {
-            *w |= 1 << (lo % 64);
-        }
-    }
-
-    /// How many customers of the line precede last octet `x`'s (0 for
-    /// the first), or `None` if no prefix of the /24 covers `x`; `base`
-    /// says how many start in the words before `x`'s (one popcount, not
-    /// four: the build has no `popcnt` instruction to count with).
-    #[inline(always)]
-    fn rank(&self, base: &RankBase, x: u8) -> Option<u32> {
-        let (w, bit) = (usize::from(x >> 6), u32::from(x & 63));
-        let (Some(&holes), Some(&starts), Some(&before)) =
-            (self.holes.get(w), self.starts.get(w), base.before.get(w))
-        else {
-            return None;
-        };
-        if holes >> bit & 1 != 0 {
-            return None;
-        }
-        (u32::from(before) + (starts & (u64::MAX >> (63 - bit))).count_ones()).checked_sub(1)
-    }
-}
-
-/// A ranked /24's first customer id, and how many of its prefixes start
-/// before each 64-address word of its [`RankLine`].
-#[derive(Clone, Copy, Zeroable)]
-#[repr(C)]
-struct RankBase {
-    id: u32,
-    before: [u8; 4],
-}
 
 /// Lookups whose loads one [`Classifier::lookup_burst`] stage issues
 /// before it waits on any: an rx burst.
@@ -447,11 +381,6 @@ struct V4Table {
     /// /24, each of 2^(8 − shift) entries indexed by the last octet shifted
     /// right by the group's shift: 0 or customer id + 1, never `EXT`.
     tbl8: HugeArray<u32>,
-    /// The ranked /24s' lines (see [`RANK`]), and beside them (a small
-    /// array, 4 bytes a ranked /24, that stays in cache) the id of each
-    /// one's first customer.
-    ranks: HugeArray<RankLine>,
-    rank_base: HugeArray<RankBase>,
     /// The /0's customer.
     default: Option<CustomerId>,
     prefixes: usize,
@@ -504,35 +433,15 @@ impl V4Table {
                 }
             }
         }
-        // Re-encode the /24s whose groups a shorter form answers (regular
-        // pools, then ranked /24s where the group is more than one line),
-        // and keep in `tbl8` only the groups still named, in address order.
-        let mut tops: Vec<u32> = longest.keys().copied().collect();
-        tops.sort_unstable();
-        let mut ranks: Vec<RankLine> = Vec::new();
-        let mut rank_base: Vec<RankBase> = Vec::new();
-        let mut kept: Vec<u32> = Vec::new();
-        for &top in &tops {
+        for &top in longest.keys() {
             let slot = &mut tbl24[top as usize];
             if let Some(regular) = regular_entry(*slot, &tbl8) {
                 *slot = regular;
-            } else if let Some((line, base)) = rank_line(*slot, &tbl8) {
-                *slot = RANK | ranks.len() as u32;
-                ranks.push(line);
-                rank_base.push(base);
-            } else if *slot & EXT != 0 {
-                let (base, shift) = group_of(*slot);
-                let at = kept.len();
-                kept.extend_from_slice(tbl8.get(base..base + (256 >> shift)).unwrap_or(&[]));
-                // Every group is a whole number of GROUP_ALIGN entries.
-                *slot = EXT | (shift << GROUP_SHIFT_BITS) | (at / GROUP_ALIGN) as u32;
             }
         }
         V4Table {
             tbl24,
-            tbl8: HugeArray::from_slice(&kept, node),
-            ranks: HugeArray::from_slice(&ranks, node),
-            rank_base: HugeArray::from_slice(&rank_base, node),
+            tbl8: HugeArray::from_slice(&tbl8, node),
             default,
             prefixes: sorted.len(),
         }
@@ -560,11 +469,7 @@ impl V4Table {
     fn first_level(&self, a: u32) -> u32 {
         let e = self.tbl24.get((a >> 8) as usize).copied().unwrap_or(0);
         if e & EXT != 0 && !is_regular(e) {
-            if is_rank(e) {
-                if let Some(line) = self.ranks.get((e & RANK_INDEX) as usize) {
-                    prefetch(line);
-                }
-            } else if let Some(g) = self.group_entry(e, a) {
+            if let Some(g) = self.group_entry(e, a) {
                 prefetch(g);
             }
         }
@@ -580,16 +485,6 @@ impl V4Table {
                 return Some(CustomerId(
                     (e & REGULAR_BASE) + (u32::from(a as u8) >> shift),
                 ));
-            }
-            if is_rank(e) {
-                let r = (e & RANK_INDEX) as usize;
-                return match (self.ranks.get(r), self.rank_base.get(r)) {
-                    (Some(line), Some(base)) => {
-                        line.rank(base, a as u8).map(|k| CustomerId(base.id + k))
-                    }
-                    _ => None,
-                }
-                .or(self.default);
             }
             e = self.group_entry(e, a).copied().unwrap_or(0);
         }
@@ -625,54 +520,6 @@ fn regular_entry(e: u32, tbl8: &[u32]) -> Option<u32> {
     });
     (consecutive && first + (group.len() as u32 - 1) <= REGULAR_BASE)
         .then_some(REGULAR | (shift << REGULAR_SHIFT_BITS) | first)
-}
-
-#[inline(always)]
-fn is_rank(e: u32) -> bool {
-    e & REGULAR == RANK
-}
-
-/// The ranked /24 (see [`RANK`]) that answers every address exactly as the
-/// extension group named by `e` does, and its first customer's id, if
-/// there is one: the group is more than one cache line, and its runs of
-/// equal entries are either unowned (0) or owned by consecutive customer
-/// ids in address order.
-fn rank_line(e: u32, tbl8: &[u32]) -> Option<(RankLine, RankBase)> {
-    if e & EXT == 0 || is_regular(e) {
-        return None;
-    }
-    let (base, shift) = group_of(e);
-    let entries = 256usize >> shift;
-    if entries <= GROUP_ALIGN {
-        return None;
-    }
-    let group = tbl8.get(base..base + entries)?;
-    let span = 1usize << shift;
-    let mut line = RankLine::zeroed();
-    let (mut first, mut next, mut prev) = (None, 0u32, 0u32);
-    for (i, &entry) in group.iter().enumerate() {
-        let lo = i * span;
-        if entry == 0 {
-            line.hole(lo, span);
-        } else if entry != prev {
-            // A new customer's prefix begins: the next id after the last.
-            match first {
-                None => first = Some(entry - 1),
-                Some(_) if entry != next => return None,
-                Some(_) => {}
-            }
-            next = entry.checked_add(1)?;
-            line.start(lo);
-        }
-        prev = entry;
-    }
-    let mut before = [0u8; 4];
-    let mut sum = 0;
-    for (b, s) in before.iter_mut().zip(line.starts) {
-        *b = u8::try_from(sum).ok()?;
-        sum += s.count_ones();
-    }
-    Some((line, RankBase { id: first?, before }))
 }
 
 /// Where the extension group of the `/24` entry `e` starts in `tbl8`, and
@@ -1133,66 +980,6 @@ mod tests {
         assert_eq!(lookup(&c, v4("10.1.5.1")), Some(7));
     }
 
-    #[test]
-    fn mixed_prefixes_of_ordered_ids_read_one_line() {
-        // 10.2.0.0/24: a /32, a gap, a /29, a /30, three /32s, a gap, a /27
-        // and a /25, owned by customers 50..58 in address order. 10.2.1.0/24
-        // the same with two owners swapped; 10.2.2.0/24 with one customer's
-        // prefix split around a gap.
-        let carve = [
-            (0u8, 32u8),
-            (8, 29),
-            (16, 30),
-            (20, 32),
-            (21, 32),
-            (22, 32),
-            (64, 27),
-            (128, 25),
-        ];
-        let mut prefixes: Vec<(IpAddr, u8, u32)> = Vec::new();
-        for (k, &(last, len)) in carve.iter().enumerate() {
-            let k = k as u32;
-            let swapped = match k {
-                1 => 2,
-                2 => 1,
-                k => k,
-            };
-            prefixes.push((IpAddr::V4(Ipv4Addr::new(10, 2, 0, last)), len, 50 + k));
-            prefixes.push((
-                IpAddr::V4(Ipv4Addr::new(10, 2, 1, last)),
-                len,
-                150 + swapped,
-            ));
-        }
-        prefixes.push((IpAddr::V4(Ipv4Addr::new(10, 2, 2, 0)), 32, 250));
-        prefixes.push((IpAddr::V4(Ipv4Addr::new(10, 2, 2, 2)), 31, 251));
-        prefixes.push((IpAddr::V4(Ipv4Addr::new(10, 2, 2, 4)), 32, 250));
-        let c = build(300, prefixes.clone()).unwrap();
-        let entry = |third: u32| c.v4.tbl24[(0x000a_0200 | third) as usize];
-        assert!(is_rank(entry(0)));
-        assert!(!is_rank(entry(1)) && !is_regular(entry(1)) && entry(1) & EXT != 0);
-        assert!(!is_rank(entry(2)) && !is_regular(entry(2)) && entry(2) & EXT != 0);
-        // Only the groups still named stay: two of 256 entries.
-        assert_eq!(c.v4.tbl8.len(), 512);
-        let scan: Vec<(u32, u8, u32)> = prefixes
-            .iter()
-            .filter_map(|&(a, len, id)| match a {
-                IpAddr::V4(a) => Some((u32::from(a), len, id)),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        for third in 0..3u32 {
-            for last in 0..=255u32 {
-                let q = 0x0a02_0000 | third << 8 | last;
-                let want = reference(&scan, q, |a, len, q| q & v4_mask(len) == a);
-                assert_eq!(lookup(&c, SrcAddr::V4(q)), want, "{}", Ipv4Addr::from(q));
-            }
-        }
-        assert_eq!(lookup(&c, v4("10.2.0.1")), None);
-        assert_eq!(lookup(&c, v4("10.2.0.21")), Some(54));
-        assert_eq!(lookup(&c, v4("10.2.0.200")), Some(57));
-    }
-
     /// Every address of the /24s at `tops` answers as a linear scan of
     /// `p4` does, one by one and in bursts.
     fn every_address_matches(p4: &[(u32, u8, u32)], tops: &[u32]) -> Result<(), TestCaseError> {
@@ -1384,12 +1171,12 @@ mod tests {
         }
 
         /// /24s carved into aligned prefixes of mixed lengths with gaps,
-        /// owned by consecutive ids in address order (ranked /24s) or with
-        /// two owners swapped (extension groups), under a random covering
+        /// owned by consecutive ids in address order or with two owners
+        /// swapped (a billing export's /24s, sorted or not), under a random covering
         /// prefix: every address answers as a linear scan does, one by one
         /// and in bursts.
         #[test]
-        fn ranked_slash24s_match_a_linear_scan(
+        fn mixed_slash24s_match_a_linear_scan(
             slash24s in prop::collection::vec(
                 (
                     prop::collection::vec((25u8..=32, 0u8..4), 1..48),
