@@ -233,8 +233,9 @@ impl Classifier {
     /// [`Classifier::lookup`] for a burst of sources at once, in stages
     /// over the whole burst (as DPDK's `rte_lpm_lookup_bulk` does): first
     /// every first-level entry is prefetched (the DIR-24-8 `/24` entry, the
-    /// IPv6 buckets), then read and the second level (extension group)
-    /// prefetched, then every lookup finished. The CPU has a burst's misses
+    /// IPv6 bucket of the longest length up to /64), then read and the
+    /// second level prefetched (the extension group; the other IPv6
+    /// lengths' buckets if the first missed), then every lookup finished. The CPU has a burst's misses
     /// in flight instead of one. `out[i]` answers `srcs[i]`; the answers
     /// are exactly [`Classifier::lookup`]'s.
     #[inline]
@@ -283,15 +284,24 @@ impl Classifier {
         out: &mut [Option<CustomerId>],
         found: &mut impl FnMut(CustomerId),
     ) {
+        // IPv4: the `/24` entry; IPv6: 1 where the first probe settled
+        // the answer (in `out` already), 0 where stage 3 finishes it.
         let mut first = [0u32; LOOKUP_BATCH];
-        for (&src, e) in srcs.iter().zip(first.iter_mut()) {
-            if let SrcAddr::V4(a) = src.into() {
-                *e = self.v4.first_level(a);
+        for ((&src, e), o) in srcs.iter().zip(first.iter_mut()).zip(out.iter_mut()) {
+            match src.into() {
+                SrcAddr::V4(a) => *e = self.v4.first_level(a),
+                SrcAddr::V6(a) => {
+                    if let Some(answer) = self.v6.first_probe(a) {
+                        *o = answer;
+                        *e = 1;
+                    }
+                }
             }
         }
         for (&src, (o, &e)) in srcs.iter().zip(out.iter_mut().zip(first.iter())) {
             *o = match src.into() {
                 SrcAddr::V4(a) => self.v4.finish(e, a),
+                SrcAddr::V6(_) if e != 0 => *o,
                 SrcAddr::V6(a) => self.v6.lookup(a),
             };
             if let Some(id) = *o {
@@ -580,14 +590,39 @@ impl V6Table {
         t
     }
 
-    /// Stage 1 of a burst lookup: start loading the first bucket of every
-    /// length (customers use a few: /48, /56, /64).
+    /// Stage 1 of a burst lookup: start loading the bucket of the longest
+    /// length up to /64 (most customers': a provider's /64s), not every
+    /// length's: the others are read only when it misses (stage 2), so an
+    /// address that it answers costs one line, not one a length.
     #[inline(always)]
     fn prefetch(&self, a: u128) {
+        if let Some(t) = self.short.first() {
+            t.prefetch((a >> 64) as u64);
+        }
+    }
+
+    /// Stage 2: probes the length stage 1 prefetched. `Some` is the answer
+    /// when that settles it (a hit with no /65../128 table to probe before
+    /// it, or no other length to try); otherwise the other lengths'
+    /// buckets start loading and [`V6Table::lookup`] finishes in stage 3.
+    #[inline(always)]
+    fn first_probe(&self, a: u128) -> Option<Option<CustomerId>> {
         let top = (a >> 64) as u64;
-        for t in &self.short {
+        let Some((first, rest)) = self.short.split_first() else {
+            return self.long.is_empty().then_some(self.default);
+        };
+        if self.long.is_empty() {
+            if let Some(c) = first.get(top) {
+                return Some(Some(c));
+            }
+            if rest.is_empty() {
+                return Some(self.default);
+            }
+        }
+        for t in rest {
             t.prefetch(top);
         }
+        None
     }
 
     #[inline]
