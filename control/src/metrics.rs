@@ -176,6 +176,9 @@ pub struct MetricsSnapshot {
     /// The configured `control.tick`, in seconds: a tick that takes longer
     /// (`synwall_tick_duration_seconds`) makes every tick late.
     pub tick_interval_seconds: f64,
+    /// Ticks that found a worker's listing of senders overflowed and
+    /// scanned the whole customer table instead, since start.
+    pub tick_full_scans: u64,
     /// What `control.hook` did, since start.
     pub hooks: HookStats,
     /// State snapshots written, and writes that failed, since start.
@@ -292,6 +295,7 @@ impl MetricsRegistry {
             customers: bounded_customers(&snapshot.customers, self.top_customers),
             fleet: snapshot.fleet.clone(),
             tick_interval_seconds: snapshot.tick_interval_seconds,
+            tick_full_scans: snapshot.tick_full_scans,
             hooks: snapshot.hooks,
             snapshots_written: snapshot.snapshots_written,
             snapshot_failures: snapshot.snapshot_failures,
@@ -523,6 +527,12 @@ impl Collector for SnapshotCollector {
             "tick_interval_seconds",
             "The configured control-plane tick interval.",
             std::iter::once((NoLabels, s.tick_interval_seconds)),
+        )?;
+        counter(
+            e,
+            "tick_full_scans",
+            "Ticks that scanned every customer because a worker's listing of senders overflowed (more senders in one tick than it holds).",
+            s.tick_full_scans,
         )?;
         let h = s.hooks;
         counter_family(

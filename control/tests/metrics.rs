@@ -95,6 +95,7 @@ fn known_snapshot() -> MetricsSnapshot {
         customers: vec![customer("acme", true, 42), customer("globex", false, 3)],
         fleet: None,
         tick_interval_seconds: 0.1,
+        tick_full_scans: 6,
         hooks: synwall_control::hook::HookStats {
             succeeded: 5,
             failed: 2,
@@ -272,6 +273,8 @@ fn encodes_the_snapshot_exactly() {
             r#"synwall_customer_syns_forwarded_total{customer="acme"} 42"#,
             "# TYPE synwall_tick_interval_seconds gauge",
             "synwall_tick_interval_seconds 0.1",
+            "# TYPE synwall_tick_full_scans_total counter",
+            "synwall_tick_full_scans_total 6",
             r#"synwall_hook_runs_total{result="succeeded"} 5"#,
             r#"synwall_hook_runs_total{result="failed"} 2"#,
             r#"synwall_hook_runs_total{result="timed_out"} 1"#,

@@ -67,7 +67,7 @@ after it writes its last state snapshot.",
         (
             "SEE ALSO",
             "synwallctl(8), synwall.toml(5), synwall-gen(1), systemctl(1); \
-/usr/share/doc/synwall/README.md (a map of the docs), /usr/share/doc/synwall/runbooks.md",
+/usr/share/doc/synwall/README.md (a map of the docs), /usr/share/doc/synwall/docs/runbooks.md",
         ),
     ],
 };
@@ -100,7 +100,7 @@ static SYNWALLCTL: Page = Page {
         ),
         (
             "SEE ALSO",
-            "synwall(8), synwall.toml(5); /usr/share/doc/synwall/runbooks.md",
+            "synwall(8), synwall.toml(5); /usr/share/doc/synwall/docs/runbooks.md",
         ),
     ],
 };

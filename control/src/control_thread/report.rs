@@ -84,6 +84,7 @@ impl ControlThread {
                 .collect(),
             customers,
             tick_interval_seconds: self.config.control.tick.as_secs_f64(),
+            tick_full_scans: self.plane.listing_overflows(),
             hooks: self.hooks.as_ref().map(|h| h.stats()).unwrap_or_default(),
             snapshots_written: self.snapshots_written,
             snapshot_failures: self.snapshot_failures,
@@ -154,6 +155,7 @@ impl ControlThread {
             "active_customers": self.plane.active(),
             "blocked_customers": self.gauges.blocked_customers.load(Relaxed),
             "tick_us": self.gauges.last_tick_us.load(Relaxed),
+            "tick_full_scans": self.plane.listing_overflows(),
             "mempool": {
                 "size": self.gauges.mempool_size.load(Relaxed),
                 "in_use": self.gauges.mempool_in_use.load(Relaxed),
