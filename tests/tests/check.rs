@@ -39,50 +39,55 @@ fn good_config_checks_ok() {
     assert!(exit.stdout.contains("ok"), "stdout: {}", exit.stdout);
 }
 
-#[test]
-fn bad_cidr_rejected() {
-    let stderr = refused(
-        "check-cidr",
-        |c| c.replace("198.51.100.0/24", "198.51.100.0/33"),
-        "a /33",
-    );
-    assert!(
-        stderr.contains("prefixes[0]") && stderr.contains("198.51.100.0/33"),
-        "error should name the key and the value: {stderr}"
-    );
+/// An edit of the scenario's config.
+type Edit = fn(String) -> String;
+
+/// A config edit `check` must refuse, and what its error must say.
+struct Refusal {
+    name: &'static str,
+    edit: Edit,
+    /// What the config then holds (for the failure message).
+    holds: &'static str,
+    /// The key or value the error names.
+    says: fn(&str) -> bool,
 }
 
 #[test]
-fn bad_ipv6_prefix_rejected() {
-    let stderr = refused(
-        "check-cidr6",
-        |c| c.replace("2001:db8:1::/48", "2001:db8:1::/129"),
-        "a /129",
-    );
-    assert!(stderr.contains("prefixes[1]"), "stderr: {stderr}");
-}
-
-#[test]
-fn unknown_key_rejected() {
-    let stderr = refused(
-        "check-unknown",
-        |c| format!("{c}\n[block]\nacton = \"drop\"\n"),
-        "an unknown key",
-    );
-    assert!(stderr.contains("acton"), "stderr: {stderr}");
-}
-
-#[test]
-fn bad_enum_value_rejected() {
-    let stderr = refused(
-        "check-enum",
-        |c| format!("{c}\n[block]\naction = \"explode\"\n"),
-        "action = explode",
-    );
-    assert!(
-        stderr.contains("action") || stderr.contains("explode"),
-        "stderr: {stderr}"
-    );
+fn bad_configs_are_refused_naming_the_key() {
+    let refusals = [
+        Refusal {
+            name: "check-cidr",
+            edit: |c| c.replace("198.51.100.0/24", "198.51.100.0/33"),
+            holds: "a /33",
+            says: |e| e.contains("prefixes[0]") && e.contains("198.51.100.0/33"),
+        },
+        Refusal {
+            name: "check-cidr6",
+            edit: |c| c.replace("2001:db8:1::/48", "2001:db8:1::/129"),
+            holds: "a /129",
+            says: |e| e.contains("prefixes[1]"),
+        },
+        Refusal {
+            name: "check-unknown",
+            edit: |c| format!("{c}\n[block]\nacton = \"drop\"\n"),
+            holds: "an unknown key",
+            says: |e| e.contains("acton"),
+        },
+        Refusal {
+            name: "check-enum",
+            edit: |c| format!("{c}\n[block]\naction = \"explode\"\n"),
+            holds: "action = explode",
+            says: |e| e.contains("action") || e.contains("explode"),
+        },
+    ];
+    for r in refusals {
+        let stderr = refused(r.name, r.edit, r.holds);
+        assert!(
+            (r.says)(&stderr),
+            "{}: the error should name the key and the value: {stderr}",
+            r.holds
+        );
+    }
 }
 
 #[test]
@@ -98,19 +103,28 @@ fn check_does_not_start_the_dataplane() {
     assert!(!dir.join("back0.pcap").exists());
 }
 
+/// Runs that must fail to start, naming what is wrong: a port that does
+/// not exist (instead of hanging), and a zero `--duration`.
 #[test]
-fn nonexistent_port_fails_clearly() {
-    let exit = run_with(
-        "missing-port",
-        |c| c.replace("inside = \"net_pcap0\"", "inside = \"net_pcap7\""),
-        &["--duration", "1"],
-    );
-    assert_ne!(exit.code(), Some(0), "started with a missing port");
-    assert!(
-        exit.stderr.contains("net_pcap7"),
-        "error should name the port: {}",
-        exit.stderr
-    );
+fn bad_starts_fail_clearly() {
+    let starts: [(&str, Edit, &[&str], &str); 2] = [
+        (
+            "missing-port",
+            |c| c.replace("inside = \"net_pcap0\"", "inside = \"net_pcap7\""),
+            &["--duration", "1"],
+            "net_pcap7",
+        ),
+        ("zero-duration", |c| c, &["--duration", "0"], "--duration"),
+    ];
+    for (name, edit, args, names) in starts {
+        let exit = run_with(name, edit, args);
+        assert_ne!(exit.code(), Some(0), "{name}: started");
+        assert!(
+            exit.stderr.contains(names),
+            "{name}: the error should name {names}: {}",
+            exit.stderr
+        );
+    }
 }
 
 #[test]
@@ -121,17 +135,6 @@ fn missing_config_file_fails() {
     assert_ne!(exit.code(), Some(0));
     assert!(exit.stderr.contains("nope.toml"), "stderr: {}", exit.stderr);
     assert!(!missing.exists());
-}
-
-#[test]
-fn zero_duration_rejected() {
-    let exit = run_with("zero-duration", |c| c, &["--duration", "0"]);
-    assert_ne!(exit.code(), Some(0));
-    assert!(
-        exit.stderr.contains("--duration"),
-        "stderr: {}",
-        exit.stderr
-    );
 }
 
 /// An operator's own lcore options in `eal_args`, `-l 0-1 --main-lcore 1`

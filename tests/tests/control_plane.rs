@@ -61,6 +61,28 @@ fn assert_one_block(run: &RunResult, customer: &str, window: &str, count: u64, l
     assert!(b["ts"].is_string(), "{b}");
 }
 
+/// The run's verdicts (`[rx, forwarded, dropped_blocked]`, nothing else),
+/// its counters consistent with each other, and `customer`'s one block
+/// ([`assert_one_block`]).
+#[track_caller]
+fn assert_blocked_once(
+    run: &RunResult,
+    [rx, forwarded, dropped_blocked]: [u64; 3],
+    customer: &str,
+    window: &str,
+    count: u64,
+    limit: u64,
+) {
+    run.assert_verdicts(&Verdicts {
+        rx,
+        forwarded,
+        dropped_blocked,
+        ..Verdicts::default()
+    });
+    run.assert_consistent();
+    assert_one_block(run, customer, window, count, limit);
+}
+
 /// A capture: its frames in order.
 type Frames = Vec<Vec<u8>>;
 
@@ -114,15 +136,7 @@ fn burst_of_10000_syns_forwards_exactly_the_limit() {
     assert_eq!(run.window_count("burst", "5m"), 100);
     assert_eq!(run.window_count("burst", "1h"), 100);
     assert_eq!(run.window_count("calm", "5m"), 40);
-    run.assert_verdicts(&Verdicts {
-        rx: 10_040,
-        forwarded: 140,
-        dropped_blocked: 9_900,
-        ..Verdicts::default()
-    });
-    run.assert_consistent();
-
-    assert_one_block(&run, "burst", "5m", 100, 100);
+    assert_blocked_once(&run, [10_040, 140, 9_900], "burst", "5m", 100, 100);
     // calm stayed far below 80% of its limit: no event about it at all.
     let about_calm: Vec<_> = run
         .events()
@@ -186,14 +200,7 @@ fn burst_split_over_two_workers_forwards_exactly_the_limit() {
     let workers = run.summary["workers"].as_array().expect("workers");
     assert_eq!(workers[0]["syn_watched"], 5_020);
     assert_eq!(workers[1]["syn_watched"], 5_020);
-    run.assert_verdicts(&Verdicts {
-        rx: 10_040,
-        forwarded: 140,
-        dropped_blocked: 9_900,
-        ..Verdicts::default()
-    });
-    run.assert_consistent();
-    assert_one_block(&run, "burst", "5m", 100, 100);
+    assert_blocked_once(&run, [10_040, 140, 9_900], "burst", "5m", 100, 100);
 }
 
 #[test]
@@ -310,14 +317,7 @@ fn limit_zero_closes_port_25_only() {
     run.assert_customers(&[("closed", 3, 0, 3), ("open", 1, 1, 0)]);
     assert_eq!(run.customer_state("closed").as_deref(), Some("blocked"));
     assert_eq!(run.window_count("closed", "5m"), 0);
-    run.assert_verdicts(&Verdicts {
-        rx: 7,
-        forwarded: 4,
-        dropped_blocked: 3,
-        ..Verdicts::default()
-    });
-    run.assert_consistent();
-    assert_one_block(&run, "closed", "5m", 0, 0);
+    assert_blocked_once(&run, [7, 4, 3], "closed", "5m", 0, 0);
 }
 
 #[test]

@@ -141,69 +141,48 @@ fn history_survives_restart_and_answers_history_what_if_suggest() {
     assert_eq!(five["suggested"], 1_000);
 
     // Bad input: clear errors, exit 1 (refused) or 2 (usage).
-    refused(
-        &socket,
-        &["history", "nobody"],
-        1,
-        "unknown customer 'nobody'",
-    );
-    refused(
-        &socket,
-        &["history", "10.77.0.1"],
-        1,
-        "no customer owns that address",
-    );
-    refused(
-        &socket,
-        &["history", "spammer", "--since", "100d"],
-        1,
-        "beyond the history",
-    );
-    refused(
-        &socket,
-        &["history", "spammer", "--since", "1d"],
-        1,
-        "reaches before the history begins",
-    );
-    refused(
-        &socket,
-        &["history", "spammer", "--step", "30s"],
-        1,
-        "whole number of minutes",
-    );
-    refused(
-        &socket,
-        &["history", "spammer", "--window", "7m"],
-        1,
-        "unknown window '7m'",
-    );
-    refused(&socket, &["what-if", "7m=5"], 1, "unknown window '7m'");
-    refused(&socket, &["what-if", "5m=0"], 1, "at least 1");
-    refused(
-        &socket,
-        &["what-if", "5m=99999999999999999"],
-        1,
-        "too large",
-    );
-    refused(&socket, &["what-if", "5m=lots"], 2, "whole number");
-    refused(
-        &socket,
-        &["what-if", "--plan", "gold"],
-        1,
-        "unknown plan 'gold'",
-    );
-    refused(
-        &socket,
-        &["suggest", "--headroom", "0.5"],
-        1,
-        "--headroom 0.5",
-    );
-    refused(
-        &socket,
-        &["suggest", "--since", "0s"],
-        1,
-        "shorter than the history's minute",
-    );
+    let bad: [(&[&str], i32, &str); 13] = [
+        (&["history", "nobody"], 1, "unknown customer 'nobody'"),
+        (
+            &["history", "10.77.0.1"],
+            1,
+            "no customer owns that address",
+        ),
+        (
+            &["history", "spammer", "--since", "100d"],
+            1,
+            "beyond the history",
+        ),
+        (
+            &["history", "spammer", "--since", "1d"],
+            1,
+            "reaches before the history begins",
+        ),
+        (
+            &["history", "spammer", "--step", "30s"],
+            1,
+            "whole number of minutes",
+        ),
+        (
+            &["history", "spammer", "--window", "7m"],
+            1,
+            "unknown window '7m'",
+        ),
+        (&["what-if", "7m=5"], 1, "unknown window '7m'"),
+        (&["what-if", "5m=0"], 1, "at least 1"),
+        (&["what-if", "5m=99999999999999999"], 1, "too large"),
+        (&["what-if", "5m=lots"], 2, "whole number"),
+        (&["what-if", "--plan", "gold"], 1, "unknown plan 'gold'"),
+        (&["suggest", "--headroom", "0.5"], 1, "--headroom 0.5"),
+        (
+            &["suggest", "--since", "0s"],
+            1,
+            "shorter than the history's minute",
+        ),
+    ];
+    for (args, code, says) in bad {
+        refused(&socket, args, code, says);
+    }
 
     let st = json(&socket, &["status"]);
     assert_eq!(st["history"]["ok"], true, "{st}");

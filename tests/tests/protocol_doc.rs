@@ -102,6 +102,20 @@ fn json_blocks(page: &str) -> Vec<Block> {
     blocks
 }
 
+/// Where `got` (`source`'s JSON) differs from the documented `want`: the
+/// error, which names `what` and shows `got` whole; `None` where it holds.
+fn differs(want: &Value, got: &Value, kind: &str, what: &str, source: &str) -> Option<String> {
+    let mut diff = Vec::new();
+    compare(want, got, kind, &mut diff);
+    (!diff.is_empty()).then(|| {
+        format!(
+            "{what} differs:\n  {}\n{source}:\n{}",
+            diff.join("\n  "),
+            serde_json::to_string_pretty(got).unwrap()
+        )
+    })
+}
+
 /// Whether `doc` (the page's value, with placeholders) matches `got` (the
 /// socket's); what differs goes to `errors`, each with its path.
 fn compare(doc: &Value, got: &Value, path: &str, errors: &mut Vec<String>) {
@@ -294,15 +308,13 @@ fn check_page(page: &str, socket: &Path) -> Vec<String> {
                     errors.push(format!("{at}: reply without a request before it"));
                     continue;
                 };
-                let mut diff = Vec::new();
-                compare(&value, &got, "reply", &mut diff);
-                if !diff.is_empty() {
-                    errors.push(format!(
-                        "{at}: the reply to {line} differs:\n  {}\nthe socket's reply:\n{}",
-                        diff.join("\n  "),
-                        serde_json::to_string_pretty(&got).unwrap()
-                    ));
-                }
+                errors.extend(differs(
+                    &value,
+                    &got,
+                    "reply",
+                    &format!("{at}: the reply to {line}"),
+                    "the socket's reply",
+                ));
             }
             "event" => {
                 let Some(f) = follower.as_mut() else {
@@ -310,15 +322,13 @@ fn check_page(page: &str, socket: &Path) -> Vec<String> {
                     continue;
                 };
                 let got = f.next();
-                let mut diff = Vec::new();
-                compare(&value, &got, "event", &mut diff);
-                if !diff.is_empty() {
-                    errors.push(format!(
-                        "{at}: the event differs:\n  {}\nthe stream's line:\n{}",
-                        diff.join("\n  "),
-                        serde_json::to_string_pretty(&got).unwrap()
-                    ));
-                }
+                errors.extend(differs(
+                    &value,
+                    &got,
+                    "event",
+                    &format!("{at}: the event"),
+                    "the stream's line",
+                ));
             }
             _ => unreachable!(),
         }

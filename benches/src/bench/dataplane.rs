@@ -16,7 +16,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::host::{self, Machine};
-use super::inputs::{flood_frames, mean_wire_size, mkpcap, out_dir, pool_mbufs, strings, Bins};
+use super::inputs::{flood_frames, mean_wire_size, mkpcap, pool_mbufs, strings, Common};
 use super::rates::{after_warmup, synwall_outside_tx_mpps, testpmd_tx_mpps};
 use super::result::{cpu_sum, Begun, BenchRun, Round, Row, RowKind, Settings};
 use super::rounds::{ab_rounds, Runs};
@@ -33,6 +33,8 @@ const MIXES: [&str; 4] = ["mix64", "imix", "mix15", "imix15"];
 /// always took (lists are space-separated, as the script took them).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
     /// Seconds per run (more than 4: 2 s warm-up, CPU sampled from 3 s).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -42,21 +44,12 @@ pub struct Args {
     /// The worker lcore (the main lcore is 0).
     #[arg(long, default_value_t = 1)]
     pub core: u32,
-    /// Where the pcaps, configs, logs and summaries go (default: a new /tmp dir).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The wrapper did not build (recorded in the command only).
-    #[arg(long)]
-    pub no_build: bool,
     /// Skip the 64 B mix against 1M customers.
     #[arg(long)]
     pub no_1m: bool,
     /// Use --no-huge (4 KB pages) even where hugepages are free.
     #[arg(long)]
     pub no_huge: bool,
-    /// Before each run, wait up to SECS for no compiler to be running.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub wait_idle: u64,
     /// Add the scaling table (synwall alone, --workers x --customers).
     #[arg(long)]
     pub scaling: bool,
@@ -90,18 +83,11 @@ pub struct Args {
     /// A second synwall binary run right after synwall in every round.
     #[arg(long, value_name = "SYNWALL_BIN")]
     pub baseline: Option<PathBuf>,
-    /// Write the result (every round's values, medians, ratios) as JSON here
-    /// (it is always written to OUT/result.json too).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Where synwall and synwall-mkpcap are (default: beside this binary).
-    #[arg(long, value_name = "DIR")]
-    pub bin_dir: Option<PathBuf>,
 }
 
 /// The checked options.
 #[derive(Debug)]
-struct Plan {
+pub(crate) struct Plan {
     flood: bool,
     ratio: bool,
     run_1m: bool,
@@ -128,7 +114,7 @@ fn words<T: std::str::FromStr>(
         .collect()
 }
 
-fn plan(a: &Args) -> Result<Plan, String> {
+pub(crate) fn plan(a: &Args) -> Result<Plan, String> {
     if a.duration <= WARMUP + 2 {
         return Err(format!("--duration must be > {}", WARMUP + 2));
     }
@@ -501,14 +487,20 @@ fn u(v: &Value) -> u64 {
 
 /// outside tx packets / elapsed seconds of a `--summary-json`, in Mpps.
 pub fn summary_mean_mpps(d: &Value) -> Option<f64> {
+    summary_mpps(d, "outside", "tx_packets")
+}
+
+/// `counter` (`tx_packets`, `rx_packets`) of the ports on `side` over the
+/// elapsed seconds of a `--summary-json`, in Mpps.
+pub fn summary_mpps(d: &Value, side: &str, counter: &str) -> Option<f64> {
     let ports = d["ports"].as_array()?;
-    let tx: u64 = ports
+    let packets: u64 = ports
         .iter()
-        .filter(|p| p["side"] == "outside")
-        .map(|p| u(&p["tx_packets"]))
+        .filter(|p| p["side"] == side)
+        .map(|p| u(&p[counter]))
         .sum();
     let secs = d["elapsed_secs"].as_f64().filter(|s| *s > 0.0)?;
-    Some(tx as f64 / secs / 1e6)
+    Some(packets as f64 / secs / 1e6)
 }
 
 /// Checks a synwall summary of a flood run (`shape` flood: SYNs only; smtp:
@@ -628,17 +620,11 @@ fn new_row(
 /// Runs the bench; returns the result and whether every run passed.
 pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     let p = plan(&args)?;
-    let out = out_dir(args.out.as_deref(), "bench")?;
+    let (out, bins) = args.common.dirs("bench")?;
     let needs_testpmd = p.ratio || p.flood;
-    if needs_testpmd
-        && Command::new("dpdk-testpmd")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        return Err("dpdk-testpmd not found (apt install dpdk-dev)".into());
+    if needs_testpmd {
+        host::need_testpmd()?;
     }
-    let bins = Bins::new(&out, args.bin_dir.as_deref())?;
     let synwall = bins.copy("synwall")?;
     let mk = bins.copy("synwall-mkpcap")?;
     let baseline = bins.baseline(args.baseline.as_deref())?;
@@ -672,7 +658,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
         baseline,
         ncpu: u32::try_from(Machine::this().cpus.max(1)).unwrap_or(1),
         tag: format!("swb{}", std::process::id()),
-        runs: Runs::new(args.wait_idle),
+        runs: Runs::new(args.common.wait_idle),
     };
     let mut rows: Vec<(Row, Setup)> = Vec::new();
     if p.flood {
@@ -962,7 +948,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     };
     let ok = result.save(
         &out,
-        args.json.as_deref(),
+        args.common.json.as_deref(),
         &format!("produced rates{checks}"),
     )?;
     Ok((result, ok))
@@ -1210,52 +1196,11 @@ mod tests {
 
     #[test]
     fn options_are_checked_before_anything_runs() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let plan_of =
-            |argv: &[&str]| plan(&Cli::try_parse_from([&["x"], argv].concat()).unwrap().args);
+        let plan_of = |argv: &[&str]| plan(&crate::bench::inputs::parse_args::<Args>(argv));
         assert!(plan_of(&[]).unwrap().run_1m);
-        assert!(plan_of(&["--duration", "4"])
-            .unwrap_err()
-            .contains("--duration"));
-        assert!(plan_of(&["--core", "0"])
-            .unwrap_err()
-            .contains("main lcore"));
-        assert!(plan_of(&["--mixes", "mix64 mix99"])
-            .unwrap_err()
-            .contains("mix99"));
-        assert!(plan_of(&["--workers", "1 0"])
-            .unwrap_err()
-            .contains("--workers: 0"));
-        assert!(plan_of(&["--mix", "storm"]).unwrap_err().contains("storm"));
-        assert!(plan_of(&["--no-ratio"])
-            .unwrap_err()
-            .contains("nothing to run"));
         let flood = plan_of(&["--mix", "flood", "--flood-customers", "8192 100000"]).unwrap();
         assert!(flood.flood && !flood.ratio && !flood.run_1m);
         assert_eq!(flood.flood_customers, [8192, 100_000]);
-        assert!(plan_of(&[
-            "--mix",
-            "flood",
-            "--flood-table",
-            "100",
-            "--flood-customers",
-            "1000"
-        ])
-        .is_err());
-        assert!(plan_of(&[
-            "--mix",
-            "flood",
-            "--flood-customers",
-            "",
-            "--smtp-customers",
-            "0"
-        ])
-        .is_err());
     }
 
     fn round(mpps: f64, cpu: f64) -> Round {
@@ -1333,6 +1278,8 @@ mod tests {
             command: vec!["synwall-bench".into(), "dataplane".into()],
             rows: vec![row],
             million: None,
+            fleet: None,
+            gen: None,
             runs: 6,
             failed_runs: 1,
         }
@@ -1368,8 +1315,8 @@ mod tests {
         assert!(!t.contains("baseline"), "{t}");
     }
 
-    /// The flags of every `scripts/bench-dataplane` and `scripts/bench-million`
-    /// command quoted in BENCHMARKS.md and docs/ (continuation lines included)
+    /// The flags of every `scripts/bench-dataplane`, `bench-million`,
+    /// `bench-fleet` and `bench-gen` command quoted in BENCHMARKS.md and docs/ (continuation lines included)
     /// are flags the driver takes: the documented commands keep working.
     #[test]
     fn documented_commands_use_flags_the_driver_takes() {
@@ -1383,6 +1330,12 @@ mod tests {
         let dataplane = longs(Args::augment_args(ClapCommand::new("dataplane")));
         let million = longs(crate::bench::million::Args::augment_args(ClapCommand::new(
             "million",
+        )));
+        let fleet = longs(crate::bench::fleet::Args::augment_args(ClapCommand::new(
+            "fleet",
+        )));
+        let gen = longs(crate::bench::gen::Args::augment_args(ClapCommand::new(
+            "gen",
         )));
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut docs = vec![root.join("BENCHMARKS.md")];
@@ -1401,6 +1354,8 @@ mod tests {
                 for (script, known) in [
                     ("scripts/bench-dataplane", &dataplane),
                     ("scripts/bench-million", &million),
+                    ("scripts/bench-fleet", &fleet),
+                    ("scripts/bench-gen", &gen),
                 ] {
                     let Some(at) = line.find(script) else {
                         continue;

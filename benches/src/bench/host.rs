@@ -45,6 +45,15 @@ pub fn wait_idle(secs: u64) -> usize {
     busy
 }
 
+/// dpdk-testpmd, the bench's reference forwarder, or what to install.
+pub fn need_testpmd() -> Result<(), String> {
+    Command::new("dpdk-testpmd")
+        .arg("--version")
+        .output()
+        .map(|_| ())
+        .map_err(|_| "dpdk-testpmd not found (apt install dpdk-dev)".to_owned())
+}
+
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` says them.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -8,6 +8,38 @@ use synwall_dataplane::pcap::read_pcap;
 
 use super::host;
 
+/// The options every bench driver takes: where it writes, which binaries it
+/// runs, how long it waits for the machine to be idle, and the JSON copy.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Where the files, configs, logs and summaries go (default: a new /tmp dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The wrapper did not build (recorded in the command only).
+    #[arg(long)]
+    pub no_build: bool,
+    /// Before each run, wait up to SECS for no compiler to be running.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub wait_idle: u64,
+    /// Write the result (every round's values, medians, ratios) as JSON here
+    /// (it is always written to OUT/result.json too).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Where synwall, synwallctl and synwall-mkpcap are (default: beside this binary).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Common {
+    /// The out directory (`--out`, or a new one under /tmp named after
+    /// `bench`) and the copier of the binaries from `--bin-dir`.
+    pub fn dirs(&self, bench: &str) -> Result<(PathBuf, Bins), String> {
+        let out = out_dir(self.out.as_deref(), bench)?;
+        let bins = Bins::new(&out, self.bin_dir.as_deref())?;
+        Ok((out, bins))
+    }
+}
+
 /// `--out DIR`, or a new directory under /tmp named after the bench.
 pub fn out_dir(out: Option<&Path>, bench: &str) -> Result<PathBuf, String> {
     let dir = match out {
@@ -90,6 +122,16 @@ pub fn mkpcap(bin: &Path, args: &[&str], quiet: bool) -> Result<(), String> {
             args.join(" ")
         ))
     }
+}
+
+/// Parses `argv` (without the program's name) as a driver's options: what
+/// the tests of each driver's checks start from.
+#[cfg(test)]
+pub fn parse_args<A: clap::Args>(argv: &[&str]) -> A {
+    let matches = A::augment_args(clap::Command::new("synwall-bench"))
+        .try_get_matches_from(std::iter::once("synwall-bench").chain(argv.iter().copied()))
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    A::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
 }
 
 pub fn strings(a: &[&str]) -> Vec<String> {

@@ -16,19 +16,22 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::host;
-use super::inputs::{flood_frames, mkpcap, out_dir, pool_mbufs, strings, Bins};
+use super::inputs::{flood_frames, mkpcap, pool_mbufs, strings, Common};
 use super::result::{Begun, BenchRun, Million, MillionRound, Settings};
 use super::rounds::{ab_rounds, Runs};
+use super::sampled::stop_by;
 use super::stats::{fmt2, median, median_of};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
     /// Customers in the customers file.
     #[arg(long, default_value_t = 1_000_000)]
     pub customers: u64,
@@ -47,21 +50,6 @@ pub struct Args {
     /// A second synwall binary run right after this one in every round.
     #[arg(long, value_name = "SYNWALL_BIN")]
     pub baseline: Option<PathBuf>,
-    /// Where the files and logs go (default: a new /tmp dir).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The wrapper did not build (recorded in the command only).
-    #[arg(long)]
-    pub no_build: bool,
-    /// Before each run, wait up to SECS for no compiler to be running.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub wait_idle: u64,
-    /// Write the result as JSON here too (always OUT/result.json).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Where synwall, synwallctl and synwall-mkpcap are (default: beside this binary).
-    #[arg(long, value_name = "DIR")]
-    pub bin_dir: Option<PathBuf>,
 }
 
 const MEM_MB: u64 = 1024;
@@ -73,7 +61,7 @@ pub fn fmt0(v: Option<f64>) -> String {
     v.map_or_else(|| "nan".to_owned(), |x| format!("{x:.0}"))
 }
 
-fn check(a: &Args) -> Result<(), String> {
+pub(crate) fn check(a: &Args) -> Result<(), String> {
     if !(1..=1_048_576).contains(&a.customers) {
         return Err(format!(
             "--customers: {} is not a table size (1..1048576)",
@@ -213,7 +201,8 @@ impl Bench {
             r.rss_anon_mib = status_mib(&status, "RssAnon:");
             r.vm_hwm_mib = status_mib(&status, "VmHWM:");
         }
-        stop(&mut child);
+        // SIGINT now, SIGKILL after 30 s.
+        let _ = stop_by(&mut child, Instant::now(), Duration::from_secs(30));
         r.tick_us = median(
             &r.tick_us_samples
                 .iter()
@@ -249,20 +238,6 @@ impl Bench {
             r.compilers_at_start
         );
         r
-    }
-}
-
-/// SIGINT, then SIGKILL after 30 s.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while matches!(child.try_wait(), Ok(None)) {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -318,8 +293,7 @@ pub fn medians(rounds: &[MillionRound]) -> [Option<f64>; 4] {
 
 pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     check(&a)?;
-    let out = out_dir(a.out.as_deref(), "million")?;
-    let bins = Bins::new(&out, a.bin_dir.as_deref())?;
+    let (out, bins) = a.common.dirs("million")?;
     let synwall = bins.copy("synwall")?;
     let synwallctl = bins.copy("synwallctl")?;
     let mk = bins.copy("synwall-mkpcap")?;
@@ -375,7 +349,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
         mem,
         mbufs: pool_mbufs(frames),
         duration: a.duration,
-        runs: Runs::new(a.wait_idle),
+        runs: Runs::new(a.common.wait_idle),
     };
     let mut builds = vec![(BUILDS[0], synwall)];
     builds.extend(baseline.map(|p| (BUILDS[1], p)));
@@ -405,7 +379,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     let result = BenchRun::finished("million", begun, &b.runs, settings, vec![], Some(million));
     let ok = result.save(
         &out,
-        a.json.as_deref(),
+        a.common.json.as_deref(),
         "reached forwarding and sampled tick and memory",
     )?;
     Ok((result, ok))
@@ -430,22 +404,5 @@ mod tests {
         assert_eq!(m[0], Some(4.0));
         assert_eq!(m[3], Some(20.0));
         assert_eq!(m[1], None);
-    }
-
-    #[test]
-    fn options_are_checked() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let c = |argv: &[&str]| check(&Cli::try_parse_from([&["x"], argv].concat()).unwrap().args);
-        assert!(c(&[]).is_ok());
-        assert!(c(&["--active", "0"]).unwrap_err().contains("--active"));
-        assert!(c(&["--customers", "2000000"])
-            .unwrap_err()
-            .contains("--customers"));
-        assert!(c(&["--layout", "tidy"]).unwrap_err().contains("tidy"));
     }
 }

@@ -32,6 +32,12 @@ pub struct BenchRun {
     /// `synwall-bench million`'s measurements (start-up, memory, tick).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub million: Option<Million>,
+    /// `synwall-bench fleet`'s Redis load (part 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::fleet::FleetLoad>,
+    /// `synwall-bench gen`'s steps and latency trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen: Option<super::gen::GenSteps>,
     /// Runs made and runs that failed (no rate, or a summary check failed).
     pub runs: usize,
     pub failed_runs: usize,
@@ -323,6 +329,8 @@ impl BenchRun {
             command: std::env::args().collect(),
             rows,
             million,
+            fleet: None,
+            gen: None,
             runs: runs.count,
             failed_runs: runs.failed,
         }

@@ -2,7 +2,7 @@
 //! time, and the share of a CPU its forwarding threads got meanwhile.
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::host::{clk_tck, cpu_share, worker_ticks};
@@ -67,26 +67,32 @@ pub fn run_sampled(
             _ => None,
         })
         .collect();
-    let interrupt_at = start + Duration::from_secs(t.stop_after);
+    stop_by(
+        &mut child,
+        start + Duration::from_secs(t.stop_after),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| format!("waiting for {:?}: {e}", cmd.get_program()))?;
+    Ok(shares)
+}
+
+/// Lets `child` stop by itself until `interrupt_at`, then sends it SIGINT,
+/// and SIGKILL `grace` later.
+pub fn stop_by(child: &mut Child, interrupt_at: Instant, grace: Duration) -> std::io::Result<()> {
     let mut interrupted = false;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) => {}
-            Err(e) => return Err(format!("waiting for {:?}: {e}", cmd.get_program())),
-        }
+    while child.try_wait()?.is_none() {
         let now = Instant::now();
-        if now >= interrupt_at + Duration::from_secs(10) {
+        if now >= interrupt_at + grace {
             let _ = child.kill();
         } else if now >= interrupt_at && !interrupted {
             let _ = Command::new("kill")
-                .args(["-INT", &pid.to_string()])
+                .args(["-INT", &child.id().to_string()])
                 .status();
             interrupted = true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(shares)
+    Ok(())
 }
 
 /// A command as one could type it (for the JSON).

@@ -1,11 +1,12 @@
-//! synwall-bench: the bench driver. `scripts/bench-dataplane` builds and
-//! execs `synwall-bench dataplane`; `synwall-bench report` writes
+//! synwall-bench: the bench driver. `scripts/bench-dataplane`,
+//! `bench-million`, `bench-fleet` and `bench-gen` build and exec its
+//! subcommand of the same name; `synwall-bench report` writes
 //! `docs/performance.md` from the JSON results.
 #![forbid(unsafe_code)]
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use synwall_benches::bench::{dataplane, million, performance};
+use synwall_benches::bench::{dataplane, fleet, gen, million, performance};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,6 +25,12 @@ enum Cmd {
     Dataplane(Box<dataplane::Args>),
     /// A million customers: start-up, memory and tick cost (scripts/bench-million).
     Million(million::Args),
+    /// The fleet on loopback Redis: Redis load, and the dataplane with
+    /// [fleet] off and on (scripts/bench-fleet).
+    Fleet(fleet::Args),
+    /// synwall-gen's benches: verify, its loop ceiling, memif, and the
+    /// latency synwall adds against dpdk-testpmd (scripts/bench-gen).
+    Gen(gen::Args),
     /// Writes docs/performance.md from bench results (--json).
     Report(performance::Args),
 }
@@ -33,6 +40,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Cmd::Dataplane(a) => dataplane::run(*a).map(|(_, ok)| ok),
         Cmd::Million(a) => million::run(a).map(|(_, ok)| ok),
+        Cmd::Fleet(a) => fleet::run(a).map(|(_, ok)| ok),
+        Cmd::Gen(a) => gen::run(a).map(|(_, ok)| ok),
         Cmd::Report(a) => performance::run(&a).map(|()| true),
     };
     match outcome {
