@@ -3,7 +3,7 @@
 //! busier mix (`mix15`: 8,192 frames, 15 % SYNs from 1,000 customers, in
 //! bursts) or a SYN flood (`flood`), with `ACTIVE` customers (the flood's;
 //! default 1000) of a table of `CUSTOMERS` (default 1000) in `LAYOUT`
-//! (`bench`, default, or `billing`: `synwall_benches::customers`): run
+//! (`bench`, default, `billing` or `billing-sorted`: `synwall_benches::customers`): run
 //! under `valgrind --tool=callgrind` (instructions are repeatable whatever
 //! else the machine does) or `perf record`.
 //!
@@ -64,7 +64,7 @@ fn main() {
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let kind = args
         .next()
-        .map(|l| LayoutKind::parse(&l).expect("LAYOUT is bench or billing"))
+        .map(|l| LayoutKind::parse(&l).expect("LAYOUT is bench, billing or billing-sorted"))
         .unwrap_or_default();
     let layout = Layout::new(kind, n);
     let c = Classifier::build(n as usize + 1, layout.prefixes(true)).expect("valid prefixes");
@@ -86,7 +86,9 @@ fn main() {
             flood::generate_in(
                 &FloodSpec {
                     shape: Shape::Syn,
-                    frames: 8192,
+                    // Every active customer at least once, as the
+                    // appliance's flood pcaps have it.
+                    frames: 8192.max(active as usize),
                     active,
                     customers: n,
                     seed: 7,

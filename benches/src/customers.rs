@@ -104,6 +104,10 @@ pub enum LayoutKind {
     Bench,
     /// Billing-export order, /32../27 and /64../48 mixed.
     Billing,
+    /// The billing layout's prefixes with the ids in address order (an
+    /// inventory exported by address): what the order of the file costs,
+    /// apart from the prefix sizes.
+    BillingSorted,
 }
 
 impl LayoutKind {
@@ -112,14 +116,16 @@ impl LayoutKind {
         match self {
             LayoutKind::Bench => "bench",
             LayoutKind::Billing => "billing",
+            LayoutKind::BillingSorted => "billing-sorted",
         }
     }
 
-    /// The kind named `s` (`bench`, `billing`).
+    /// The kind named `s` (`bench`, `billing`, `billing-sorted`).
     pub fn parse(s: &str) -> Option<LayoutKind> {
         match s {
             "bench" => Some(LayoutKind::Bench),
             "billing" => Some(LayoutKind::Billing),
+            "billing-sorted" => Some(LayoutKind::BillingSorted),
             _ => None,
         }
     }
@@ -156,7 +162,8 @@ impl Layout {
         assert!(n <= MAX_CUSTOMERS, "at most {MAX_CUSTOMERS} customers");
         let slots = match kind {
             LayoutKind::Bench => Vec::new(),
-            LayoutKind::Billing => billing_slots(n),
+            LayoutKind::Billing => billing_slots(n, true),
+            LayoutKind::BillingSorted => billing_slots(n, false),
         };
         Layout { kind, n, slots }
     }
@@ -255,9 +262,10 @@ impl Layout {
 /// order (so a /24 holds what the draw put there: VPS /32s beside a /29),
 /// addresses packed upwards from 10.0.0.0 with each prefix aligned to its
 /// size; IPv6 /64s from 2001:db8::/34, /56s from 2001:db8:4000::/34, /48s
-/// from 2001:dba::/32, each in address order. Then the ids are a shuffle of
-/// the address order, as an export sorted by account has them.
-fn billing_slots(n: u32) -> Vec<Slot> {
+/// from 2001:dba::/32, each in address order. Then, if `shuffle`, the ids
+/// are a shuffle of the address order, as an export sorted by account has
+/// them.
+fn billing_slots(n: u32, shuffle: bool) -> Vec<Slot> {
     let mut rng = Rng::new(BILLING_SEED);
     let mut cursor: u32 = 0x0a00_0000;
     let (mut n64, mut n56, mut n48) = (0u128, 0u128, 0u128);
@@ -296,7 +304,9 @@ fn billing_slots(n: u32) -> Vec<Slot> {
         })
         .collect();
     assert!(n64 < 1 << 30 && n56 < 1 << 22, "IPv6 pools overflow");
-    rng.shuffle(&mut by_address);
+    if shuffle {
+        rng.shuffle(&mut by_address);
+    }
     by_address
 }
 

@@ -1,4 +1,5 @@
-//! `Mempool::alloc_bulk`, `MbufBurst::truncate` and `MbufBurst::retain_or` on a real EAL
+//! `Mempool::alloc_bulk`, `MbufBurst::truncate`, `MbufBurst::retain_or` and
+//! `MbufBurst::take_marked` on a real EAL
 //! (`--no-huge`, no devices): ownership stays exact, whatever the outcome.
 //! One EAL per process, so everything is one test.
 use synwall_dpdk::{Eal, Mbuf, MbufBurst, Mempool, BURST};
@@ -95,6 +96,52 @@ fn bulk_allocation_is_all_or_nothing_and_leaks_nothing() {
             r.retain_or(Some, |_, m| drop(m));
             assert!(r.is_empty(), "all left");
             assert_eq!(pool.in_use(), 0);
+        }
+
+        // take_marked does what retain_or does, from a mask: every mask
+        // of a burst of 5 and a sample of masks of full bursts (bits past
+        // the length ignored).
+        {
+            let mut masks: Vec<(usize, u32)> = (0..64).map(|m| (5, m)).collect();
+            let mut x = 0x9e37_79b9u32;
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                masks.push((BURST, x));
+                masks.push((BURST, x & (x >> 3)));
+            }
+            masks.extend([
+                (BURST, 0),
+                (BURST, u32::MAX),
+                (BURST, 1 << 31),
+                (0, u32::MAX),
+            ]);
+            for (len, mask) in masks {
+                let mut r = MbufBurst::new();
+                assert!(pool.alloc_bulk(&mut r, len));
+                for (i, m) in r.as_mut_slice().iter_mut().enumerate() {
+                    assert!(m.set_len(64));
+                    m.data_mut()[0] = i as u8;
+                }
+                let marked = |i: usize| i < 32 && mask >> i & 1 == 1;
+                let mut away: Vec<(usize, Mbuf)> = Vec::new();
+                r.take_marked(mask, |i, m| away.push((i, m)));
+                let kept: Vec<u8> = r.as_slice().iter().map(|m| m.data()[0]).collect();
+                let want_kept: Vec<u8> =
+                    (0..len).filter(|&i| !marked(i)).map(|i| i as u8).collect();
+                assert_eq!(kept, want_kept, "mask {mask:#x} of {len}");
+                let moved: Vec<(usize, u8)> = away.iter().map(|(i, m)| (*i, m.data()[0])).collect();
+                let want_moved: Vec<(usize, u8)> = (0..len)
+                    .filter(|&i| marked(i))
+                    .map(|i| (i, i as u8))
+                    .collect();
+                assert_eq!(moved, want_moved, "mask {mask:#x} of {len}");
+                assert_eq!(pool.in_use(), len as u32, "none lost, none freed");
+                drop(away);
+                drop(r);
+                assert_eq!(pool.in_use(), 0, "each freed once");
+            }
         }
 
         // Dropping a burst frees what it holds, once.

@@ -61,6 +61,13 @@ pub struct Worker {
 // Every frame of an rx burst gets a verdict.
 const _: () = assert!(synwall_dpdk::BURST <= synwall_dataplane::verdict::BURST);
 
+/// Busy poll rounds between two publications of a worker's frame counts
+/// (at most 64 bursts a path: some 2,000 frames, tens of microseconds at
+/// line rate, behind a reader; the control plane's tick is 100 ms). Each
+/// publication is a couple of dozen loads and stores to lines the control
+/// thread reads, which a busy mix paid once a burst.
+const PUBLISH_ROUNDS: u32 = 64;
+
 /// Rounds of the shutdown drain: after `stop`, the worker keeps polling until
 /// a round over all its queues receives nothing, at most this many rounds.
 const DRAIN_ROUNDS: usize = 4096;
@@ -75,9 +82,18 @@ impl Worker {
         // generation instead of taking a full arc-swap load.
         let mut current = Cache::new(self.generation.clone());
         let mut seen_generation = 0;
+        // Counted on this core's stack, published every PUBLISH_ROUNDS
+        // busy rounds and after every round that received nothing.
+        let mut tally = Tally::default();
+        let mut unpublished = 0;
         while !self.stop.load(Relaxed) {
             let gen = current.load();
-            self.round(gen, &mut rx, &mut back, &mut dropped);
+            let got = self.round(gen, &mut rx, &mut back, &mut dropped, &mut tally);
+            unpublished += 1;
+            if got == 0 || unpublished >= PUBLISH_ROUNDS {
+                self.publish(&mut tally);
+                unpublished = 0;
+            }
             if gen.number != seen_generation {
                 seen_generation = gen.number;
                 self.stats.generation.store(seen_generation, Relaxed);
@@ -85,10 +101,19 @@ impl Worker {
         }
         for _ in 0..DRAIN_ROUNDS {
             let gen = current.load();
-            if self.round(gen, &mut rx, &mut back, &mut dropped) == 0 {
+            if self.round(gen, &mut rx, &mut back, &mut dropped, &mut tally) == 0 {
                 break;
             }
         }
+        self.publish(&mut tally);
+    }
+
+    /// Adds what `tally` counted to this worker's shared counters and
+    /// starts it again.
+    #[inline]
+    fn publish(&self, tally: &mut Tally) {
+        tally.publish(&self.stats);
+        *tally = Tally::default();
     }
 
     /// One pass over every path; returns the frames received.
@@ -99,6 +124,7 @@ impl Worker {
         rx: &mut MbufBurst,
         back: &mut MbufBurst,
         dropped: &mut MbufBurst,
+        tally: &mut Tally,
     ) -> usize {
         let Some(shard) = gen.shards.get(self.index) else {
             return 0;
@@ -112,42 +138,31 @@ impl Worker {
                 continue;
             }
             total += n;
-            add(&stats.verdicts.rx, n as u64);
+            tally.rx += n as u64;
             match path.direction {
                 Direction::Inbound => {
-                    add(&stats.verdicts.reverse_forwarded, n as u64);
+                    tally.reverse_forwarded += n as u64;
                 }
                 Direction::Outbound => {
                     for m in rx.as_slice() {
                         m.prefetch();
                     }
-                    // Counted in registers, published once per burst.
-                    let mut tally = Tally::default();
                     let frames = rx.as_slice().iter().map(frame);
                     self.judge
-                        .judge(frames, &gen.policy, classifier, shard, &mut tally);
+                        .judge(frames, &gen.policy, classifier, shard, tally);
                     let judge = &self.judge;
                     // What is forwarded stays in `rx`, in order; the rest
                     // moves out (the rare case: out of the loop's way, and
-                    // a burst that forwards everything is not walked).
-                    if judge.away() > 0 {
+                    // only the frames that leave are visited).
+                    let away = judge.away_mask();
+                    if away != 0 {
                         let verdicts = judge.verdicts();
-                        let away = |i| match verdicts.get(i) {
-                            Some(Verdict::Forward) | None => None,
-                            Some(Verdict::DropBlocked) => Some(Away::Blocked),
-                            Some(Verdict::DropMalformed) => Some(Away::Malformed),
-                            Some(Verdict::Reset) => Some(Away::Reset),
-                        };
-                        rx.retain_or(away, |what, m| match what {
-                            Away::Blocked => {
-                                tally.dropped_blocked += 1;
-                                keep(dropped, m, stats);
-                            }
-                            Away::Malformed => {
+                        rx.take_marked(away, |i, m| match verdicts.get(i) {
+                            Some(Verdict::DropMalformed) => {
                                 tally.dropped_malformed += 1;
                                 keep(dropped, m, stats);
                             }
-                            Away::Reset => {
+                            Some(Verdict::Reset) => {
                                 let parsed = parse_frame(frame(&m), &gen.policy);
                                 let mut m = m;
                                 match syn_to_rst(m.data_mut(), &parsed) {
@@ -161,30 +176,24 @@ impl Worker {
                                     }
                                 }
                             }
+                            // DropBlocked (a marked frame is never Forward).
+                            _ => {
+                                tally.dropped_blocked += 1;
+                                keep(dropped, m, stats);
+                            }
                         });
                     }
-                    tally.forwarded = rx.len() as u64;
-                    tally.publish(stats);
+                    tally.forwarded += rx.len() as u64;
                 }
             }
             send(&mut self.tx, path.tx_onward, rx, stats);
             send(&mut self.tx, path.tx_back, back, stats);
             dropped.free_all();
         }
-        bump(&stats.verdicts.polls);
-        if total > 0 {
-            bump(&stats.verdicts.busy_polls);
-        }
+        tally.polls += 1;
+        tally.busy_polls += u64::from(total > 0);
         total
     }
-}
-
-/// Where a frame that is not forwarded goes.
-#[derive(Clone, Copy)]
-enum Away {
-    Blocked,
-    Malformed,
-    Reset,
 }
 
 /// What the judges read of an mbuf.

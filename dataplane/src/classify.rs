@@ -233,8 +233,9 @@ impl Classifier {
     /// [`Classifier::lookup`] for a burst of sources at once, in stages
     /// over the whole burst (as DPDK's `rte_lpm_lookup_bulk` does): first
     /// every first-level entry is prefetched (the DIR-24-8 `/24` entry, the
-    /// IPv6 buckets), then read and the second level (extension group)
-    /// prefetched, then every lookup finished. The CPU has a burst's misses
+    /// IPv6 bucket of the longest length up to /64), then read and the
+    /// second level prefetched (the extension group; the other IPv6
+    /// lengths' buckets if the first missed), then every lookup finished. The CPU has a burst's misses
     /// in flight instead of one. `out[i]` answers `srcs[i]`; the answers
     /// are exactly [`Classifier::lookup`]'s.
     #[inline]
@@ -283,15 +284,24 @@ impl Classifier {
         out: &mut [Option<CustomerId>],
         found: &mut impl FnMut(CustomerId),
     ) {
+        // IPv4: the `/24` entry; IPv6: 1 where the first probe settled
+        // the answer (in `out` already), 0 where stage 3 finishes it.
         let mut first = [0u32; LOOKUP_BATCH];
-        for (&src, e) in srcs.iter().zip(first.iter_mut()) {
-            if let SrcAddr::V4(a) = src.into() {
-                *e = self.v4.first_level(a);
+        for ((&src, e), o) in srcs.iter().zip(first.iter_mut()).zip(out.iter_mut()) {
+            match src.into() {
+                SrcAddr::V4(a) => *e = self.v4.first_level(a),
+                SrcAddr::V6(a) => {
+                    if let Some(answer) = self.v6.first_probe(a) {
+                        *o = answer;
+                        *e = 1;
+                    }
+                }
             }
         }
         for (&src, (o, &e)) in srcs.iter().zip(out.iter_mut().zip(first.iter())) {
             *o = match src.into() {
                 SrcAddr::V4(a) => self.v4.finish(e, a),
+                SrcAddr::V6(_) if e != 0 => *o,
                 SrcAddr::V6(a) => self.v6.lookup(a),
             };
             if let Some(id) = *o {
@@ -580,14 +590,39 @@ impl V6Table {
         t
     }
 
-    /// Stage 1 of a burst lookup: start loading the first bucket of every
-    /// length (customers use a few: /48, /56, /64).
+    /// Stage 1 of a burst lookup: start loading the bucket of the longest
+    /// length up to /64 (most customers': a provider's /64s), not every
+    /// length's: the others are read only when it misses (stage 2), so an
+    /// address that it answers costs one line, not one a length.
     #[inline(always)]
     fn prefetch(&self, a: u128) {
+        if let Some(t) = self.short.first() {
+            t.prefetch((a >> 64) as u64);
+        }
+    }
+
+    /// Stage 2: probes the length stage 1 prefetched. `Some` is the answer
+    /// when that settles it (a hit with no /65../128 table to probe before
+    /// it, or no other length to try); otherwise the other lengths'
+    /// buckets start loading and [`V6Table::lookup`] finishes in stage 3.
+    #[inline(always)]
+    fn first_probe(&self, a: u128) -> Option<Option<CustomerId>> {
         let top = (a >> 64) as u64;
-        for t in &self.short {
+        let Some((first, rest)) = self.short.split_first() else {
+            return self.long.is_empty().then_some(self.default);
+        };
+        if self.long.is_empty() {
+            if let Some(c) = first.get(top) {
+                return Some(Some(c));
+            }
+            if rest.is_empty() {
+                return Some(self.default);
+            }
+        }
+        for t in rest {
             t.prefetch(top);
         }
+        None
     }
 
     #[inline]
@@ -705,6 +740,7 @@ impl ShortTable {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
     use std::collections::HashSet;
 
     fn v4(s: &str) -> SrcAddr {
@@ -979,6 +1015,30 @@ mod tests {
         assert_eq!(lookup(&c, v4("10.1.5.1")), Some(7));
     }
 
+    /// Every address of the /24s at `tops` answers as a linear scan of
+    /// `p4` does, one by one and in bursts.
+    fn every_address_matches(p4: &[(u32, u8, u32)], tops: &[u32]) -> Result<(), TestCaseError> {
+        let c = build(
+            4096,
+            p4.iter()
+                .map(|&(a, len, c)| (IpAddr::V4(Ipv4Addr::from(a)), len, c)),
+        )
+        .unwrap();
+        let queries: Vec<u32> = tops
+            .iter()
+            .flat_map(|&t| (0..256).map(move |l| t | l))
+            .collect();
+        for &q in &queries {
+            let want = reference(p4, q, |a, len, q| q & v4_mask(len) == a);
+            prop_assert_eq!(lookup(&c, SrcAddr::V4(q)), want, "v4 {}", Ipv4Addr::from(q));
+        }
+        let srcs: Vec<SrcAddr> = queries.iter().map(|&q| SrcAddr::V4(q)).collect();
+        let got = lookup_burst(&c, &srcs);
+        let want: Vec<Option<u32>> = srcs.iter().map(|&s| lookup(&c, s)).collect();
+        prop_assert_eq!(got, want);
+        Ok(())
+    }
+
     /// The specification: the longest prefix that contains `q`.
     fn reference<A: Copy + Eq>(
         prefixes: &[(A, u8, u32)],
@@ -1142,20 +1202,61 @@ mod tests {
             if let Some((len, id)) = cover {
                 p4.push((base & v4_mask(len), len, id));
             }
-            let c = build(
-                4096,
-                p4.iter().map(|&(a, len, c)| (IpAddr::V4(Ipv4Addr::from(a)), len, c)),
-            )
-            .unwrap();
-            let queries: Vec<u32> = tops.iter().flat_map(|&t| (0..256).map(move |l| t | l)).collect();
-            for &q in &queries {
-                let want = reference(&p4, q, |a, len, q| q & v4_mask(len) == a);
-                prop_assert_eq!(lookup(&c, SrcAddr::V4(q)), want, "v4 {}", Ipv4Addr::from(q));
+            every_address_matches(&p4, &tops)?;
+        }
+
+        /// /24s carved into aligned prefixes of mixed lengths with gaps,
+        /// owned by consecutive ids in address order or with two owners
+        /// swapped (a billing export's /24s, sorted or not), under a random covering
+        /// prefix: every address answers as a linear scan does, one by one
+        /// and in bursts.
+        #[test]
+        fn mixed_slash24s_match_a_linear_scan(
+            slash24s in prop::collection::vec(
+                (
+                    prop::collection::vec((25u8..=32, 0u8..4), 1..48),
+                    0u32..3000,
+                    prop::option::of((0usize..64, 0usize..64)),
+                ),
+                1..5,
+            ),
+            cover in prop::option::of((0u8..=24, 0u32..3000)),
+        ) {
+            let base = 0x0a00_0000u32;
+            let mut p4: Vec<(u32, u8, u32)> = Vec::new();
+            let mut tops = Vec::new();
+            for (k, (carve, first, swap)) in slash24s.iter().enumerate() {
+                let top = base | ((k as u32 * 3 + 1) << 8);
+                tops.push(top);
+                let mut at = 0u32;
+                let mut ids: Vec<(u32, u8)> = Vec::new();
+                for &(len, gap) in carve {
+                    let size = 1u32 << (32 - len);
+                    at = at.next_multiple_of(size);
+                    if at + size > 256 {
+                        break;
+                    }
+                    // One in four a gap of the same size.
+                    if gap != 0 {
+                        ids.push((at, len));
+                    }
+                    at += size;
+                }
+                let mut owners: Vec<u32> = (0..ids.len() as u32).map(|i| first + i).collect();
+                if let Some((x, y)) = swap {
+                    if !owners.is_empty() {
+                        let n = owners.len();
+                        owners.swap(x % n, y % n);
+                    }
+                }
+                for (&(at, len), &id) in ids.iter().zip(&owners) {
+                    p4.push((top | at, len, id));
+                }
             }
-            let srcs: Vec<SrcAddr> = queries.iter().map(|&q| SrcAddr::V4(q)).collect();
-            let got = lookup_burst(&c, &srcs);
-            let want: Vec<Option<u32>> = srcs.iter().map(|&s| lookup(&c, s)).collect();
-            prop_assert_eq!(got, want);
+            if let Some((len, id)) = cover {
+                p4.push((base & v4_mask(len), len, id));
+            }
+            every_address_matches(&p4, &tops)?;
         }
 
         /// Errors are what a one-by-one insert in input order meets first.

@@ -81,16 +81,23 @@ pub enum Verdict {
     Reset,
 }
 
-/// A burst's counts, kept in registers and added to the worker's shared
-/// counters once per burst ([`Tally::publish`]).
+/// Frame counts kept by the worker alone (in registers or on its stack)
+/// and added to its shared counters from time to time
+/// ([`Tally::publish`]): once every few dozen bursts, and whenever a poll
+/// round receives nothing, so a reader is never more than that behind and
+/// an idle worker's counters are whole.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     pub outcomes: [u64; Outcome::COUNT],
+    pub rx: u64,
     pub forwarded: u64,
     pub dropped_blocked: u64,
     pub dropped_malformed: u64,
     pub reset_sent: u64,
+    pub reverse_forwarded: u64,
     pub syn_no_customer: u64,
+    pub polls: u64,
+    pub busy_polls: u64,
 }
 
 impl Tally {
@@ -104,11 +111,15 @@ impl Tally {
         }
         let v = &stats.verdicts;
         for (c, n) in [
+            (&v.rx, self.rx),
             (&v.forwarded, self.forwarded),
             (&v.dropped_blocked, self.dropped_blocked),
             (&v.dropped_malformed, self.dropped_malformed),
             (&v.reset_sent, self.reset_sent),
+            (&v.reverse_forwarded, self.reverse_forwarded),
             (&v.syn_no_customer, self.syn_no_customer),
+            (&v.polls, self.polls),
+            (&v.busy_polls, self.busy_polls),
         ] {
             if n != 0 {
                 add(c, n);
@@ -128,6 +139,9 @@ pub struct Frame<'a> {
 
 /// The largest burst [`BurstJudge::judge`] decides at once (an rx burst).
 pub const BURST: usize = LOOKUP_BATCH;
+
+// A burst's fates fit one `u32` mask.
+const _: () = assert!(BURST <= 32);
 
 /// Decides a burst of inside→outside frames in stages over the whole
 /// burst, the way DPDK's l3fwd and VPP's vector nodes do: parse every
@@ -156,9 +170,10 @@ pub struct BurstJudge {
     syns: [bool; BURST],
     /// The customers of `keys`.
     found: [Option<CustomerId>; BURST],
-    /// Frames in the last burst, and how many of them were not forwarded.
+    /// Frames in the last burst, and which of them are not forwarded
+    /// (bit `i`: frame `i`).
     frames: usize,
-    away: usize,
+    away: u32,
 }
 
 impl Default for BurstJudge {
@@ -197,10 +212,12 @@ impl BurstJudge {
         // Stage 1: triage; settle what needs no customer, pack the rest.
         // A frame's outcome picks its fate through two bit masks, not a
         // `match` (whose jump table the busy mix mispredicts).
+        // One bit test settles the common frame (nothing to do but
+        // forward); only the others ask which of the two masks they are in.
         let needs = Needs::of(policy);
         let mut n = 0;
         let mut k = 0;
-        let mut away = 0;
+        let mut away = 0u32;
         for (frame, v) in frames.zip(self.verdicts.iter_mut()) {
             let t = triage(frame.data, frame.wire_len, &policy.watched);
             let index = t.index();
@@ -208,10 +225,12 @@ impl BurstJudge {
                 *c += 1;
             }
             *v = Verdict::Forward;
-            if needs.dropped(index) {
-                away += 1;
+            if !needs.any(index) {
+                // Forwarded as it came.
+            } else if needs.dropped(index) {
+                away |= 1 << n;
                 *v = Verdict::DropMalformed;
-            } else if let (true, Some(src)) = (needs.customer(index), t.src) {
+            } else if let Some(src) = t.src {
                 if let (Some(key), Some(slot), Some(syn)) = (
                     self.keys.get_mut(k),
                     self.slots.get_mut(k),
@@ -241,7 +260,7 @@ impl BurstJudge {
             {
                 if let Some(v) = self.verdicts.get_mut(usize::from(slot)) {
                     *v = decide(syn, customer, policy, shard, tally);
-                    away += usize::from(*v != Verdict::Forward);
+                    away |= u32::from(*v != Verdict::Forward) << slot;
                 }
             }
         }
@@ -261,6 +280,14 @@ impl BurstJudge {
     /// the burst as it came, without walking its verdicts.
     #[inline]
     pub fn away(&self) -> usize {
+        self.away.count_ones() as usize
+    }
+
+    /// Which frames of the last burst are not to be forwarded: bit `i`
+    /// for frame `i` (its verdict says where it goes). The caller visits
+    /// those alone, not every verdict of the burst.
+    #[inline]
+    pub fn away_mask(&self) -> u32 {
         self.away
     }
 }
@@ -399,7 +426,17 @@ impl Needs {
         }
     }
 
-    /// Whether outcome `index` waits for its customer.
+    /// Whether outcome `index` is anything but forwarded without a
+    /// lookup: waits for its customer or is dropped at once.
+    #[inline(always)]
+    fn any(self, index: usize) -> bool {
+        (self.customer | self.dropped) >> index & 1 == 1
+    }
+
+    /// Whether outcome `index` waits for its customer (the burst judge
+    /// asks [`Needs::any`], then [`Needs::dropped`]: the two masks never
+    /// share a bit).
+    #[cfg(test)]
     #[inline(always)]
     fn customer(self, index: usize) -> bool {
         self.customer >> index & 1 == 1
@@ -758,8 +795,14 @@ mod tests {
                     let burst = chunk.iter().map(|f| Frame { data: f, wire_len: f.len() });
                     let verdicts = judge_burst.judge(burst, &policy, &c, &many, &mut many_tally);
                     let away = verdicts.iter().filter(|v| **v != Verdict::Forward).count();
+                    let mask = verdicts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v != Verdict::Forward)
+                        .fold(0u32, |m, (i, _)| m | 1 << i);
                     got.extend_from_slice(verdicts);
                     prop_assert_eq!(judge_burst.away(), away);
+                    prop_assert_eq!(judge_burst.away_mask(), mask);
                     prop_assert_eq!(judge_burst.verdicts(), &got[got.len() - chunk.len()..]);
                 }
                 prop_assert_eq!(got, want);
@@ -787,14 +830,19 @@ mod tests {
                             src,
                             ..Parsed::new(outcome)
                         };
-                        let masks = if needs.dropped(i) {
+                        // The burst judge's order of questions: anything
+                        // to do at all, then dropped, else its customer.
+                        let masks = if !needs.any(i) {
+                            Err(Verdict::Forward)
+                        } else if needs.dropped(i) {
                             Err(Verdict::DropMalformed)
                         } else {
-                            match src {
-                                Some(s) if needs.customer(i) => Ok(s),
-                                _ => Err(Verdict::Forward),
-                            }
+                            src.ok_or(Verdict::Forward)
                         };
+                        assert!(
+                            !(needs.customer(i) && needs.dropped(i)),
+                            "{outcome:?} {knobs}: waits for its customer and is dropped"
+                        );
                         assert_eq!(
                             masks,
                             pending(&parsed, &policy),

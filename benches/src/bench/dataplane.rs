@@ -71,7 +71,7 @@ pub struct Args {
     /// Mixes of the default table: mix64 imix mix15 imix15.
     #[arg(long, default_value = "mix64 imix mix15 imix15")]
     pub mixes: String,
-    /// Customer-table layouts of the flood: bench billing.
+    /// Customer-table layouts of the flood: bench billing (or billing-sorted).
     #[arg(long, default_value = "bench billing")]
     pub layouts: String,
     /// Customers of the established-SMTP flood row (0 skips it).
@@ -145,8 +145,8 @@ pub(crate) fn plan(a: &Args) -> Result<Plan, String> {
     let layouts = words(
         "--layouts",
         &a.layouts,
-        |l: &String| l == "bench" || l == "billing",
-        "bench or billing",
+        |l: &String| crate::customers::LayoutKind::parse(l).is_some(),
+        "bench, billing or billing-sorted",
     )?;
     if mixes.is_empty() || layouts.is_empty() {
         return Err("--mixes and --layouts need at least one".into());

@@ -127,8 +127,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--layout" => {
                 let v = value()?;
-                args.spec.layout = LayoutKind::parse(&v)
-                    .ok_or_else(|| format!("--layout: {v:?} is not bench or billing"))?;
+                args.spec.layout = LayoutKind::parse(&v).ok_or_else(|| {
+                    format!("--layout: {v:?} is not bench, billing or billing-sorted")
+                })?;
             }
             "--customers-file" => args.customers_file = Some(value()?),
             "--no-v6-prefixes" => args.v6_prefixes = false,
