@@ -123,6 +123,13 @@ const VALUED: [(&str, &str, &str, &str); 18] = [
     ),
 ];
 
+/// What `--hold` does, and why it exists.
+const HOLD_HELP: &str = "run, ndr, latency: when done, stop polling but keep the ports \
+attached until stdin closes (end of file), then exit. The line 'synwall-gen: holding the ports' \
+(with the exit status to come) says it is done. For net_memif: stop the peer (synwall) \
+first, then close stdin; with DPDK 22.11 a memif peer that disconnects while the other \
+side polls can crash the poller.";
+
 /// Options that older scripts pass and synwall-gen ignores.
 const IGNORED: [&str; 2] = ["--seed", "--frames"];
 
@@ -158,6 +165,12 @@ pub fn command() -> Command {
             .action(ArgAction::SetTrue)
             .help_heading("ndr")
             .help("Skip measuring the generator's own top rate first."),
+    );
+    cmd = cmd.arg(
+        Arg::new("--hold")
+            .long("hold")
+            .action(ArgAction::SetTrue)
+            .help(HOLD_HELP),
     );
     for name in IGNORED {
         cmd = cmd.arg(Arg::new(name).long(&name[2..]).hide(true));

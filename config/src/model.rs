@@ -344,9 +344,24 @@ impl Config {
     /// What is valid but almost certainly not meant: a customer owning
     /// every address of a family (`0.0.0.0/0`, `::/0`), or an exempt
     /// destination that covers every address (enforcement off for that
-    /// family). `--check` and the start print them.
+    /// family), or a link on `net_memif` ports (a crash risk of DPDK
+    /// 22.11's memif driver when the peer goes first). `--check` and the
+    /// start print them.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        let memif: Vec<&str> = self
+            .links
+            .iter()
+            .flat_map(|l| [l.inside.as_str(), l.outside.as_str()])
+            .filter(|p| p.starts_with("net_memif") || p.starts_with("eth_memif"))
+            .collect();
+        if !memif.is_empty() {
+            out.push(format!(
+                "{} {} net_memif: for tests and demos only; DPDK 22.11's memif driver unmaps a disconnected peer's rings under the polling worker, so a memif peer that goes while synwall runs can crash synwall: stop synwall before its memif peers",
+                memif.join(", "),
+                if memif.len() == 1 { "is" } else { "are" }
+            ));
+        }
         for c in &self.customers {
             for p in c.prefixes.iter().filter(|p| p.len == 0) {
                 out.push(format!(

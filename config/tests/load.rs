@@ -1502,3 +1502,20 @@ fn flowspec_names_the_gobgpd_api_and_refuses_bad_values() {
         "routers",
     );
 }
+
+// ---- warnings -------------------------------------------------------------
+
+#[test]
+fn memif_links_are_warned_about_and_other_ports_are_not() {
+    assert!(ok("").warnings().is_empty(), "{:?}", ok("").warnings());
+    let memif = BASE
+        .replace("net_pcap0,rx_pcap=in.pcap", "net_memif0,role=server")
+        .replace("\"net_pcap0\"", "\"net_memif0\"");
+    let warnings = load(&memif).expect("loads").warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("net_memif0 is net_memif: for tests and demos only")
+            && warnings[0].contains("stop synwall before its memif peers"),
+        "{warnings:?}"
+    );
+}

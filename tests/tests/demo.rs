@@ -133,6 +133,12 @@ fn the_demo_shows_the_hammer_blocked_and_checks_it() {
     );
     assert!(d.stdout.contains("Done: 'hammer' was blocked"), "{all}");
     assert!(!d.stdout.contains("FAIL"), "{all}");
+    // `--check` says what memif ports risk (docs/testing.md).
+    assert!(
+        d.stderr
+            .contains("warning: net_memif0, net_memif1 are net_memif: for tests and demos only"),
+        "{all}"
+    );
     eprintln!("demo passed in {:?}", d.took);
 }
 

@@ -4,7 +4,11 @@
 //! summary and against its control socket. It passes on a correct synwall,
 //! and fails (exit 1, with the customer's row showing the difference) when
 //! the profile's expectation is wrong.
-use std::process::Command;
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use synwall_tests::fixtures::customer;
 use synwall_tests::{gen_bin, synwall_bin, write_config, TestDir, Value};
@@ -200,7 +204,32 @@ fn verify_fails_when_the_expectation_is_wrong() {
 /// `cores` (given on the command line; on a 2-CPU machine synwall-gen maps
 /// the extra lcores onto CPU 1 itself).
 fn ring_run(dir: &TestDir, queues: u16, cores: &str) -> Value {
-    let prof = write_config(
+    let prof = ring_profile(dir, queues);
+    let report = dir.join(&format!("ring{queues}.json"));
+    let out = Command::new(gen_bin())
+        .arg("--config")
+        .arg(&prof)
+        .args(["run", "--rate", "max", "--duration", "1"])
+        .args(["--queues", &queues.to_string(), "--cores", cores])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("running synwall-gen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&report).expect("report");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// A profile on one `net_ring` device looped to itself, `queues` queue
+/// pairs.
+fn ring_profile(dir: &TestDir, queues: u16) -> PathBuf {
+    write_config(
         dir,
         &format!("ring{queues}.toml"),
         &format!(
@@ -231,26 +260,89 @@ vlan_pct = 10
                 "pattern = \"trickle\"\ncount = 40"
             ),
         ),
-    );
-    let report = dir.join(&format!("ring{queues}.json"));
-    let out = Command::new(gen_bin())
+    )
+}
+
+/// CPU time (user + system, clock ticks) that process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command's closing parenthesis; utime and stime
+    // are the 14th and 15th of the whole line.
+    let rest = stat.rsplit_once(')').expect("stat has (comm)").1;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    f[0] + f[1]
+}
+
+/// `--hold`: when the run is done (report written), the generator says
+/// it holds its ports with the status to come, polls nothing (uses no
+/// CPU) and stays until its stdin closes; then it exits with that status.
+#[test]
+fn a_held_generator_polls_nothing_and_goes_when_stdin_closes() {
+    let dir = TestDir::new("gen-hold");
+    let prof = ring_profile(&dir, 1);
+    let report = dir.join("held.json");
+    let mut child = Command::new(gen_bin())
         .arg("--config")
         .arg(&prof)
-        .args(["run", "--rate", "max", "--duration", "1"])
-        .args(["--queues", &queues.to_string(), "--cores", cores])
+        // At max rate a lane that still polled would take a CPU (a paced
+        // one sleeps between bursts): the hold's CPU use tells.
+        .args(["run", "--rate", "max", "--duration", "0.5", "--hold"])
         .arg("--report")
         .arg(&report)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .expect("running synwall-gen");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let held = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) if l.starts_with("synwall-gen: holding") => break l,
+            Ok(l) => seen.push(l),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no 'holding' line ({e}); stdout:\n{}", seen.join("\n"))
+            }
+        }
+    };
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        held,
+        "synwall-gen: holding the ports (not polling) until stdin closes (--hold); exit status then: 0"
     );
-    let text = std::fs::read_to_string(&report).expect("report");
-    serde_json::from_str(&text).expect("report is JSON")
+    assert!(report.exists(), "the report is written before the hold");
+    let before = cpu_ticks(child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "exited while its stdin is open"
+    );
+    let used = cpu_ticks(child.id()) - before;
+    assert!(used < 20, "{used} ticks of CPU in 1 s of holding: it polls");
+    drop(child.stdin.take());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "still running 30 s after its stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
 }
 
 /// Every frame sent came back on its queue, and per customer the SYNs the

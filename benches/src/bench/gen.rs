@@ -12,6 +12,9 @@
 //!    forwarder's worker lcores on different CPUs; then the table of both,
 //!    the difference and the ratio per percentile (median over rounds), and
 //!    the least disturbed trial of each.
+//!
+//! In 3 and 4 the generator runs with `--hold` and the forwarder stops
+//! before it lets go of its memif ports ([`run_held`]).
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -273,15 +276,42 @@ fn fill(template: &str, dir: &Path, tag: &str, lcores: &str, to: &Path) -> Resul
 
 /// Spawns `cmd` with stdin closed and stdout and stderr to `log`.
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
+    spawn_logged_in(cmd, log, Stdio::null())
+}
+
+/// [`spawn_logged`] with `stdin`.
+fn spawn_logged_in(cmd: &mut Command, log: &Path, stdin: Stdio) -> Result<Child, String> {
     let out = File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
-    cmd.stdin(Stdio::null())
+    cmd.stdin(stdin)
         .stdout(out)
         .stderr(err)
         .spawn()
         .map_err(|e| format!("starting {:?}: {e}", cmd.get_program()))
+}
+
+/// Runs synwall-gen `cmd` with `--hold` to `log` against a forwarder on
+/// the other end of its memif links, and tears the pair down in the order
+/// DPDK 22.11's memif PMD needs (it unmaps a gone peer's rings under a
+/// poller: scripts/lib/memif-peer.bash): the generator finishes and holds
+/// its ports, polling nothing (or exits, or `secs` pass); `stop_forwarder`
+/// stops the forwarder; then the generator's stdin closes and it exits.
+fn run_held(
+    cmd: &mut Command,
+    log: &Path,
+    secs: u64,
+    stop_forwarder: impl FnOnce(),
+) -> Result<std::process::ExitStatus, String> {
+    let mut gen = spawn_logged_in(cmd.arg("--hold"), log, Stdio::piped())?;
+    wait_until(secs, || {
+        std::fs::read_to_string(log).is_ok_and(|t| t.contains("synwall-gen: holding the ports"))
+            || !matches!(gen.try_wait(), Ok(None))
+    });
+    stop_forwarder();
+    drop(gen.stdin.take());
+    gen.wait().map_err(|e| e.to_string())
 }
 
 /// Polls `ready` every 100 ms for up to `secs`.
@@ -320,11 +350,28 @@ struct Bench {
 impl Bench {
     /// Runs synwall-gen with `args` to `log`, prints the lines of it that
     /// `show` keeps, and records the step (failed if it exits non-zero).
-    fn gen(&mut self, name: &str, args: &[String], log: &str, show: fn(&str) -> bool) {
+    /// With a `forwarder` (its memif peer, to be stopped within `secs`),
+    /// the generator holds its ports until the forwarder has stopped.
+    fn gen(
+        &mut self,
+        name: &str,
+        args: &[String],
+        log: &str,
+        show: fn(&str) -> bool,
+        forwarder: Option<(&mut Child, u64)>,
+    ) {
         self.runs.start();
         let log = self.out.join(log);
-        let status = spawn_logged(Command::new(&self.gen).args(args), &log)
-            .and_then(|mut c| c.wait().map_err(|e| e.to_string()));
+        let mut cmd = Command::new(&self.gen);
+        cmd.args(args);
+        let status = match forwarder {
+            None => {
+                spawn_logged(&mut cmd, &log).and_then(|mut c| c.wait().map_err(|e| e.to_string()))
+            }
+            Some((fwd, secs)) => run_held(&mut cmd, &log, secs, || {
+                let _ = stop_by(fwd, Instant::now(), Duration::from_secs(10));
+            }),
+        };
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         for line in text.lines().filter(|l| !noise(l) && show(l)) {
             println!("{line}");
@@ -429,7 +476,7 @@ impl Bench {
         ];
         for (name, title, args, show) in steps {
             println!("{title}");
-            self.gen(name, &args, &format!("{name}.log"), show);
+            self.gen(name, &args, &format!("{name}.log"), show, None);
         }
     }
 
@@ -473,9 +520,13 @@ impl Bench {
             "--report",
             &self.out.join("memif-run.json").display().to_string(),
         ]);
-        self.gen("memif run", &args, "memif-run.log", |_| true);
-        let stop_at = Instant::now() + Duration::from_secs(duration + 30);
-        let _ = stop_by(&mut sw, stop_at, Duration::from_secs(10));
+        self.gen(
+            "memif run",
+            &args,
+            "memif-run.log",
+            |l| !l.starts_with("synwall-gen: holding"),
+            Some((&mut sw, duration + 30)),
+        );
         println!("{}", last_lines(&log, 1));
         Ok(())
     }
@@ -568,7 +619,8 @@ impl Bench {
         }
         let report = d.join("latency.json");
         let gen_log = d.join("gen.log");
-        let status = spawn_logged(
+        let deadline = started + Duration::from_secs(stop_after);
+        let status = run_held(
             Command::new(&self.gen)
                 .arg("--config")
                 .arg(d.join("gen.toml"))
@@ -579,13 +631,14 @@ impl Bench {
                 .arg("--report")
                 .arg(&report),
             &gen_log,
-        )
-        .and_then(|mut c| c.wait().map_err(|e| e.to_string()));
-        let deadline = started + Duration::from_secs(stop_after);
-        let _ = stop_by(
-            &mut child,
-            Instant::now().min(deadline),
-            Duration::from_secs(5),
+            deadline.saturating_duration_since(Instant::now()).as_secs(),
+            || {
+                let _ = stop_by(
+                    &mut child,
+                    Instant::now().min(deadline),
+                    Duration::from_secs(5),
+                );
+            },
         );
         println!("   round {round} {dut} ({}):", Runs::load_note(start));
         let text = std::fs::read_to_string(&gen_log).unwrap_or_default();

@@ -8,6 +8,8 @@
 //!   --queues N             tx/rx queue pairs per port (overrides [dpdk] queues)
 //!   --cores LIST           generator lcores, e.g. 1,2 (overrides [dpdk] cores):
 //!                          one per queue pair (tx+rx) or two (tx, rx)
+//!   --hold                 run/ndr/latency: when done, stop polling and keep
+//!                          the ports attached until stdin closes
 //! run:     [--rate PPS|max] [--duration SECS]
 //! ndr:     [--trial SECS] [--pdr-loss RATIO] [--precision RATIO] [--max-rate PPS]
 //!          [--min-rate PPS] [--max-trials N] [--no-calibration]
@@ -160,10 +162,30 @@ fn print_trial(label: &str, r: &TrialResult) {
     }
 }
 
-fn mode_run(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Failure> {
+/// What run, ndr and latency work from. The generator a mode starts
+/// lives in `held`, which outlives the mode (and its errors), so that
+/// `--hold` can keep the ports attached after it.
+struct Job<'a> {
+    args: &'a Args,
+    profile: &'a Profile,
+    trace: &'a Trace,
+    held: &'a mut Option<Generator>,
+}
+
+/// Starts the generator into `held`.
+fn start<'a>(
+    held: &'a mut Option<Generator>,
+    profile: &Profile,
+    calibration: bool,
+) -> Result<&'a mut Generator, Failure> {
+    Ok(held.insert(Generator::start(profile, calibration).map_err(Failure::Run)?))
+}
+
+fn mode_run(job: Job) -> Result<Value, Failure> {
+    let (args, profile, trace, held) = (job.args, job.profile, job.trace, job.held);
     let rate = args.rate(0.0)?;
     let duration = args.num("--duration", 10.0)?;
-    let mut gen = Generator::start(profile, false).map_err(Failure::Run)?;
+    let gen = start(held, profile, false)?;
     let (tx, rx) = gen.port_names();
     let lanes = gen.lanes().to_vec();
     println!(
@@ -406,23 +428,24 @@ fn ndr_with(
     ))
 }
 
-fn mode_ndr(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Failure> {
-    let mut gen = Generator::start(profile, !args.opts.contains_key("--no-calibration"))
-        .map_err(Failure::Run)?;
-    let (mut v, _) = ndr_with(args, &mut gen, trace)?;
+fn mode_ndr(job: Job) -> Result<Value, Failure> {
+    let (args, profile, trace, held) = (job.args, job.profile, job.trace, job.held);
+    let gen = start(held, profile, !args.opts.contains_key("--no-calibration"))?;
+    let (mut v, _) = ndr_with(args, gen, trace)?;
     v["mode"] = json!("ndr");
     Ok(v)
 }
 
-fn mode_latency(args: &Args, profile: &Profile, trace: &Trace) -> Result<Value, Failure> {
+fn mode_latency(job: Job) -> Result<Value, Failure> {
+    let (args, profile, trace, held) = (job.args, job.profile, job.trace, job.held);
     let searched = !args.opts.contains_key("--rate");
-    let mut gen = Generator::start(
+    let gen = start(
+        held,
         profile,
         searched && !args.opts.contains_key("--no-calibration"),
-    )
-    .map_err(Failure::Run)?;
+    )?;
     let (ndr_part, base) = if searched {
-        let (v, r) = ndr_with(args, &mut gen, trace)?;
+        let (v, r) = ndr_with(args, gen, trace)?;
         (
             v,
             r.ok_or_else(|| Failure::Run("no NDR found to take 10/50/90 % of".into()))?,
@@ -490,6 +513,7 @@ fn main() -> ExitCode {
         return code;
     }
     let args = parse_args();
+    let mut held: Option<Generator> = None;
     let result = (|| {
         let mut profile = Profile::load(&args.config).map_err(|e| Failure::Usage(e.to_string()))?;
         let cores = args
@@ -526,9 +550,20 @@ fn main() -> ExitCode {
             return Ok(());
         };
         let (part, ok) = match mode {
-            "run" => (mode_run(&args, &profile, &trace)?, true),
-            "ndr" => (mode_ndr(&args, &profile, &trace)?, true),
-            "latency" => (mode_latency(&args, &profile, &trace)?, true),
+            "run" | "ndr" | "latency" => {
+                let job = Job {
+                    args: &args,
+                    profile: &profile,
+                    trace: &trace,
+                    held: &mut held,
+                };
+                let part = match mode {
+                    "run" => mode_run(job)?,
+                    "ndr" => mode_ndr(job)?,
+                    _ => mode_latency(job)?,
+                };
+                (part, true)
+            }
             _ => mode_verify(&args, &profile, &trace)?,
         };
         if let Some(path) = args.opts.get("--report") {
@@ -553,16 +588,37 @@ fn main() -> ExitCode {
             Err(Failure::Verify)
         }
     })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Verify) => ExitCode::from(1),
+    let code = match result {
+        Ok(()) => 0,
+        Err(Failure::Verify) => 1,
         Err(Failure::Usage(e)) => {
             eprintln!("synwall-gen: {e}");
-            ExitCode::from(2)
+            2
         }
         Err(Failure::Run(e)) => {
             eprintln!("synwall-gen: {e}");
-            ExitCode::from(3)
+            3
         }
+    };
+    if let Some(gen) = held.take() {
+        if args.opts.contains_key("--hold") {
+            hold(code);
+        }
+        // Stops and closes the ports: the peer sees them go only now.
+        drop(gen);
+    }
+    ExitCode::from(code)
+}
+
+/// `--hold`: every lcore has stopped polling (each trial joins its lanes);
+/// the ports stay attached until stdin ends, so that a memif peer can be
+/// stopped before this side disconnects (DPDK 22.11's memif PMD unmaps a
+/// disconnected peer's rings under a poller, which then crashes).
+fn hold(code: u8) {
+    println!(
+        "synwall-gen: holding the ports (not polling) until stdin closes (--hold); exit status then: {code}"
+    );
+    if let Err(e) = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink()) {
+        eprintln!("synwall-gen: --hold: reading stdin: {e}; releasing the ports");
     }
 }
