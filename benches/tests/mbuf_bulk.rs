@@ -1,5 +1,5 @@
-//! `Mempool::alloc_bulk`, `MbufBurst::truncate`, `MbufBurst::retain_or` and
-//! `MbufBurst::take_marked` on a real EAL
+//! `Mempool::alloc_bulk`, `MbufBurst::truncate` and `MbufBurst::take_marked`
+//! on a real EAL
 //! (`--no-huge`, no devices): ownership stays exact, whatever the outcome.
 //! One EAL per process, so everything is one test.
 use synwall_dpdk::{Eal, Mbuf, MbufBurst, Mempool, BURST};
@@ -73,32 +73,8 @@ fn bulk_allocation_is_all_or_nothing_and_leaks_nothing() {
         assert!(b.is_empty());
         assert_eq!(pool.in_use(), 0);
 
-        // retain_or keeps the stayers in order and hands each other one,
-        // in order, to its new owner: none lost, none freed twice.
-        {
-            let mut r = MbufBurst::new();
-            assert!(pool.alloc_bulk(&mut r, 8));
-            for (i, m) in r.as_mut_slice().iter_mut().enumerate() {
-                assert!(m.set_len(64));
-                m.data_mut()[0] = i as u8;
-            }
-            let mut away: Vec<(usize, Mbuf)> = Vec::new();
-            r.retain_or(|i| (i % 2 == 1).then_some(i), |i, m| away.push((i, m)));
-            let kept: Vec<u8> = r.as_slice().iter().map(|m| m.data()[0]).collect();
-            assert_eq!(kept, [0, 2, 4, 6]);
-            let moved: Vec<(usize, u8)> = away.iter().map(|(i, m)| (*i, m.data()[0])).collect();
-            assert_eq!(moved, [(1, 1), (3, 3), (5, 5), (7, 7)]);
-            assert_eq!(pool.in_use(), 8);
-            drop(away);
-            assert_eq!(pool.in_use(), 4);
-            r.retain_or(|_| None::<()>, |_, _| unreachable!("nothing leaves"));
-            assert_eq!(r.len(), 4, "all stay");
-            r.retain_or(Some, |_, m| drop(m));
-            assert!(r.is_empty(), "all left");
-            assert_eq!(pool.in_use(), 0);
-        }
-
-        // take_marked does what retain_or does, from a mask: every mask
+        // take_marked keeps the stayers in order and hands each marked one,
+        // in order, to its new owner: none lost, none freed twice. Every mask
         // of a burst of 5 and a sample of masks of full bursts (bits past
         // the length ignored).
         {

@@ -199,53 +199,12 @@ impl MbufBurst {
         }
     }
 
-    /// Keeps, in their order, the mbufs for which `away(i)` is `None` (`i`:
-    /// the position in the burst), and moves every other one, in order, to
-    /// `other(what, mbuf)` with what `away` said of it. One pass with the
-    /// write position in a register: where nearly every frame stays (a
-    /// forwarding verdict), this costs a compare per mbuf, not a move into
-    /// another burst. Should `away` or `other` panic, the mbufs not yet
-    /// handled are leaked, never freed twice.
-    #[inline]
-    pub fn retain_or<T>(
-        &mut self,
-        mut away: impl FnMut(usize) -> Option<T>,
-        mut other: impl FnMut(T, Mbuf),
-    ) {
-        let len = self.len;
-        // The burst forgets them while they move: a panic leaks, not frees twice.
-        self.len = 0;
-        let p = self.slots.as_mut_ptr();
-        let mut kept = 0;
-        for i in 0..len {
-            match away(i) {
-                None => {
-                    if kept != i {
-                        // SAFETY: kept < i < len <= BURST: both slots are inside the
-                        // array; slot i is initialised and owned, slot kept was
-                        // moved out (to `other`) or moved forward already, so the
-                        // copy leaves one owner.
-                        unsafe { std::ptr::copy_nonoverlapping(p.add(i), p.add(kept), 1) };
-                    }
-                    kept += 1;
-                }
-                Some(what) => {
-                    // SAFETY: i < len: slot i is initialised and owned; reading it
-                    // moves ownership to `other` exactly once (the slot is
-                    // overwritten or outside `kept` afterwards).
-                    other(what, unsafe { (*p.add(i)).assume_init_read() });
-                }
-            }
-        }
-        self.len = kept;
-    }
-
     /// Moves the mbufs at the positions set in `marked` (bit `i`: the
     /// `i`-th mbuf; bits at or past `len()` are ignored), in order, to
     /// `other(i, mbuf)`, and keeps the rest in their order. The work is
     /// per marked mbuf (a move of each run of stayers between two marked
     /// ones), not per mbuf: a burst where one frame in fifty leaves costs
-    /// about one step, where [`MbufBurst::retain_or`] asks of all 32.
+    /// about one step, not a question of each of the 32.
     /// Should `other` panic, the mbufs not yet handled are leaked, never
     /// freed twice.
     #[inline]
