@@ -24,6 +24,7 @@ pub mod event;
 pub mod fleet;
 pub mod grant;
 pub mod plane;
+pub mod slab;
 pub mod window;
 
 pub use plane::snapshot;

@@ -215,7 +215,7 @@ impl ControlPlane {
     ) -> Event {
         let at = self.wall_mapping.wall(now);
         let until_wall = until.map(|u| self.wall_mapping.wall(u));
-        let rec = self.records.entry(c).or_default();
+        let rec = self.records.get_or_default(c);
         rec.block = Some(BlockState {
             since: at,
             until,
@@ -244,7 +244,7 @@ impl ControlPlane {
         reason: Reason,
     ) -> Event {
         let at = self.wall_mapping.wall(now);
-        let rec = self.records.entry(c).or_default();
+        let rec = self.records.get_or_default(c);
         rec.block = None;
         rec.push(Change {
             at,

@@ -74,7 +74,8 @@ use synwall_dataplane::CustomerId;
 use crate::event::{Event, EventKind, Timestamp};
 use crate::fleet::lease::LeaseConnector;
 use crate::fleet::local::FleetLocal;
-use crate::window::{IdMap, Windows};
+use crate::slab::IdSlab;
+use crate::window::Windows;
 
 mod limits;
 mod reconfigure;
@@ -358,7 +359,7 @@ pub struct ControlPlane {
     limit_sets: Vec<Box<[u64]>>,
     limit_index: HashMap<Box<[u64]>, u32>,
     windows: Windows,
-    records: IdMap<Record>,
+    records: IdSlab<Record>,
     /// Customers with a block in force (iterated for expiry and views).
     blocked: BTreeSet<CustomerId>,
     /// Customers to re-evaluate at the next tick (operator changes).
@@ -388,7 +389,7 @@ pub struct ControlPlane {
     fleet: Option<FleetLocal>,
     /// SYNs seen and forwarded per customer since the history last took
     /// them ([`ControlPlane::take_recent`]).
-    recent: IdMap<(u64, u64)>,
+    recent: IdSlab<(u64, u64)>,
     /// What opens the fleet's links (a reload's new fleet state gets it).
     connector: Option<Arc<dyn LeaseConnector>>,
     /// The plane a reload replaced, for the caller to free
@@ -466,7 +467,7 @@ impl ControlPlane {
             dense: Vec::with_capacity(config.customers.len()),
             limit_sets: Vec::new(),
             limit_index: HashMap::new(),
-            records: IdMap::default(),
+            records: IdSlab::default(),
             blocked: BTreeSet::new(),
             dirty: Vec::new(),
             all_dirty: true,
@@ -484,7 +485,7 @@ impl ControlPlane {
             }),
             connector: None,
             retired: None,
-            recent: IdMap::default(),
+            recent: IdSlab::default(),
             #[cfg(test)]
             race: None,
         };

@@ -42,7 +42,7 @@ impl ControlPlane {
         // are the caller's to take first).
         for (c, (seen, fwd)) in self.recent.drain() {
             if let Some(Some(new)) = id_map.get(c.index()) {
-                let r = next.recent.entry(*new).or_default();
+                let r = next.recent.get_or_default(*new);
                 r.0 += seen;
                 r.1 += fwd;
             }

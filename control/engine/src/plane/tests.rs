@@ -774,6 +774,31 @@ fn tick_cost_at_a_million_customers() {
         total / rounds,
         worst
     );
+    // A flood's shape: 100,000 of the million send on one core, every
+    // one of them every tick, for 15 s of 100 ms ticks (a 5m bucket
+    // boundary falls inside), customers scattered over the table.
+    let one = shards(1, cfg.customers.len());
+    let mut flood = ControlPlane::new(&cfg, 0, WALL0);
+    flood.tick(0, &one);
+    let active: Vec<CustomerId> = (0..100_000u32)
+        .map(|a| CustomerId::new(a.wrapping_mul(2_654_435_761) % 1_000_000))
+        .collect();
+    let mut ticks: Vec<Duration> = Vec::new();
+    for r in 1..=150u64 {
+        for &c in &active {
+            send(&one[0], c);
+        }
+        let t = Instant::now();
+        flood.tick(r * 100, &one);
+        ticks.push(t.elapsed());
+    }
+    ticks.sort();
+    println!(
+        "tick at 1M customers, 100k active every tick, 1 core: median {:?}, worst {:?}, full scans {}",
+        ticks[ticks.len() / 2],
+        ticks[ticks.len() - 1],
+        flood.listing_overflows()
+    );
     // Once a minute the history takes what the ticks gathered.
     let t = Instant::now();
     let recent = plane.take_recent();

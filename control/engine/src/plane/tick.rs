@@ -60,6 +60,9 @@ impl ControlPlane {
         }
         self.attach(shards);
         self.windows.advance(now);
+        // Until a bucket boundary passes, a customer with window state
+        // that sent nothing has the counts (and so the grant) it had.
+        let expired = self.windows.take_moved();
         let remote = match self.fleet.as_mut() {
             Some(f) => {
                 let remote = f.begin_tick(now);
@@ -156,7 +159,11 @@ impl ControlPlane {
                     cands.push(c);
                 }
             }
-            cands.extend(self.windows.customers());
+            if expired || self.fleet.is_some() {
+                // Their counts fell (a fleet's budgets move with the
+                // other appliances' counts, so those look every tick).
+                cands.extend(self.windows.customers());
+            }
             cands.extend(self.blocked.iter().copied());
             cands.extend(self.dirty.iter().copied());
             if let Some(f) = &self.fleet {
@@ -176,6 +183,12 @@ impl ControlPlane {
         for (k, &c) in cands.iter().enumerate() {
             if let Some(&ahead) = cands.get(k + PREFETCH_AHEAD) {
                 self.prefetch(ahead, shards);
+            }
+            if let Some(&ahead) = cands.get(k + PREFETCH_AHEAD / 2) {
+                // Their slot entries were asked for half a lookahead ago.
+                self.windows.prefetch_header(ahead);
+                self.records.prefetch_value(ahead);
+                self.recent.prefetch_value(ahead);
             }
             self.evaluate(c, now, shards, &mut reads, &mut events);
         }
@@ -200,6 +213,9 @@ impl ControlPlane {
         if let Some(d) = self.dense.get(ci) {
             prefetch(d);
         }
+        self.windows.prefetch_slot(c);
+        self.records.prefetch_slot(c);
+        self.recent.prefetch_slot(c);
         for (s, shard) in shards.iter().enumerate() {
             shard.prefetch(c);
             for base in [&self.base_seen, &self.base_fwd] {
@@ -252,10 +268,10 @@ impl ControlPlane {
 
         let was_blocked = self.blocked.contains(&c);
         if dseen > 0 {
-            let r = self.recent.entry(c).or_default();
+            let r = self.recent.get_or_default(c);
             r.0 += dseen;
             r.1 += dfwd;
-            let rec = self.records.entry(c).or_default();
+            let rec = self.records.get_or_default(c);
             rec.seen += dseen;
             rec.forwarded += dfwd;
             if was_blocked {
@@ -286,7 +302,7 @@ impl ControlPlane {
             // excess back; now block.
             if let Some(w) = (0..nw).find(|&w| counts[w] >= limits[w]) {
                 let offences = {
-                    let rec = self.records.entry(c).or_default();
+                    let rec = self.records.get_or_default(c);
                     rec.offences += 1;
                     rec.offences
                 };
@@ -325,7 +341,7 @@ impl ControlPlane {
                 if let Some((w, shared)) = f.exhausted(c) {
                     let floor = f.floor_count(c, w, now);
                     let offences = {
-                        let rec = self.records.entry(c).or_default();
+                        let rec = self.records.get_or_default(c);
                         rec.offences += 1;
                         rec.offences
                     };
@@ -372,7 +388,7 @@ impl ControlPlane {
     ) {
         let blocked = self.blocked.contains(&c);
         let near_limit = self.near_limit;
-        let rec = self.records.entry(c).or_default();
+        let rec = self.records.get_or_default(c);
         let mut fire = Vec::new();
         for (w, (&count, &limit)) in counts.iter().zip(limits).enumerate() {
             let bit = 1u16 << w;
