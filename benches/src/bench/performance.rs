@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::million::{fmt0, medians, BUILDS};
 use super::result::{BenchRun, Row, RowKind};
-use super::stats::{fmt2_dash, ratio};
+use super::stats::{fmt2_dash, ratio, thousands};
 
 /// Where the lead's quiet-box results go, and the page they make.
 pub const MIXES_JSON: &str = "docs/perf/mixes.json";
@@ -85,18 +85,6 @@ fn workload(r: &Row) -> String {
         ),
         RowKind::Scale => r.id.clone(),
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The page, from results named as given on the command line (`out`: the
@@ -304,8 +292,6 @@ mod tests {
         assert!((line_rate_mpps(100.0, 64.0) - 148.81).abs() < 0.01);
         assert_eq!(cores(14.88, Some(7.44)), "2.0 (2)");
         assert_eq!(cores(14.88, None), "-");
-        assert_eq!(thousands(100000), "100,000");
-        assert_eq!(thousands(8192), "8,192");
     }
 
     /// The committed page is what the committed results give: it cannot
