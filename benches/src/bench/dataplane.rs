@@ -86,10 +86,10 @@ pub struct Args {
     /// Customers in synwall's table for the flood.
     #[arg(long, default_value_t = 1_000_000)]
     pub flood_table: u64,
-    /// Frames of every flood and SMTP capture: max(F, active) (default
-    /// max(8192, active)), so that rows of different active customers can
-    /// play captures of one size.
-    #[arg(long, value_name = "F")]
+    /// Frames of every flood and SMTP capture: max(FRAMES, active)
+    /// (default max(8192, active)), so that rows of different active
+    /// customers play captures of one size.
+    #[arg(long, value_name = "FRAMES")]
     pub flood_frames: Option<u64>,
     /// A second synwall binary run right after synwall in every round.
     #[arg(long, value_name = "SYNWALL_BIN")]

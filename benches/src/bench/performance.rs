@@ -79,9 +79,10 @@ fn workload(r: &Row) -> String {
             format!("`{}`: {}", r.id.trim_end_matches(":1m"), r.traffic)
         }
         RowKind::Flood | RowKind::Smtp => format!(
-            "{}, {} active customers",
+            "{}, {} active customers ({} frames)",
             r.traffic,
-            r.active_customers.map_or_else(|| "?".into(), thousands)
+            r.active_customers.map_or_else(|| "?".into(), thousands),
+            thousands(r.frames)
         ),
         RowKind::Scale => r.id.clone(),
     }
@@ -148,7 +149,10 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
          are to dpdk-testpmd's bare forwarding loop (`io`: rx → tx; `5tswap`: also swaps the addresses and ports of \
          every frame) in the same run, per round and then the median, on Mpps per CPU-second. Cores = line rate ÷ \
          synwall's Mpps (rounded up in brackets): on a busy machine the worker gets less than a whole CPU, so this \
-         overstates the cores rather than understating them; on a quiet one the two columns agree.\n"
+         overstates the cores rather than understating them; on a quiet one the two columns agree. A flood row's \
+         capture holds max(8,192, active) frames unless the bench was given `--flood-frames FRAMES` (then max(FRAMES, active)); \
+         replaying a bigger capture slows the generator too (testpmd io with it), so compare flood rows of \
+         different active customers only where their frames match.\n"
     );
     let _ = writeln!(
         p,
