@@ -17,10 +17,11 @@ use std::sync::atomic::{
 use crate::classify::CustomerId;
 use synwall_memory::HugeArray;
 
-/// Most slots a ring gets: beyond this many customers listed in one tick
-/// the tick's full scan (one line a customer per core) costs little beside
-/// evaluating them all, and 64 Ki slots are 256 KiB a core.
-pub const MAX_SLOTS: usize = 1 << 16;
+/// Most slots a ring gets (1 MiB a core). Beyond this many customers
+/// listed in one tick the tick scans the whole shard instead, which
+/// streams every cell through the cache the worker shares: at 65,536 slots
+/// a flood from 100,000 customers made every tick such a scan.
+pub const MAX_SLOTS: usize = 1 << 18;
 
 /// One worker's listing ring. Who writes what:
 /// - `tail`, `overflow`: the worker (the producer); the control thread
