@@ -357,6 +357,43 @@ mod tests {
         }
     }
 
+    /// `--flood-frames`: more frames than active customers. Each customer
+    /// sends frames/active of them (rounded down or up), in shuffled order,
+    /// never twice in a row: what the dataplane bench's summary check
+    /// (every active customer counted) and its cache misses rely on.
+    #[test]
+    fn more_frames_than_customers_spread_evenly() {
+        // (frames, active)
+        for (frames, active) in [(100_000, 8192), (100_000, 100_000), (20_000, 1000)] {
+            let flood = generate(&FloodSpec {
+                shape: Shape::Syn,
+                frames,
+                active,
+                customers: 1_000_000,
+                seed: 1,
+            });
+            let mut per_customer = std::collections::HashMap::new();
+            for &c in &flood.sources {
+                *per_customer.entry(c).or_insert(0usize) += 1;
+            }
+            assert_eq!(per_customer.len(), active as usize, "{}", flood.describe());
+            let fewest = frames / active as usize;
+            let most = frames.div_ceil(active as usize);
+            assert!(
+                per_customer.values().all(|&n| n == fewest || n == most),
+                "{frames} frames from {active}: not {fewest} or {most} each"
+            );
+            assert_eq!(flood.repeats(), 0, "{}", flood.describe());
+            // Shuffled: the first `active` frames are not each customer once.
+            if fewest > 1 {
+                let mut first: Vec<u32> = flood.sources[..active as usize].to_vec();
+                first.sort_unstable();
+                first.dedup();
+                assert!(first.len() < active as usize * 9 / 10, "{}", first.len());
+            }
+        }
+    }
+
     #[test]
     fn established_smtp_has_a_few_syns() {
         let spec = FloodSpec {

@@ -18,16 +18,22 @@ use serde_json::Value;
 use super::host::{self, Machine};
 use super::inputs::{flood_frames, mean_wire_size, mkpcap, pool_mbufs, strings, Common};
 use super::rates::{after_warmup, synwall_outside_tx_mpps, testpmd_tx_mpps};
-use super::result::{cpu_sum, Begun, BenchRun, Round, Row, RowKind, Settings};
+use super::result::{cpu_sum, Begun, BenchRun, Ratio, Round, Row, RowKind, Settings};
 use super::rounds::{ab_rounds, Runs};
 use super::sampled::{command_line, run_sampled, Timing};
-use super::stats::{fmt2, fmt2_dash, median, ratio};
+use super::stats::{fmt2, fmt2_dash, median, ratio, round_ratios, thousands};
 
 /// Seconds of per-second rates ignored at the start of each run.
 const WARMUP: u64 = 2;
 /// The EAL main lcore of every app.
 const MAIN_CORE: u32 = 0;
 const MIXES: [&str; 4] = ["mix64", "imix", "mix15", "imix15"];
+/// EAL memory of the flood, MB (-m): a pool of 2^18 - 1 mbufs of ~2.4 KB
+/// and the 1M-customer table fit in it.
+const FLOOD_MEM_MB: u64 = 1024;
+/// The largest pool the flood's memory holds, mbufs: `--flood-frames` is
+/// at most the capture it can keep ([`pool_mbufs`]).
+const FLOOD_MAX_MBUFS: u64 = (1 << 18) - 1;
 
 /// `synwall-bench dataplane`'s options: the ones `scripts/bench-dataplane`
 /// always took (lists are space-separated, as the script took them).
@@ -80,6 +86,11 @@ pub struct Args {
     /// Customers in synwall's table for the flood.
     #[arg(long, default_value_t = 1_000_000)]
     pub flood_table: u64,
+    /// Frames of every flood and SMTP capture: max(FRAMES, active)
+    /// (default max(8192, active)), so that rows of different active
+    /// customers play captures of one size.
+    #[arg(long, value_name = "FRAMES")]
+    pub flood_frames: Option<u64>,
     /// A second synwall binary run right after synwall in every round.
     #[arg(long, value_name = "SYNWALL_BIN")]
     pub baseline: Option<PathBuf>,
@@ -94,6 +105,8 @@ pub(crate) struct Plan {
     workers: Vec<u32>,
     customers: Vec<u64>,
     flood_customers: Vec<u64>,
+    /// `--flood-frames`: the least frames of a flood capture.
+    flood_frames: Option<u64>,
     mixes: Vec<String>,
     layouts: Vec<String>,
 }
@@ -158,6 +171,7 @@ pub(crate) fn plan(a: &Args) -> Result<Plan, String> {
         workers,
         customers,
         flood_customers: vec![],
+        flood_frames: None,
         mixes,
         layouts,
     };
@@ -165,6 +179,9 @@ pub(crate) fn plan(a: &Args) -> Result<Plan, String> {
         "default" => {
             if !p.ratio && !a.scaling {
                 return Err("--no-ratio without --scaling leaves nothing to run".into());
+            }
+            if a.flood_frames.is_some() {
+                return Err("--flood-frames sizes the flood's captures; add --mix flood".into());
             }
         }
         "flood" => {
@@ -189,6 +206,17 @@ pub(crate) fn plan(a: &Args) -> Result<Plan, String> {
                     "--smtp-customers: {} is not a number of customers (0..{t})",
                     a.smtp_customers
                 ));
+            }
+            if let Some(f) = a.flood_frames {
+                // mkpcap's least; the pool must fit in the flood's memory.
+                if f < 100 || pool_mbufs(f) > FLOOD_MAX_MBUFS {
+                    return Err(format!(
+                        "--flood-frames: {f} is not a number of frames (100..{}: \
+                         the capture and 8192 more mbufs must fit in -m {FLOOD_MEM_MB})",
+                        FLOOD_MAX_MBUFS - 8192
+                    ));
+                }
+                p.flood_frames = Some(f);
             }
             if p.flood_customers.is_empty() && a.smtp_customers == 0 {
                 return Err(
@@ -639,7 +667,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
         }
     );
     // EAL memory (-m, MB): the flood holds up to F + 8192 mbufs of ~2.3 KB.
-    let mem_mb = if p.flood { 1024 } else { 512 };
+    let mem_mb = if p.flood { FLOOD_MEM_MB } else { 512 };
     let huge = !args.no_huge && host::reserve_hugepages(mem_mb);
     let mem: Vec<String> = if huge {
         println!("== memory: 2 MB hugepages, -m {mem_mb}");
@@ -670,13 +698,13 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
                 shapes.push(("smtp", args.smtp_customers));
             }
             for (shape, c) in shapes {
-                let pcap = o(&format!("{shape}-{c}-{l}.pcap"));
+                let f = flood_frames(c, p.flood_frames);
+                let pcap = o(&format!("{shape}-{c}-{l}-f{f}.pcap"));
                 let kind_flag = if shape == "flood" {
                     "--flood"
                 } else {
                     "--smtp-established"
                 };
-                let f = flood_frames(c);
                 mkpcap(
                     &mk,
                     &[
@@ -704,7 +732,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
                     (RowKind::Smtp, Some("smtp"))
                 };
                 let mut row = new_row(
-                    format!("{shape}:{c}:{l}"),
+                    format!("{shape}:{c}:{l}:f{f}"),
                     kind,
                     traffic.into(),
                     Path::new(&pcap),
@@ -1057,6 +1085,14 @@ pub fn tables(res: &BenchRun, workers: &[u32]) -> String {
                 fmt2_dash(q.raw)
             );
         }
+        let scaling = flood_scaling(&flood);
+        if !scaling.is_empty() {
+            let _ = writeln!(t, "\nScaling with active customers: each layout's SYN flood rows against its {} row, synwall's and testpmd io's Mpps per round, then the median", thousands(SCALING_BASE));
+            let _ = writeln!(t, "(Mpps/CPU likewise in brackets); each row says its capture's frames: io slows on a bigger capture too, so only rows of the same frames measure synwall alone.");
+            for line in scaling {
+                let _ = writeln!(t, "{line}");
+            }
+        }
         if has_baseline {
             baseline_table(&mut t, &flood);
         }
@@ -1114,7 +1150,7 @@ pub fn tables(res: &BenchRun, workers: &[u32]) -> String {
                 |f: &dyn Fn(&Round) -> String| s.rounds.iter().map(f).collect::<Vec<_>>().join(" ");
             let _ = writeln!(
                 t,
-                "  {:<28} Mpps {}; CPU {}; Mpps/CPU {}; whole-run mean {}",
+                "  {:<36} Mpps {}; CPU {}; Mpps/CPU {}; whole-run mean {}",
                 format!("{},{app}", r.id),
                 col(&|x| fmt2(x.mpps)),
                 col(&|x| x.cpu.iter().map(|c| fmt2(*c)).collect::<Vec<_>>().join("+")),
@@ -1124,6 +1160,54 @@ pub fn tables(res: &BenchRun, workers: &[u32]) -> String {
         }
     }
     t
+}
+
+/// Issue 26's reference row: the SYN flood from 8,192 active customers;
+/// the rows of more active customers are taken over it.
+const SCALING_BASE: u64 = 8192;
+
+/// `row ÷ base` for `app`'s rates, per round and then the median: on Mpps
+/// per CPU-second and on raw Mpps, as the rows' own ratios are.
+fn rows_ratio(row: &Row, base: &Row, app: &str) -> Ratio {
+    let (Some(a), Some(b)) = (row.apps.get(app), base.apps.get(app)) else {
+        return Ratio::default();
+    };
+    Ratio {
+        per_cpu: round_ratios(&a.per_cpu(), &b.per_cpu()),
+        raw: round_ratios(&a.mpps(), &b.mpps()),
+    }
+}
+
+/// The scaling lines of the flood table: for each layout, every SYN flood
+/// row of more than [`SCALING_BASE`] active customers over that layout's
+/// [`SCALING_BASE`] row, with both rows' frames; nothing where either row
+/// was not run.
+fn flood_scaling(rows: &[&Row]) -> Vec<String> {
+    let floods = || rows.iter().filter(|r| r.kind == RowKind::Flood);
+    let mut lines = Vec::new();
+    for base in floods().filter(|r| r.active_customers == Some(SCALING_BASE)) {
+        for row in floods().filter(|r| {
+            r.layout == base.layout && r.active_customers.is_some_and(|a| a > SCALING_BASE)
+        }) {
+            let (sw, io) = (
+                rows_ratio(row, base, "synwall"),
+                rows_ratio(row, base, "io"),
+            );
+            lines.push(format!(
+                "- {}: {} active ({} frames) ÷ {} active ({} frames): synwall {} ({}), testpmd io {} ({})",
+                row.layout,
+                thousands(row.active_customers.unwrap_or(0)),
+                thousands(row.frames),
+                thousands(SCALING_BASE),
+                thousands(base.frames),
+                fmt2_dash(sw.raw),
+                fmt2_dash(sw.per_cpu),
+                fmt2_dash(io.raw),
+                fmt2_dash(io.per_cpu)
+            ));
+        }
+    }
+    lines
 }
 
 fn baseline_table(t: &mut String, rows: &[&Row]) {
@@ -1201,6 +1285,137 @@ mod tests {
         let flood = plan_of(&["--mix", "flood", "--flood-customers", "8192 100000"]).unwrap();
         assert!(flood.flood && !flood.ratio && !flood.run_1m);
         assert_eq!(flood.flood_customers, [8192, 100_000]);
+        // --flood-frames: (arguments, the plan's floor, or the error's words)
+        type Case = (&'static [&'static str], Result<Option<u64>, &'static str>);
+        let cases: [Case; 7] = [
+            (&["--mix", "flood"], Ok(None)),
+            (
+                &["--mix", "flood", "--flood-frames", "100000"],
+                Ok(Some(100_000)),
+            ),
+            (
+                &["--mix", "flood", "--flood-frames", "253951"],
+                Ok(Some(253_951)),
+            ),
+            (
+                &["--mix", "flood", "--flood-frames", "253952"],
+                Err("--flood-frames: 253952 is not"),
+            ),
+            (
+                &["--mix", "flood", "--flood-frames", "99"],
+                Err("(100..253951"),
+            ),
+            (&["--flood-frames", "100000"], Err("add --mix flood")),
+            (&["--mix", "flood", "--flood-frames", "many"], Err("'many'")),
+        ];
+        for (argv, want) in cases {
+            let parsed = crate::bench::inputs::try_parse_args::<Args>(argv);
+            match (parsed.and_then(|a| plan(&a)), want) {
+                (Ok(p), Ok(f)) => assert_eq!(p.flood_frames, f, "{argv:?}"),
+                (Err(e), Err(says)) => assert!(e.contains(says), "{argv:?}: {e}"),
+                (got, _) => panic!("{argv:?}: {got:?}, expected {want:?}"),
+            }
+        }
+    }
+
+    /// A SYN flood row of `active` customers on `layout` playing a capture
+    /// of `frames`, with one (synwall, io) pair of Mpps a round (synwall
+    /// got half a CPU, io a whole one); 0 is a failed run.
+    fn flood_row(active: u64, layout: &str, frames: u64, rounds: &[(f64, f64)]) -> Row {
+        let mut row = Row {
+            id: format!("flood:{active}:{layout}:f{frames}"),
+            kind: RowKind::Flood,
+            traffic: "SYN flood".into(),
+            frames,
+            mean_wire_bytes: 65.8,
+            customers: 1_000_000,
+            active_customers: Some(active),
+            layout: layout.into(),
+            workers: 1,
+            mbufs: Some(crate::bench::inputs::pool_mbufs(frames)),
+            apps: Default::default(),
+            ratios: Default::default(),
+        };
+        for &(sw, io) in rounds {
+            row.push("io", round(io, 1.0));
+            if sw > 0.0 {
+                row.push("synwall", round(sw, 0.5));
+            } else {
+                row.push(
+                    "synwall",
+                    Round {
+                        failed: Some("no outside tx rate".into()),
+                        ..Round::default()
+                    },
+                );
+            }
+        }
+        row.finish(&[("synwall", "io")]);
+        row
+    }
+
+    #[test]
+    fn scaling_takes_each_layout_over_its_8192_row() {
+        let f = 100_000;
+        let base = |l| flood_row(8192, l, f, &[(20.0, 60.0), (30.0, 50.0)]);
+        let big = |l, frames| flood_row(100_000, l, frames, &[(10.0, 40.0), (12.0, 40.0)]);
+        // synwall 10/20, 12/30 -> 0.45 (per CPU-second the same: both got
+        // half a CPU); io 40/60, 40/50 -> 0.73.
+        let bench = "- bench: 100,000 active (100,000 frames) ÷ 8,192 active (100,000 frames): synwall 0.45 (0.45), testpmd io 0.73 (0.73)";
+        let smtp = Row {
+            kind: RowKind::Smtp,
+            ..base("bench")
+        };
+        let failed = flood_row(100_000, "billing", f, &[(0.0, 40.0), (0.0, 40.0)]);
+        // (rows, the lines)
+        let cases: Vec<(Vec<Row>, Vec<&str>)> = vec![
+            (vec![base("bench"), big("bench", f)], vec![bench]),
+            (vec![base("bench")], vec![]),
+            (vec![big("bench", f)], vec![]),
+            (vec![base("bench"), big("billing", f)], vec![]),
+            (vec![smtp, big("bench", f)], vec![]),
+            (
+                vec![
+                    flood_row(1000, "bench", 8192, &[(40.0, 60.0)]),
+                    base("bench"),
+                    big("bench", f),
+                    base("billing"),
+                    big("billing", 8192 * 12),
+                ],
+                vec![bench, "- billing: 100,000 active (98,304 frames) ÷ 8,192 active (100,000 frames): synwall 0.45 (0.45), testpmd io 0.73 (0.73)"],
+            ),
+            (
+                vec![flood_row(8192, "billing", 8192, &[(20.0, 60.0), (30.0, 50.0)]), failed],
+                vec!["- billing: 100,000 active (100,000 frames) ÷ 8,192 active (8,192 frames): synwall - (-), testpmd io 0.73 (0.73)"],
+            ),
+        ];
+        for (rows, lines) in cases {
+            let refs: Vec<&Row> = rows.iter().collect();
+            let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(flood_scaling(&refs), lines, "{ids:?}");
+        }
+    }
+
+    #[test]
+    fn flood_table_shows_frames_and_scaling() {
+        let mut res = sample_result();
+        res.settings.mix = "flood".into();
+        res.rows = vec![
+            flood_row(8192, "billing", 100_000, &[(20.0, 60.0)]),
+            flood_row(100_000, "billing", 100_000, &[(10.0, 40.0)]),
+        ];
+        let t = tables(&res, &[1]);
+        assert!(
+            t.contains("| SYN flood | billing | 8192 | 100000 (131071) | 60.00 |"),
+            "{t}"
+        );
+        assert!(t.contains("- billing: 100,000 active (100,000 frames) ÷ 8,192 active (100,000 frames): synwall 0.50 (0.50), testpmd io 0.67 (0.67)"), "{t}");
+        assert!(t.contains("flood:100000:billing:f100000,synwall"), "{t}");
+        res.rows.pop();
+        assert!(!tables(&res, &[1]).contains("Scaling with active"));
+        // The JSON carries each row's frames, for the report.
+        let v = serde_json::to_value(&res).unwrap();
+        assert_eq!(v["rows"][0]["frames"], 100_000);
     }
 
     fn round(mpps: f64, cpu: f64) -> Round {

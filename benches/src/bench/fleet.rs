@@ -545,7 +545,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     let mk = bins.copy("synwall-mkpcap")?;
     let redis = Redis::start(&out.join("redis"))?;
     println!("== traffic: a flood from {} active customers", a.customers);
-    let frames = flood_frames(a.customers);
+    let frames = flood_frames(a.customers, None);
     let o = |f: &str| out.join(f).display().to_string();
     let c = a.customers.to_string();
     mkpcap(

@@ -128,19 +128,31 @@ pub fn mkpcap(bin: &Path, args: &[&str], quiet: bool) -> Result<(), String> {
 /// the tests of each driver's checks start from.
 #[cfg(test)]
 pub fn parse_args<A: clap::Args>(argv: &[&str]) -> A {
+    try_parse_args(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+}
+
+/// [`parse_args`], with clap's error as a string where `argv` is not
+/// options of the driver.
+#[cfg(test)]
+pub fn try_parse_args<A: clap::Args>(argv: &[&str]) -> Result<A, String> {
     let matches = A::augment_args(clap::Command::new("synwall-bench"))
         .try_get_matches_from(std::iter::once("synwall-bench").chain(argv.iter().copied()))
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    A::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+        .map_err(|e| e.to_string())?;
+    A::from_arg_matches(&matches).map_err(|e| e.to_string())
 }
 
 pub fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// Frames of the flood pcap for `active` customers.
-pub fn flood_frames(active: u64) -> u64 {
-    active.max(8192)
+/// Frames of a flood capture when nothing else is asked for.
+pub const FLOOD_MIN_FRAMES: u64 = 8192;
+
+/// Frames of the flood pcap for `active` customers: `at_least` frames
+/// (dataplane's `--flood-frames`; [`FLOOD_MIN_FRAMES`] when not given), and
+/// never fewer than one a customer.
+pub fn flood_frames(active: u64, at_least: Option<u64>) -> u64 {
+    active.max(at_least.unwrap_or(FLOOD_MIN_FRAMES))
 }
 
 /// mbufs for a pcap of `frames` frames: the capture (infinite_rx keeps it in
@@ -183,6 +195,27 @@ mod tests {
         assert_eq!(pool_mbufs(8192), 32767);
         assert_eq!(pool_mbufs(100_000), 131_071);
         assert_eq!(pool_mbufs(8191), 16383);
-        assert_eq!(flood_frames(1000), 8192);
+    }
+
+    #[test]
+    fn flood_captures_hold_the_floor_and_every_customer() {
+        // (active, --flood-frames, frames)
+        let cases = [
+            (1000, None, 8192),
+            (8192, None, 8192),
+            (100_000, None, 100_000),
+            (8192, Some(100_000), 100_000),
+            (100_000, Some(100_000), 100_000),
+            (150_000, Some(100_000), 150_000),
+            (1000, Some(2000), 2000),
+            (5000, Some(2000), 5000),
+        ];
+        for (active, at_least, frames) in cases {
+            assert_eq!(
+                flood_frames(active, at_least),
+                frames,
+                "{active} {at_least:?}"
+            );
+        }
     }
 }

@@ -298,7 +298,7 @@ pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     let synwallctl = bins.copy("synwallctl")?;
     let mk = bins.copy("synwall-mkpcap")?;
     let baseline = bins.baseline(a.baseline.as_deref())?;
-    let frames = flood_frames(a.active);
+    let frames = flood_frames(a.active, None);
     let o = |f: &str| out.join(f).display().to_string();
     let (c, l) = (a.customers.to_string(), a.layout.as_str());
     mkpcap(

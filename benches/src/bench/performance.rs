@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::million::{fmt0, medians, BUILDS};
 use super::result::{BenchRun, Row, RowKind};
-use super::stats::{fmt2_dash, ratio};
+use super::stats::{fmt2_dash, ratio, thousands};
 
 /// Where the lead's quiet-box results go, and the page they make.
 pub const MIXES_JSON: &str = "docs/perf/mixes.json";
@@ -79,24 +79,13 @@ fn workload(r: &Row) -> String {
             format!("`{}`: {}", r.id.trim_end_matches(":1m"), r.traffic)
         }
         RowKind::Flood | RowKind::Smtp => format!(
-            "{}, {} active customers",
+            "{}, {} active customers ({} frames)",
             r.traffic,
-            r.active_customers.map_or_else(|| "?".into(), thousands)
+            r.active_customers.map_or_else(|| "?".into(), thousands),
+            thousands(r.frames)
         ),
         RowKind::Scale => r.id.clone(),
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The page, from results named as given on the command line (`out`: the
@@ -160,7 +149,10 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
          are to dpdk-testpmd's bare forwarding loop (`io`: rx → tx; `5tswap`: also swaps the addresses and ports of \
          every frame) in the same run, per round and then the median, on Mpps per CPU-second. Cores = line rate ÷ \
          synwall's Mpps (rounded up in brackets): on a busy machine the worker gets less than a whole CPU, so this \
-         overstates the cores rather than understating them; on a quiet one the two columns agree.\n"
+         overstates the cores rather than understating them; on a quiet one the two columns agree. A flood row's \
+         capture holds max(8,192, active) frames unless the bench was given `--flood-frames FRAMES` (then max(FRAMES, active)); \
+         replaying a bigger capture slows the generator too (testpmd io with it), so compare flood rows of \
+         different active customers only where their frames match.\n"
     );
     let _ = writeln!(
         p,
@@ -304,8 +296,6 @@ mod tests {
         assert!((line_rate_mpps(100.0, 64.0) - 148.81).abs() < 0.01);
         assert_eq!(cores(14.88, Some(7.44)), "2.0 (2)");
         assert_eq!(cores(14.88, None), "-");
-        assert_eq!(thousands(100000), "100,000");
-        assert_eq!(thousands(8192), "8,192");
     }
 
     /// The committed page is what the committed results give: it cannot

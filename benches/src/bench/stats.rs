@@ -49,6 +49,19 @@ pub fn fmt2_dash(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"))
 }
 
+/// `100,000`: a count with its thousands apart.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +89,9 @@ mod tests {
         assert_eq!(fmt2(Some(1.0 / 3.0)), "0.33");
         assert_eq!(fmt2(None), "nan");
         assert_eq!(fmt2_dash(None), "-");
+        assert_eq!(thousands(100000), "100,000");
+        assert_eq!(thousands(8192), "8,192");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
     }
 }
