@@ -1164,7 +1164,7 @@ pub fn tables(res: &BenchRun, workers: &[u32]) -> String {
 
 /// Issue 26's reference row: the SYN flood from 8,192 active customers;
 /// the rows of more active customers are taken over it.
-const SCALING_BASE: u64 = 8192;
+pub(crate) const SCALING_BASE: u64 = 8192;
 
 /// `row ÷ base` for `app`'s rates, per round and then the median: on Mpps
 /// per CPU-second and on raw Mpps, as the rows' own ratios are.
@@ -1182,7 +1182,7 @@ fn rows_ratio(row: &Row, base: &Row, app: &str) -> Ratio {
 /// row of more than [`SCALING_BASE`] active customers over that layout's
 /// [`SCALING_BASE`] row, with both rows' frames; nothing where either row
 /// was not run.
-fn flood_scaling(rows: &[&Row]) -> Vec<String> {
+pub(crate) fn flood_scaling(rows: &[&Row]) -> Vec<String> {
     let floods = || rows.iter().filter(|r| r.kind == RowKind::Flood);
     let mut lines = Vec::new();
     for base in floods().filter(|r| r.active_customers == Some(SCALING_BASE)) {

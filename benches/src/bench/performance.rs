@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::dataplane::{flood_scaling, SCALING_BASE};
 use super::million::{fmt0, medians, BUILDS};
 use super::result::{BenchRun, Row, RowKind};
 use super::stats::{fmt2_dash, ratio, thousands};
@@ -12,6 +13,7 @@ use super::stats::{fmt2_dash, ratio, thousands};
 /// Where the lead's quiet-box results go, and the page they make.
 pub const MIXES_JSON: &str = "docs/perf/mixes.json";
 pub const FLOOD_JSON: &str = "docs/perf/flood.json";
+pub const FLOOD_MATCHED_JSON: &str = "docs/perf/flood-matched.json";
 pub const MILLION_JSON: &str = "docs/perf/million.json";
 pub const PAGE: &str = "docs/performance.md";
 
@@ -185,6 +187,32 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
             );
         }
     }
+    let scaling: Vec<(&str, Vec<String>)> = runs
+        .iter()
+        .map(|(name, run)| {
+            let rows: Vec<&Row> = run.rows.iter().collect();
+            (name.as_str(), flood_scaling(&rows))
+        })
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    if !scaling.is_empty() {
+        let _ = writeln!(p, "\n### Scaling with active customers\n");
+        let _ = writeln!(
+            p,
+            "Each layout's flood rows of more than {} active customers against its {} row: synwall's Mpps per \
+             round, then the median (Mpps per CPU-second in brackets), and testpmd io's the same way. Each line \
+             names both rows' frames: where they differ, the generator replays a bigger capture in the bigger row \
+             and slows by itself (testpmd io's ratio shows how much), so only rows of the same frames \
+             (`scripts/bench-dataplane --flood-frames 100000`) measure what more active customers cost synwall.\n",
+            thousands(SCALING_BASE),
+            thousands(SCALING_BASE)
+        );
+        for (name, lines) in scaling {
+            for line in lines {
+                let _ = writeln!(p, "{line} (`{name}`)");
+            }
+        }
+    }
     for (name, run) in runs {
         let Some(m) = &run.million else { continue };
         let Some(rounds) = m.builds.get(BUILDS[0]) else {
@@ -264,14 +292,15 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
     let _ = writeln!(
         p,
         "On a quiet machine (root, for hugepages), one command runs the mixes, the floods and the \
-         million-customer start, writes `{MIXES_JSON}`, `{FLOOD_JSON}` and `{MILLION_JSON}` and regenerates this page \
-         from them:\n\n\
+         million-customer start, writes `{MIXES_JSON}`, `{FLOOD_JSON}`, `{FLOOD_MATCHED_JSON}` and `{MILLION_JSON}` \
+         and regenerates this page from them:\n\n\
          ```sh\nscripts/bench-performance                 # --repeat 3 --duration 10 --wait-idle 120 by default\n```\n\n\
          It runs `scripts/bench-dataplane --mixes \"mix64 imix mix15 imix15\" --json {MIXES_JSON}`, then \
          `scripts/bench-dataplane --mix flood --flood-customers \"8192 100000\" --smtp-customers 0 --json {FLOOD_JSON}`, \
+         the same with `--flood-frames 100000 --json {FLOOD_MATCHED_JSON}` (every flood capture of 100,000 frames), \
          `scripts/bench-million --json {MILLION_JSON}`, then \
-         `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --json {MILLION_JSON} --out {PAGE}`. Commit the \
-         three JSON files and the page together."
+         `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --json {FLOOD_MATCHED_JSON} --json {MILLION_JSON} --out {PAGE}`. \
+         Commit the four JSON files and the page together."
     );
     Ok(p)
 }
@@ -279,7 +308,7 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
 /// Reads the committed results and renders the page as the test and
 /// `scripts/bench-performance` do.
 pub fn render_committed(root: &Path) -> Result<String, String> {
-    let runs = [MIXES_JSON, FLOOD_JSON, MILLION_JSON]
+    let runs = [MIXES_JSON, FLOOD_JSON, FLOOD_MATCHED_JSON, MILLION_JSON]
         .iter()
         .map(|n| Ok(((*n).to_owned(), BenchRun::read(&root.join(n))?)))
         .collect::<Result<Vec<_>, String>>()?;
@@ -298,6 +327,24 @@ mod tests {
         assert_eq!(cores(14.88, None), "-");
     }
 
+    /// The page carries issue 26's scaling target (100k active against
+    /// 8,192, each layout) wherever the floods ran both.
+    #[test]
+    fn committed_page_shows_the_scaling_of_each_layout() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let page = render_committed(&root).unwrap();
+        let section = page
+            .split("### Scaling with active customers")
+            .nth(1)
+            .expect("a scaling section");
+        for layout in ["bench", "billing"] {
+            assert!(
+                section.contains(&format!("- {layout}: 100,000 active (")),
+                "{layout}: {section}"
+            );
+        }
+    }
+
     /// The committed page is what the committed results give: it cannot
     /// drift from its data.
     #[test]
@@ -307,7 +354,7 @@ mod tests {
         let committed = std::fs::read_to_string(root.join(PAGE)).unwrap();
         assert!(
             page == committed,
-            "{PAGE} differs from what `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --json {MILLION_JSON} --out {PAGE}` writes; regenerate it"
+            "{PAGE} differs from what `synwall-bench report --json {MIXES_JSON} --json {FLOOD_JSON} --json {FLOOD_MATCHED_JSON} --json {MILLION_JSON} --out {PAGE}` writes; regenerate it"
         );
     }
 }
