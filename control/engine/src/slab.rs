@@ -10,22 +10,60 @@
 //! that entry is in, so the tick starts both loads before it needs them.
 use synwall_dataplane::{prefetch, CustomerId};
 
-/// "No value" in the slot table.
+/// "No slot" in a [`SlotTable`].
 const NONE: u32 = u32::MAX;
+
+/// Each customer id's slot in some dense store, or none: indexed by id,
+/// grown on demand to the largest id given a slot. The front of
+/// [`IdSlab`] and of the window store.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SlotTable(Vec<u32>);
+
+impl SlotTable {
+    /// `c`'s slot, if it has one.
+    pub(crate) fn get(&self, c: CustomerId) -> Option<usize> {
+        match self.0.get(c.index()) {
+            Some(&s) if s != NONE => Some(s as usize),
+            _ => None,
+        }
+    }
+
+    /// Gives `c` slot `slot`.
+    pub(crate) fn set(&mut self, c: CustomerId, slot: usize) {
+        let i = c.index();
+        if self.0.len() <= i {
+            self.0.resize(i + 1, NONE);
+        }
+        self.0[i] = slot as u32;
+    }
+
+    /// Takes `c`'s slot away.
+    pub(crate) fn clear(&mut self, c: CustomerId) {
+        if let Some(s) = self.0.get_mut(c.index()) {
+            *s = NONE;
+        }
+    }
+
+    /// Starts loading `c`'s entry.
+    pub(crate) fn prefetch(&self, c: CustomerId) {
+        if let Some(s) = self.0.get(c.index()) {
+            prefetch(s);
+        }
+    }
+}
 
 /// Values of type `V` for some customers, by [`CustomerId`].
 #[derive(Debug, Clone)]
 pub struct IdSlab<V> {
-    /// Index into `items` of each customer id's value, [`NONE`] if it has
-    /// none (grown on demand to the largest id given a value).
-    slot_of: Vec<u32>,
+    /// Index into `items` of each customer id's value.
+    slot_of: SlotTable,
     items: Vec<(CustomerId, V)>,
 }
 
 impl<V> Default for IdSlab<V> {
     fn default() -> Self {
         IdSlab {
-            slot_of: Vec::new(),
+            slot_of: SlotTable::default(),
             items: Vec::new(),
         }
     }
@@ -33,10 +71,7 @@ impl<V> Default for IdSlab<V> {
 
 impl<V> IdSlab<V> {
     fn slot(&self, c: CustomerId) -> Option<usize> {
-        match self.slot_of.get(c.index()) {
-            Some(&s) if s != NONE => Some(s as usize),
-            _ => None,
-        }
+        self.slot_of.get(c)
     }
 
     /// `c`'s value, if it has one.
@@ -59,12 +94,8 @@ impl<V> IdSlab<V> {
         let s = match self.slot(c) {
             Some(s) => s,
             None => {
-                let i = c.index();
-                if self.slot_of.len() <= i {
-                    self.slot_of.resize(i + 1, NONE);
-                }
                 let s = self.items.len();
-                self.slot_of[i] = s as u32;
+                self.slot_of.set(c, s);
                 self.items.push((c, make()));
                 s
             }
@@ -100,16 +131,14 @@ impl<V> IdSlab<V> {
     /// Takes every value out (the slot table keeps its size).
     pub fn drain(&mut self) -> impl Iterator<Item = (CustomerId, V)> + '_ {
         for (c, _) in &self.items {
-            self.slot_of[c.index()] = NONE;
+            self.slot_of.clear(*c);
         }
         self.items.drain(..)
     }
 
     /// Starts loading `c`'s slot entry.
     pub fn prefetch_slot(&self, c: CustomerId) {
-        if let Some(s) = self.slot_of.get(c.index()) {
-            prefetch(s);
-        }
+        self.slot_of.prefetch(c);
     }
 
     /// Starts loading `c`'s value, once its slot entry is in (see

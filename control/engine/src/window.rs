@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use synwall_dataplane::CustomerId;
 
+use crate::slab::SlotTable;
+
 /// A hasher for dense `u32` customer ids: one multiply instead of SipHash.
 /// Ids are not attacker-chosen (they are config indices), so no DoS
 /// resistance is needed, and the tick's per-customer lookups get cheaper.
@@ -84,9 +86,6 @@ pub struct RingExport {
 #[repr(C, align(64))]
 struct Line([u64; 8]);
 
-/// "No slot" in [`Windows::slot_of`].
-const NO_SLOT: u32 = u32::MAX;
-
 /// Trailing-window counters for every active customer (sparse).
 ///
 /// # Layout
@@ -118,8 +117,8 @@ pub struct Windows {
     next_boundary: u64,
     /// Lines a header takes.
     header_lines: usize,
-    /// Slot of each customer id, [`NO_SLOT`] if idle (grown on demand).
-    slot_of: Vec<u32>,
+    /// Slot of each customer id; none if idle.
+    slot_of: SlotTable,
     /// The customer in each slot (meaningless for a free slot).
     owner: Vec<CustomerId>,
     /// Headers, `header_lines` lines a slot: window `w`'s whole-bucket sum
@@ -156,7 +155,7 @@ impl Windows {
             next_boundary: 0,
             header_lines: (2 * lengths.len()).div_ceil(8),
             bucket_ms,
-            slot_of: Vec::new(),
+            slot_of: SlotTable::default(),
             owner: Vec::new(),
             headers: Vec::new(),
             rings: Vec::new(),
@@ -191,10 +190,7 @@ impl Windows {
     }
 
     fn slot(&self, customer: CustomerId) -> Option<usize> {
-        match self.slot_of.get(customer.index()) {
-            Some(&s) if s != NO_SLOT => Some(s as usize),
-            _ => None,
-        }
+        self.slot_of.get(customer)
     }
 
     /// Window `w`'s (whole, filling) words in `slot`'s header.
@@ -209,9 +205,14 @@ impl Windows {
         (&mut whole[0], &mut filling[0])
     }
 
+    /// Where window `w`'s whole buckets in `slot` start in `rings`.
+    fn ring_at(&self, slot: usize, w: usize) -> usize {
+        (slot * self.len() + w) * BUCKETS
+    }
+
     /// Window `w`'s whole buckets in `slot`.
     fn ring(&self, slot: usize, w: usize) -> &[u64] {
-        let at = (slot * self.len() + w) * BUCKETS;
+        let at = self.ring_at(slot, w);
         &self.rings[at..at + BUCKETS]
     }
 
@@ -220,10 +221,6 @@ impl Windows {
     fn slot_or_new(&mut self, customer: CustomerId) -> (usize, bool) {
         if let Some(s) = self.slot(customer) {
             return (s, false);
-        }
-        let i = customer.index();
-        if self.slot_of.len() <= i {
-            self.slot_of.resize(i + 1, NO_SLOT);
         }
         let s = match self.free.pop() {
             Some(s) => {
@@ -240,14 +237,13 @@ impl Windows {
                 s
             }
         };
-        self.slot_of[i] = s as u32;
+        self.slot_of.set(customer, s);
         (s, true)
     }
 
     /// Frees `slot` (its owner becomes idle) and zeroes it for reuse.
     fn release(&mut self, slot: usize) {
-        let owner = self.owner[slot];
-        self.slot_of[owner.index()] = NO_SLOT;
+        self.slot_of.clear(self.owner[slot]);
         let h = slot * self.header_lines;
         self.headers[h..h + self.header_lines].fill(Line::default());
         let words = self.len() * BUCKETS;
@@ -302,9 +298,7 @@ impl Windows {
     /// Starts loading `customer`'s entry in the table of slots (a tick's
     /// first look at a sender).
     pub fn prefetch_slot(&self, customer: CustomerId) {
-        if let Some(s) = self.slot_of.get(customer.index()) {
-            synwall_dataplane::prefetch(s);
-        }
+        self.slot_of.prefetch(customer);
     }
 
     /// Starts loading `customer`'s header, once its slot entry is loaded
@@ -399,8 +393,7 @@ impl Windows {
     /// Whether `slot` holds a customer (a freed one's owner no longer
     /// points back at it).
     fn live(&self, slot: usize) -> bool {
-        let owner = self.owner[slot];
-        self.slot_of.get(owner.index()) == Some(&(slot as u32))
+        self.slot(self.owner[slot]) == Some(slot)
     }
 
     /// Moves window `w` of `slot` `k` buckets on from the shared head:
@@ -408,13 +401,8 @@ impl Windows {
     /// that expires. Returns whether the window still counts anything.
     fn rotate(&mut self, slot: usize, w: usize, k: u64) -> bool {
         let head = self.head[w];
-        let len = self.len();
-        let h = slot * self.header_lines + w / 4;
-        let at = (slot * len + w) * BUCKETS;
-        let [whole, filling] = {
-            let line = &self.headers[h].0;
-            [line[w % 4 * 2], line[w % 4 * 2 + 1]]
-        };
+        let at = self.ring_at(slot, w);
+        let (whole, filling) = self.header(slot, w);
         let (whole, filling) = if k == 0 {
             (whole, filling)
         } else if k > WHOLE {
@@ -431,9 +419,9 @@ impl Windows {
             }
             (whole, filling)
         };
-        let line = &mut self.headers[h].0;
-        line[w % 4 * 2] = whole;
-        line[w % 4 * 2 + 1] = filling;
+        let (header_whole, header_filling) = self.header_mut(slot, w);
+        *header_whole = whole;
+        *header_filling = filling;
         whole + filling > 0
     }
 
@@ -531,7 +519,7 @@ impl Windows {
             if index == head {
                 *self.header_mut(slot, w).1 += n;
             } else {
-                let at = (slot * self.len() + w) * BUCKETS + (index % WHOLE) as usize;
+                let at = self.ring_at(slot, w) + (index % WHOLE) as usize;
                 self.rings[at] += n;
                 *self.header_mut(slot, w).0 += n;
             }
