@@ -53,20 +53,27 @@ pub enum Backing {
 
 /// A fixed-size array of `T`, zero-initialised, on 2 MB pages where the
 /// kernel allows (see the module docs). Owns its memory; unmaps it on drop.
+///
+/// The elements' pointer and length sit in the array itself, whatever the
+/// backing: an access is the slice's, with no branch on where the memory
+/// came from (a lookup reads three or four arrays a frame).
 pub struct HugeArray<T> {
-    storage: Storage<T>,
+    /// `len` initialised elements: inside the mapping, or the heap slice
+    /// that `Box::into_raw` gave up.
+    ptr: NonNull<T>,
+    len: usize,
+    storage: Storage,
 }
 
-enum Storage<T> {
+enum Storage {
     Mapped {
-        ptr: NonNull<T>,
-        len: usize,
         /// The whole mapping, 2 MB aligned and a multiple of 2 MB.
         base: NonNull<u8>,
         bytes: usize,
         huge: bool,
     },
-    Heap(Box<[T]>),
+    /// `ptr`/`len` are a `Box<[T]>` turned into a raw pointer.
+    Heap,
 }
 
 // SAFETY: a HugeArray owns its elements exactly as a Box<[T]> does; the
@@ -80,12 +87,17 @@ impl<T: Zeroable> HugeArray<T> {
     pub fn zeroed(len: usize, node: Option<u32>) -> HugeArray<T> {
         let bytes = len.saturating_mul(size_of::<T>());
         if bytes >= MAP_AT_LEAST && align_of::<T>() <= HUGE_PAGE {
-            if let Some(storage) = map(len, bytes, node) {
-                return HugeArray { storage };
+            if let Some((ptr, storage)) = map(bytes, node) {
+                return HugeArray { ptr, len, storage };
             }
         }
+        let heap: Box<[T]> = bytemuck::zeroed_slice_box(len);
+        // A `Box` never holds a null pointer.
+        let ptr = NonNull::from(Box::leak(heap)).cast::<T>();
         HugeArray {
-            storage: Storage::Heap(bytemuck::zeroed_slice_box(len)),
+            ptr,
+            len,
+            storage: Storage::Heap,
         }
     }
 
@@ -106,33 +118,23 @@ impl<T> HugeArray<T> {
         match &self.storage {
             Storage::Mapped { huge: true, .. } => Backing::HugePages,
             Storage::Mapped { huge: false, .. } => Backing::SmallPages,
-            Storage::Heap(_) => Backing::Heap,
+            Storage::Heap => Backing::Heap,
         }
     }
 
     /// The elements.
     #[inline(always)]
     pub fn as_slice(&self) -> &[T] {
-        match &self.storage {
-            // SAFETY: `ptr` points to `len` initialised (zeroed, then only
-            // written through &mut self) elements inside the live mapping.
-            Storage::Mapped { ptr, len, .. } => unsafe {
-                std::slice::from_raw_parts(ptr.as_ptr(), *len)
-            },
-            Storage::Heap(b) => b,
-        }
+        // SAFETY: `ptr` points to `len` initialised (zeroed, then only
+        // written through &mut self) elements that live as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     /// The elements, mutably.
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        match &mut self.storage {
-            // SAFETY: as in `as_slice`, and `&mut self` makes it exclusive.
-            Storage::Mapped { ptr, len, .. } => unsafe {
-                std::slice::from_raw_parts_mut(ptr.as_ptr(), *len)
-            },
-            Storage::Heap(b) => b,
-        }
+        // SAFETY: as in `as_slice`, and `&mut self` makes it exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -165,27 +167,25 @@ impl<T> std::fmt::Debug for HugeArray<T> {
 
 impl<T> Drop for HugeArray<T> {
     fn drop(&mut self) {
-        if let Storage::Mapped {
-            ptr,
-            len,
-            base,
-            bytes,
-            ..
-        } = &self.storage
-        {
-            // SAFETY: the elements are initialised and dropped once, here.
-            unsafe {
-                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), *len))
-            };
-            // SAFETY: `base..base+bytes` is the mapping `map` made; nothing
-            // refers into it any more.
-            unsafe { libc::munmap(base.as_ptr().cast(), *bytes) };
+        let elements = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        match self.storage {
+            Storage::Mapped { base, bytes, .. } => {
+                // SAFETY: the elements are initialised and dropped once, here.
+                unsafe { std::ptr::drop_in_place(elements) };
+                // SAFETY: `base..base+bytes` is the mapping `map` made;
+                // nothing refers into it any more.
+                unsafe { libc::munmap(base.as_ptr().cast(), bytes) };
+            }
+            // SAFETY: `elements` is the slice `Box::leak` gave up in
+            // `zeroed`, owned by self alone; it is freed once, here.
+            Storage::Heap => drop(unsafe { Box::from_raw(elements) }),
         }
     }
 }
 
-/// Maps `bytes` (for `len` elements) rounded up to 2 MB, aligned to 2 MB.
-fn map<T>(len: usize, bytes: usize, node: Option<u32>) -> Option<Storage<T>> {
+/// Maps `bytes` rounded up to 2 MB, aligned to 2 MB: where the elements
+/// start, and the mapping.
+fn map<T>(bytes: usize, node: Option<u32>) -> Option<(NonNull<T>, Storage)> {
     let size = bytes.checked_next_multiple_of(HUGE_PAGE)?;
     // One huge page more than needed, so that a 2 MB aligned start exists
     // inside; the slack before and after is unmapped again.
@@ -227,13 +227,14 @@ fn map<T>(len: usize, bytes: usize, node: Option<u32>) -> Option<Storage<T>> {
     if let Some(node) = node.filter(|_| numa_nodes() > 1) {
         bind(base, size, node);
     }
-    Some(Storage::Mapped {
-        ptr: NonNull::new(base.cast::<T>())?,
-        len,
-        base: NonNull::new(base.cast::<u8>())?,
-        bytes: size,
-        huge,
-    })
+    Some((
+        NonNull::new(base.cast::<T>())?,
+        Storage::Mapped {
+            base: NonNull::new(base.cast::<u8>())?,
+            bytes: size,
+            huge,
+        },
+    ))
 }
 
 /// Whether to ask for huge pages: yes unless `SYNWALL_HUGE_TABLES=0` (for
