@@ -521,16 +521,25 @@ pub fn triage(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> Triage {
             return v6;
         }
     }
-    triage_general(first, wire_len, watched)
+    // The slow path's answer comes back through its own slot, read out
+    // field by field: the fast paths' answers then stay in registers
+    // rather than being stored to (and reloaded from) the slot an
+    // out-of-line call returning a `Triage` writes.
+    let mut slow = Triage::new(Outcome::NonIp, None);
+    triage_general(first, wire_len, watched, &mut slow);
+    Triage {
+        outcome: slow.outcome,
+        src: slow.src,
+        index: slow.index,
+    }
 }
 
-/// [`triage`] of every shape the IPv4 fast path leaves: out of the loop's
-/// way.
+/// [`triage`] of every shape the fast paths leave: out of the loop's way.
 #[inline(never)]
-fn triage_general(first: &[u8], wire_len: usize, watched: &WatchedPorts) -> Triage {
+fn triage_general(first: &[u8], wire_len: usize, watched: &WatchedPorts, out: &mut Triage) {
     let beyond = wire_len.saturating_sub(first.len());
     let parsed = parse_general(first, beyond, watched);
-    Triage::new(parsed.outcome, parsed.src)
+    *out = Triage::new(parsed.outcome, parsed.src);
 }
 
 /// The general parser alone, for every frame shape (what [`parse`] falls
