@@ -246,8 +246,9 @@ impl Windows {
         self.slot_of.clear(self.owner[slot]);
         let h = slot * self.header_lines;
         self.headers[h..h + self.header_lines].fill(Line::default());
-        let words = self.len() * BUCKETS;
-        self.rings[slot * words..(slot + 1) * words].fill(0);
+        // Every window's ring of `slot`: up to the next slot's first.
+        let rings = self.ring_at(slot, 0)..self.ring_at(slot + 1, 0);
+        self.rings[rings].fill(0);
         self.free.push(slot as u32);
     }
 

@@ -59,7 +59,7 @@ pub enum Backing {
 /// came from (a lookup reads three or four arrays a frame).
 pub struct HugeArray<T> {
     /// `len` initialised elements: inside the mapping, or the heap slice
-    /// that `Box::into_raw` gave up.
+    /// that `Box::leak` gave up.
     ptr: NonNull<T>,
     len: usize,
     storage: Storage,
@@ -72,7 +72,7 @@ enum Storage {
         bytes: usize,
         huge: bool,
     },
-    /// `ptr`/`len` are a `Box<[T]>` turned into a raw pointer.
+    /// `ptr`/`len` are a leaked `Box<[T]>`, taken back in `Drop`.
     Heap,
 }
 
