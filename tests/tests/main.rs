@@ -14,6 +14,7 @@
 
 mod adversarial;
 mod affinity;
+mod capture;
 mod careless_input;
 mod check;
 mod control_plane;
