@@ -657,8 +657,8 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     let mk = bins.copy("synwall-mkpcap")?;
     let baseline = bins.baseline(args.baseline.as_deref())?;
     let begun = Begun::now();
-    println!(
-        "== synwall from {}{}",
+    let checkout = format!(
+        "{}{}",
         begun.commit,
         if begun.dirty {
             " + uncommitted changes"
@@ -666,6 +666,14 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
             ""
         }
     );
+    match &args.common.bin_dir {
+        // Binaries built elsewhere: the checkout's commit is not theirs.
+        Some(dir) => println!(
+            "== synwall from --bin-dir {} (this checkout: {checkout})",
+            dir.display()
+        ),
+        None => println!("== synwall from {checkout}"),
+    }
     // EAL memory (-m, MB): the flood holds up to F + 8192 mbufs of ~2.3 KB.
     let mem_mb = if p.flood { FLOOD_MEM_MB } else { 512 };
     let huge = !args.no_huge && host::reserve_hugepages(mem_mb);
