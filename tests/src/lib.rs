@@ -31,7 +31,7 @@ pub use client::*;
 pub(crate) use dir::serial;
 pub use dir::TestDir;
 pub use frames::*;
-pub use process::{cpus, reap, run_synwall, wait_timeout, Exit, RUN_TIMEOUT};
+pub use process::{cpus, is_root, reap, run_synwall, wait_timeout, Exit, RUN_TIMEOUT};
 pub use redis::free_port;
 pub use running::*;
 pub use scenario::*;

@@ -121,3 +121,11 @@ pub fn run_synwall(dir: &TestDir, args: &[&str]) -> Exit {
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
+
+/// Whether the tests run as root (`id -u` says 0).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -26,13 +26,6 @@ const CAPTURED: usize = 64;
 /// 2 MB pages the appliance (`-m 128`) and dumpcap's own pool need.
 const PAGES_NEEDED: u64 = 128;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 fn free_hugepages() -> u64 {
     fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()

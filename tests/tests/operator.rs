@@ -622,11 +622,7 @@ fn metrics_equal_the_summary_once_the_input_is_consumed() {
 #[test]
 fn socket_has_the_configured_mode_and_group_and_records_the_caller() {
     build_binaries();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let group = root.then(|| gid_of("nogroup")).flatten();
+    let group = is_root().then(|| gid_of("nogroup")).flatten();
     let mut s = Scenario::new(traffic(5), Vec::new())
         .sections(WINDOWS)
         .control("socket_mode = 0o660")
