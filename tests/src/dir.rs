@@ -51,5 +51,27 @@ impl Drop for TestDir {
         if let Ok(xdg) = std::env::var("XDG_RUNTIME_DIR") {
             let _ = fs::remove_dir_all(Path::new(&xdg).join("dpdk").join(&self.unique));
         }
+        remove_hugepage_files(&self.unique);
+    }
+}
+
+/// Removes the hugepage files of EAL prefix `prefix` (`PREFIXmap_N` in
+/// every hugetlbfs mount): a primary on shared hugepages leaves them for
+/// secondaries, and each would otherwise hold its pages until the next
+/// reboot. Only files of this prefix, which is this directory's own.
+fn remove_hugepage_files(prefix: &str) {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let ours = format!("{prefix}map_");
+    let hugetlbfs = mounts.lines().filter_map(|l| {
+        let mut f = l.split_whitespace();
+        let mount_point = f.nth(1)?;
+        (f.next()? == "hugetlbfs").then_some(mount_point)
+    });
+    for dir in hugetlbfs {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&ours) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 }

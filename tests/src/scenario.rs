@@ -15,6 +15,41 @@ use crate::{run_synwall, toml_str, write_config, Exit, RunResult, Running, TestD
 /// small capture, short enough to keep the suite fast.
 pub const DEFAULT_DURATION: f64 = 1.5;
 
+/// How often the inside port replays its rx captures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replay {
+    /// Once: the run's traffic is the captures (the default).
+    #[default]
+    Once,
+    /// Without end (`infinite_rx=1`, once per device: it applies to every
+    /// rx queue), with every tx capture going to /dev/null, where it cannot
+    /// grow without end: a run driven and read through its control socket,
+    /// stopped by a signal or its `--duration`. The outside port's captures
+    /// still play once.
+    Forever,
+}
+
+/// Where the EAL's memory comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Memory {
+    /// `--no-huge --no-shconf -m 256`: private heap memory; no root, no
+    /// hugepages (the default).
+    #[default]
+    Private,
+    /// `-m MB` on 2 MB hugepages, shared for a DPDK secondary process
+    /// (`dpdk-dumpcap`, `dpdk-proc-info`) to attach: needs root and free
+    /// hugepages. A secondary probes each port again from the primary's
+    /// `--vdev` text and fails on a long one (`vdev_probe(): failed to
+    /// initialize`: seen at 82 characters, not at 51), so the captures are
+    /// named relative to the run's directory, where synwall starts and
+    /// where the secondary must start too. [`TestDir`] removes the
+    /// hugepage files the primary leaves behind.
+    Shared {
+        /// `-m`: megabytes of hugepages the EAL takes at start.
+        mb: u32,
+    },
+}
+
 /// Appends `toml` and a newline to one of a [`Scenario`]'s TOML parts.
 fn push_line(part: &mut String, toml: &str) {
     part.push_str(toml);
@@ -56,6 +91,10 @@ pub struct Scenario {
     /// Environment variables set for a spawned synwall
     /// ([`Self::spawn`]), e.g. `NOTIFY_SOCKET`.
     pub env: Vec<(String, String)>,
+    /// How often the inside port replays its captures.
+    pub replay: Replay,
+    /// Where the EAL's memory comes from.
+    pub memory: Memory,
 }
 
 impl Scenario {
@@ -74,7 +113,21 @@ impl Scenario {
             preamble: String::new(),
             outside_device: None,
             env: Vec::new(),
+            replay: Replay::Once,
+            memory: Memory::Private,
         }
+    }
+
+    /// The inside port replays its captures without end ([`Replay::Forever`]).
+    pub fn forever(mut self) -> Self {
+        self.replay = Replay::Forever;
+        self
+    }
+
+    /// The EAL on `mb` MB of shared hugepages ([`Memory::Shared`]).
+    pub fn shared_memory(mut self, mb: u32) -> Self {
+        self.memory = Memory::Shared { mb };
+        self
     }
 
     /// Sets an environment variable for [`Self::spawn`]'s synwall.
@@ -115,6 +168,15 @@ impl Scenario {
         self.inside.len()
     }
 
+    /// How the config names `file` of the run's directory: by its full
+    /// path, or relative to the directory with [`Memory::Shared`].
+    pub fn file_name(&self, dir: &TestDir, file: &str) -> String {
+        match self.memory {
+            Memory::Private => dir.join(file).display().to_string(),
+            Memory::Shared { .. } => file.to_owned(),
+        }
+    }
+
     /// The config text for running in `dir`.
     pub fn config(&self, dir: &TestDir) -> String {
         assert_eq!(
@@ -123,37 +185,48 @@ impl Scenario {
             "inside and outside need the same number of rx queues"
         );
         let d = dir.path.display();
-        let port = |n: usize, rx: &str, tx: &str| {
+        let forever = self.replay == Replay::Forever;
+        let port = |n: usize, rx: &str, tx: &str, endless: bool| {
             let mut s = format!("--vdev=net_pcap{n}");
             for q in 0..self.queues() {
-                write!(s, ",rx_pcap={d}/{rx}{q}.pcap").unwrap();
+                write!(
+                    s,
+                    ",rx_pcap={}",
+                    self.file_name(dir, &format!("{rx}{q}.pcap"))
+                )
+                .unwrap();
+            }
+            if endless {
+                s.push_str(",infinite_rx=1");
             }
             for w in 0..self.cores.len() {
-                write!(s, ",tx_pcap={d}/{tx}{w}.pcap").unwrap();
+                let file = if forever {
+                    "/dev/null".to_owned()
+                } else {
+                    self.file_name(dir, &format!("{tx}{w}.pcap"))
+                };
+                write!(s, ",tx_pcap={file}").unwrap();
             }
             s
         };
-        let mut eal: Vec<String> = [
-            "--no-huge",
-            "-m",
-            "256",
-            "--no-pci",
-            "--no-shconf",
-            "--log-level=*:notice",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut eal: Vec<String> = match self.memory {
+            Memory::Private => vec!["--no-huge", "-m", "256", "--no-shconf"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            Memory::Shared { mb } => vec!["-m".to_owned(), mb.to_string()],
+        };
+        eal.extend(["--no-pci", "--log-level=*:notice"].map(str::to_owned));
         eal.push(format!("--file-prefix={}", dir.unique));
         eal.extend(self.extra_eal.iter().cloned());
-        eal.push(port(0, "in", "back"));
+        eal.push(port(0, "in", "back", forever));
         let outside = match &self.outside_device {
             Some(vdev) => {
                 eal.push(format!("--vdev={vdev}"));
                 vdev.split(',').next().unwrap_or_default().to_owned()
             }
             None => {
-                eal.push(port(1, "rev", "out"));
+                eal.push(port(1, "rev", "out", false));
                 "net_pcap1".to_owned()
             }
         };
@@ -238,9 +311,12 @@ impl Scenario {
         let read_all = |prefix: &str| -> Vec<Vec<Vec<u8>>> {
             (0..self.cores.len())
                 .map(|w| {
-                    let p = dir.join(&format!("{prefix}{w}.pcap"));
-                    // A config rewritten to transmit elsewhere writes no file.
-                    let written = config_text.contains(&*p.to_string_lossy());
+                    let file = format!("{prefix}{w}.pcap");
+                    let p = dir.join(&file);
+                    // A config that transmits elsewhere (to /dev/null, or
+                    // rewritten by the test) writes no file.
+                    let named = format!("tx_pcap={}", self.file_name(&dir, &file));
+                    let written = config_text.contains(&named);
                     if exit.status.success() && written {
                         read_pcap(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
                     } else {
@@ -325,23 +401,6 @@ fn run_args<'a>(
     args
 }
 
-/// `config` (a [`Scenario::config`] for `dir`) with the inside port
-/// replaying its captures forever (`infinite_rx=1`, once per device: it
-/// applies to every rx queue) and the tx captures of `workers` workers
-/// going to /dev/null, where they cannot grow without end.
-pub fn replay_forever(config: &str, dir: &TestDir, workers: usize) -> String {
-    let d = dir.path.display();
-    let rx = format!("rx_pcap={d}/in0.pcap");
-    assert!(config.contains(&rx), "{config}");
-    let mut c = config.replace(&rx, &format!("{rx},infinite_rx=1"));
-    for w in 0..workers {
-        for tx in ["back", "out"] {
-            c = c.replace(&format!("tx_pcap={d}/{tx}{w}.pcap"), "tx_pcap=/dev/null");
-        }
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +418,42 @@ mod tests {
         assert!(c.contains("queues = 2"), "{c}");
         assert!(c.contains("cores = [1, 2, 3]"), "{c}");
         assert!(c.contains(&format!("--file-prefix={}", dir.unique)), "{c}");
+        assert!(c.contains("\"--no-huge\""), "{c}");
+        assert!(!c.contains("infinite_rx"), "{c}");
+        let inside = format!("rx_pcap={}", dir.join("in1.pcap").display());
+        assert!(c.contains(&inside), "{c}");
+    }
+
+    #[test]
+    fn forever_replays_the_inside_and_writes_no_capture() {
+        let dir = TestDir::new("config-forever");
+        let mut s = Scenario::new(Vec::new(), Vec::new()).forever();
+        s.cores = vec![1, 2];
+        let c = s.config(&dir);
+        assert_eq!(c.matches("infinite_rx=1").count(), 1, "{c}");
+        let inside = c.lines().find(|l| l.contains("net_pcap0")).unwrap();
+        assert!(inside.contains("infinite_rx=1"), "{c}");
+        assert_eq!(c.matches("tx_pcap=/dev/null").count(), 4, "{c}");
+        assert_eq!(c.matches("tx_pcap=").count(), 4, "{c}");
+    }
+
+    #[test]
+    fn shared_memory_is_on_hugepages_with_relative_captures() {
+        let dir = TestDir::new("config-shared");
+        let s = Scenario::new(Vec::new(), Vec::new()).shared_memory(128);
+        let c = s.config(&dir);
+        assert!(
+            !c.contains("--no-huge") && !c.contains("--no-shconf"),
+            "{c}"
+        );
+        assert!(c.contains("\"-m\",\n  \"128\""), "{c}");
+        assert!(
+            c.contains("\"--vdev=net_pcap0,rx_pcap=in0.pcap,tx_pcap=back0.pcap\""),
+            "{c}"
+        );
+        let d = dir.path.display().to_string();
+        for vdev in c.lines().filter(|l| l.contains("--vdev")) {
+            assert!(!vdev.contains(&d), "{vdev}");
+        }
     }
 }

@@ -93,13 +93,13 @@ fn syns_to_the_relay_do_not_count_against_the_limit() {
 fn a_reload_adds_an_exempt_destination() {
     // acme (blocked) sends SYNs to the relay forever.
     let frames: Vec<Vec<u8>> = (0..64).map(|i| syn(ACME, RELAY, 43000 + i)).collect();
-    let mut s = Scenario::new(frames, Vec::new()).customers(&customers());
+    let mut s = Scenario::new(frames, Vec::new())
+        .customers(&customers())
+        .forever();
     s.duration = 120.0;
     let dir = TestDir::new("exempt-reload");
-    let (config, _) = s.prepare(&dir);
-    let before = replay_forever(&s.config(&dir), &dir, 1);
-    fs::write(&config, &before).expect("config");
-    let mut running = s.spawn_prepared(dir, &[]);
+    let before = s.config(&dir);
+    let mut running = s.spawn(dir, &[]);
     let status = |r: &Running<'_>| -> Option<serde_json::Value> {
         control_request(
             &r.dir().join("control.sock"),

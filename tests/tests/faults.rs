@@ -184,11 +184,11 @@ fn a_full_tx_queue_is_counted_not_fatal() {
 fn a_replayed_capture_larger_than_the_pool_names_dpdk_mbufs() {
     let frames = syns(1, 8192);
     let scenario = Scenario::new(frames, Vec::new())
-        .customers("[[customer]]\nname = \"spammer\"\nprefixes = [\"10.1.0.0/16\"]\n");
+        .customers("[[customer]]\nname = \"spammer\"\nprefixes = [\"10.1.0.0/16\"]\n")
+        .forever();
     let dir = TestDir::new("faults-replay-pool");
-    scenario.prepare(&dir);
-    let config = replay_forever(&scenario.config(&dir), &dir, 1);
-    let path = write_config(&dir, "synwall.toml", &config);
+    let (path, _) = scenario.prepare(&dir);
+    let config = scenario.config(&dir);
     let path = path.to_str().expect("utf-8 path");
     let exit = run_synwall(&dir, &["--config", path, "--duration", "1"]);
     assert!(!exit.status.success(), "started: {}", exit.stdout);

@@ -79,11 +79,12 @@ fn run_fleet_with(
             .sections(extra)
             .control("tick = \"50ms\"")
             .control(&format!("metrics_listen = \"127.0.0.1:{}\"", free_port()))
-            .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n");
+            .customers("[[customer]]\nname = \"acme\"\nprefixes = [\"10.1.0.0/16\"]\n")
+            .forever();
         let secs = RUN_FOR.with(std::cell::Cell::get);
         s.duration = secs;
         let (config, summary) = s.prepare(&dir);
-        let mut text = replay_forever(&s.config(&dir), &dir, 1);
+        let mut text = s.config(&dir);
         if let Some(state) = STATE_DIR.with(|d| d.borrow().clone()) {
             // The snapshot directory of an earlier run: a restart.
             let own = toml_str(&format!("{}/state", dir.path.display()));

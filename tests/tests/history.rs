@@ -430,13 +430,12 @@ fn history_across_a_reload_stays_with_each_customer() {
     // The capture replayed without end: traffic before and after the reload.
     let mut s = Scenario::new(frames, Vec::new())
         .sections(sections)
-        .customers(&text(&before));
+        .customers(&text(&before))
+        .forever();
     s.duration = 300.0;
     let dir = TestDir::new("history-reload");
-    let (config, _) = s.prepare(&dir);
-    let forever = replay_forever(&s.config(&dir), &dir, 1);
-    fs::write(&config, &forever).unwrap();
-    let mut running = s.spawn_prepared(dir, &[]);
+    let forever = s.config(&dir);
+    let mut running = s.spawn(dir, &[]);
     let socket = running.dir().join("control.sock");
     let seen = |socket: &Path, name: &str| -> Option<u64> {
         let (code, out, _) = ctl(socket, &["--json", "customer", name]);

@@ -228,16 +228,9 @@ struct Live {
 }
 
 impl Live {
-    /// Prepares `scenario` in `dir`, lets `edit` rewrite the config text,
-    /// and starts synwall with it.
-    fn start(
-        scenario: &Scenario,
-        dir: TestDir,
-        edit: impl FnOnce(String, &TestDir) -> String,
-    ) -> Live {
+    /// Prepares `scenario` in `dir` and starts synwall with it.
+    fn start(scenario: &Scenario, dir: TestDir) -> Live {
         let (config, summary) = scenario.prepare(&dir);
-        let text = edit(scenario.config(&dir), &dir);
-        fs::write(&config, text).expect("rewriting the config");
         let stdout = dir.join("synwall.stdout");
         let stderr = dir.join("synwall.stderr");
         let child = Command::new(synwall_bin())
@@ -364,9 +357,10 @@ fn block_and_unblock_through_synwallctl_while_traffic_flows() {
         .sections(WINDOWS)
         .control(&format!("metrics_listen = \"127.0.0.1:{port}\""))
         .control(&hook_line)
-        .customers(&customers());
+        .customers(&customers())
+        .forever();
     s.duration = 600.0;
-    let mut live = Live::start(&s, dir, |c, d| replay_forever(&c, d, 1));
+    let mut live = Live::start(&s, dir);
     live.wait_ready();
     let (dir, sock) = (&live.dir, live.socket.clone());
 
@@ -872,7 +866,7 @@ fn limit_and_mode_changes_are_logged_with_the_caller() {
             &(customers() + &fixtures::customer("mx", &["10.3.0.0/16"], "plan = \"mailserver\"")),
         );
     s.duration = 600.0;
-    let mut live = Live::start(&s, dir, |c, _| c);
+    let mut live = Live::start(&s, dir);
     live.wait_ready();
     let (dir, sock) = (&live.dir, live.socket.clone());
 

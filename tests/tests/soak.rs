@@ -87,7 +87,8 @@ fn soak(secs: u64) {
         .sections(SECTIONS)
         .customers(CUSTOMERS)
         .control("tick = \"50ms\"\nsnapshot_interval = \"1s\"")
-        .outside_device("net_null0,no-rx=1");
+        .outside_device("net_null0,no-rx=1")
+        .forever();
     s.inside.push(mix(1));
     s.outside.push(Vec::new());
     s.cores = vec![1, 2];
@@ -96,11 +97,9 @@ fn soak(secs: u64) {
     }
     s.duration = (secs + 120) as f64;
     let dir = TestDir::new("soak");
-    let (config_path, _) = s.prepare(&dir);
-    let base = replay_forever(&s.config(&dir), &dir, 2);
+    let base = s.config(&dir);
     let with_extra = format!("{base}\n{EXTRA}");
-    fs::write(&config_path, &base).unwrap();
-    let mut running = s.spawn_prepared(dir, &[]);
+    let mut running = s.spawn(dir, &[]);
     let sock = running.dir().join("control.sock");
     running.wait_for("the control socket", WAIT, |_| {
         UnixStream::connect(&sock).ok().map(|_| ())
@@ -116,7 +115,7 @@ fn soak(secs: u64) {
             // socket, in turn.
             0 => {
                 let text = if reloads % 2 == 0 { &with_extra } else { &base };
-                fs::write(&config_path, text).unwrap();
+                fs::write(&running.config, text).unwrap();
                 if reloads % 4 < 2 {
                     running.signal("HUP");
                 } else {
