@@ -27,8 +27,10 @@ pub struct PcapRun {
 
 impl PcapRun {
     pub fn new(dir: &Path) -> PcapRun {
+        // Ends in `_`: no other run's prefix continues it (see
+        // `RuntimeDirs`, which removes the EAL's directory by prefix).
         let unique = format!(
-            "swg{}x{}",
+            "swg{}x{}_",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

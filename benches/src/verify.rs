@@ -393,6 +393,7 @@ pub fn run(profile: &Profile, trace: &Trace, opts: &VerifyOptions) -> Result<Ver
     std::fs::create_dir_all(&opts.workdir)
         .map_err(|e| format!("creating {}: {e}", opts.workdir.display()))?;
     let run = PcapRun::new(&opts.workdir);
+    let _runtime_dir = crate::bench::host::RuntimeDirs::new(run.file_prefix.clone());
     write_pcap(&run.input, &trace.frames)
         .map_err(|e| format!("writing {}: {e}", run.input.display()))?;
     write_pcap(&run.reverse, &[]).map_err(|e| format!("writing {}: {e}", run.reverse.display()))?;

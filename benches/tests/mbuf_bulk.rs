@@ -6,7 +6,9 @@ use synwall_dpdk::{Eal, Mbuf, MbufBurst, Mempool, BURST};
 
 #[test]
 fn bulk_allocation_is_all_or_nothing_and_leaks_nothing() {
-    let prefix = format!("--file-prefix=swg-bulk-{}", std::process::id());
+    let tag = format!("swg-bulk-{}_", std::process::id());
+    let _runtime_dir = synwall_benches::bench::host::RuntimeDirs::new(tag.clone());
+    let prefix = format!("--file-prefix={tag}");
     let eal = Eal::init(&[
         "mbuf_bulk",
         "--no-huge",

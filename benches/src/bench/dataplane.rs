@@ -655,6 +655,8 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
     }
     let synwall = bins.copy("synwall")?;
     let mk = bins.copy("synwall-mkpcap")?;
+    let tag = format!("swb{}", std::process::id());
+    let _runtime_dirs = host::RuntimeDirs::new(format!("{tag}_"));
     let baseline = bins.baseline(args.baseline.as_deref())?;
     let begun = Begun::now();
     let checkout = format!(
@@ -693,7 +695,7 @@ pub fn run(args: Args) -> Result<(BenchRun, bool), String> {
         synwall,
         baseline,
         ncpu: u32::try_from(Machine::this().cpus.max(1)).unwrap_or(1),
-        tag: format!("swb{}", std::process::id()),
+        tag,
         runs: Runs::new(args.common.wait_idle),
     };
     let mut rows: Vec<(Row, Setup)> = Vec::new();

@@ -540,6 +540,7 @@ pub(crate) fn check(a: &Args) -> Result<(), String> {
 pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     check(&a)?;
     let (out, bins) = a.common.dirs("bench-fleet")?;
+    let _runtime_dirs = host::RuntimeDirs::new(format!("bf{}_", std::process::id()));
     let synwall = bins.copy("synwall")?;
     let synwallctl = bins.copy("synwallctl")?;
     let mk = bins.copy("synwall-mkpcap")?;

@@ -486,7 +486,7 @@ impl Bench {
         );
         let m = self.out.join("memif");
         std::fs::create_dir_all(&m).map_err(|e| format!("creating {}: {e}", m.display()))?;
-        let tag = format!("swbg{}", std::process::id());
+        let tag = format!("swbg{}_", std::process::id());
         fill("memif-synwall.toml", &m, &tag, "", &m.join("synwall.toml"))?;
         fill("memif-gen.toml", &m, &tag, "", &m.join("gen.toml"))?;
         let log = m.join("synwall.log");
@@ -545,7 +545,7 @@ impl Bench {
             let _ = std::fs::remove_file(d.join(f));
         }
         let start = self.runs.start();
-        let tag = format!("swbl{}r{round}", std::process::id());
+        let tag = format!("swbl{}_r{round}", std::process::id());
         fill(
             "memif-latency-gen.toml",
             &d,
@@ -729,6 +729,11 @@ pub(crate) fn check(a: &Args) -> Result<(), String> {
 pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     check(&a)?;
     let (out, bins) = a.common.dirs("bench-gen")?;
+    let pid = std::process::id();
+    let _runtime_dirs = [
+        host::RuntimeDirs::new(format!("swbg{pid}_")),
+        host::RuntimeDirs::new(format!("swbl{pid}_")),
+    ];
     let begun = Begun::now();
     let mut b = Bench {
         gen: bins.copy("synwall-gen")?,

@@ -1,6 +1,6 @@
 //! The machine the bench runs on: its load, the compilers sharing it, the
 //! CPU time a forwarding thread got, hugepages, and what to record of it.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -228,6 +228,41 @@ pub fn reserve_hugepages(mem_mb: u64) -> bool {
     hugepages_ok(mem_mb)
 }
 
+/// Removes, when dropped, the EAL runtime directories
+/// (`/var/run/dpdk/PREFIX`, or under `$XDG_RUNTIME_DIR/dpdk` when not
+/// root) of every file prefix that starts with `prefix`: each EAL process
+/// leaves one behind, and a bench's runs each use a prefix of their own.
+/// Held for the whole of a bench; `prefix` must end where no other
+/// process's prefix continues it (`swb1234_`, not `swb1234`).
+pub struct RuntimeDirs {
+    prefix: String,
+    bases: Vec<PathBuf>,
+}
+
+impl RuntimeDirs {
+    /// The directories of the prefixes that start with `prefix`, where
+    /// the EAL puts them.
+    pub fn new(prefix: String) -> RuntimeDirs {
+        let mut bases = vec![PathBuf::from("/var/run/dpdk"), PathBuf::from("/run/dpdk")];
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
+            bases.push(Path::new(&xdg).join("dpdk"));
+        }
+        RuntimeDirs { prefix, bases }
+    }
+}
+
+impl Drop for RuntimeDirs {
+    fn drop(&mut self) {
+        for base in &self.bases {
+            for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&self.prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +273,27 @@ mod tests {
         assert_eq!(stat_ticks(stat), Some(267));
         assert_eq!(stat_ticks("garbage"), None);
         assert_eq!(cpu_share(50, 1.0, 100.0), Some(0.5));
+    }
+
+    #[test]
+    fn runtime_dirs_removes_its_prefixes_only() {
+        let base = std::env::temp_dir().join(format!("swrd{}", std::process::id()));
+        let dpdk = base.join("dpdk");
+        for name in ["swx9_sw_0", "swx9_tp_1", "swx99_sw_0", "other"] {
+            std::fs::create_dir_all(dpdk.join(name).join("inner")).unwrap();
+        }
+        drop(RuntimeDirs {
+            prefix: "swx9_".to_owned(),
+            bases: vec![dpdk.clone()],
+        });
+        let mut left: Vec<String> = std::fs::read_dir(&dpdk)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(left, ["other", "swx99_sw_0"]);
         assert_eq!(cpu_share(500, 1.0, 100.0), Some(1.0));
     }
 

@@ -294,6 +294,7 @@ pub fn medians(rounds: &[MillionRound]) -> [Option<f64>; 4] {
 pub fn run(a: Args) -> Result<(BenchRun, bool), String> {
     check(&a)?;
     let (out, bins) = a.common.dirs("million")?;
+    let _runtime_dirs = host::RuntimeDirs::new(format!("swm{}_", std::process::id()));
     let synwall = bins.copy("synwall")?;
     let synwallctl = bins.copy("synwallctl")?;
     let mk = bins.copy("synwall-mkpcap")?;
