@@ -16,14 +16,18 @@ pub(crate) fn serial() -> usize {
 /// (then its path is printed so the inputs and outputs can be inspected).
 pub struct TestDir {
     pub path: PathBuf,
-    /// A short string unique to this directory (for the EAL file prefix).
+    /// A short string unique to this directory, for the EAL file prefix
+    /// of the processes a test starts in it. It ends in `_`, so no other
+    /// directory's string continues it: a test that starts several EAL
+    /// processes gives each this prefix plus a suffix, and the drop removes
+    /// what every prefix that starts with it left behind.
     pub unique: String,
 }
 
 impl TestDir {
     pub fn new(name: &str) -> TestDir {
         let n = serial();
-        let unique = format!("swt{}x{n}", std::process::id());
+        let unique = format!("swt{}x{n}_", std::process::id());
         let path = std::env::temp_dir().join(format!("synwall-test-{name}-{unique}"));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
@@ -43,35 +47,45 @@ impl Drop for TestDir {
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
-        // EAL's runtime directory for this file prefix (empty with
-        // --no-shconf, but created anyway).
-        for base in ["/var/run/dpdk", "/run/dpdk"] {
-            let _ = fs::remove_dir_all(Path::new(base).join(&self.unique));
+        // What the EAL processes of this directory's prefixes left: their
+        // runtime directories (empty with --no-shconf, but created anyway)
+        // and, for a primary on shared hugepages, its hugepage files
+        // (`PREFIXmap_N`), kept for secondaries, which would otherwise
+        // hold their pages until the next reboot.
+        let mut runtime = vec![
+            Path::new("/var/run/dpdk").to_path_buf(),
+            Path::new("/run/dpdk").to_path_buf(),
+        ];
+        if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
+            runtime.push(Path::new(&xdg).join("dpdk"));
         }
-        if let Ok(xdg) = std::env::var("XDG_RUNTIME_DIR") {
-            let _ = fs::remove_dir_all(Path::new(&xdg).join("dpdk").join(&self.unique));
+        for base in runtime {
+            remove_ours(&base, &self.unique, |p| fs::remove_dir_all(p));
         }
-        remove_hugepage_files(&self.unique);
+        for mount in hugetlbfs_mounts() {
+            remove_ours(Path::new(&mount), &self.unique, |p| fs::remove_file(p));
+        }
     }
 }
 
-/// Removes the hugepage files of EAL prefix `prefix` (`PREFIXmap_N` in
-/// every hugetlbfs mount): a primary on shared hugepages leaves them for
-/// secondaries, and each would otherwise hold its pages until the next
-/// reboot. Only files of this prefix, which is this directory's own.
-fn remove_hugepage_files(prefix: &str) {
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let ours = format!("{prefix}map_");
-    let hugetlbfs = mounts.lines().filter_map(|l| {
-        let mut f = l.split_whitespace();
-        let mount_point = f.nth(1)?;
-        (f.next()? == "hugetlbfs").then_some(mount_point)
-    });
-    for dir in hugetlbfs {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with(&ours) {
-                let _ = fs::remove_file(e.path());
-            }
+/// Removes every entry of `dir` whose name starts with `prefix`.
+fn remove_ours(dir: &Path, prefix: &str, remove: impl Fn(&Path) -> std::io::Result<()>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = remove(&e.path());
         }
     }
+}
+
+/// Where hugetlbfs is mounted.
+fn hugetlbfs_mounts() -> Vec<String> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let mount_point = f.nth(1)?;
+            (f.next()? == "hugetlbfs").then(|| mount_point.to_owned())
+        })
+        .collect()
 }

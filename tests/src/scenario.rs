@@ -40,7 +40,7 @@ pub enum Memory {
     /// (`dpdk-dumpcap`, `dpdk-proc-info`) to attach: needs root and free
     /// hugepages. A secondary probes each port again from the primary's
     /// `--vdev` text and fails on a long one (`vdev_probe(): failed to
-    /// initialize`: seen at 82 characters, not at 51), so the captures are
+    /// initialize`: seen at 82 characters; 51 and 58 attached), so the captures are
     /// named relative to the run's directory, where synwall starts and
     /// where the secondary must start too. [`TestDir`] removes the
     /// hugepage files the primary leaves behind.
