@@ -52,10 +52,7 @@ impl Drop for TestDir {
         // and, for a primary on shared hugepages, its hugepage files
         // (`PREFIXmap_N`), kept for secondaries, which would otherwise
         // hold their pages until the next reboot.
-        let mut runtime = vec![
-            Path::new("/var/run/dpdk").to_path_buf(),
-            Path::new("/run/dpdk").to_path_buf(),
-        ];
+        let mut runtime = vec![PathBuf::from("/var/run/dpdk"), PathBuf::from("/run/dpdk")];
         if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
             runtime.push(Path::new(&xdg).join("dpdk"));
         }

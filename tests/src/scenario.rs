@@ -170,7 +170,7 @@ impl Scenario {
 
     /// How the config names `file` of the run's directory: by its full
     /// path, or relative to the directory with [`Memory::Shared`].
-    pub fn file_name(&self, dir: &TestDir, file: &str) -> String {
+    fn file_name(&self, dir: &TestDir, file: &str) -> String {
         match self.memory {
             Memory::Private => dir.join(file).display().to_string(),
             Memory::Shared { .. } => file.to_owned(),
