@@ -59,6 +59,17 @@ fn cores(line: f64, per_core: Option<f64>) -> String {
 }
 
 /// The rows the page shows, in its order: the mixes, the 1M table, the floods.
+/// synwall ÷ `app` on a row: the median over rounds, and the lowest and
+/// highest round after it (`0.44 (0.39–0.52)`), so that a reader sees how
+/// far apart the rounds were.
+fn ratio_cell(r: &Row, app: &str) -> String {
+    let median = fmt2_dash(r.ratio("synwall", app).per_cpu);
+    match r.ratio_spread("synwall", app) {
+        Some((lo, hi)) => format!("{median} ({lo:.2}–{hi:.2})"),
+        None => median,
+    }
+}
+
 fn shown(rows: &[Row]) -> impl Iterator<Item = &Row> {
     let order = |r: &Row| match r.kind {
         RowKind::Mix => 0,
@@ -149,7 +160,9 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
          core and the same capture, A/B rounds. Mpps is the median of the once-a-second rates after a 2 s warm-up \
          (median over rounds); per CPU-second divides it by the share of a CPU the worker thread actually got; ratios \
          are to dpdk-testpmd's bare forwarding loop (`io`: rx → tx; `5tswap`: also swaps the addresses and ports of \
-         every frame) in the same run, per round and then the median, on Mpps per CPU-second. Cores = line rate ÷ \
+         every frame) in the same run, per round and then the median, on Mpps per CPU-second, with the lowest and \
+         highest round in brackets (this machine is a shared guest: its rounds spread, see BENCHMARKS.md, \
+         section 14). Cores = line rate ÷ \
          synwall's Mpps (rounded up in brackets): on a busy machine the worker gets less than a whole CPU, so this \
          overstates the cores rather than understating them; on a quiet one the two columns agree. A flood row's \
          capture holds max(8,192, active) frames unless the bench was given `--flood-frames FRAMES` (then max(FRAMES, active)); \
@@ -180,8 +193,8 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
                 r.mean_wire_bytes,
                 fmt2_dash(m.mpps),
                 fmt2_dash(m.mpps_per_cpu),
-                fmt2_dash(r.ratio("synwall", "io").per_cpu),
-                fmt2_dash(r.ratio("synwall", "5tswap").per_cpu),
+                ratio_cell(r, "io"),
+                ratio_cell(r, "5tswap"),
                 cores(l10, m.mpps),
                 cores(l100, m.mpps),
             );

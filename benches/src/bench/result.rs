@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::host::{self, Machine};
 use super::rounds::Runs;
-use super::stats::{median_of, round_ratios};
+use super::stats::{median_of, per_round_ratios, round_ratios, spread};
 
 /// One bench run: a JSON file.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -264,6 +264,14 @@ impl Row {
                 self.ratios.insert(format!("{a}/{b}"), r);
             }
         }
+    }
+
+    /// The lowest and highest of the per-round `a/b` ratios on Mpps per
+    /// CPU-second (what [`Row::ratio`] takes the median of), with two
+    /// rounds or more.
+    pub fn ratio_spread(&self, a: &str, b: &str) -> Option<(f64, f64)> {
+        let (x, y) = (self.apps.get(a)?, self.apps.get(b)?);
+        spread(&per_round_ratios(&x.per_cpu(), &y.per_cpu()))
     }
 
     pub fn ratio(&self, a: &str, b: &str) -> Ratio {

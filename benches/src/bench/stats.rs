@@ -31,12 +31,26 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// The ratio of `a` to `b` taken round by round (the runs of one round
 /// share the machine's load of the moment), then the median.
 pub fn round_ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Option<f64> {
-    let per_round: Vec<Option<f64>> = a
-        .iter()
+    median_of(&per_round_ratios(a, b))
+}
+
+/// The ratio of `a` to `b` in each round (`None` where a round lacks one).
+pub fn per_round_ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<Option<f64>> {
+    a.iter()
         .enumerate()
         .map(|(i, &x)| ratio(x, b.get(i).copied().flatten()))
-        .collect();
-    median_of(&per_round)
+        .collect()
+}
+
+/// The lowest and the highest of `values`, if two or more are there.
+pub fn spread(values: &[Option<f64>]) -> Option<(f64, f64)> {
+    let present: Vec<f64> = values.iter().flatten().copied().collect();
+    if present.len() < 2 {
+        return None;
+    }
+    let lo = present.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some((lo, hi))
 }
 
 /// Two decimals, or `nan` where there is no value (the tables' cell).
@@ -76,6 +90,20 @@ mod tests {
             median_of(&[None, Some(7.0), Some(1.0), Some(4.0)]),
             Some(4.0)
         );
+    }
+
+    #[test]
+    fn spread_is_the_lowest_and_highest_present() {
+        let a = [Some(10.0), Some(30.0), Some(8.0), None];
+        let b = [Some(20.0), Some(20.0), None, Some(5.0)];
+        assert_eq!(
+            per_round_ratios(&a, &b),
+            vec![Some(0.5), Some(1.5), None, None]
+        );
+        assert_eq!(spread(&per_round_ratios(&a, &b)), Some((0.5, 1.5)));
+        // One value (or none) has no spread.
+        assert_eq!(spread(&[None, Some(2.0)]), None);
+        assert_eq!(spread(&[]), None);
     }
 
     #[test]
