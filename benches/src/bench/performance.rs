@@ -58,7 +58,6 @@ fn cores(line: f64, per_core: Option<f64>) -> String {
     }
 }
 
-/// The rows the page shows, in its order: the mixes, the 1M table, the floods.
 /// synwall ÷ `app` on a row: the median over rounds, and the lowest and
 /// highest round after it (`0.44 (0.39–0.52)`), so that a reader sees how
 /// far apart the rounds were.
@@ -70,6 +69,7 @@ fn ratio_cell(r: &Row, app: &str) -> String {
     }
 }
 
+/// The rows the page shows, in its order: the mixes, the 1M table, the floods.
 fn shown(rows: &[Row]) -> impl Iterator<Item = &Row> {
     let order = |r: &Row| match r.kind {
         RowKind::Mix => 0,
