@@ -307,7 +307,7 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
         "On a quiet machine (root, for hugepages), one command runs the mixes, the floods and the \
          million-customer start, writes `{MIXES_JSON}`, `{FLOOD_JSON}`, `{FLOOD_MATCHED_JSON}` and `{MILLION_JSON}` \
          and regenerates this page from them:\n\n\
-         ```sh\nscripts/bench-performance                 # --repeat 3 --duration 10 --wait-idle 120 by default\n```\n\n\
+         ```sh\nscripts/bench-performance                 # --repeat 5 --duration 8 --wait-idle 120 by default\n```\n\n\
          It runs `scripts/bench-dataplane --mixes \"mix64 imix mix15 imix15\" --json {MIXES_JSON}`, then \
          `scripts/bench-dataplane --mix flood --flood-customers \"8192 100000\" --smtp-customers 0 --json {FLOOD_JSON}`, \
          the same with `--flood-frames 100000 --json {FLOOD_MATCHED_JSON}` (every flood capture of 100,000 frames), \
