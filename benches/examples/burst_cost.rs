@@ -10,6 +10,14 @@
 //! `cargo build --release -p synwall-benches --example burst_cost`
 //! `valgrind --tool=callgrind --toggle-collect='*judge_mix*' target/release/examples/burst_cost burst 20`
 //! `burst_cost (burst|frames|mix15|flood) [ROUNDS [ACTIVE [CUSTOMERS [LAYOUT]]]]`
+//!
+//! Prints the wall time a frame took (judging only): compare two builds
+//! by alternating their runs (`taskset -c 1`), never against a fixed
+//! number. `MIX_FRAMES` sets `mix15`'s frames (default 8,192, as the
+//! appliance's bench replays; more than a branch predictor can learn by
+//! heart, say 131,072, for a mix that does not repeat), `WATCHED_PORT` the
+//! one port watched (default 25; another port leaves no SYN of the mix
+//! watched, which weighs what the customer stages cost).
 use std::hint::black_box;
 
 use synwall_benches::customers::{Layout, LayoutKind};
@@ -56,6 +64,18 @@ fn judge_mix_bursts(
     fwd
 }
 
+/// The number in environment variable `name`, or `default` if unset; any
+/// other value stops the probe with a message.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("burst_cost: {name}={v:?} is not a number");
+            std::process::exit(2)
+        }),
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let how = args.next().unwrap_or_else(|| "burst".into());
@@ -71,7 +91,7 @@ fn main() {
     let s = WorkerShard::new(n as usize + 1);
     s.set_blocked(CustomerId::new(n), true);
     let p = Policy {
-        watched: WatchedPorts::new(&[25]),
+        watched: WatchedPorts::new(&[env_or("WATCHED_PORT", 25)]),
         action: BlockAction::Drop,
         scope: BlockScope::Syn,
         malformed: MalformedPolicy::Forward,
@@ -99,7 +119,7 @@ fn main() {
         }
         "mix15" => {
             generate(&MixSpec {
-                frames: 8192,
+                frames: env_or("MIX_FRAMES", 8192),
                 syn_pct: 15.0,
                 mailers: 1000,
                 ..mix
@@ -110,15 +130,18 @@ fn main() {
     };
     let mut b = BurstJudge::default();
     let mut total = 0;
+    let started = std::time::Instant::now();
     for _ in 0..rounds {
         total += match how.as_str() {
             "frames" => judge_mix_frames(&frames, &p, &c, &s),
             _ => judge_mix_bursts(&frames, &mut b, &p, &c, &s),
         };
     }
+    let judged = (frames.len() * rounds) as f64;
     println!(
-        "{how}: {} frames x {rounds}, {total} forwarded ({n} customers, {} layout)",
+        "{how}: {} frames x {rounds}, {total} forwarded ({n} customers, {} layout), {:.2} ns a frame",
         frames.len(),
-        kind.name()
+        kind.name(),
+        started.elapsed().as_nanos() as f64 / judged,
     );
 }
