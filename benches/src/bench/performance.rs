@@ -299,7 +299,8 @@ pub fn render(runs: &[(String, BenchRun)], out: &str) -> Result<String, String> 
     let _ = writeln!(
         p,
         "- A faster or quieter CPU changes every figure here; the ratios to testpmd in the same run carry over \
-         better than the Mpps."
+         better than the Mpps between CPUs of one family, not from one family to another (BENCHMARKS.md, \
+         section 16: the busy mixes read well below 5tswap on an Intel Xeon guest)."
     );
     let _ = writeln!(p, "\n## Reproducing\n");
     let _ = writeln!(
