@@ -272,8 +272,28 @@ impl Classifier {
         out: &mut [Option<CustomerId>],
         mut found: impl FnMut(CustomerId),
     ) {
-        for (srcs, out) in srcs.chunks(LOOKUP_BATCH).zip(out.chunks_mut(LOOKUP_BATCH)) {
-            self.lookup_batch(srcs, out, &mut found);
+        self.lookup_prefetched_each(srcs, |i, answer| {
+            if let Some(o) = out.get_mut(i) {
+                *o = answer;
+            }
+            if let Some(id) = answer {
+                found(id);
+            }
+        });
+    }
+
+    /// The stages of [`Classifier::lookup_burst`] after the first, calling
+    /// `each(i, answer)` for every `srcs[i]` in order the moment its lookup
+    /// finishes: a caller that decides each frame there needs no loop of
+    /// its own over the answers.
+    #[inline]
+    pub fn lookup_prefetched_each<S: Copy + Into<SrcAddr>>(
+        &self,
+        srcs: &[S],
+        mut each: impl FnMut(usize, Option<CustomerId>),
+    ) {
+        for (c, srcs) in srcs.chunks(LOOKUP_BATCH).enumerate() {
+            self.lookup_batch(srcs, c * LOOKUP_BATCH, &mut each);
         }
     }
 
@@ -281,13 +301,14 @@ impl Classifier {
     fn lookup_batch<S: Copy + Into<SrcAddr>>(
         &self,
         srcs: &[S],
-        out: &mut [Option<CustomerId>],
-        found: &mut impl FnMut(CustomerId),
+        at: usize,
+        each: &mut impl FnMut(usize, Option<CustomerId>),
     ) {
         // IPv4: the `/24` entry; IPv6: 1 where the first probe settled
-        // the answer (in `out` already), 0 where stage 3 finishes it.
+        // the answer (in `settled`), 0 where stage 3 finishes it.
         let mut first = [0u32; LOOKUP_BATCH];
-        for ((&src, e), o) in srcs.iter().zip(first.iter_mut()).zip(out.iter_mut()) {
+        let mut settled = [None; LOOKUP_BATCH];
+        for ((&src, e), o) in srcs.iter().zip(first.iter_mut()).zip(settled.iter_mut()) {
             match src.into() {
                 SrcAddr::V4(a) => *e = self.v4.first_level(a),
                 SrcAddr::V6(a) => {
@@ -298,15 +319,17 @@ impl Classifier {
                 }
             }
         }
-        for (&src, (o, &e)) in srcs.iter().zip(out.iter_mut().zip(first.iter())) {
-            *o = match src.into() {
+        for (i, (&src, (&o, &e))) in srcs
+            .iter()
+            .zip(settled.iter().zip(first.iter()))
+            .enumerate()
+        {
+            let answer = match src.into() {
                 SrcAddr::V4(a) => self.v4.finish(e, a),
-                SrcAddr::V6(_) if e != 0 => *o,
+                SrcAddr::V6(_) if e != 0 => o,
                 SrcAddr::V6(a) => self.v6.lookup(a),
             };
-            if let Some(id) = *o {
-                found(id);
-            }
+            each(at + i, answer);
         }
     }
 
